@@ -1,0 +1,38 @@
+//! Called from the `build.rs` of every crate that links libtorch.
+//!
+//! Two problems are solved here, once:
+//! - torch-sys links libtorch by search path only, so a binary would need `LD_LIBRARY_PATH` to start;
+//!   cargo overrides that variable, so we embed an rpath to the libtorch that torch-sys used instead.
+//! - GNU ld's `--as-needed` drops `libtorch_cuda.so` because no symbol of it is referenced directly;
+//!   CUDA then silently disappears at run time (tch-rs issue #907). Forcing it back keeps CUDA usable.
+
+use std::env;
+use std::path::{Path, PathBuf};
+
+/// Emits the link arguments; the crate must depend on `torch-sys` directly to receive its lib dir.
+pub fn link_libtorch() {
+    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    let Some(lib_dir) = libtorch_lib_dir() else {
+        println!(
+            "cargo:warning=libtorch's lib dir is unknown (no DEP_TCH_LIBTORCH_LIB nor LIBTORCH); \
+             binaries will need LD_LIBRARY_PATH"
+        );
+        return;
+    };
+    // The real path, so that libtorch's own $ORIGIN-relative RUNPATH entries (the CUDA wheels)
+    // resolve as they do for Python.
+    let lib_dir = lib_dir.canonicalize().unwrap_or(lib_dir);
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
+    if lib_dir.join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+    }
+}
+
+fn libtorch_lib_dir() -> Option<PathBuf> {
+    if let Ok(dir) = env::var("DEP_TCH_LIBTORCH_LIB") {
+        return Some(PathBuf::from(dir));
+    }
+    let root = env::var("LIBTORCH").ok()?;
+    Some(Path::new(&root).join("lib"))
+}

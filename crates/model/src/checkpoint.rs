@@ -1,0 +1,208 @@
+//! `model.safetensors` ⇄ `VarStore`, under `transformers`' key names.
+//!
+//! Loading accepts what `transformers` itself accepts for XLM-R: keys with or without the `roberta.`
+//! prefix (a bare encoder into a head model and back), with or without a pooler, with the tied
+//! `lm_head.decoder.*` entries present or absent, in fp32, fp16, bf16 or fp64. Keys the model does not
+//! have and variables the file does not have are reported the way `transformers` reports them; a shape
+//! that differs is an error.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::fs::File;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+use tch::{nn::VarStore, Device, Kind, Tensor};
+
+/// What a load matched, in the terms of `transformers`' load report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Model variables the file does not hold; they keep their fresh initialisation.
+    pub missing: Vec<String>,
+    /// File entries the model has no variable for; they are not used.
+    pub unexpected: Vec<String>,
+    /// File entries taken from another name (prefix added or dropped, legacy alias).
+    pub renamed: usize,
+}
+
+impl LoadReport {
+    pub fn is_exact(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty()
+    }
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_exact() {
+            return write!(f, "all weights matched");
+        }
+        if !self.unexpected.is_empty() {
+            writeln!(
+                f,
+                "{} weight(s) of the checkpoint were not used (unexpected): {}",
+                self.unexpected.len(),
+                self.unexpected.join(", ")
+            )?;
+        }
+        if !self.missing.is_empty() {
+            write!(
+                f,
+                "{} weight(s) were not in the checkpoint and are newly initialized (missing): {}; \
+                 train this model before using it for predictions",
+                self.missing.len(),
+                self.missing.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Entries of a saved model that are not parameters and that `transformers` ignores too.
+fn is_ignored_buffer(key: &str) -> bool {
+    key.ends_with("embeddings.position_ids") || key.ends_with("embeddings.token_type_ids")
+}
+
+/// The file keys that can fill variable `name`, best first.
+fn candidate_keys(name: &str) -> Vec<String> {
+    let mut keys = vec![name.to_owned()];
+    match name.strip_prefix("roberta.") {
+        Some(bare) => keys.push(bare.to_owned()),
+        None => keys.push(format!("roberta.{name}")),
+    }
+    // transformers ties lm_head.decoder.bias to lm_head.bias; old checkpoints may hold only the former.
+    if name == "lm_head.bias" {
+        keys.push("lm_head.decoder.bias".to_owned());
+    }
+    keys
+}
+
+fn kind_of(dtype: Dtype, key: &str, file: &Path) -> Result<Kind> {
+    Ok(match dtype {
+        Dtype::F32 => Kind::Float,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::F64 => Kind::Double,
+        other => bail!(
+            "{}: tensor '{key}' has dtype {other:?}; expected a floating-point dtype",
+            file.display()
+        ),
+    })
+}
+
+fn to_tensor(view: &TensorView<'_>, key: &str, file: &Path) -> Result<Tensor> {
+    let kind = kind_of(view.dtype(), key, file)?;
+    let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+    Tensor::f_from_data_size(view.data(), &shape, kind)
+        .with_context(|| format!("{}: cannot read tensor '{key}'", file.display()))
+}
+
+/// Copies the tensors of `file` into the variables of `vs`, converting dtypes to the store's.
+pub fn load_safetensors(vs: &mut VarStore, file: &Path) -> Result<LoadReport> {
+    let handle =
+        File::open(file).with_context(|| format!("cannot open checkpoint {}", file.display()))?;
+    // SAFETY: the map is read-only and lives only while we copy out of it; a checkpoint being
+    // rewritten underneath a running load is outside what any loader can guard against.
+    let mmap = unsafe { memmap2::Mmap::map(&handle) }
+        .with_context(|| format!("cannot map checkpoint {}", file.display()))?;
+    let tensors = SafeTensors::deserialize(&mmap)
+        .with_context(|| format!("{} is not a valid safetensors file", file.display()))?;
+    let available: HashMap<String, TensorView<'_>> = tensors.tensors().into_iter().collect();
+
+    let mut report = LoadReport::default();
+    let mut used = std::collections::HashSet::new();
+    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, mut var) in variables {
+        let Some(key) = candidate_keys(&name)
+            .into_iter()
+            .find(|k| available.contains_key(k))
+        else {
+            report.missing.push(name);
+            continue;
+        };
+        let view = &available[&key];
+        let src = to_tensor(view, &key, file)?;
+        if src.size() != var.size() {
+            bail!(
+                "{}: '{key}' has shape {:?} but the model's '{name}' is {:?} (does config.json match the weights?)",
+                file.display(),
+                src.size(),
+                var.size()
+            );
+        }
+        tch::no_grad(|| var.copy_(&src.to_kind(var.kind())));
+        if key != name {
+            report.renamed += 1;
+        }
+        used.insert(key);
+    }
+    let tied = ["lm_head.decoder.weight", "lm_head.decoder.bias"];
+    let mut unexpected: Vec<String> = available
+        .keys()
+        .filter(|k| !used.contains(*k) && !is_ignored_buffer(k))
+        // The decoder is the word-embedding matrix (and its bias lm_head.bias) when the model has a LM head.
+        .filter(|k| !(tied.contains(&k.as_str()) && vs.variables().contains_key("lm_head.bias")))
+        .cloned()
+        .collect();
+    unexpected.sort();
+    report.unexpected = unexpected;
+    Ok(report)
+}
+
+/// The dtype weights are stored in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SaveDtype {
+    #[default]
+    F32,
+    F16,
+    BF16,
+}
+
+impl SaveDtype {
+    fn kind(self) -> Kind {
+        match self {
+            Self::F32 => Kind::Float,
+            Self::F16 => Kind::Half,
+            Self::BF16 => Kind::BFloat16,
+        }
+    }
+    fn dtype(self) -> Dtype {
+        match self {
+            Self::F32 => Dtype::F32,
+            Self::F16 => Dtype::F16,
+            Self::BF16 => Dtype::BF16,
+        }
+    }
+}
+
+/// Writes every variable of `vs` under its own (i.e. `transformers`') name, atomically.
+pub fn save_safetensors(vs: &VarStore, file: &Path, dtype: SaveDtype) -> Result<()> {
+    let mut entries: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
+    for (name, var) in vs.variables() {
+        let t = var
+            .detach()
+            .to_device(Device::Cpu)
+            .to_kind(dtype.kind())
+            .contiguous();
+        let numel = t.numel();
+        let mut bytes = vec![0u8; numel * dtype.kind().elt_size_in_bytes()];
+        t.f_copy_data_u8(&mut bytes, numel)
+            .with_context(|| format!("cannot copy out '{name}'"))?;
+        let shape = t.size().iter().map(|&d| d as usize).collect();
+        entries.insert(name, (shape, bytes));
+    }
+    let views: Vec<(String, TensorView<'_>)> = entries
+        .iter()
+        .map(|(name, (shape, bytes))| {
+            Ok((
+                name.clone(),
+                TensorView::new(dtype.dtype(), shape.clone(), bytes)?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
+    let bytes = safetensors::serialize(views, Some(metadata))?;
+    crate::fsutil::write_atomic(file, |w| w.write_all(&bytes))
+}

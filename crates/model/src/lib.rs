@@ -1,0 +1,20 @@
+//! XLM-RoBERTa on libtorch with Hugging Face interop, shared by every medqa tool.
+//!
+//! - [`config`]: `config.json`; [`xlm_roberta`]: the architecture and its MLM and QA heads;
+//! - [`checkpoint`]: `model.safetensors` under `transformers`' key names; [`pretrained`]: model directories;
+//! - [`tokenizer`]: `tokenizer.json`, single texts and question/context windows with character offsets;
+//! - [`device`]: `--device` handling; [`fsutil`]: atomic writes.
+
+pub mod checkpoint;
+pub mod config;
+pub mod device;
+pub mod fsutil;
+pub mod parity;
+pub mod pretrained;
+pub mod tokenizer;
+pub mod xlm_roberta;
+
+pub use config::XlmRobertaConfig;
+pub use pretrained::Pretrained;
+pub use tokenizer::XlmrTokenizer;
+pub use xlm_roberta::{XlmRobertaForMaskedLM, XlmRobertaForQuestionAnswering, XlmRobertaModel};

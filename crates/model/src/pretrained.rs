@@ -1,0 +1,121 @@
+//! Hugging Face model directories: `config.json` + `model.safetensors` (+ `tokenizer.json`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use tch::nn::{self, VarStore};
+use tch::Device;
+
+use crate::checkpoint::{load_safetensors, save_safetensors, LoadReport, SaveDtype};
+use crate::config::XlmRobertaConfig;
+use crate::xlm_roberta::{
+    Architecture, XlmRobertaForMaskedLM, XlmRobertaForQuestionAnswering, XlmRobertaModel,
+};
+
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const CONFIG_FILE: &str = "config.json";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// A model with the variables that hold its weights.
+pub struct Pretrained<M> {
+    pub model: M,
+    pub vs: VarStore,
+    pub config: XlmRobertaConfig,
+    /// What the checkpoint held and lacked; `None` for a freshly initialised model.
+    pub report: Option<LoadReport>,
+}
+
+/// The architectures that can be built from a config and a `VarStore` root.
+pub trait FromConfig: Sized {
+    const ARCHITECTURE: Architecture;
+    fn build(root: &nn::Path, cfg: &XlmRobertaConfig) -> Self;
+}
+
+impl FromConfig for XlmRobertaForMaskedLM {
+    const ARCHITECTURE: Architecture = Architecture::MaskedLM;
+    fn build(root: &nn::Path, cfg: &XlmRobertaConfig) -> Self {
+        Self::new(root, cfg)
+    }
+}
+
+impl FromConfig for XlmRobertaForQuestionAnswering {
+    const ARCHITECTURE: Architecture = Architecture::QuestionAnswering;
+    fn build(root: &nn::Path, cfg: &XlmRobertaConfig) -> Self {
+        Self::new(root, cfg)
+    }
+}
+
+/// The bare encoder; `XLMRobertaModel` has a pooler by default, as in `transformers`.
+impl FromConfig for XlmRobertaModel {
+    const ARCHITECTURE: Architecture = Architecture::Base;
+    fn build(root: &nn::Path, cfg: &XlmRobertaConfig) -> Self {
+        Self::new(root.clone(), cfg, true)
+    }
+}
+
+fn weights_file(dir: &Path) -> Result<PathBuf> {
+    let file = dir.join(WEIGHTS_FILE);
+    if file.is_file() {
+        return Ok(file);
+    }
+    if dir.join("model.safetensors.index.json").is_file() {
+        bail!(
+            "{}: sharded checkpoints are not supported; save with a larger max_shard_size",
+            dir.display()
+        );
+    }
+    if dir.join("pytorch_model.bin").is_file() {
+        bail!(
+            "{} holds only pytorch_model.bin; convert it once with transformers \
+             (from_pretrained(...).save_pretrained(dir, safe_serialization=True))",
+            dir.display()
+        );
+    }
+    bail!("{} has no {WEIGHTS_FILE}", dir.display())
+}
+
+impl<M: FromConfig> Pretrained<M> {
+    /// A new model with `transformers`' random initialisation (seed with `tch::manual_seed` first).
+    pub fn init(config: XlmRobertaConfig, device: Device) -> Result<Self> {
+        config.validate()?;
+        let vs = VarStore::new(device);
+        let model = M::build(&vs.root(), &config);
+        Ok(Self {
+            model,
+            vs,
+            config,
+            report: None,
+        })
+    }
+
+    /// Loads a Hugging Face directory; heads the checkpoint lacks are freshly initialised and listed
+    /// in `report.missing`.
+    pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        let config = XlmRobertaConfig::load(dir)?;
+        let mut me = Self::init(config, device)?;
+        let file = weights_file(dir)?;
+        let report = load_safetensors(&mut me.vs, &file)?;
+        me.report = Some(report);
+        Ok(me)
+    }
+
+    /// Writes `config.json` (with `architectures`) and `model.safetensors`, and copies the tokenizer
+    /// if given, so that `transformers`' `from_pretrained(dir)` loads the result.
+    pub fn save(&self, dir: &Path, dtype: SaveDtype, tokenizer: Option<&Path>) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let json = self.config.to_json(M::ARCHITECTURE.class_name())?;
+        crate::fsutil::write_atomic(&dir.join(CONFIG_FILE), |w| w.write_all(json.as_bytes()))?;
+        save_safetensors(&self.vs, &dir.join(WEIGHTS_FILE), dtype)?;
+        if let Some(src) = tokenizer {
+            let text = std::fs::read(src)
+                .with_context(|| format!("cannot read tokenizer {}", src.display()))?;
+            crate::fsutil::write_atomic(&dir.join(TOKENIZER_FILE), |w| w.write_all(&text))?;
+        }
+        Ok(())
+    }
+
+    /// The number of parameters, the tied decoder counted once (as `model.parameters()` does).
+    pub fn num_parameters(&self) -> i64 {
+        self.vs.variables().values().map(|t| t.numel() as i64).sum()
+    }
+}

@@ -1,0 +1,172 @@
+//! `tokenizer.json` through the `tokenizers` crate, encoding as `transformers`' fast tokenizer does.
+//!
+//! Offsets are *character* offsets into the original strings (Python's convention), not the byte
+//! offsets that `Tokenizer::encode` gives. Question/context pairs are cut into overlapping windows
+//! with `only_second` truncation, as `run_qa.py` asks of the fast tokenizer.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+/// One encoded sequence: ids, character offsets (`(0, 0)` for special tokens) and, for pairs,
+/// which input each token came from (`None` for special tokens).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub input_ids: Vec<u32>,
+    pub offsets: Vec<(usize, usize)>,
+    pub sequence_ids: Vec<Option<usize>>,
+}
+
+impl Window {
+    fn from_encoding(e: &Encoding) -> Self {
+        Self {
+            input_ids: e.get_ids().to_vec(),
+            offsets: e.get_offsets().to_vec(),
+            sequence_ids: e.get_sequence_ids(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.input_ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.input_ids.is_empty()
+    }
+}
+
+/// An XLM-R tokenizer with the ids of its special tokens looked up once.
+#[derive(Clone)]
+pub struct XlmrTokenizer {
+    inner: Tokenizer,
+    path: PathBuf,
+    pub bos_id: u32,
+    pub pad_id: u32,
+    pub eos_id: u32,
+    pub unk_id: u32,
+    pub mask_id: u32,
+}
+
+impl XlmrTokenizer {
+    /// Loads `tokenizer.json` (a file, or a model directory holding one).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let file = if path.is_dir() {
+            path.join("tokenizer.json")
+        } else {
+            path.to_path_buf()
+        };
+        let mut inner = Tokenizer::from_file(&file)
+            .map_err(|e| anyhow!("cannot load tokenizer {}: {e}", file.display()))?;
+        // Padding and truncation are decided per call; a tokenizer.json may carry either.
+        inner.with_padding(None);
+        inner
+            .with_truncation(None)
+            .map_err(|e| anyhow!("{}: cannot reset truncation: {e}", file.display()))?;
+        let id = |token: &str| {
+            inner.token_to_id(token).with_context(|| {
+                format!(
+                    "{}: special token {token} is not in the vocabulary",
+                    file.display()
+                )
+            })
+        };
+        Ok(Self {
+            bos_id: id("<s>")?,
+            pad_id: id("<pad>")?,
+            eos_id: id("</s>")?,
+            unk_id: id("<unk>")?,
+            mask_id: id("<mask>")?,
+            inner,
+            path: file,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn inner(&self) -> &Tokenizer {
+        &self.inner
+    }
+
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// `<s> text </s>`, untruncated.
+    pub fn encode(&self, text: &str) -> Result<Window> {
+        let e = self
+            .inner
+            .encode_char_offsets(text, true)
+            .map_err(|e| anyhow!("tokenizing {:?}: {e}", preview(text)))?;
+        Ok(Window::from_encoding(&e))
+    }
+
+    /// Text without special tokens, for corpus tokenization.
+    pub fn encode_plain(&self, text: &str) -> Result<Window> {
+        let e = self
+            .inner
+            .encode_char_offsets(text, false)
+            .map_err(|e| anyhow!("tokenizing {:?}: {e}", preview(text)))?;
+        Ok(Window::from_encoding(&e))
+    }
+
+    /// A pair encoder for windows of at most `max_length` tokens overlapping by `stride` tokens.
+    pub fn pair_windows(&self, max_length: usize, stride: usize) -> Result<PairWindows> {
+        let mut inner = self.inner.clone();
+        inner
+            .with_truncation(Some(TruncationParams {
+                direction: TruncationDirection::Right,
+                max_length,
+                strategy: TruncationStrategy::OnlySecond,
+                stride,
+            }))
+            .map_err(|e| {
+                anyhow!("invalid window settings (max_length {max_length}, stride {stride}): {e}")
+            })?;
+        if max_length <= stride {
+            bail!("doc_stride {stride} must be smaller than max_seq_length {max_length}");
+        }
+        Ok(PairWindows { inner, max_length })
+    }
+}
+
+/// Encodes (question, context) pairs into every window that covers the context.
+pub struct PairWindows {
+    inner: Tokenizer,
+    max_length: usize,
+}
+
+impl PairWindows {
+    /// `<s> question </s></s> context-part </s>` for each part of the context, in order.
+    pub fn encode(&self, question: &str, context: &str) -> Result<Vec<Window>> {
+        let mut e = self
+            .inner
+            .encode_char_offsets((question, context), true)
+            .map_err(|e| {
+                anyhow!(
+                    "cannot window question {:?} (max_length {}): {e}",
+                    preview(question),
+                    self.max_length
+                )
+            })?;
+        let overflow = e.take_overflowing();
+        let mut windows = Vec::with_capacity(1 + overflow.len());
+        windows.push(Window::from_encoding(&e));
+        windows.extend(overflow.iter().map(Window::from_encoding));
+        Ok(windows)
+    }
+}
+
+fn preview(text: &str) -> String {
+    let mut s: String = text.chars().take(60).collect();
+    if text.chars().count() > 60 {
+        s.push('…');
+    }
+    s
+}

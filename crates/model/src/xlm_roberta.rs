@@ -1,0 +1,420 @@
+//! XLM-RoBERTa: embeddings, encoder and the MLM and QA heads, with `transformers`' parameter names.
+//!
+//! Variables are created under the exact `transformers` key names (`roberta.encoder.layer.0.…`), so
+//! a checkpoint maps onto the `VarStore` name for name (see `checkpoint.rs`). Every `forward_t` takes
+//! `train`, which switches dropout on; nothing else differs between train and eval mode.
+
+use tch::nn::{self, Init, Module};
+use tch::{Kind, Tensor};
+
+use crate::config::XlmRobertaConfig;
+
+/// `transformers`' `_init_weights`: N(0, initializer_range) weights, zero biases.
+fn linear(p: nn::Path, in_dim: i64, out_dim: i64, cfg: &XlmRobertaConfig) -> nn::Linear {
+    nn::linear(
+        p,
+        in_dim,
+        out_dim,
+        nn::LinearConfig {
+            ws_init: Init::Randn {
+                mean: 0.,
+                stdev: cfg.initializer_range,
+            },
+            bs_init: Some(Init::Const(0.)),
+            bias: true,
+        },
+    )
+}
+
+fn layer_norm(p: nn::Path, cfg: &XlmRobertaConfig) -> nn::LayerNorm {
+    let config = nn::LayerNormConfig {
+        eps: cfg.layer_norm_eps,
+        ..Default::default()
+    };
+    nn::layer_norm(p, vec![cfg.hidden_size], config)
+}
+
+/// An embedding table initialised as `transformers` does, the padding row zeroed when it has one.
+fn embedding(
+    p: nn::Path,
+    rows: i64,
+    cfg: &XlmRobertaConfig,
+    padding_idx: Option<i64>,
+) -> nn::Embedding {
+    let config = nn::EmbeddingConfig {
+        ws_init: Init::Randn {
+            mean: 0.,
+            stdev: cfg.initializer_range,
+        },
+        padding_idx: padding_idx.unwrap_or(-1),
+        ..Default::default()
+    };
+    let emb = nn::embedding(p, rows, cfg.hidden_size, config);
+    if let Some(pad) = padding_idx {
+        tch::no_grad(|| {
+            let _ = emb.ws.get(pad).zero_();
+        });
+    }
+    emb
+}
+
+/// RoBERTa's position ids: padding keeps `pad`, real tokens count from `pad + 1` (fairseq's scheme).
+pub fn position_ids(input_ids: &Tensor, pad_token_id: i64) -> Tensor {
+    let mask = input_ids.ne(pad_token_id).to_kind(Kind::Int64);
+    mask.cumsum(1, Kind::Int64) * &mask + pad_token_id
+}
+
+#[derive(Debug)]
+pub struct Embeddings {
+    pub word_embeddings: nn::Embedding,
+    position_embeddings: nn::Embedding,
+    token_type_embeddings: nn::Embedding,
+    layer_norm: nn::LayerNorm,
+    dropout: f64,
+    pad_token_id: i64,
+}
+
+impl Embeddings {
+    pub fn new(p: nn::Path, cfg: &XlmRobertaConfig) -> Self {
+        let pad = cfg.pad_token_id;
+        Self {
+            word_embeddings: embedding(&p / "word_embeddings", cfg.vocab_size, cfg, Some(pad)),
+            position_embeddings: embedding(
+                &p / "position_embeddings",
+                cfg.max_position_embeddings,
+                cfg,
+                Some(pad),
+            ),
+            token_type_embeddings: embedding(
+                &p / "token_type_embeddings",
+                cfg.type_vocab_size,
+                cfg,
+                None,
+            ),
+            layer_norm: layer_norm(&p / "LayerNorm", cfg),
+            dropout: cfg.hidden_dropout_prob,
+            pad_token_id: pad,
+        }
+    }
+
+    pub fn forward_t(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        train: bool,
+    ) -> Tensor {
+        let positions = position_ids(input_ids, self.pad_token_id);
+        let mut x =
+            self.word_embeddings.forward(input_ids) + self.position_embeddings.forward(&positions);
+        x = match token_type_ids {
+            Some(tt) => x + self.token_type_embeddings.forward(tt),
+            // Row 0 for every token, as `transformers` does when no token types are given.
+            None => x + self.token_type_embeddings.ws.get(0),
+        };
+        self.layer_norm.forward(&x).dropout(self.dropout, train)
+    }
+}
+
+#[derive(Debug)]
+struct SelfAttention {
+    query: nn::Linear,
+    key: nn::Linear,
+    value: nn::Linear,
+    output: nn::Linear,
+    layer_norm: nn::LayerNorm,
+    heads: i64,
+    head_dim: i64,
+    attention_dropout: f64,
+    hidden_dropout: f64,
+}
+
+impl SelfAttention {
+    fn new(p: nn::Path, cfg: &XlmRobertaConfig) -> Self {
+        let h = cfg.hidden_size;
+        let s = &p / "self";
+        let o = &p / "output";
+        Self {
+            query: linear(&s / "query", h, h, cfg),
+            key: linear(&s / "key", h, h, cfg),
+            value: linear(&s / "value", h, h, cfg),
+            output: linear(&o / "dense", h, h, cfg),
+            layer_norm: layer_norm(&o / "LayerNorm", cfg),
+            heads: cfg.num_attention_heads,
+            head_dim: cfg.head_dim(),
+            attention_dropout: cfg.attention_probs_dropout_prob,
+            hidden_dropout: cfg.hidden_dropout_prob,
+        }
+    }
+
+    /// `mask`: boolean `[batch, 1, 1, seq]`, true where a key may be attended to.
+    fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        let (batch, seq, hidden) = x.size3().expect("hidden states are [batch, seq, hidden]");
+        let split = |t: Tensor| {
+            t.view([batch, seq, self.heads, self.head_dim])
+                .transpose(1, 2)
+        };
+        let q = split(self.query.forward(x));
+        let k = split(self.key.forward(x));
+        let v = split(self.value.forward(x));
+        let dropout = if train { self.attention_dropout } else { 0.0 };
+        let context = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            Some(mask),
+            dropout,
+            false,
+            None,
+            false,
+        );
+        let context = context
+            .transpose(1, 2)
+            .contiguous()
+            .view([batch, seq, hidden]);
+        let out = self
+            .output
+            .forward(&context)
+            .dropout(self.hidden_dropout, train);
+        self.layer_norm.forward(&(out + x))
+    }
+}
+
+#[derive(Debug)]
+struct Layer {
+    attention: SelfAttention,
+    intermediate: nn::Linear,
+    output: nn::Linear,
+    layer_norm: nn::LayerNorm,
+    act: crate::config::HiddenAct,
+    dropout: f64,
+}
+
+impl Layer {
+    fn new(p: nn::Path, cfg: &XlmRobertaConfig) -> Self {
+        Self {
+            attention: SelfAttention::new(&p / "attention", cfg),
+            intermediate: linear(
+                &p / "intermediate" / "dense",
+                cfg.hidden_size,
+                cfg.intermediate_size,
+                cfg,
+            ),
+            output: linear(
+                &p / "output" / "dense",
+                cfg.intermediate_size,
+                cfg.hidden_size,
+                cfg,
+            ),
+            layer_norm: layer_norm(&p / "output" / "LayerNorm", cfg),
+            act: cfg.hidden_act,
+            dropout: cfg.hidden_dropout_prob,
+        }
+    }
+
+    fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        let x = self.attention.forward_t(x, mask, train);
+        let h = self.act.apply(&self.intermediate.forward(&x));
+        let h = self.output.forward(&h).dropout(self.dropout, train);
+        self.layer_norm.forward(&(h + x))
+    }
+}
+
+#[derive(Debug)]
+struct Pooler {
+    dense: nn::Linear,
+}
+
+/// The encoder without a head: `XLMRobertaModel`.
+#[derive(Debug)]
+pub struct XlmRobertaModel {
+    pub embeddings: Embeddings,
+    layers: Vec<Layer>,
+    pooler: Option<Pooler>,
+    max_sequence_length: i64,
+}
+
+impl XlmRobertaModel {
+    /// `p` is the model's root (`roberta` inside a head model, the store's root for a bare model).
+    pub fn new(p: nn::Path, cfg: &XlmRobertaConfig, with_pooler: bool) -> Self {
+        let layers_path = &p / "encoder" / "layer";
+        Self {
+            embeddings: Embeddings::new(&p / "embeddings", cfg),
+            layers: (0..cfg.num_hidden_layers)
+                .map(|i| Layer::new(&layers_path / i, cfg))
+                .collect(),
+            pooler: with_pooler.then(|| Pooler {
+                dense: linear(
+                    &p / "pooler" / "dense",
+                    cfg.hidden_size,
+                    cfg.hidden_size,
+                    cfg,
+                ),
+            }),
+            max_sequence_length: cfg.max_sequence_length(),
+        }
+    }
+
+    /// Last hidden states `[batch, seq, hidden]`.
+    ///
+    /// `attention_mask` is `[batch, seq]` with 1 for real tokens (any integer or bool kind).
+    pub fn forward_t(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        train: bool,
+    ) -> Tensor {
+        let seq = input_ids.size().last().copied().unwrap_or(0);
+        assert!(
+            seq <= self.max_sequence_length,
+            "sequence of {seq} tokens is longer than the model's {} positions",
+            self.max_sequence_length
+        );
+        let mask = attention_mask.ne(0).unsqueeze(1).unsqueeze(1);
+        let mut x = self.embeddings.forward_t(input_ids, token_type_ids, train);
+        for layer in &self.layers {
+            x = layer.forward_t(&x, &mask, train);
+        }
+        x
+    }
+
+    /// `tanh(dense(h[:, 0]))`, for checkpoints that carry a pooler.
+    pub fn pool(&self, hidden: &Tensor) -> Option<Tensor> {
+        self.pooler
+            .as_ref()
+            .map(|p| p.dense.forward(&hidden.select(1, 0)).tanh())
+    }
+
+    pub fn max_sequence_length(&self) -> i64 {
+        self.max_sequence_length
+    }
+}
+
+/// dense → GELU → LayerNorm → decoder (the word embeddings, transposed) + bias.
+#[derive(Debug)]
+pub struct LmHead {
+    dense: nn::Linear,
+    layer_norm: nn::LayerNorm,
+    decoder: Tensor,
+    bias: Tensor,
+}
+
+impl LmHead {
+    fn new(p: nn::Path, cfg: &XlmRobertaConfig, word_embeddings: &Tensor) -> Self {
+        Self {
+            dense: linear(&p / "dense", cfg.hidden_size, cfg.hidden_size, cfg),
+            layer_norm: layer_norm(&p / "layer_norm", cfg),
+            decoder: word_embeddings.shallow_clone(),
+            bias: p.var("bias", &[cfg.vocab_size], Init::Const(0.)),
+        }
+    }
+
+    /// Logits for hidden states of any leading shape `[..., hidden]`.
+    pub fn forward(&self, hidden: &Tensor) -> Tensor {
+        // The head uses exact GELU whatever the encoder's activation, as `transformers` does.
+        let x = self.dense.forward(hidden).gelu("none");
+        let x = self.layer_norm.forward(&x);
+        x.linear(&self.decoder, Some(&self.bias))
+    }
+}
+
+/// `XLMRobertaForMaskedLM`.
+#[derive(Debug)]
+pub struct XlmRobertaForMaskedLM {
+    pub roberta: XlmRobertaModel,
+    pub lm_head: LmHead,
+}
+
+impl XlmRobertaForMaskedLM {
+    pub fn new(p: &nn::Path, cfg: &XlmRobertaConfig) -> Self {
+        let roberta = XlmRobertaModel::new(p / "roberta", cfg, false);
+        let lm_head = LmHead::new(p / "lm_head", cfg, &roberta.embeddings.word_embeddings.ws);
+        Self { roberta, lm_head }
+    }
+
+    /// Logits at every position: `[batch, seq, vocab]`.
+    pub fn forward_t(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        train: bool,
+    ) -> Tensor {
+        let hidden = self
+            .roberta
+            .forward_t(input_ids, attention_mask, token_type_ids, train);
+        self.lm_head.forward(&hidden)
+    }
+
+    /// Logits only at `positions` (flat indices into `batch * seq`): `[positions, vocab]`.
+    ///
+    /// With a 250k vocabulary the decoder dominates the cost; running it on the ~15% masked
+    /// tokens only is what makes MLM training cheap.
+    pub fn forward_at(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        positions: &Tensor,
+        train: bool,
+    ) -> Tensor {
+        let hidden = self
+            .roberta
+            .forward_t(input_ids, attention_mask, token_type_ids, train);
+        let hidden_size = hidden.size().last().copied().unwrap_or(0);
+        let selected = hidden.reshape([-1, hidden_size]).index_select(0, positions);
+        self.lm_head.forward(&selected)
+    }
+}
+
+/// `XLMRobertaForQuestionAnswering`: start and end logits per token.
+#[derive(Debug)]
+pub struct XlmRobertaForQuestionAnswering {
+    pub roberta: XlmRobertaModel,
+    qa_outputs: nn::Linear,
+}
+
+impl XlmRobertaForQuestionAnswering {
+    pub fn new(p: &nn::Path, cfg: &XlmRobertaConfig) -> Self {
+        Self {
+            roberta: XlmRobertaModel::new(p / "roberta", cfg, false),
+            qa_outputs: linear(p / "qa_outputs", cfg.hidden_size, 2, cfg),
+        }
+    }
+
+    /// `(start_logits, end_logits)`, each `[batch, seq]`.
+    pub fn forward_t(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        train: bool,
+    ) -> (Tensor, Tensor) {
+        let hidden = self
+            .roberta
+            .forward_t(input_ids, attention_mask, token_type_ids, train);
+        let logits = self.qa_outputs.forward(&hidden);
+        (
+            logits.select(-1, 0).contiguous(),
+            logits.select(-1, 1).contiguous(),
+        )
+    }
+}
+
+/// Which `transformers` class a checkpoint directory is saved as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Architecture {
+    Base,
+    MaskedLM,
+    QuestionAnswering,
+}
+
+impl Architecture {
+    pub fn class_name(self) -> &'static str {
+        match self {
+            Self::Base => "XLMRobertaModel",
+            Self::MaskedLM => "XLMRobertaForMaskedLM",
+            Self::QuestionAnswering => "XLMRobertaForQuestionAnswering",
+        }
+    }
+}

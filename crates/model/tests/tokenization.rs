@@ -1,0 +1,119 @@
+//! Our tokenizer against `transformers`' fast tokenizer (fixtures/tokenization.json).
+
+mod common;
+
+use model::XlmrTokenizer;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Single {
+    text: String,
+    input_ids: Vec<u32>,
+    offsets: Vec<(usize, usize)>,
+}
+
+#[derive(Deserialize)]
+struct PairWindow {
+    input_ids: Vec<u32>,
+    offsets: Vec<(usize, usize)>,
+    sequence_ids: Vec<Option<usize>>,
+}
+
+#[derive(Deserialize)]
+struct Pair {
+    question: String,
+    context: String,
+    max_length: usize,
+    stride: usize,
+    windows: Vec<PairWindow>,
+}
+
+#[derive(Deserialize)]
+struct Cases {
+    singles: Vec<Single>,
+    pairs: Vec<Pair>,
+}
+
+fn load() -> (XlmrTokenizer, Cases) {
+    let dir = common::fixtures();
+    let tok = XlmrTokenizer::from_file(&dir.join("tokenizer")).unwrap();
+    let cases: Cases =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tokenization.json")).unwrap())
+            .unwrap();
+    (tok, cases)
+}
+
+#[test]
+fn special_tokens_have_xlmr_ids() {
+    let (tok, _) = load();
+    assert_eq!(
+        (tok.bos_id, tok.pad_id, tok.eos_id, tok.unk_id),
+        (0, 1, 2, 3)
+    );
+    assert_eq!(tok.mask_id as usize, tok.vocab_size() - 1);
+}
+
+#[test]
+fn single_texts_match_transformers() {
+    let (tok, cases) = load();
+    assert!(cases.singles.len() >= 5);
+    for case in &cases.singles {
+        let w = tok.encode(&case.text).unwrap();
+        assert_eq!(w.input_ids, case.input_ids, "ids of {:?}", case.text);
+        assert_eq!(
+            w.offsets, case.offsets,
+            "character offsets of {:?}",
+            case.text
+        );
+    }
+}
+
+#[test]
+fn question_context_windows_match_transformers() {
+    let (tok, cases) = load();
+    let mut windows = 0;
+    let mut overflowing = 0;
+    for case in &cases.pairs {
+        let encoder = tok.pair_windows(case.max_length, case.stride).unwrap();
+        let ours = encoder.encode(&case.question, &case.context).unwrap();
+        let what = format!(
+            "{:?} (max_length {}, stride {})",
+            case.question, case.max_length, case.stride
+        );
+        assert_eq!(
+            ours.len(),
+            case.windows.len(),
+            "number of windows for {what}"
+        );
+        for (i, (o, t)) in ours.iter().zip(&case.windows).enumerate() {
+            assert_eq!(o.input_ids, t.input_ids, "ids of window {i} for {what}");
+            assert_eq!(o.offsets, t.offsets, "offsets of window {i} for {what}");
+            assert_eq!(
+                o.sequence_ids, t.sequence_ids,
+                "sequence ids of window {i} for {what}"
+            );
+            assert!(o.len() <= case.max_length);
+        }
+        windows += ours.len();
+        overflowing += usize::from(ours.len() > 1);
+    }
+    // The fixtures must exercise overflow, or this test proves little about windows.
+    assert!(overflowing >= 5, "only {overflowing} pairs overflowed");
+    println!(
+        "{} pairs, {windows} windows, {overflowing} pairs with several windows",
+        cases.pairs.len()
+    );
+}
+
+#[test]
+fn bad_window_settings_are_errors() {
+    let (tok, _) = load();
+    assert!(tok.pair_windows(64, 64).is_err());
+    let encoder = tok.pair_windows(8, 2).unwrap();
+    let long_question = "What was the NIHSS score on admission of the patient with stroke?";
+    let err = encoder.encode(long_question, "NIHSS 14").err().unwrap();
+    assert!(
+        format!("{err:#}").contains("cannot window question"),
+        "{err:#}"
+    );
+}

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Set up medqa on a fresh machine; idempotent, and quick when already done.
+#
+#   scripts/setup.sh          libtorch for building and running (the PyPI torch==2.11.0 wheel in .venv,
+#                             or your own: export LIBTORCH=/path/to/libtorch-2.11 first)
+#   scripts/setup.sh --test   also the Python packages the tests compare against (transformers, ...)
+#
+# Afterwards `cargo build --release`, `cargo run -p mlm-pretrain -- --help` and `cargo test` work from a
+# fresh shell: .cargo/config.toml points LIBTORCH at the `libtorch` link made here, and every binary
+# carries an rpath to libtorch's lib dir (crates/build-support).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TORCH_VERSION=2.11.0
+want_test=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_test=1 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown argument '$arg'" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '[setup] %s\n' "$*"; }
+
+command -v cargo >/dev/null || { echo "setup.sh: cargo not found; install Rust (rustup) first" >&2; exit 1; }
+PYTHON=${PYTHON:-python3}
+
+venv_python=.venv/bin/python
+ensure_venv() {
+  if [ ! -x "$venv_python" ]; then
+    log "creating .venv with $($PYTHON --version 2>&1)"
+    "$PYTHON" -m venv .venv
+    "$venv_python" -m pip install -q --upgrade pip
+  fi
+}
+site_packages() { "$venv_python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
+ensure_torch() {
+  ensure_venv
+  local sp; sp=$(site_packages)
+  if [ -d "$sp/torch-${TORCH_VERSION}.dist-info" ] || compgen -G "$sp/torch-${TORCH_VERSION}+*.dist-info" >/dev/null; then
+    log "torch ${TORCH_VERSION} already in .venv"
+  else
+    log "installing torch==${TORCH_VERSION} from PyPI into .venv (about 4.6 GB)"
+    "$venv_python" -m pip install -q "torch==${TORCH_VERSION}"
+  fi
+}
+
+if [ -n "${LIBTORCH:-}" ]; then
+  [ -f "$LIBTORCH/lib/libtorch_cpu.so" ] || { echo "setup.sh: LIBTORCH=$LIBTORCH has no lib/libtorch_cpu.so" >&2; exit 1; }
+  target=$(cd "$LIBTORCH" && pwd)
+  log "using your libtorch at $target"
+else
+  ensure_torch
+  target="$(site_packages)/torch"
+fi
+if [ "$(readlink libtorch 2>/dev/null || true)" != "$target" ]; then
+  ln -sfn "$target" libtorch
+  log "libtorch -> $target"
+fi
+
+if [ "$want_test" = 1 ]; then
+  ensure_torch
+  stamp=.venv/.medqa-test-requirements
+  if ! cmp -s scripts/requirements-test.txt "$stamp" 2>/dev/null; then
+    log "installing test requirements (scripts/requirements-test.txt)"
+    "$venv_python" -m pip install -q -r scripts/requirements-test.txt
+    cp scripts/requirements-test.txt "$stamp"
+  else
+    log "test requirements already installed"
+  fi
+fi
+log "done"
