@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod parity;
 pub mod pretrained;
 pub mod tokenizer;
+pub mod train;
 pub mod xlm_roberta;
 
 pub use config::XlmRobertaConfig;

@@ -1,0 +1,195 @@
+//! AdamW, gradient clipping and schedules against `torch.optim.AdamW`, `clip_grad_norm_` and
+//! `transformers`' schedules (fixtures/train, written by scripts/make_fixtures.py).
+
+mod common;
+
+use std::collections::HashMap;
+
+use model::train::{AdamW, AdamWConfig, Schedule, ScheduleKind};
+use tch::{Kind, Tensor};
+
+const NAMES: [&str; 4] = [
+    "dense.weight",
+    "dense.bias",
+    "LayerNorm.weight",
+    "LayerNorm.bias",
+];
+
+struct Fixture {
+    t: HashMap<String, Tensor>,
+    steps: i64,
+}
+
+impl Fixture {
+    fn load() -> Self {
+        let t = common::read_tensors(&common::fixtures().join("train/adamw.safetensors"));
+        let steps = t["lr"].size()[0];
+        Self { t, steps }
+    }
+
+    fn params(&self) -> HashMap<String, Tensor> {
+        NAMES
+            .iter()
+            .map(|n| {
+                (
+                    n.to_string(),
+                    self.t[&format!("init.{n}")].copy().set_requires_grad(true),
+                )
+            })
+            .collect()
+    }
+
+    /// Runs steps `from..to`, checking lr and pre-clipping norm against torch on the way.
+    fn run(
+        &self,
+        opt: &mut AdamW,
+        params: &HashMap<String, Tensor>,
+        schedule: &Schedule,
+        from: i64,
+        to: i64,
+    ) {
+        for step in from..to {
+            for n in NAMES {
+                let mut g = params[n].grad();
+                let src = self.t[&format!("grad.{n}")].get(step);
+                if g.defined() {
+                    tch::no_grad(|| g.copy_(&src));
+                } else {
+                    // First step: give the leaf a gradient through a backward pass of <p, src>.
+                    (&params[n] * &src).sum(Kind::Float).backward();
+                }
+            }
+            let norm = opt.clip_grad_norm(1.0);
+            let torch_norm = self.t["grad_norm"].double_value(&[step]);
+            assert!(
+                (norm - torch_norm).abs() <= 1e-6 * torch_norm.max(1.0),
+                "step {step}: norm {norm} vs {torch_norm}"
+            );
+            let lr = 3e-3 * schedule.multiplier(step as u64);
+            let torch_lr = self.t["lr"].double_value(&[step]);
+            assert!(
+                (lr - torch_lr).abs() < 1e-15,
+                "step {step}: lr {lr} vs {torch_lr}"
+            );
+            opt.step(lr);
+        }
+    }
+}
+
+fn share(m: &HashMap<String, Tensor>) -> HashMap<String, Tensor> {
+    m.iter()
+        .map(|(k, v)| (k.clone(), v.shallow_clone()))
+        .collect()
+}
+
+fn config() -> AdamWConfig {
+    AdamWConfig {
+        weight_decay: 0.01,
+        ..Default::default()
+    }
+}
+
+fn schedule(steps: i64) -> Schedule {
+    Schedule {
+        kind: ScheduleKind::Linear,
+        warmup_steps: 10,
+        total_steps: steps as u64,
+    }
+}
+
+#[test]
+fn adamw_matches_torch_over_100_steps() {
+    let fx = Fixture::load();
+    let params = fx.params();
+    let mut opt = AdamW::new(share(&params), config());
+    fx.run(&mut opt, &params, &schedule(fx.steps), 0, fx.steps);
+    assert_eq!(opt.step_count(), fx.steps);
+    for n in NAMES {
+        let d = common::max_abs_diff(&params[n], &fx.t[&format!("final.{n}")]);
+        println!(
+            "{n:<18} max |ours - torch| after {} steps = {d:.3e}",
+            fx.steps
+        );
+        assert!(d <= 1e-6, "{n}: {d:e}");
+    }
+}
+
+#[test]
+fn saved_state_resumes_bitwise() {
+    let fx = Fixture::load();
+    let straight = fx.params();
+    let mut opt = AdamW::new(share(&straight), config());
+    fx.run(&mut opt, &straight, &schedule(fx.steps), 0, fx.steps);
+
+    let resumed = fx.params();
+    let mut first = AdamW::new(share(&resumed), config());
+    fx.run(&mut first, &resumed, &schedule(fx.steps), 0, 37);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("optimizer.safetensors");
+    first.save(&file).unwrap();
+    drop(first);
+    let mut second = AdamW::new(share(&resumed), config());
+    second.load(&file).unwrap();
+    assert_eq!(second.step_count(), 37);
+    fx.run(&mut second, &resumed, &schedule(fx.steps), 37, fx.steps);
+    for n in NAMES {
+        assert_eq!(
+            common::max_abs_diff(&straight[n], &resumed[n]),
+            0.0,
+            "{n} differs after resume"
+        );
+    }
+}
+
+#[test]
+fn state_of_another_model_is_rejected() {
+    let fx = Fixture::load();
+    let params = fx.params();
+    let opt = AdamW::new(share(&params), config());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("optimizer.safetensors");
+    opt.save(&file).unwrap();
+    let mut fewer = share(&params);
+    fewer.remove("dense.bias");
+    let err = AdamW::new(fewer, config()).load(&file).unwrap_err();
+    assert!(format!("{err:#}").contains("dense.bias"), "{err:#}");
+}
+
+#[test]
+fn no_decay_for_biases_and_layer_norms() {
+    use model::train::optim::decays;
+    assert!(decays(
+        "roberta.encoder.layer.0.attention.self.query.weight"
+    ));
+    assert!(!decays("roberta.encoder.layer.0.attention.self.query.bias"));
+    assert!(!decays("roberta.embeddings.LayerNorm.weight"));
+    assert!(!decays("lm_head.layer_norm.weight"));
+    assert!(!decays("lm_head.bias"));
+    assert!(decays("roberta.embeddings.word_embeddings.weight"));
+}
+
+#[test]
+fn schedules_match_transformers() {
+    let text = std::fs::read_to_string(common::fixtures().join("train/schedules.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (steps, warmup) = (v["steps"].as_u64().unwrap(), v["warmup"].as_u64().unwrap());
+    for (key, kind) in [
+        ("linear", ScheduleKind::Linear),
+        ("cosine", ScheduleKind::Cosine),
+        ("constant", ScheduleKind::Constant),
+    ] {
+        let s = Schedule {
+            kind,
+            warmup_steps: warmup,
+            total_steps: steps,
+        };
+        for (i, expected) in v[key].as_array().unwrap().iter().enumerate() {
+            let expected = expected.as_f64().unwrap();
+            let ours = s.multiplier(i as u64);
+            assert!(
+                (ours - expected).abs() < 1e-12,
+                "{key} step {i}: {ours} vs {expected}"
+            );
+        }
+    }
+}
