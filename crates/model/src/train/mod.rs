@@ -1,7 +1,14 @@
-//! Training machinery shared by MLM pre-training and QA fine-tuning.
+//! Training machinery shared by MLM pre-training and QA fine-tuning: one loop (`trainer`), AdamW with
+//! savable state (`optim`), learning-rate schedules (`schedule`), atomic checkpoints (`checkpoint`),
+//! progress, TensorBoard and history (`log`), and the run manifest (`manifest`).
 
+pub mod checkpoint;
+pub mod log;
+pub mod manifest;
 pub mod optim;
 pub mod schedule;
+pub mod trainer;
 
 pub use optim::{AdamW, AdamWConfig};
 pub use schedule::{Schedule, ScheduleKind};
+pub use trainer::{train, Task, TrainConfig, TrainOutcome};

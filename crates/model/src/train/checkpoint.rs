@@ -1,0 +1,170 @@
+//! Training checkpoints: `checkpoints/step-000500/` holding the model (a Hugging Face directory),
+//! `optimizer.safetensors` and `state.json`, written to a temporary directory, synced, and renamed into
+//! place, so that a kill at any moment leaves only complete checkpoints.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::optim::AdamW;
+use super::trainer::Task;
+
+const STATE_FILE: &str = "state.json";
+const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+
+/// Everything besides weights and moments that the loop needs to continue. Random state is not
+/// here: it is derived from (seed, step), see `trainer.rs`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Optimizer steps completed (the data position follows from it).
+    pub step: u64,
+    pub seed: u64,
+    pub best_metric: Option<f64>,
+    pub best_step: Option<u64>,
+    pub nonfinite_in_a_row: u64,
+    pub skipped_nonfinite_steps: u64,
+}
+
+impl TrainState {
+    pub fn new(seed: u64) -> Self {
+        Self {
+            step: 0,
+            seed,
+            best_metric: None,
+            best_step: None,
+            nonfinite_in_a_row: 0,
+            skipped_nonfinite_steps: 0,
+        }
+    }
+}
+
+pub fn dir_for(run_dir: &Path, step: u64) -> PathBuf {
+    run_dir.join("checkpoints").join(format!("step-{step:06}"))
+}
+
+/// Completed checkpoints of a run, oldest first.
+pub fn list(run_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let dir = run_dir.join("checkpoints");
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut found = Vec::new();
+    for entry in
+        std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
+    {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        if let Some(step) = name
+            .strip_prefix("step-")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            if path.join(STATE_FILE).is_file() {
+                found.push((step, path));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The newest complete checkpoint of a run.
+pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>> {
+    Ok(list(run_dir)?.pop().map(|(_, p)| p))
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn sync_tree(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() {
+            std::fs::File::open(&path)?.sync_all()?;
+        }
+    }
+    sync_dir(dir);
+    Ok(())
+}
+
+pub fn save<T: Task>(
+    run_dir: &Path,
+    task: &T,
+    optimizer: &AdamW,
+    state: &TrainState,
+    keep_last: usize,
+) -> Result<()> {
+    let parent = run_dir.join("checkpoints");
+    std::fs::create_dir_all(&parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    let final_dir = dir_for(run_dir, state.step);
+    let tmp = parent.join(format!(
+        ".tmp-step-{:06}-{}",
+        state.step,
+        std::process::id()
+    ));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    std::fs::create_dir_all(&tmp)?;
+    task.save_model(&tmp)?;
+    optimizer.save(&tmp.join(OPTIMIZER_FILE))?;
+    let text = serde_json::to_string_pretty(state)? + "\n";
+    std::fs::write(tmp.join(STATE_FILE), text)?;
+    sync_tree(&tmp).with_context(|| format!("cannot sync {}", tmp.display()))?;
+    if final_dir.exists() {
+        let old = parent.join(format!(
+            ".old-step-{:06}-{}",
+            state.step,
+            std::process::id()
+        ));
+        std::fs::rename(&final_dir, &old)?;
+        std::fs::rename(&tmp, &final_dir)?;
+        std::fs::remove_dir_all(&old)?;
+    } else {
+        std::fs::rename(&tmp, &final_dir)
+            .with_context(|| format!("cannot move checkpoint into {}", final_dir.display()))?;
+    }
+    sync_dir(&parent);
+    prune(run_dir, keep_last, state.best_step)
+}
+
+/// Deletes all but the newest `keep_last` checkpoints and the best one.
+fn prune(run_dir: &Path, keep_last: usize, best_step: Option<u64>) -> Result<()> {
+    let all = list(run_dir)?;
+    let cut = all.len().saturating_sub(keep_last.max(1));
+    for (step, path) in &all[..cut] {
+        if Some(*step) != best_step {
+            std::fs::remove_dir_all(path)
+                .with_context(|| format!("cannot remove old checkpoint {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Restores model weights and optimizer moments from `dir`; returns the loop state.
+pub fn load<T: Task>(dir: &Path, task: &mut T, optimizer: &mut AdamW) -> Result<TrainState> {
+    let state_file = dir.join(STATE_FILE);
+    if !state_file.is_file() {
+        bail!(
+            "{} is not a complete checkpoint (no {STATE_FILE})",
+            dir.display()
+        );
+    }
+    let text = std::fs::read_to_string(&state_file)?;
+    let state: TrainState = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid state file", state_file.display()))?;
+    task.load_model(dir)?;
+    optimizer.load(&dir.join(OPTIMIZER_FILE))?;
+    if optimizer.step_count() as u64 > state.step {
+        bail!("{}: optimizer is ahead of the loop state", dir.display());
+    }
+    Ok(state)
+}

@@ -1,0 +1,141 @@
+//! `manifest.json`: everything needed to repeat a run — resolved config, command line, seed, git commit,
+//! tool versions and hashes of the inputs.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InputHash {
+    pub path: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub tool: String,
+    pub tool_version: String,
+    pub command_line: Vec<String>,
+    pub seed: u64,
+    pub git_commit: Option<String>,
+    pub git_dirty: Option<bool>,
+    pub versions: serde_json::Value,
+    pub device: String,
+    pub config: serde_json::Value,
+    pub inputs: Vec<InputHash>,
+    pub started_at_unix: u64,
+}
+
+impl Manifest {
+    /// `config` is the resolved configuration (after overrides); `inputs` are hashed now.
+    pub fn new(
+        tool: &str,
+        tool_version: &str,
+        seed: u64,
+        device: tch::Device,
+        config: serde_json::Value,
+        inputs: &[&Path],
+    ) -> Result<Self> {
+        let (git_commit, git_dirty) = git_state();
+        Ok(Self {
+            tool: tool.to_owned(),
+            tool_version: tool_version.to_owned(),
+            command_line: std::env::args().collect(),
+            seed,
+            git_commit,
+            git_dirty,
+            versions: serde_json::json!({
+                "medqa-model": env!("CARGO_PKG_VERSION"),
+                "tch": "0.24.0",
+                "libtorch_cuda_available": tch::Cuda::is_available(),
+                "cuda_devices": tch::Cuda::device_count(),
+                "cudnn": tch::Cuda::cudnn_is_available(),
+                "num_threads": tch::get_num_threads(),
+            }),
+            device: format!("{device:?}"),
+            config,
+            inputs: inputs.iter().map(|p| hash_path(p)).collect::<Result<_>>()?,
+            started_at_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        })
+    }
+
+    pub fn write(&self, run_dir: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)? + "\n";
+        crate::fsutil::write_atomic(&run_dir.join("manifest.json"), |w| {
+            w.write_all(text.as_bytes())
+        })
+    }
+}
+
+/// SHA-256 of a file, or of a directory's files in name order (path and content both count).
+pub fn hash_path(path: &Path) -> Result<InputHash> {
+    let mut hasher = Sha256::new();
+    let mut bytes = 0;
+    let mut files = Vec::new();
+    collect_files(path, &mut files)?;
+    files.sort();
+    for file in &files {
+        if path.is_dir() {
+            hasher.update(
+                file.strip_prefix(path)
+                    .unwrap_or(file)
+                    .to_string_lossy()
+                    .as_bytes(),
+            );
+        }
+        let mut f = std::fs::File::open(file)
+            .with_context(|| format!("cannot read input {}", file.display()))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f
+                .read(&mut buf)
+                .with_context(|| format!("cannot read input {}", file.display()))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            bytes += n as u64;
+        }
+    }
+    let digest = hasher.finalize();
+    Ok(InputHash {
+        path: path.display().to_string(),
+        sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+        bytes,
+    })
+}
+
+fn collect_files(path: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
+    if path.is_dir() {
+        for entry in
+            std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?
+        {
+            collect_files(&entry?.path(), out)?;
+        }
+    } else {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+fn git_state() -> (Option<String>, Option<bool>) {
+    let run = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| o.stdout)
+    };
+    let commit = run(&["rev-parse", "HEAD"]).map(|o| String::from_utf8_lossy(&o).trim().to_owned());
+    let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).map(|o| !o.is_empty());
+    (commit, dirty)
+}

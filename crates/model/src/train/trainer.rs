@@ -1,0 +1,460 @@
+//! The one training loop, shared by MLM pre-training and QA fine-tuning.
+//!
+//! A `Task` says how to build a batch and which loss to take; the loop does the rest: data order,
+//! gradient accumulation, clipping, AdamW with a schedule, skipping non-finite steps, evaluation,
+//! logging, and checkpoints that resume exactly.
+//!
+//! Exact resumption needs no saved random state: before each micro-batch the torch generator is
+//! seeded from (seed, micro-batch index), and the data order of each epoch is a permutation drawn
+//! from (seed, epoch). A resumed run therefore replays the same dropout masks and batches.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use super::checkpoint::{self, TrainState};
+use super::log::{progress_bar, History, LogRecord, Tensorboard};
+use super::optim::{AdamW, AdamWConfig};
+use super::schedule::{Schedule, ScheduleKind};
+
+/// What a training run needs from its task (MLM, QA).
+pub trait Task {
+    type Batch;
+
+    /// Number of training examples (sequences, QA features).
+    fn train_len(&self) -> usize;
+    /// The examples at `indices`, on the training device.
+    fn batch(&self, indices: &[usize]) -> Result<Self::Batch>;
+    /// Tokens in a batch that count towards tokens/s.
+    fn tokens(&self, batch: &Self::Batch) -> usize;
+    /// The scalar loss of a batch (mean over its examples).
+    fn loss(&self, batch: &Self::Batch, train: bool) -> Tensor;
+    /// Held-out metrics (`eval/loss`, `eval/f1`, …), computed without gradients.
+    fn evaluate(&mut self) -> Result<BTreeMap<String, f64>>;
+    /// The trainable variables under their checkpoint names.
+    fn variables(&self) -> HashMap<String, Tensor>;
+    /// Writes the model as a Hugging Face directory.
+    fn save_model(&self, dir: &Path) -> Result<()>;
+    /// Reads back what `save_model` wrote, into the same variables (in place).
+    fn load_model(&mut self, dir: &Path) -> Result<()>;
+}
+
+/// Loop settings, with `transformers`' `TrainingArguments` names where one exists.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub seed: u64,
+    pub learning_rate: f64,
+    pub num_train_epochs: f64,
+    /// Overrides `num_train_epochs` when set.
+    pub max_steps: Option<u64>,
+    pub per_device_train_batch_size: usize,
+    pub gradient_accumulation_steps: usize,
+    pub lr_scheduler_type: ScheduleKind,
+    pub warmup_ratio: f64,
+    /// Overrides `warmup_ratio` when set.
+    pub warmup_steps: Option<u64>,
+    pub weight_decay: f64,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_epsilon: f64,
+    pub max_grad_norm: f64,
+    pub logging_steps: u64,
+    /// 0: evaluate only at the end.
+    pub eval_steps: u64,
+    /// 0: checkpoint only at the end.
+    pub save_steps: u64,
+    /// Checkpoints kept besides the best one.
+    pub save_total_limit: usize,
+    /// The evaluation metric that picks the best checkpoint, and whether larger is better.
+    pub metric_for_best_model: String,
+    pub greater_is_better: bool,
+    /// Stop when this many optimizer steps in a row had a non-finite loss or gradient.
+    pub max_nonfinite_steps_in_a_row: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            learning_rate: 5e-5,
+            num_train_epochs: 3.0,
+            max_steps: None,
+            per_device_train_batch_size: 8,
+            gradient_accumulation_steps: 1,
+            lr_scheduler_type: ScheduleKind::Linear,
+            warmup_ratio: 0.0,
+            warmup_steps: None,
+            weight_decay: 0.0,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_epsilon: 1e-8,
+            max_grad_norm: 1.0,
+            logging_steps: 10,
+            eval_steps: 0,
+            save_steps: 0,
+            save_total_limit: 2,
+            metric_for_best_model: "eval/loss".to_owned(),
+            greater_is_better: false,
+            max_nonfinite_steps_in_a_row: 10,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.per_device_train_batch_size == 0 || self.gradient_accumulation_steps == 0 {
+            bail!("per_device_train_batch_size and gradient_accumulation_steps must be at least 1");
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            bail!(
+                "learning_rate must be a positive number, got {}",
+                self.learning_rate
+            );
+        }
+        if !(0.0..=1.0).contains(&self.warmup_ratio) {
+            bail!("warmup_ratio must be in [0, 1], got {}", self.warmup_ratio);
+        }
+        if self.max_steps.is_none()
+            && (self.num_train_epochs.is_nan() || self.num_train_epochs <= 0.0)
+        {
+            bail!("num_train_epochs must be positive when max_steps is not set");
+        }
+        Ok(())
+    }
+
+    fn batches_per_epoch(&self, examples: usize) -> u64 {
+        examples.div_ceil(self.per_device_train_batch_size) as u64
+    }
+
+    /// Optimizer steps of the whole run.
+    pub fn total_steps(&self, examples: usize) -> u64 {
+        if let Some(steps) = self.max_steps {
+            return steps;
+        }
+        let micro = (self.batches_per_epoch(examples) as f64 * self.num_train_epochs).ceil() as u64;
+        micro
+            .div_ceil(self.gradient_accumulation_steps as u64)
+            .max(1)
+    }
+
+    pub fn schedule(&self, total_steps: u64) -> Schedule {
+        let warmup_steps = self
+            .warmup_steps
+            .unwrap_or_else(|| (self.warmup_ratio * total_steps as f64).ceil() as u64);
+        Schedule {
+            kind: self.lr_scheduler_type,
+            warmup_steps,
+            total_steps,
+        }
+    }
+
+    fn adamw(&self) -> AdamWConfig {
+        AdamWConfig {
+            beta1: self.adam_beta1,
+            beta2: self.adam_beta2,
+            eps: self.adam_epsilon,
+            weight_decay: self.weight_decay,
+        }
+    }
+}
+
+/// A 64-bit mix of the seed and a counter (splitmix64), so neighbouring counters get unrelated seeds.
+fn derive_seed(seed: u64, stream: u64, counter: u64) -> u64 {
+    let mut z = seed
+        ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ counter.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The examples of micro-batch `index` in the global stream of micro-batches (epochs back to back).
+fn micro_batch_indices(cfg: &TrainConfig, examples: usize, index: u64) -> Vec<usize> {
+    let per_epoch = cfg.batches_per_epoch(examples);
+    let (epoch, within) = (index / per_epoch, (index % per_epoch) as usize);
+    let mut order: Vec<usize> = (0..examples).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(derive_seed(
+        cfg.seed, 1, epoch,
+    )));
+    let start = within * cfg.per_device_train_batch_size;
+    let end = (start + cfg.per_device_train_batch_size).min(examples);
+    order[start..end].to_vec()
+}
+
+/// Seeds everything random in a micro-batch (dropout, masking) from the run seed and its index.
+pub fn micro_batch_seed(seed: u64, index: u64) -> u64 {
+    derive_seed(seed, 2, index)
+}
+
+/// How the run ended.
+#[derive(Clone, Debug)]
+pub struct TrainOutcome {
+    pub steps: u64,
+    pub last_eval: BTreeMap<String, f64>,
+    pub best_checkpoint: Option<PathBuf>,
+    pub skipped_nonfinite_steps: u64,
+}
+
+/// Trains `task` in `run_dir` (`tb/`, `checkpoints/`, `train_log.jsonl`); with `resume`, continues from
+/// that checkpoint directory.
+pub fn train<T: Task>(
+    task: &mut T,
+    cfg: &TrainConfig,
+    run_dir: &Path,
+    resume: Option<&Path>,
+) -> Result<TrainOutcome> {
+    cfg.validate()?;
+    let examples = task.train_len();
+    if examples == 0 {
+        bail!("no training examples");
+    }
+    let total_steps = cfg.total_steps(examples);
+    let schedule = cfg.schedule(total_steps);
+    let mut optimizer = AdamW::new(task.variables(), cfg.adamw());
+    let mut state = TrainState::new(cfg.seed);
+    if let Some(dir) = resume {
+        state = checkpoint::load(dir, task, &mut optimizer)
+            .with_context(|| format!("cannot resume from {}", dir.display()))?;
+        if state.seed != cfg.seed {
+            bail!(
+                "{}: saved with seed {}, but this run has seed {}",
+                dir.display(),
+                state.seed,
+                cfg.seed
+            );
+        }
+        eprintln!("resuming from {} at step {}", dir.display(), state.step);
+    }
+    let mut history = History::open(&run_dir.join("train_log.jsonl"), state.step)?;
+    let mut tb = Tensorboard::new(&run_dir.join("tb"));
+    let bar = progress_bar(total_steps, state.step, "steps");
+    let accum = cfg.gradient_accumulation_steps as u64;
+    let mut window = LogWindow::default();
+    let mut last_eval = BTreeMap::new();
+
+    while state.step < total_steps {
+        let lr = cfg.learning_rate * schedule.multiplier(state.step);
+        optimizer.zero_grad();
+        let mut step_loss = 0.0;
+        let mut finite = true;
+        for micro in 0..accum {
+            let index = state.step * accum + micro;
+            tch::manual_seed(micro_batch_seed(cfg.seed, index) as i64);
+            let batch = task.batch(&micro_batch_indices(cfg, examples, index))?;
+            window.tokens += task.tokens(&batch) as u64;
+            let loss = task.loss(&batch, true);
+            let value = loss.double_value(&[]);
+            if !value.is_finite() {
+                finite = false;
+                break;
+            }
+            step_loss += value / accum as f64;
+            (loss / accum as f64).backward();
+        }
+        let grad_norm = if finite {
+            optimizer.clip_grad_norm(cfg.max_grad_norm)
+        } else {
+            f64::NAN
+        };
+        state.step += 1;
+        if finite && grad_norm.is_finite() {
+            optimizer.step(lr);
+            state.nonfinite_in_a_row = 0;
+        } else {
+            // Data is consumed and the schedule moves on, as a skipped fp16 step does in transformers.
+            state.nonfinite_in_a_row += 1;
+            state.skipped_nonfinite_steps += 1;
+            eprintln!(
+                "warning: step {}: non-finite loss or gradient, update skipped",
+                state.step
+            );
+            if state.nonfinite_in_a_row >= cfg.max_nonfinite_steps_in_a_row {
+                bail!(
+                    "{} steps in a row had a non-finite loss or gradient; stopping",
+                    state.nonfinite_in_a_row
+                );
+            }
+        }
+        let record = LogRecord {
+            step: state.step,
+            values: BTreeMap::from([
+                ("train/loss".to_owned(), step_loss),
+                ("lr".to_owned(), lr),
+                ("grad_norm".to_owned(), grad_norm),
+            ]),
+        };
+        history.append(&record)?;
+        window.add(step_loss, grad_norm);
+        if state.step.is_multiple_of(cfg.logging_steps.max(1)) || state.step == total_steps {
+            let (loss, norm, tokens_per_sec) = window.take();
+            tb.scalar("train/loss", loss, state.step);
+            tb.scalar("train/lr", lr, state.step);
+            tb.scalar("train/grad_norm", norm, state.step);
+            tb.scalar("train/tokens_per_sec", tokens_per_sec, state.step);
+            tb.flush();
+            bar.set_message(format!(
+                "loss {loss:.4} lr {lr:.2e} {tokens_per_sec:.0} tok/s"
+            ));
+        }
+        bar.set_position(state.step);
+
+        let at_end = state.step == total_steps;
+        if (cfg.eval_steps > 0 && state.step.is_multiple_of(cfg.eval_steps)) || at_end {
+            last_eval = tch::no_grad(|| task.evaluate())?;
+            for (k, v) in &last_eval {
+                tb.scalar(k, *v, state.step);
+            }
+            tb.flush();
+            history.append(&LogRecord {
+                step: state.step,
+                values: last_eval.clone(),
+            })?;
+            bar.println(format!(
+                "step {}: {}",
+                state.step,
+                format_metrics(&last_eval)
+            ));
+            if let Some(&value) = last_eval.get(&cfg.metric_for_best_model) {
+                let better = match state.best_metric {
+                    None => true,
+                    Some(best) if cfg.greater_is_better => value > best,
+                    Some(best) => value < best,
+                };
+                if better {
+                    state.best_metric = Some(value);
+                    state.best_step = Some(state.step);
+                }
+            }
+        }
+        if (cfg.save_steps > 0 && state.step.is_multiple_of(cfg.save_steps)) || at_end {
+            checkpoint::save(run_dir, task, &optimizer, &state, cfg.save_total_limit)?;
+        }
+    }
+    bar.finish_and_clear();
+    tb.flush();
+    Ok(TrainOutcome {
+        steps: state.step,
+        last_eval,
+        best_checkpoint: state.best_step.map(|s| checkpoint::dir_for(run_dir, s)),
+        skipped_nonfinite_steps: state.skipped_nonfinite_steps,
+    })
+}
+
+pub fn format_metrics(m: &BTreeMap<String, f64>) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k} {v:.4}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Averages between two logging points, and the token rate.
+struct LogWindow {
+    loss: f64,
+    norm: f64,
+    steps: u64,
+    tokens: u64,
+    since: Instant,
+}
+
+impl Default for LogWindow {
+    fn default() -> Self {
+        Self {
+            loss: 0.0,
+            norm: 0.0,
+            steps: 0,
+            tokens: 0,
+            since: Instant::now(),
+        }
+    }
+}
+
+impl LogWindow {
+    fn add(&mut self, loss: f64, norm: f64) {
+        if loss.is_finite() && norm.is_finite() {
+            self.loss += loss;
+            self.norm += norm;
+            self.steps += 1;
+        }
+    }
+
+    fn take(&mut self) -> (f64, f64, f64) {
+        let n = self.steps.max(1) as f64;
+        let rate = self.tokens as f64 / self.since.elapsed().as_secs_f64().max(1e-9);
+        let out = (self.loss / n, self.norm / n, rate);
+        *self = Self::default();
+        out
+    }
+}
+
+/// Mean of a scalar tensor as f64, for metrics.
+pub fn scalar(t: &Tensor) -> f64 {
+    t.to_kind(Kind::Double).double_value(&[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn micro_batches_cover_each_epoch_once_in_a_seeded_order() {
+        let cfg = TrainConfig {
+            per_device_train_batch_size: 4,
+            seed: 7,
+            ..Default::default()
+        };
+        let epoch: Vec<usize> = (0..3)
+            .flat_map(|i| micro_batch_indices(&cfg, 10, i))
+            .collect();
+        let mut sorted = epoch.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+        assert_eq!(
+            micro_batch_indices(&cfg, 10, 2).len(),
+            2,
+            "the last batch keeps the tail"
+        );
+        let next: Vec<usize> = (3..6)
+            .flat_map(|i| micro_batch_indices(&cfg, 10, i))
+            .collect();
+        assert_ne!(epoch, next, "each epoch has its own order");
+        assert_eq!(
+            epoch,
+            (0..3)
+                .flat_map(|i| micro_batch_indices(&cfg, 10, i))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn total_steps_follow_epochs_and_accumulation() {
+        let cfg = TrainConfig {
+            per_device_train_batch_size: 4,
+            gradient_accumulation_steps: 2,
+            num_train_epochs: 2.0,
+            ..Default::default()
+        };
+        assert_eq!(cfg.total_steps(10), 3); // 3 micro-batches an epoch, 6 in all, 2 per step
+        assert_eq!(
+            TrainConfig {
+                max_steps: Some(17),
+                ..cfg.clone()
+            }
+            .total_steps(10),
+            17
+        );
+        let s = TrainConfig {
+            warmup_ratio: 0.1,
+            ..cfg
+        }
+        .schedule(95);
+        assert_eq!(s.warmup_steps, 10);
+    }
+}
