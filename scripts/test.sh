@@ -6,4 +6,9 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
-cargo test --release --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --release --workspace 2>&1 | tee "$log"
+# cargo prints one result line per test binary, the last often a doc-test run with nothing in it;
+# close on the totals so that a reader of the last line sees what ran.
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "all tests: %d passed, %d failed, %d skipped\n", p, f, i }' "$log"

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod log;
 pub mod manifest;
 pub mod optim;
+pub mod run_dir;
 pub mod schedule;
 pub mod trainer;
 

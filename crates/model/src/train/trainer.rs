@@ -194,6 +194,11 @@ pub fn micro_batch_seed(seed: u64, index: u64) -> u64 {
     derive_seed(seed, 2, index)
 }
 
+/// Seeds the masks of evaluation batch `index`: the same at every evaluation, so numbers compare.
+pub fn eval_batch_seed(seed: u64, index: u64) -> u64 {
+    derive_seed(seed, 3, index)
+}
+
 /// How the run ended.
 #[derive(Clone, Debug)]
 pub struct TrainOutcome {

@@ -1,0 +1,351 @@
+//! Domain-adaptive masked-language-model training of XLM-RoBERTa on data-prep's token shards.
+//!
+//! `MlmTask` is the MLM side of the shared training loop (`model::train`): it cuts sequences from the
+//! shards, masks them, and takes the cross-entropy on the masked positions only — the LM head runs on
+//! those positions alone, which with a 250k vocabulary is most of the saving over computing all.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use model::checkpoint::{load_safetensors, SaveDtype};
+use model::mlm::{
+    labelled_positions, masked_loss_parts, pad_batch, Masker, MaskingConfig, Sequences,
+};
+use model::shards::{Corpus, ShardManifest};
+use model::train::TrainConfig;
+use model::{Pretrained, XlmRobertaConfig, XlmRobertaForMaskedLM, XlmrTokenizer};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+pub mod fill_mask;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlmConfig {
+    pub output_dir: PathBuf,
+    pub data: DataConfig,
+    #[serde(default)]
+    pub masking: MaskingConfig,
+    pub model: ModelSource,
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// A data-prep corpus directory (token shards + manifest.json).
+    pub shards: PathBuf,
+    /// The tokenizer the shards were made with; default `<shards>/tokenizer.json`.
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
+    #[serde(default = "default_seq")]
+    pub max_seq_length: usize,
+    #[serde(default)]
+    pub line_by_line: bool,
+    #[serde(default = "default_eval_batch")]
+    pub eval_batch_size: usize,
+    /// Cap on validation sequences scored at each evaluation.
+    #[serde(default)]
+    pub max_eval_sequences: Option<usize>,
+}
+
+fn default_seq() -> usize {
+    128
+}
+fn default_eval_batch() -> usize {
+    16
+}
+
+/// Start from a Hugging Face checkpoint directory, or from a shape for a randomly initialised model.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSource {
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
+    #[serde(default)]
+    pub shape: Option<ModelShape>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelShape {
+    pub hidden_size: i64,
+    pub num_hidden_layers: i64,
+    pub num_attention_heads: i64,
+    pub intermediate_size: i64,
+    /// Default: `max_seq_length + 2`, as XLM-R's 514 for 512.
+    #[serde(default)]
+    pub max_position_embeddings: Option<i64>,
+    #[serde(default)]
+    pub hidden_dropout_prob: Option<f64>,
+    #[serde(default)]
+    pub attention_probs_dropout_prob: Option<f64>,
+}
+
+/// The validated inputs of a run, everything read and checked before any compute.
+pub struct Inputs {
+    pub tokenizer: XlmrTokenizer,
+    pub tokenizer_path: PathBuf,
+    pub train: Sequences,
+    pub eval: Option<Sequences>,
+}
+
+impl MlmConfig {
+    pub fn tokenizer_path(&self) -> PathBuf {
+        self.data
+            .tokenizer
+            .clone()
+            .unwrap_or_else(|| self.data.shards.join("tokenizer.json"))
+    }
+
+    pub fn open_inputs(&self) -> Result<Inputs> {
+        self.train.validate()?;
+        let tokenizer_path = self.tokenizer_path();
+        let tokenizer = XlmrTokenizer::from_file(&tokenizer_path)?;
+        let manifest = ShardManifest::load(&self.data.shards)?;
+        if manifest.vocab_size != tokenizer.vocab_size() as u64 {
+            bail!(
+                "the shards in {} were made with a {}-token vocabulary, but {} has {}",
+                self.data.shards.display(),
+                manifest.vocab_size,
+                tokenizer_path.display(),
+                tokenizer.vocab_size()
+            );
+        }
+        let sha = model::shards::sha256_file(&tokenizer_path)?;
+        if sha != manifest.tokenizer_sha256 {
+            bail!(
+                "{} is not the tokenizer the shards in {} were made with (SHA-256 differs)",
+                tokenizer_path.display(),
+                self.data.shards.display()
+            );
+        }
+        let seq = self.data.max_seq_length;
+        let train = Sequences::new(
+            Corpus::open(&self.data.shards, "train")?,
+            seq,
+            self.data.line_by_line,
+            &tokenizer,
+        )?;
+        if train.is_empty() {
+            bail!(
+                "{}: the train split has no tokens",
+                self.data.shards.display()
+            );
+        }
+        let eval = Sequences::new(
+            Corpus::open(&self.data.shards, "validation")?,
+            seq,
+            self.data.line_by_line,
+            &tokenizer,
+        )?;
+        let eval = (!eval.is_empty()).then_some(eval);
+        Ok(Inputs {
+            tokenizer,
+            tokenizer_path,
+            train,
+            eval,
+        })
+    }
+
+    /// The model to train: loaded (its vocabulary must be the tokenizer's) or freshly initialised.
+    pub fn build_model(
+        &self,
+        tok: &XlmrTokenizer,
+        device: Device,
+    ) -> Result<Pretrained<XlmRobertaForMaskedLM>> {
+        let model = match (&self.model.init_from, &self.model.shape) {
+            (Some(dir), None) => {
+                let m = Pretrained::<XlmRobertaForMaskedLM>::load(dir, device)?;
+                if let Some(r) = &m.report {
+                    if !r.is_exact() {
+                        eprintln!("loading {}: {r}", dir.display());
+                    }
+                }
+                m
+            }
+            (None, Some(shape)) => {
+                let mut cfg = XlmRobertaConfig::new(
+                    tok.vocab_size() as i64,
+                    shape.hidden_size,
+                    shape.num_hidden_layers,
+                    shape.num_attention_heads,
+                    shape.intermediate_size,
+                );
+                cfg.pad_token_id = tok.pad_id as i64;
+                cfg.bos_token_id = Some(tok.bos_id as i64);
+                cfg.eos_token_id = Some(tok.eos_id as i64);
+                cfg.max_position_embeddings =
+                    shape.max_position_embeddings.unwrap_or(self.data.max_seq_length as i64 + cfg.pad_token_id + 1);
+                if let Some(p) = shape.hidden_dropout_prob {
+                    cfg.hidden_dropout_prob = p;
+                }
+                if let Some(p) = shape.attention_probs_dropout_prob {
+                    cfg.attention_probs_dropout_prob = p;
+                }
+                tch::manual_seed(self.train.seed as i64);
+                Pretrained::init(cfg, device)?
+            }
+            _ => bail!("[model] needs exactly one of init_from (a checkpoint directory) or shape (a new model)"),
+        };
+        if model.config.vocab_size != tok.vocab_size() as i64 {
+            bail!(
+                "the model's vocabulary ({}) is not the tokenizer's ({})",
+                model.config.vocab_size,
+                tok.vocab_size()
+            );
+        }
+        if model.config.max_sequence_length() < self.data.max_seq_length as i64 {
+            bail!(
+                "max_seq_length {} exceeds the model's {} positions",
+                self.data.max_seq_length,
+                model.config.max_sequence_length()
+            );
+        }
+        Ok(model)
+    }
+}
+
+/// One masked micro-batch.
+pub struct MlmBatch {
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    positions: Tensor,
+    targets: Tensor,
+    tokens: usize,
+}
+
+pub struct MlmTask {
+    pub model: Pretrained<XlmRobertaForMaskedLM>,
+    inputs: Inputs,
+    masker: Masker,
+    device: Device,
+    seed: u64,
+    eval_batch_size: usize,
+    max_eval_sequences: Option<usize>,
+}
+
+impl MlmTask {
+    pub fn new(
+        cfg: &MlmConfig,
+        model: Pretrained<XlmRobertaForMaskedLM>,
+        inputs: Inputs,
+        device: Device,
+    ) -> Result<Self> {
+        let masker = Masker::new(&inputs.tokenizer, cfg.masking, device)?;
+        Ok(Self {
+            model,
+            inputs,
+            masker,
+            device,
+            seed: cfg.train.seed,
+            eval_batch_size: cfg.data.eval_batch_size.max(1),
+            max_eval_sequences: cfg.data.max_eval_sequences,
+        })
+    }
+
+    fn masked_batch(&self, seqs: &[Vec<u32>]) -> MlmBatch {
+        let (ids, mask) = pad_batch(seqs, self.inputs.tokenizer.pad_id, 8);
+        let (ids, mask) = (ids.to_device(self.device), mask.to_device(self.device));
+        let (input_ids, labels) = self.masker.mask(&ids, &mask);
+        let (positions, targets) = labelled_positions(&labels);
+        MlmBatch {
+            input_ids,
+            attention_mask: mask,
+            positions,
+            targets,
+            tokens: seqs.iter().map(Vec::len).sum(),
+        }
+    }
+
+    fn logits(&self, b: &MlmBatch, train: bool) -> Tensor {
+        self.model
+            .model
+            .forward_at(&b.input_ids, &b.attention_mask, None, &b.positions, train)
+    }
+}
+
+impl model::train::Task for MlmTask {
+    type Batch = MlmBatch;
+
+    fn train_len(&self) -> usize {
+        self.inputs.train.len()
+    }
+
+    fn batch(&self, indices: &[usize]) -> Result<MlmBatch> {
+        let seqs: Vec<Vec<u32>> = indices.iter().map(|&i| self.inputs.train.get(i)).collect();
+        Ok(self.masked_batch(&seqs))
+    }
+
+    fn tokens(&self, batch: &MlmBatch) -> usize {
+        batch.tokens
+    }
+
+    fn loss(&self, batch: &MlmBatch, train: bool) -> Tensor {
+        self.logits(batch, train)
+            .cross_entropy_for_logits(&batch.targets)
+    }
+
+    /// Loss, perplexity and accuracy on the validation split with the same masks every time.
+    fn evaluate(&mut self) -> Result<BTreeMap<String, f64>> {
+        let Some(eval) = &self.inputs.eval else {
+            return Ok(BTreeMap::new());
+        };
+        let n = self
+            .max_eval_sequences
+            .map_or(eval.len(), |m| m.min(eval.len()));
+        let (mut loss_sum, mut correct, mut count) = (0.0, 0i64, 0i64);
+        for (j, start) in (0..n).step_by(self.eval_batch_size).enumerate() {
+            let seqs: Vec<Vec<u32>> = (start..(start + self.eval_batch_size).min(n))
+                .map(|i| eval.get(i))
+                .collect();
+            tch::manual_seed(model::train::trainer::eval_batch_seed(self.seed, j as u64) as i64);
+            let b = self.masked_batch(&seqs);
+            let (l, c, k) = masked_loss_parts(&self.logits(&b, false), &b.targets);
+            loss_sum += l.to_kind(Kind::Double).double_value(&[]);
+            correct += c.int64_value(&[]);
+            count += k;
+        }
+        let loss = loss_sum / count.max(1) as f64;
+        Ok(BTreeMap::from([
+            ("eval/loss".to_owned(), loss),
+            ("eval/perplexity".to_owned(), loss.exp()),
+            (
+                "eval/accuracy".to_owned(),
+                correct as f64 / count.max(1) as f64,
+            ),
+            ("eval/masked_tokens".to_owned(), count as f64),
+        ]))
+    }
+
+    fn variables(&self) -> HashMap<String, Tensor> {
+        self.model.vs.variables()
+    }
+
+    fn save_model(&self, dir: &Path) -> Result<()> {
+        self.model
+            .save(dir, SaveDtype::F32, Some(&self.inputs.tokenizer_path))
+    }
+
+    fn load_model(&mut self, dir: &Path) -> Result<()> {
+        let file = dir.join(model::pretrained::WEIGHTS_FILE);
+        let report = load_safetensors(&mut self.model.vs, &file)?;
+        if !report.is_exact() {
+            bail!("{} does not fit this model: {report}", file.display());
+        }
+        Ok(())
+    }
+}
+
+/// Where the finished model goes.
+pub fn final_dir(output_dir: &Path) -> PathBuf {
+    output_dir.join("final")
+}
+
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    model::fsutil::write_atomic(path, |w| w.write_all(text.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))
+}

@@ -1,0 +1,327 @@
+//! The mlm-pretrain binary end to end: a run killed with SIGKILL and resumed logs bitwise the same
+//! losses as an uninterrupted run; the output loads in transformers with the same logits; bad input
+//! fails before any compute.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use model::shards::{ShardInfo, ShardManifest, ShardWriter, FORMAT};
+use model::train::log::read_history;
+use model::XlmrTokenizer;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mlm-pretrain");
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures")
+}
+
+const SENTENCES: &[&str] = &[
+    "The patient was admitted with acute ischemic stroke and left-sided hemiparesis.",
+    "NIHSS score on admission was 14; onset-to-door time 95 minutes.",
+    "El paciente ingresó por un ictus isquémico agudo con hemiparesia izquierda.",
+    "Pacientul a fost internat cu accident vascular cerebral ischemic acut.",
+    "Pacjent został przyjęty z powodu ostrego udaru niedokrwiennego mózgu.",
+    "Pacient byl přijat pro akutní ischemickou cévní mozkovou příhodu.",
+    "Пациентът е приет с остър исхемичен мозъчен инсулт и лявостранна хемипареза.",
+    "Ο ασθενής εισήχθη με οξύ ισχαιμικό αγγειακό εγκεφαλικό επεισόδιο.",
+];
+
+/// Shards of the sentences (many times over, shuffled in pairs) with the fixture tokenizer.
+fn make_shards(dir: &Path) {
+    let tok_file = fixtures().join("tokenizer/tokenizer.json");
+    let tok = XlmrTokenizer::from_file(&tok_file).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(&tok_file, dir.join("tokenizer.json")).unwrap();
+    let mut shards: Vec<ShardInfo> = Vec::new();
+    for (split, copies) in [("train", 12), ("validation", 1)] {
+        let mut w = ShardWriter::create(dir, &format!("{split}-00000"), split).unwrap();
+        for c in 0..copies {
+            for (i, s) in SENTENCES.iter().enumerate() {
+                let other = SENTENCES[(i + c) % SENTENCES.len()];
+                w.push(&tok.encode_plain(&format!("{s} {other}")).unwrap().input_ids)
+                    .unwrap();
+            }
+        }
+        shards.push(w.finish().unwrap());
+    }
+    let m = ShardManifest {
+        format: FORMAT.into(),
+        vocab_size: tok.vocab_size() as u64,
+        tokenizer_sha256: model::shards::sha256_file(&dir.join("tokenizer.json")).unwrap(),
+        shards,
+        extra: serde_json::Value::Null,
+    };
+    std::fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_string(&m).unwrap(),
+    )
+    .unwrap();
+}
+
+fn write_config(dir: &Path, shards: &Path, out: &Path, steps: u64) -> PathBuf {
+    let cfg = format!(
+        r#"output_dir = "{out}"
+[data]
+shards = "{shards}"
+max_seq_length = 32
+[model.shape]
+hidden_size = 64
+num_hidden_layers = 2
+num_attention_heads = 4
+intermediate_size = 128
+[train]
+seed = 3
+learning_rate = 2e-3
+max_steps = {steps}
+per_device_train_batch_size = 8
+gradient_accumulation_steps = 2
+warmup_steps = 4
+weight_decay = 0.01
+logging_steps = 5
+eval_steps = 10
+save_steps = 4
+save_total_limit = 2
+"#,
+        out = out.display(),
+        shards = shards.display()
+    );
+    let file = dir.join("mlm.toml");
+    std::fs::write(&file, cfg).unwrap();
+    file
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .args(["--device", "cpu"])
+        .output()
+        .unwrap()
+}
+
+fn losses(run_dir: &Path) -> Vec<(u64, u64)> {
+    read_history(&run_dir.join("train_log.jsonl"))
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.values.get("train/loss").map(|l| (r.step, l.to_bits())))
+        .collect()
+}
+
+#[test]
+fn sigkill_and_resume_gives_bitwise_the_same_losses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = tmp.path().join("corpus");
+    make_shards(&shards);
+    let steps = 60;
+
+    let straight = tmp.path().join("straight");
+    let cfg = write_config(tmp.path(), &shards, &straight, steps);
+    let out = run(&["--config", cfg.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference = losses(&straight);
+    assert_eq!(reference.len(), steps as usize);
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(straight.join("eval_results.json")).unwrap())
+            .unwrap();
+    assert!(
+        eval["eval/perplexity"].as_f64().unwrap() < 374.0,
+        "learned something: {eval}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(straight.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["seed"], 3);
+    assert_eq!(manifest["config"]["train"]["max_steps"], steps);
+    assert_eq!(manifest["inputs"].as_array().unwrap().len(), 2);
+
+    // The same run, killed with SIGKILL once it has passed a checkpoint, then resumed.
+    let killed = tmp.path().join("killed");
+    let cfg = write_config(tmp.path(), &shards, &killed, steps);
+    let mut child = Command::new(BIN)
+        .args(["--config", cfg.to_str().unwrap(), "--device", "cpu"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let done = losses(&killed).last().map_or(0, |(s, _)| *s);
+        if done >= 9 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the run did not get going"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the run finished before it could be killed"
+    );
+    let partial = losses(&killed).len();
+    assert!(partial < steps as usize, "killed after {partial} steps");
+
+    let out = run(&["--config", cfg.to_str().unwrap(), "--resume"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        losses(&killed),
+        reference,
+        "resumed losses differ (killed after {partial} logged steps)"
+    );
+
+    // The output is a Hugging Face directory that transformers loads with the same logits.
+    check_with_transformers(&straight.join("final"));
+    // fill-mask answers from it.
+    let out = Command::new(BIN)
+        .args([
+            "fill-mask",
+            "--model",
+            straight.join("final").to_str().unwrap(),
+            "--top-k",
+            "3",
+            "--device",
+            "cpu",
+        ])
+        .arg("Pacientul a fost <mask> cu accident vascular.")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("  ")).count(),
+        3,
+        "{text}"
+    );
+}
+
+fn check_with_transformers(dir: &Path) {
+    use model::{Pretrained, XlmRobertaForMaskedLM};
+    use tch::{Device, Kind, Tensor};
+    let m = Pretrained::<XlmRobertaForMaskedLM>::load(dir, Device::Cpu).unwrap();
+    assert!(m.report.as_ref().unwrap().is_exact());
+    let tok = XlmrTokenizer::from_file(dir).unwrap();
+    let ids: Vec<i64> = tok
+        .encode("Пациентът е приет с инсулт.")
+        .unwrap()
+        .input_ids
+        .iter()
+        .map(|&i| i as i64)
+        .collect();
+    let ids = Tensor::from_slice(&ids).unsqueeze(0);
+    let mask = ids.ones_like().to_kind(Kind::Int64);
+    let logits = tch::no_grad(|| m.model.forward_t(&ids, &mask, None, false));
+    let file = dir.parent().unwrap().join("medqa_outputs.safetensors");
+    Tensor::write_safetensors(
+        &[
+            ("input_ids", ids),
+            ("attention_mask", mask),
+            ("mlm_logits", logits),
+        ],
+        &file,
+    )
+    .unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = std::env::var("MEDQA_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join(".venv/bin/python"));
+    let out = Command::new(python)
+        .arg(root.join("scripts/check_roundtrip.py"))
+        .arg(dir)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "transformers disagrees:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn bad_inputs_fail_before_any_compute() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = tmp.path().join("corpus");
+    make_shards(&shards);
+    let out_dir = tmp.path().join("run");
+    let cfg = write_config(tmp.path(), &shards, &out_dir, 4);
+
+    // An existing run without --resume / --overwrite.
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::write(out_dir.join("manifest.json"), "{}").unwrap();
+    let out = run(&["--config", cfg.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--resume") && err.contains("--overwrite"),
+        "{err}"
+    );
+    assert!(!out_dir.join("train_log.jsonl").exists());
+
+    // A tokenizer other than the shards'.
+    let other = tmp.path().join("other.json");
+    let mut text = std::fs::read_to_string(shards.join("tokenizer.json")).unwrap();
+    text.push(' ');
+    std::fs::write(&other, text).unwrap();
+    let set = format!("data.tokenizer=\"{}\"", other.display());
+    let out = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--overwrite",
+        "--set",
+        &set,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("not the tokenizer"),
+        "{err}"
+    );
+
+    // A misspelt key, and empty shards.
+    let out = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--overwrite",
+        "--set",
+        "train.learnig_rate=1",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("learnig_rate"),
+        "{err}"
+    );
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::copy(shards.join("tokenizer.json"), empty.join("tokenizer.json")).unwrap();
+    let mut m = ShardManifest::load(&shards).unwrap();
+    m.shards.clear();
+    std::fs::write(
+        empty.join("manifest.json"),
+        serde_json::to_string(&m).unwrap(),
+    )
+    .unwrap();
+    let set = format!("data.shards=\"{}\"", empty.display());
+    let out = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--overwrite",
+        "--set",
+        &set,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("no tokens"), "{err}");
+}
