@@ -1,0 +1,264 @@
+//! `data-prep corpus`: sources → cleaned, deduplicated, split, tokenized shards with a manifest.
+//!
+//! Sources are read file by file in a fixed order and processed in chunks (cleaning and tokenization in
+//! parallel, decisions in order), so the output is byte-identical for the same inputs and memory stays
+//! bounded by the chunk size plus 16 bytes per kept document for deduplication.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use model::shards::{ShardInfo, ShardManifest, ShardWriter, FORMAT, MANIFEST};
+use model::XlmrTokenizer;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::clean::{clean, dedup_key, split_bucket};
+use crate::sources::{Record, Reject, Source};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorpusConfig {
+    /// The `tokenizer.json` to tokenize with.
+    pub tokenizer: PathBuf,
+    pub sources: Vec<Source>,
+    #[serde(default = "default_min_chars")]
+    pub min_chars: usize,
+    #[serde(default = "default_max_chars")]
+    pub max_chars: usize,
+    /// Documents per thousand that go to the validation split (by hash of the text).
+    #[serde(default = "default_validation")]
+    pub validation_permille: u32,
+    #[serde(default)]
+    pub split_salt: u64,
+    /// Tokens per shard before a new one starts.
+    #[serde(default = "default_shard_tokens")]
+    pub shard_tokens: u64,
+}
+
+fn default_min_chars() -> usize {
+    20
+}
+fn default_max_chars() -> usize {
+    1_000_000
+}
+fn default_validation() -> u32 {
+    50
+}
+fn default_shard_tokens() -> u64 {
+    64 << 20
+}
+
+/// Counts per (language, source) and split.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Counts {
+    pub documents: u64,
+    pub characters: u64,
+    pub tokens: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Report {
+    /// "language/source/split" → counts.
+    pub kept: BTreeMap<String, Counts>,
+    /// reason → documents dropped.
+    pub dropped: BTreeMap<String, u64>,
+    pub rejects: u64,
+}
+
+struct SplitWriter {
+    dir: PathBuf,
+    split: &'static str,
+    max_tokens: u64,
+    current: Option<ShardWriter>,
+    tokens: u64,
+    done: Vec<ShardInfo>,
+}
+
+impl SplitWriter {
+    fn new(dir: &Path, split: &'static str, max_tokens: u64) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            split,
+            max_tokens,
+            current: None,
+            tokens: 0,
+            done: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, ids: &[u32]) -> Result<()> {
+        if self.current.is_none() || self.tokens >= self.max_tokens {
+            self.roll()?;
+            let name = format!("{}-{:05}", self.split, self.done.len());
+            self.current = Some(ShardWriter::create(&self.dir, &name, self.split)?);
+            self.tokens = 0;
+        }
+        self.tokens += ids.len() as u64;
+        self.current.as_mut().expect("opened above").push(ids)
+    }
+
+    fn roll(&mut self) -> Result<()> {
+        if let Some(w) = self.current.take() {
+            self.done.push(w.finish()?);
+        }
+        Ok(())
+    }
+}
+
+/// Cleaned documents of all sources, with rejects, for tokenizer training and for `build`.
+pub fn for_each_document(
+    cfg: &CorpusConfig,
+    base: &Path,
+    mut f: impl FnMut(&Source, Vec<(Record, String)>) -> Result<()>,
+    mut on_reject: impl FnMut(Reject),
+) -> Result<()> {
+    const CHUNK: usize = 4096;
+    for source in &cfg.sources {
+        for file in source.files(base)? {
+            let mut records = Vec::new();
+            source.read(&file, &mut |r| records.push(r), &mut on_reject)?;
+            for chunk in records.chunks_mut(CHUNK) {
+                let cleaned: Vec<String> = chunk.par_iter().map(|r| clean(&r.text)).collect();
+                let pairs = chunk
+                    .iter_mut()
+                    .map(|r| Record {
+                        text: std::mem::take(&mut r.text),
+                        file: r.file.clone(),
+                        line: r.line,
+                    })
+                    .zip(cleaned)
+                    .collect();
+                f(source, pairs)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn build(cfg: &CorpusConfig, base: &Path, out: &Path, strict: bool) -> Result<Report> {
+    let tok_path = base.join(&cfg.tokenizer);
+    let tok = XlmrTokenizer::from_file(&tok_path)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut report = Report::default();
+    let mut rejects: Vec<Reject> = Vec::new();
+    let mut seen: HashSet<[u8; 16]> = HashSet::new();
+    let mut train = SplitWriter::new(out, "train", cfg.shard_tokens);
+    let mut validation = SplitWriter::new(out, "validation", cfg.shard_tokens);
+    let bar = model::train::log::progress_bar(cfg.sources.len() as u64, 0, "sources");
+    let mut last_source = String::new();
+
+    for_each_document(
+        cfg,
+        base,
+        |source, docs| {
+            if source.name != last_source {
+                if !last_source.is_empty() {
+                    bar.inc(1);
+                }
+                last_source = source.name.clone();
+            }
+            let mut keep = Vec::new();
+            for (_record, text) in docs {
+                let chars = text.chars().count();
+                let reason = if chars == 0 {
+                    Some("empty")
+                } else if chars < cfg.min_chars {
+                    Some("too_short")
+                } else if chars > cfg.max_chars {
+                    Some("too_long")
+                } else if !seen.insert(dedup_key(&text)) {
+                    Some("duplicate")
+                } else {
+                    None
+                };
+                match reason {
+                    Some(r) => *report.dropped.entry(r.to_owned()).or_default() += 1,
+                    None => keep.push(text),
+                }
+            }
+            let ids: Vec<Result<Vec<u32>>> = keep
+                .par_iter()
+                .map(|t| tok.encode_plain(t).map(|w| w.input_ids))
+                .collect();
+            for (text, ids) in keep.iter().zip(ids) {
+                let ids = ids?;
+                let validation_doc =
+                    split_bucket(&dedup_key(text), cfg.split_salt) < cfg.validation_permille;
+                let (writer, split) = if validation_doc {
+                    (&mut validation, "validation")
+                } else {
+                    (&mut train, "train")
+                };
+                writer.push(&ids)?;
+                let c = report
+                    .kept
+                    .entry(format!("{}/{}/{split}", source.language, source.name))
+                    .or_default();
+                c.documents += 1;
+                c.characters += text.chars().count() as u64;
+                c.tokens += ids.len() as u64;
+            }
+            Ok(())
+        },
+        |r| rejects.push(r),
+    )?;
+    bar.finish_and_clear();
+    train.roll()?;
+    validation.roll()?;
+    report.rejects = rejects.len() as u64;
+    if strict && !rejects.is_empty() {
+        let r = &rejects[0];
+        bail!(
+            "--strict: {} input(s) rejected, first {}:{}: {}",
+            rejects.len(),
+            r.file,
+            r.line,
+            r.reason
+        );
+    }
+
+    let rejects_text: String = rejects
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap_or_default() + "\n")
+        .collect();
+    model::fsutil::write_atomic(&out.join("rejects.jsonl"), |w| {
+        w.write_all(rejects_text.as_bytes())
+    })?;
+    let tok_text = std::fs::read(&tok_path)?;
+    model::fsutil::write_atomic(&out.join("tokenizer.json"), |w| w.write_all(&tok_text))?;
+    let mut shards = train.done;
+    shards.extend(validation.done);
+    let manifest = ShardManifest {
+        format: FORMAT.to_owned(),
+        vocab_size: tok.vocab_size() as u64,
+        tokenizer_sha256: model::shards::sha256_file(&out.join("tokenizer.json"))?,
+        shards,
+        extra: serde_json::json!({ "config": cfg, "report": report }),
+    };
+    let text = serde_json::to_string_pretty(&manifest)? + "\n";
+    model::fsutil::write_atomic(&out.join(MANIFEST), |w| w.write_all(text.as_bytes()))?;
+    Ok(report)
+}
+
+/// The report as a table for the terminal.
+pub fn summary(report: &Report) -> String {
+    let mut s = format!(
+        "{:<40} {:>9} {:>12} {:>11}\n",
+        "language/source/split", "documents", "characters", "tokens"
+    );
+    for (k, c) in &report.kept {
+        s.push_str(&format!(
+            "{k:<40} {:>9} {:>12} {:>11}\n",
+            c.documents, c.characters, c.tokens
+        ));
+    }
+    for (reason, n) in &report.dropped {
+        s.push_str(&format!("dropped ({reason}): {n}\n"));
+    }
+    s.push_str(&format!(
+        "rejected inputs: {} (see rejects.jsonl)\n",
+        report.rejects
+    ));
+    s
+}

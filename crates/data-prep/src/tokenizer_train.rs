@@ -1,0 +1,101 @@
+//! A SentencePiece-style Unigram tokenizer in XLM-R's layout, for models trained from scratch when the
+//! real XLM-R tokenizer is not at hand: `<s>`=0 `<pad>`=1 `</s>`=2 `<unk>`=3, `<mask>` last, NFKC,
+//! `▁` word boundaries, and RoBERTa's pair template `<s> A </s></s> B </s>`.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+use tokenizers::decoders::metaspace::Metaspace as MetaspaceDecoder;
+use tokenizers::models::unigram::{Unigram, UnigramTrainer};
+use tokenizers::normalizers::unicode::NFKC;
+use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
+use tokenizers::processors::template::TemplateProcessing;
+use tokenizers::{AddedToken, Model, PreTokenizerWrapper, TokenizerBuilder};
+
+pub const SPECIALS: [&str; 4] = ["<s>", "<pad>", "</s>", "<unk>"];
+
+/// Trains on `texts` and writes `tokenizer.json` to `out` (atomically).
+pub fn train_unigram(texts: &[String], vocab_size: u32, out: &Path) -> Result<usize> {
+    let err = |e: tokenizers::Error| anyhow!("tokenizer training: {e}");
+    let pre = Sequence::new(vec![
+        PreTokenizerWrapper::WhitespaceSplit(WhitespaceSplit),
+        PreTokenizerWrapper::Metaspace(Metaspace::new('\u{2581}', PrependScheme::Always, true)),
+    ]);
+    let post = TemplateProcessing::builder()
+        .try_single("<s> $A </s>")
+        .map_err(|e| anyhow!(e))?
+        .try_pair("<s> $A </s> </s> $B </s>")
+        .map_err(|e| anyhow!(e))?
+        .special_tokens(vec![("<s>", 0), ("</s>", 2)])
+        .build()
+        .map_err(|e| anyhow!("{e}"))?;
+    let mut tokenizer = TokenizerBuilder::new()
+        .with_model(Unigram::default())
+        .with_normalizer(Some(NFKC))
+        .with_pre_tokenizer(Some(pre))
+        .with_post_processor(Some(post))
+        .with_decoder(Some(MetaspaceDecoder::new(
+            '\u{2581}',
+            PrependScheme::Always,
+            true,
+        )))
+        .build()
+        .map_err(err)?;
+    // The trainer places its special tokens first, in this order; <mask> is added after, so it is last.
+    let mut trainer = UnigramTrainer::builder()
+        .show_progress(false)
+        .vocab_size(vocab_size.saturating_sub(1))
+        .special_tokens(
+            SPECIALS
+                .iter()
+                .map(|t| AddedToken::from(*t, true))
+                .collect(),
+        )
+        .unk_token(Some("<unk>".to_owned()))
+        .build()
+        .map_err(|e| anyhow!("{e}"))?;
+    tokenizer.train(&mut trainer, texts.iter()).map_err(err)?;
+    // The trainer sums floats in an order that varies between processes (hash-map iteration, parallel
+    // EM), so scores differ in their last bits and ties come out in any order. Rounding scores to 1e-9
+    // and sorting makes the same corpus give the same tokenizer.json.
+    let trained = tokenizer.get_model().clone();
+    let unk_id = trained.token_to_id("<unk>").map(|id| id as usize);
+    let mut vocab: Vec<(String, f64)> = trained
+        .iter()
+        .map(|(piece, score)| (piece.to_owned(), (score * 1e9).round() / 1e9))
+        .collect();
+    // Pieces of equal score come out in hash order; order them by score, then text (specials stay first).
+    vocab[SPECIALS.len()..].sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    // The trainer appends required single characters below every learnt piece with scores that step
+    // down in hash order; give that tail the same steps in character order instead.
+    let floor = vocab[SPECIALS.len()..]
+        .iter()
+        .filter(|(p, _)| p.chars().count() > 1)
+        .map(|(_, s)| *s)
+        .fold(f64::INFINITY, f64::min);
+    let tail_start = vocab
+        .iter()
+        .position(|(p, s)| *s < floor && p.chars().count() == 1)
+        .filter(|&i| {
+            i >= SPECIALS.len()
+                && vocab[i..]
+                    .iter()
+                    .all(|(p, s)| *s < floor && p.chars().count() == 1)
+        });
+    if let Some(start) = tail_start {
+        let scores: Vec<f64> = vocab[start..].iter().map(|(_, s)| *s).collect();
+        vocab[start..].sort_by(|a, b| a.0.cmp(&b.0));
+        for ((_, s), score) in vocab[start..].iter_mut().zip(scores) {
+            *s = score;
+        }
+    }
+    let rounded = Unigram::from(vocab, unk_id, false).map_err(err)?;
+    tokenizer.with_model(rounded);
+    tokenizer.add_special_tokens(&SPECIALS.map(|t| AddedToken::from(t, true)));
+    tokenizer.add_special_tokens(&[AddedToken::from("<mask>", true).lstrip(true)]);
+    let json = tokenizer.to_string(false).map_err(err)?;
+    model::fsutil::write_atomic(out, |w| w.write_all(json.as_bytes()))?;
+    Ok(tokenizer.get_vocab_size(true))
+}

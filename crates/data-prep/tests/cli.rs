@@ -1,0 +1,245 @@
+//! data-prep end to end on the project's sample corpus: a tokenizer that transformers reads the same
+//! way, shards that are byte-identical on a re-run, and bad input counted with file and line.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_data-prep");
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .current_dir(root())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn bytes_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().to_string(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn tokenizer_and_corpus_from_the_sample() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tok = tmp.path().join("tokenizer.json");
+    let tok_s = tok.to_str().unwrap();
+    let out = ok(run(&[
+        "tokenizer",
+        "--config",
+        "configs/corpus-demo.toml",
+        "--vocab-size",
+        "800",
+        "--out",
+        tok_s,
+    ]));
+    assert!(out.contains("800 tokens"), "{out}");
+    let again = tmp.path().join("again.json");
+    ok(run(&[
+        "tokenizer",
+        "--config",
+        "configs/corpus-demo.toml",
+        "--vocab-size",
+        "800",
+        "--out",
+        again.to_str().unwrap(),
+    ]));
+    assert!(
+        std::fs::read(&tok).unwrap() == std::fs::read(&again).unwrap(),
+        "tokenizer training is not reproducible"
+    );
+
+    // transformers' fast tokenizer reads it with the same ids and offsets; specials in XLM-R's places.
+    let texts = serde_json::json!([
+        [
+            "Pacientul a fost internat cu <mask> ischemic acut.",
+            "Ο ασθενής εισήχθη με οξύ επεισόδιο."
+        ],
+        [
+            "Скор по NIHSS при приемането 12",
+            "Tensión arterial 172/94 mmHg; glucemia 146 mg/dl."
+        ]
+    ]);
+    let tokenizer = model::XlmrTokenizer::from_file(&tok).unwrap();
+    assert_eq!(
+        (
+            tokenizer.bos_id,
+            tokenizer.pad_id,
+            tokenizer.eos_id,
+            tokenizer.unk_id,
+            tokenizer.mask_id
+        ),
+        (0, 1, 2, 3, 799)
+    );
+    let windows = tokenizer.pair_windows(512, 128).unwrap();
+    let ours: Vec<serde_json::Value> = texts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let w = &windows
+                .encode(p[0].as_str().unwrap(), p[1].as_str().unwrap())
+                .unwrap()[0];
+            serde_json::json!({"ids": w.input_ids, "offsets": w.offsets})
+        })
+        .collect();
+    let script = r#"
+import json, sys
+from transformers import PreTrainedTokenizerFast
+t = PreTrainedTokenizerFast(tokenizer_file=sys.argv[1])
+out = []
+for q, c in json.loads(sys.argv[2]):
+    e = t(q, c, return_offsets_mapping=True)
+    out.append({"ids": e["input_ids"], "offsets": [list(o) for o in e["offset_mapping"]]})
+print(json.dumps(out))
+"#;
+    let python = std::env::var("MEDQA_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join(".venv/bin/python"));
+    let py = Command::new(python)
+        .args(["-c", script, tok_s, &texts.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let theirs: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    assert_eq!(serde_json::Value::Array(ours), theirs);
+
+    // Shards: built twice, byte-identical; every language present in train.
+    let set = format!("tokenizer=\"{tok_s}\"");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let summary = ok(run(&[
+        "corpus",
+        "--config",
+        "configs/corpus-demo.toml",
+        "--set",
+        &set,
+        "--out",
+        a.to_str().unwrap(),
+    ]));
+    ok(run(&[
+        "corpus",
+        "--config",
+        "configs/corpus-demo.toml",
+        "--set",
+        &set,
+        "--out",
+        b.to_str().unwrap(),
+    ]));
+    assert_eq!(bytes_of(&a), bytes_of(&b), "re-running changed the output");
+    for lang in ["bg", "cs", "el", "en", "es", "pl", "ro"] {
+        assert!(
+            summary.contains(&format!("{lang}/sample-{lang}/train")),
+            "{summary}"
+        );
+    }
+    let corpus = model::shards::Corpus::open(&a, "train").unwrap();
+    let mut ids = Vec::new();
+    corpus.read(0, 0..corpus.document_len(0), &mut ids);
+    let bg = std::fs::read_to_string(root().join("data/sample/corpus/bg.txt")).unwrap();
+    let decoded = tokenizer.inner().decode(&ids, true).unwrap();
+    assert!(
+        bg.lines().any(|l| l == decoded),
+        "the first train document decodes to {decoded:?}"
+    );
+    assert!(
+        corpus.documents() > 80,
+        "{} train documents",
+        corpus.documents()
+    );
+}
+
+#[test]
+fn bad_input_is_counted_with_file_and_line_and_strict_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jsonl = tmp.path().join("notes.jsonl");
+    std::fs::write(
+        &jsonl,
+        b"{\"text\": \"Pacient byl p\xc5\x99ijat pro akutn\xc3\xad ischemickou c\xc3\xa9vn\xc3\xad mozkovou p\xc5\x99\xc3\xadhodu.\"}\n{\"body\": \"no text field here at all\"}\nnot json\n\xff\xfe broken utf8 line\n{\"text\": \"Pacient byl p\xc5\x99ijat pro akutn\xc3\xad ischemickou c\xc3\xa9vn\xc3\xad mozkovou p\xc5\x99\xc3\xadhodu.\"}\n{\"text\": \"short\"}\n".as_slice(),
+    )
+    .unwrap();
+    let tok = root().join("crates/model/tests/fixtures/tokenizer/tokenizer.json");
+    let cfg = tmp.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "tokenizer = \"{}\"\nvalidation_permille = 0\n[[sources]]\nname = \"notes\"\npath = \"{}\"\nformat = \"jsonl\"\nlanguage = \"cs\"\n",
+            tok.display(),
+            jsonl.display()
+        ),
+    )
+    .unwrap();
+    let out_dir = tmp.path().join("out");
+    let summary = ok(run(&[
+        "corpus",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]));
+    assert!(
+        summary.contains("dropped (duplicate): 1") && summary.contains("dropped (too_short): 1"),
+        "{summary}"
+    );
+    assert!(summary.contains("rejected inputs: 3"), "{summary}");
+    let rejects = std::fs::read_to_string(out_dir.join("rejects.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = rejects
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let at: Vec<(u64, &str)> = lines
+        .iter()
+        .map(|r| (r["line"].as_u64().unwrap(), r["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(at.len(), 3);
+    assert!(at[0].0 == 2 && at[0].1.contains("no string field 'text'"));
+    assert!(at[1].0 == 3 && at[1].1.contains("malformed JSON"));
+    assert!(at[2].0 == 4 && at[2].1.contains("invalid UTF-8"));
+    assert!(lines
+        .iter()
+        .all(|r| r["file"].as_str().unwrap().ends_with("notes.jsonl")));
+
+    let strict = run(&[
+        "corpus",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--strict",
+    ]);
+    let err = String::from_utf8_lossy(&strict.stderr);
+    assert!(
+        !strict.status.success() && err.contains("notes.jsonl:2"),
+        "{err}"
+    );
+}
