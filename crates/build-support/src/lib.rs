@@ -36,3 +36,26 @@ fn libtorch_lib_dir() -> Option<PathBuf> {
     let root = env::var("LIBTORCH").ok()?;
     Some(Path::new(&root).join("lib"))
 }
+
+/// Compiles C++ sources against libtorch's headers into a static library linked into this crate.
+pub fn compile_cpp(name: &str, sources: &[&str]) {
+    for src in sources {
+        println!("cargo:rerun-if-changed={src}");
+    }
+    let Some(lib_dir) = libtorch_lib_dir() else {
+        panic!("libtorch's lib dir is unknown: depend on torch-sys, or set LIBTORCH");
+    };
+    let root = lib_dir.canonicalize().unwrap_or(lib_dir).join("..");
+    let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(root.join("include"))
+        .include(root.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .files(sources)
+        .compile(name);
+}

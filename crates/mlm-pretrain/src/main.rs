@@ -133,6 +133,7 @@ fn train(args: TrainArgs) -> Result<()> {
     let outcome = model::train::train(
         &mut task,
         &cfg.train,
+        device,
         &cfg.output_dir,
         resume_from.as_deref(),
     )?;

@@ -5,6 +5,7 @@
 //! - [`tokenizer`]: `tokenizer.json`, single texts and question/context windows with character offsets;
 //! - [`device`]: `--device` handling; [`fsutil`]: atomic writes.
 
+pub mod autocast;
 pub mod checkpoint;
 pub mod config;
 pub mod device;

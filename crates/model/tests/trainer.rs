@@ -156,7 +156,7 @@ fn crashed_and_resumed_run_logs_bitwise_the_same_losses() {
     let straight = tempfile::tempdir().unwrap();
     let mut task = ToyQa::new(1, None);
     let before = task.evaluate().unwrap()["eval/loss"];
-    let outcome = train(&mut task, &config(), straight.path(), None).unwrap();
+    let outcome = train(&mut task, &config(), Device::Cpu, straight.path(), None).unwrap();
     assert_eq!(outcome.steps, 12);
     let after = outcome.last_eval["eval/loss"];
     assert!(
@@ -167,7 +167,7 @@ fn crashed_and_resumed_run_logs_bitwise_the_same_losses() {
     // 12 steps × 2 micro-batches; crash inside step 11, after checkpoints at 4 and 8.
     let crashed = tempfile::tempdir().unwrap();
     let mut task = ToyQa::new(1, Some(21));
-    let err = train(&mut task, &config(), crashed.path(), None).unwrap_err();
+    let err = train(&mut task, &config(), Device::Cpu, crashed.path(), None).unwrap_err();
     assert!(err.to_string().contains("simulated crash"));
     let latest = checkpoint::latest(crashed.path())
         .unwrap()
@@ -176,7 +176,14 @@ fn crashed_and_resumed_run_logs_bitwise_the_same_losses() {
 
     // A fresh process would start from other random weights: the checkpoint must replace them.
     let mut task = ToyQa::new(99, None);
-    train(&mut task, &config(), crashed.path(), Some(&latest)).unwrap();
+    train(
+        &mut task,
+        &config(),
+        Device::Cpu,
+        crashed.path(),
+        Some(&latest),
+    )
+    .unwrap();
     let (a, b) = (losses(straight.path()), losses(crashed.path()));
     assert_eq!(a.len(), 12);
     assert_eq!(
@@ -223,14 +230,47 @@ fn resuming_with_another_seed_is_refused() {
         max_steps: Some(4),
         ..config()
     };
-    train(&mut task, &cfg, run.path(), None).unwrap();
+    train(&mut task, &cfg, Device::Cpu, run.path(), None).unwrap();
     let latest = checkpoint::latest(run.path()).unwrap().unwrap();
     let err = train(
         &mut task,
         &TrainConfig { seed: 6, ..cfg },
+        Device::Cpu,
         run.path(),
         Some(&latest),
     )
     .unwrap_err();
     assert!(err.to_string().contains("seed"), "{err:#}");
+}
+
+#[test]
+fn bf16_autocast_trains_with_fp32_weights() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let run = tempfile::tempdir().unwrap();
+    let mut task = ToyQa::new(1, None);
+    let before = task.evaluate().unwrap()["eval/loss"];
+    let cfg = TrainConfig {
+        precision: model::autocast::Precision::Bf16,
+        save_steps: 0,
+        ..config()
+    };
+    let outcome = train(&mut task, &cfg, Device::Cpu, run.path(), None).unwrap();
+    assert_eq!(outcome.skipped_nonfinite_steps, 0);
+    let after = outcome.last_eval["eval/loss"];
+    assert!(
+        after < before * 0.9,
+        "bf16 training should learn too: {before} -> {after}"
+    );
+    assert!(
+        task.model
+            .vs
+            .variables()
+            .values()
+            .all(|v| v.kind() == Kind::Float),
+        "master weights stay fp32"
+    );
+    assert!(
+        !model::autocast::state(Device::Cpu).0,
+        "autocast is off again after training"
+    );
 }

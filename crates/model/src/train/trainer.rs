@@ -23,6 +23,7 @@ use super::checkpoint::{self, TrainState};
 use super::log::{progress_bar, History, LogRecord, Tensorboard};
 use super::optim::{AdamW, AdamWConfig};
 use super::schedule::{Schedule, ScheduleKind};
+use crate::autocast::{AutocastGuard, Precision};
 
 /// What a training run needs from its task (MLM, QA).
 pub trait Task {
@@ -78,6 +79,8 @@ pub struct TrainConfig {
     pub greater_is_better: bool,
     /// Stop when this many optimizer steps in a row had a non-finite loss or gradient.
     pub max_nonfinite_steps_in_a_row: u64,
+    /// `bf16`: forward passes under autocast to bf16 (for CUDA; works on CPU too).
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -104,6 +107,7 @@ impl Default for TrainConfig {
             metric_for_best_model: "eval/loss".to_owned(),
             greater_is_better: false,
             max_nonfinite_steps_in_a_row: 10,
+            precision: Precision::Fp32,
         }
     }
 }
@@ -208,11 +212,12 @@ pub struct TrainOutcome {
     pub skipped_nonfinite_steps: u64,
 }
 
-/// Trains `task` in `run_dir` (`tb/`, `checkpoints/`, `train_log.jsonl`); with `resume`, continues from
-/// that checkpoint directory.
+/// Trains `task` on `device` in `run_dir` (`tb/`, `checkpoints/`, `train_log.jsonl`); with `resume`,
+/// continues from that checkpoint directory.
 pub fn train<T: Task>(
     task: &mut T,
     cfg: &TrainConfig,
+    device: tch::Device,
     run_dir: &Path,
     resume: Option<&Path>,
 ) -> Result<TrainOutcome> {
@@ -255,7 +260,10 @@ pub fn train<T: Task>(
             tch::manual_seed(micro_batch_seed(cfg.seed, index) as i64);
             let batch = task.batch(&micro_batch_indices(cfg, examples, index))?;
             window.tokens += task.tokens(&batch) as u64;
-            let loss = task.loss(&batch, true);
+            let loss = {
+                let _autocast = AutocastGuard::for_precision(cfg.precision, device)?;
+                task.loss(&batch, true).to_kind(Kind::Float)
+            };
             let value = loss.double_value(&[]);
             if !value.is_finite() {
                 finite = false;
@@ -313,7 +321,10 @@ pub fn train<T: Task>(
 
         let at_end = state.step == total_steps;
         if (cfg.eval_steps > 0 && state.step.is_multiple_of(cfg.eval_steps)) || at_end {
-            last_eval = tch::no_grad(|| task.evaluate())?;
+            last_eval = {
+                let _autocast = AutocastGuard::for_precision(cfg.precision, device)?;
+                tch::no_grad(|| task.evaluate())?
+            };
             for (k, v) in &last_eval {
                 tb.scalar(k, *v, state.step);
             }

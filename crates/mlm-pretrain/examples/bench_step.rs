@@ -1,0 +1,116 @@
+//! One MLM training step, timed: what scripts/bench-mlm.sh compares with transformers.
+//!
+//!     bench_step [--hidden 256 --layers 4 --heads 4 --intermediate 1024 --vocab 250002
+//!                 --batch 16 --seq 128 --threads 2 --warmup 1 --steps 3 --device cpu]
+//!
+//! Prints one JSON line: tokens/s and peak resident memory.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use model::device::DeviceChoice;
+use model::mlm::{labelled_positions, IGNORE};
+use model::train::{AdamW, AdamWConfig};
+use model::{Pretrained, XlmRobertaConfig, XlmRobertaForMaskedLM};
+use tch::{Kind, Tensor};
+
+fn arg(args: &HashMap<String, String>, key: &str, default: i64) -> Result<i64> {
+    args.get(key).map_or(Ok(default), |v| {
+        v.parse().with_context(|| format!("--{key} {v}"))
+    })
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_owned)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn main() -> Result<()> {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let args: HashMap<String, String> = raw
+        .chunks(2)
+        .filter_map(|c| Some((c[0].trim_start_matches("--").to_owned(), c.get(1)?.clone())))
+        .collect();
+    let (hidden, layers, heads, inter, vocab) = (
+        arg(&args, "hidden", 256)?,
+        arg(&args, "layers", 4)?,
+        arg(&args, "heads", 4)?,
+        arg(&args, "intermediate", 1024)?,
+        arg(&args, "vocab", 250_002)?,
+    );
+    let (batch, seq, warmup, steps) = (
+        arg(&args, "batch", 16)?,
+        arg(&args, "seq", 128)?,
+        arg(&args, "warmup", 1)?,
+        arg(&args, "steps", 3)?,
+    );
+    tch::set_num_threads(arg(&args, "threads", 2)? as i32);
+    let device = args
+        .get("device")
+        .map_or(Ok(DeviceChoice::Cpu), |d| d.parse())?
+        .resolve()?;
+    let precision = match args.get("precision").map(String::as_str) {
+        Some("bf16") => model::autocast::Precision::Bf16,
+        _ => model::autocast::Precision::Fp32,
+    };
+
+    let mut cfg = XlmRobertaConfig::new(vocab, hidden, layers, heads, inter);
+    cfg.max_position_embeddings = seq + 2;
+    tch::manual_seed(0);
+    let m = Pretrained::<XlmRobertaForMaskedLM>::init(cfg, device)?;
+    let mut opt = AdamW::new(
+        m.vs.variables(),
+        AdamWConfig {
+            weight_decay: 0.01,
+            ..Default::default()
+        },
+    );
+    let ids = Tensor::randint_low(4, vocab - 1, [batch, seq], (Kind::Int64, device));
+    let mask = ids.ones_like();
+
+    let mut timed = 0.0;
+    for step in 0..warmup + steps {
+        let start = Instant::now();
+        // 15% of positions, as the collator chooses them (the 80/10/10 split does not change the cost).
+        let chosen = Tensor::rand([batch, seq], (Kind::Float, device)).lt(0.15);
+        let labels = ids.where_self(&chosen, &Tensor::from(IGNORE).to_device(device));
+        let inputs = ids.masked_fill(&chosen, vocab - 1);
+        let (positions, targets) = labelled_positions(&labels);
+        opt.zero_grad();
+        let loss = {
+            let _ac = model::autocast::AutocastGuard::for_precision(precision, device)?;
+            m.model
+                .forward_at(&inputs, &mask, None, &positions, true)
+                .cross_entropy_for_logits(&targets)
+        };
+        loss.backward();
+        opt.clip_grad_norm(1.0);
+        opt.step(1e-4);
+        let _ = loss.double_value(&[]); // waits for the device
+        if step >= warmup {
+            timed += start.elapsed().as_secs_f64();
+        }
+    }
+    let tokens = (batch * seq * steps) as f64;
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "medqa", "device": format!("{device:?}"), "precision": format!("{precision:?}"),
+            "tokens_per_sec": tokens / timed, "seconds_per_step": timed / steps as f64,
+            "peak_rss_mib": peak_rss_mib(), "params": m.num_parameters(),
+        })
+    );
+    Ok(())
+}
