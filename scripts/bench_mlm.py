@@ -16,12 +16,12 @@ for k, v in dict(hidden=256, layers=4, heads=4, intermediate=1024, vocab=250002,
                  threads=2, warmup=1, steps=3).items():
     ap.add_argument(f"--{k}", type=int, default=v)
 ap.add_argument("--device", default="cpu")
-a = ap.parse_args()
+a, _ = ap.parse_known_args()  # medqa-only options (e.g. --precision) are ignored here
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
 cfg = XLMRobertaConfig(vocab_size=a.vocab, hidden_size=a.hidden, num_hidden_layers=a.layers,
                        num_attention_heads=a.heads, intermediate_size=a.intermediate,
-                       max_position_embeddings=a.seq + 2)
+                       max_position_embeddings=a.seq + 2, type_vocab_size=1)
 model = XLMRobertaForMaskedLM(cfg).to(a.device).train()
 decay = [p for n, p in model.named_parameters() if "bias" not in n and "LayerNorm" not in n and "layer_norm" not in n]
 no_decay = [p for n, p in model.named_parameters() if not ("bias" not in n and "LayerNorm" not in n and "layer_norm" not in n)]

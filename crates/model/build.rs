@@ -1,4 +1,4 @@
 fn main() {
     medqa_build::link_libtorch();
-    medqa_build::compile_cpp("medqa_autocast", &["csrc/autocast.cpp"]);
+    medqa_build::compile_cpp("medqa_shim", &["csrc/autocast.cpp", "csrc/fused_adamw.cpp"]);
 }

@@ -71,7 +71,7 @@ impl Fixture {
                 (lr - torch_lr).abs() < 1e-15,
                 "step {step}: lr {lr} vs {torch_lr}"
             );
-            opt.step(lr);
+            opt.step(lr).unwrap();
         }
     }
 }

@@ -1,8 +1,10 @@
 //! AdamW on plain tensors, with state that can be saved and restored exactly.
 //!
 //! tch's optimizers keep their state inside libtorch where it cannot be saved, so a resumed run would
-//! restart the moments from zero. This one follows `torch.optim.AdamW`'s single-tensor update op for
-//! op, keeps `exp_avg`/`exp_avg_sq` per named parameter, and saves them with safetensors.
+//! restart the moments from zero. This one keeps `exp_avg`/`exp_avg_sq` per named parameter, saves them
+//! with safetensors, and updates through libtorch's fused AdamW kernel (`torch.optim.AdamW(fused=True)`;
+//! `csrc/fused_adamw.cpp`): one pass over each parameter instead of eight, which matters when the
+//! 250k-token embedding is a third of the model.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -33,6 +35,25 @@ impl Default for AdamWConfig {
 /// `transformers`' rule: no weight decay for biases and LayerNorm weights.
 pub fn decays(name: &str) -> bool {
     !(name.contains("bias") || name.contains("LayerNorm.") || name.contains("layer_norm."))
+}
+
+extern "C" {
+    fn medqa_clear_grads(params: *mut *mut std::ffi::c_void, n: i32);
+    fn medqa_last_error() -> *const std::os::raw::c_char;
+    #[allow(clippy::too_many_arguments)]
+    fn medqa_fused_adamw(
+        params: *mut *mut std::ffi::c_void,
+        grads: *mut *mut std::ffi::c_void,
+        exp_avgs: *mut *mut std::ffi::c_void,
+        exp_avg_sqs: *mut *mut std::ffi::c_void,
+        steps: *mut *mut std::ffi::c_void,
+        n: i32,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+    ) -> i32;
 }
 
 struct ParamState {
@@ -76,13 +97,15 @@ impl AdamW {
         self.step
     }
 
+    /// Drops all gradients (`zero_grad(set_to_none=True)`): the next backward allocates them afresh.
     pub fn zero_grad(&mut self) {
-        for s in self.params.values_mut() {
-            let mut g = s.param.grad();
-            if g.defined() {
-                let _ = g.zero_();
-            }
-        }
+        let mut handles: Vec<*mut std::ffi::c_void> = self
+            .params
+            .values()
+            .map(|s| s.param.as_ptr() as *mut std::ffi::c_void)
+            .collect();
+        // SAFETY: the handles point to the parameters this optimizer owns shallow clones of.
+        unsafe { medqa_clear_grads(handles.as_mut_ptr(), handles.len() as i32) };
     }
 
     /// Scales gradients so that their global L2 norm is at most `max_norm`, as
@@ -119,7 +142,7 @@ impl AdamW {
     }
 
     /// One AdamW update at learning rate `lr`.
-    pub fn step(&mut self, lr: f64) {
+    pub fn step(&mut self, lr: f64) -> Result<()> {
         self.step += 1;
         let AdamWConfig {
             beta1,
@@ -127,25 +150,67 @@ impl AdamW {
             eps,
             weight_decay,
         } = self.config;
-        let bias_correction1 = 1.0 - beta1.powi(self.step as i32);
-        let bias_correction2_sqrt = (1.0 - beta2.powi(self.step as i32)).sqrt();
-        let step_size = lr / bias_correction1;
-        tch::no_grad(|| {
-            for s in self.params.values_mut() {
+        for decay in [true, false] {
+            let wd = if decay { weight_decay } else { 0.0 };
+            let mut group: Vec<(Tensor, Tensor, Tensor, Tensor)> = Vec::new();
+            for s in self.params.values().filter(|s| s.decay == decay) {
                 let grad = s.param.grad();
-                if !grad.defined() {
-                    continue;
+                if grad.defined() {
+                    group.push((
+                        s.param.shallow_clone(),
+                        grad,
+                        s.exp_avg.shallow_clone(),
+                        s.exp_avg_sq.shallow_clone(),
+                    ));
                 }
-                if s.decay && weight_decay != 0.0 {
-                    let _ = s.param.g_mul_scalar_(1.0 - lr * weight_decay);
-                }
-                let _ = s.exp_avg.lerp_(&grad, 1.0 - beta1);
-                let _ = s.exp_avg_sq.g_mul_scalar_(beta2);
-                let _ = s.exp_avg_sq.addcmul_(&(&grad * (1.0 - beta2)), &grad);
-                let denom = (s.exp_avg_sq.sqrt() / bias_correction2_sqrt) + eps;
-                let _ = s.param.addcdiv_(&(&s.exp_avg * -step_size), &denom);
             }
-        });
+            // The kernel wants all tensors of one call on one device.
+            let mut by_device: BTreeMap<String, Vec<(Tensor, Tensor, Tensor, Tensor)>> =
+                BTreeMap::new();
+            for entry in group {
+                by_device
+                    .entry(format!("{:?}", entry.0.device()))
+                    .or_default()
+                    .push(entry);
+            }
+            for (_, entries) in by_device {
+                let device = entries[0].0.device();
+                // The step count as the kernel reads it: a float scalar, as torch keeps `state["step"]`.
+                let step = Tensor::from(self.step as f32).to_device(device);
+                let mut handles: [Vec<*mut std::ffi::c_void>; 5] = Default::default();
+                for (p, g, m, v) in &entries {
+                    for (list, t) in handles.iter_mut().zip([p, g, m, v, &step]) {
+                        list.push(t.as_ptr() as *mut std::ffi::c_void);
+                    }
+                }
+                let [hp, hg, hm, hv, hs] = &mut handles;
+                // SAFETY: every handle points to a live at::Tensor owned by `entries` or `step` for the
+                // whole call; the kernel updates params and moments in place under a no-grad guard.
+                let rc = unsafe {
+                    medqa_fused_adamw(
+                        hp.as_mut_ptr(),
+                        hg.as_mut_ptr(),
+                        hm.as_mut_ptr(),
+                        hv.as_mut_ptr(),
+                        hs.as_mut_ptr(),
+                        entries.len() as i32,
+                        lr,
+                        beta1,
+                        beta2,
+                        wd,
+                        eps,
+                    )
+                };
+                if rc != 0 {
+                    // SAFETY: the shim returns a NUL-terminated thread-local string.
+                    let msg = unsafe { std::ffi::CStr::from_ptr(medqa_last_error()) }
+                        .to_string_lossy()
+                        .into_owned();
+                    bail!("fused AdamW failed: {msg}");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Writes the moments and the step count to a safetensors file, atomically.

@@ -279,7 +279,7 @@ pub fn train<T: Task>(
         };
         state.step += 1;
         if finite && grad_norm.is_finite() {
-            optimizer.step(lr);
+            optimizer.step(lr)?;
             state.nonfinite_in_a_row = 0;
         } else {
             // Data is consumed and the schedule moves on, as a skipped fp16 step does in transformers.
