@@ -325,3 +325,41 @@ fn bad_inputs_fail_before_any_compute() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("no tokens"), "{err}");
 }
+
+#[test]
+fn continues_from_a_hugging_face_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = tmp.path().join("corpus");
+    make_shards(&shards);
+    let out_dir = tmp.path().join("run");
+    let cfg = write_config(tmp.path(), &shards, &out_dir, 3);
+    // tiny-h32-l2 has the fixture tokenizer's vocabulary and 64 positions.
+    let init = fixtures().join("models/tiny-h32-l2");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[model.shape]\nhidden_size = 64\nnum_hidden_layers = 2\nnum_attention_heads = 4\nintermediate_size = 128\n",
+        &format!("[model]\ninit_from = \"{}\"\n", init.display()),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = run(&["--config", cfg.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The fixture holds a QA head too: reported as unused, as transformers does.
+    assert!(
+        stderr.contains("qa_outputs.weight") && stderr.contains("not used"),
+        "{stderr}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("manifest.json")).unwrap())
+            .unwrap();
+    let inputs = manifest["inputs"].as_array().unwrap();
+    assert_eq!(
+        inputs.len(),
+        3,
+        "shards, tokenizer and the initial weights are hashed"
+    );
+    let cfg_out: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("final/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg_out["hidden_size"], 32);
+    assert_eq!(cfg_out["architectures"][0], "XLMRobertaForMaskedLM");
+}

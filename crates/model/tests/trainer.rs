@@ -23,6 +23,8 @@ struct ToyQa {
     eval_rows: i64,
     batches_served: Cell<usize>,
     fail_at_batch: Option<usize>,
+    /// Micro-batches (1-based) whose loss is NaN, as a broken batch or an fp16 overflow gives.
+    nan_batches: Vec<usize>,
 }
 
 impl ToyQa {
@@ -50,6 +52,7 @@ impl ToyQa {
             eval_rows: 8,
             batches_served: Cell::new(0),
             fail_at_batch,
+            nan_batches: vec![],
         }
     }
 
@@ -93,7 +96,11 @@ impl Task for ToyQa {
     }
 
     fn loss(&self, (ids, s, e): &Self::Batch, train: bool) -> Tensor {
-        self.loss_of(ids, s, e, train)
+        let loss = self.loss_of(ids, s, e, train);
+        if self.nan_batches.contains(&self.batches_served.get()) {
+            return loss * f64::NAN;
+        }
+        loss
     }
 
     fn evaluate(&mut self) -> Result<BTreeMap<String, f64>> {
@@ -273,4 +280,43 @@ fn bf16_autocast_trains_with_fp32_weights() {
         !model::autocast::state(Device::Cpu).0,
         "autocast is off again after training"
     );
+}
+
+#[test]
+fn non_finite_steps_are_skipped_and_a_run_of_them_stops_training() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let run = tempfile::tempdir().unwrap();
+    let mut task = ToyQa::new(1, None);
+    task.nan_batches = vec![3, 8];
+    let cfg = TrainConfig {
+        save_steps: 0,
+        ..config()
+    };
+    let outcome = train(&mut task, &cfg, Device::Cpu, run.path(), None).unwrap();
+    assert_eq!((outcome.steps, outcome.skipped_nonfinite_steps), (12, 2));
+    let history = read_history(&run.path().join("train_log.jsonl")).unwrap();
+    let skipped: Vec<u64> = history
+        .iter()
+        .filter(|r| r.values.contains_key("skipped_nonfinite"))
+        .map(|r| r.step)
+        .collect();
+    // Two micro-batches a step; a step stops at its first bad micro-batch, so the 3rd and 8th batches
+    // served are the first of steps 2 and 5.
+    assert_eq!(skipped, vec![2, 5]);
+    assert!(task
+        .model
+        .vs
+        .variables()
+        .values()
+        .all(|v| v.isfinite().all().int64_value(&[]) == 1));
+
+    let run = tempfile::tempdir().unwrap();
+    let mut task = ToyQa::new(1, None);
+    task.nan_batches = (1..100).collect();
+    let cfg = TrainConfig {
+        max_nonfinite_steps_in_a_row: 3,
+        ..cfg
+    };
+    let err = train(&mut task, &cfg, Device::Cpu, run.path(), None).unwrap_err();
+    assert!(err.to_string().contains("3 steps in a row"), "{err:#}");
 }

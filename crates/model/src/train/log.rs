@@ -91,8 +91,11 @@ impl History {
         })
     }
 
+    /// Appends a record; non-finite values are left out (JSON has no NaN).
     pub fn append(&mut self, record: &LogRecord) -> Result<()> {
-        let line = serde_json::to_string(record)? + "\n";
+        let mut record = record.clone();
+        record.values.retain(|_, v| v.is_finite());
+        let line = serde_json::to_string(&record)? + "\n";
         self.file
             .write_all(line.as_bytes())
             .with_context(|| format!("cannot append to {}", self.path.display()))

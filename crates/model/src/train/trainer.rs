@@ -296,13 +296,16 @@ pub fn train<T: Task>(
                 );
             }
         }
+        let mut values = BTreeMap::from([("lr".to_owned(), lr)]);
+        if state.nonfinite_in_a_row == 0 {
+            values.insert("train/loss".to_owned(), step_loss);
+            values.insert("grad_norm".to_owned(), grad_norm);
+        } else {
+            values.insert("skipped_nonfinite".to_owned(), 1.0);
+        }
         let record = LogRecord {
             step: state.step,
-            values: BTreeMap::from([
-                ("train/loss".to_owned(), step_loss),
-                ("lr".to_owned(), lr),
-                ("grad_norm".to_owned(), grad_norm),
-            ]),
+            values,
         };
         history.append(&record)?;
         window.add(step_loss, grad_norm);
