@@ -291,6 +291,45 @@ fn bad_inputs_fail_before_any_compute() {
         "{err}"
     );
 
+    // Shards whose manifest names another vocabulary size than the tokenizer's.
+    let other_vocab = tmp.path().join("other-vocab");
+    std::fs::create_dir_all(&other_vocab).unwrap();
+    for f in std::fs::read_dir(&shards).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, other_vocab.join(f.file_name().unwrap())).unwrap();
+    }
+    let mut m = ShardManifest::load(&other_vocab).unwrap();
+    m.vocab_size = 250_002;
+    std::fs::write(
+        other_vocab.join("manifest.json"),
+        serde_json::to_string(&m).unwrap(),
+    )
+    .unwrap();
+    let set = format!("data.shards=\"{}\"", other_vocab.display());
+    let out = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--overwrite",
+        "--set",
+        &set,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("250002-token vocabulary"),
+        "{err}"
+    );
+
+    // An output directory that cannot be created.
+    let blocker = tmp.path().join("a-file");
+    std::fs::write(&blocker, "").unwrap();
+    let set = format!("output_dir=\"{}\"", blocker.join("run").display());
+    let out = run(&["--config", cfg.to_str().unwrap(), "--set", &set]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("cannot create run directory"),
+        "{err}"
+    );
+
     // A misspelt key, and empty shards.
     let out = run(&[
         "--config",

@@ -312,9 +312,9 @@ pub fn train<T: Task>(
         if state.step.is_multiple_of(cfg.logging_steps.max(1)) || state.step == total_steps {
             let (loss, norm, tokens_per_sec) = window.take();
             tb.scalar("train/loss", loss, state.step);
-            tb.scalar("train/lr", lr, state.step);
-            tb.scalar("train/grad_norm", norm, state.step);
-            tb.scalar("train/tokens_per_sec", tokens_per_sec, state.step);
+            tb.scalar("lr", lr, state.step);
+            tb.scalar("grad_norm", norm, state.step);
+            tb.scalar("tokens_per_sec", tokens_per_sec, state.step);
             tb.flush();
             bar.set_message(format!(
                 "loss {loss:.4} lr {lr:.2e} {tokens_per_sec:.0} tok/s"
