@@ -46,6 +46,20 @@ fn common(a: &[String], b: &[String]) -> usize {
         .count()
 }
 
+/// Max EM and max F1 of `pred` over `golds` (each max taken separately, as both scripts do).
+fn best_over_golds<'a>(
+    pred: &str,
+    golds: impl Iterator<Item = &'a String>,
+    rules: &Rules,
+    f1: fn(&[String], &[String]) -> f64,
+) -> (f64, f64) {
+    let (pn, pt) = (normalize(pred, rules), tokens(pred, rules));
+    golds.fold((0.0f64, 0.0f64), |(e, f), g| {
+        let em = f64::from(u8::from(pn == normalize(g, rules)));
+        (e.max(em), f.max(f1(&pt, &tokens(g, rules))))
+    })
+}
+
 /// Per-question result, for error analysis and for grouping.
 #[derive(Clone, Debug, Serialize)]
 pub struct QuestionScore {
@@ -68,16 +82,9 @@ pub fn score_v1(
         .map(|q| {
             let (r, lang) = rules(q);
             let pred = preds.get(&q.id);
-            let (exact, f1) = match pred {
-                None => (0.0, 0.0),
-                Some(p) => {
-                    let (pn, pt) = (normalize(p, &r), tokens(p, &r));
-                    q.golds.iter().fold((0.0f64, 0.0f64), |(e, f), g| {
-                        let em = f64::from(u8::from(pn == normalize(g, &r)));
-                        (e.max(em), f.max(f1_v1(&pt, &tokens(g, &r))))
-                    })
-                }
-            };
+            let (exact, f1) = pred.map_or((0.0, 0.0), |p| {
+                best_over_golds(p, q.golds.iter(), &r, f1_v1)
+            });
             QuestionScore {
                 id: q.id.clone(),
                 lang,
@@ -112,11 +119,7 @@ pub fn score_v2(
             if golds.is_empty() {
                 golds.push(&empty);
             }
-            let (pn, pt) = (normalize(pred, &r), tokens(pred, &r));
-            let (exact, f1) = golds.iter().fold((0.0f64, 0.0f64), |(e, f), g| {
-                let em = f64::from(u8::from(pn == normalize(g, &r)));
-                (e.max(em), f.max(f1_v2(&pt, &tokens(g, &r))))
-            });
+            let (exact, f1) = best_over_golds(pred, golds.into_iter(), &r, f1_v2);
             Some(QuestionScore {
                 id: q.id.clone(),
                 lang,

@@ -99,6 +99,22 @@ fn run(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs with `--overwrite --set KEY=VALUE` and expects a failure whose message contains `needle`.
+fn fails_with_override(cfg: &Path, set: &str, needle: &str) {
+    let out = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--overwrite",
+        "--set",
+        set,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(needle),
+        "--set {set}: {err}"
+    );
+}
+
 fn losses(run_dir: &Path) -> Vec<(u64, u64)> {
     read_history(&run_dir.join("train_log.jsonl"))
         .unwrap()
@@ -277,18 +293,10 @@ fn bad_inputs_fail_before_any_compute() {
     let mut text = std::fs::read_to_string(shards.join("tokenizer.json")).unwrap();
     text.push(' ');
     std::fs::write(&other, text).unwrap();
-    let set = format!("data.tokenizer=\"{}\"", other.display());
-    let out = run(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--overwrite",
-        "--set",
-        &set,
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("not the tokenizer"),
-        "{err}"
+    fails_with_override(
+        &cfg,
+        &format!("data.tokenizer=\"{}\"", other.display()),
+        "not the tokenizer",
     );
 
     // Shards whose manifest names another vocabulary size than the tokenizer's.
@@ -305,18 +313,10 @@ fn bad_inputs_fail_before_any_compute() {
         serde_json::to_string(&m).unwrap(),
     )
     .unwrap();
-    let set = format!("data.shards=\"{}\"", other_vocab.display());
-    let out = run(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--overwrite",
-        "--set",
-        &set,
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("250002-token vocabulary"),
-        "{err}"
+    fails_with_override(
+        &cfg,
+        &format!("data.shards=\"{}\"", other_vocab.display()),
+        "250002-token vocabulary",
     );
 
     // An output directory that cannot be created.
@@ -331,18 +331,7 @@ fn bad_inputs_fail_before_any_compute() {
     );
 
     // A misspelt key, and empty shards.
-    let out = run(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--overwrite",
-        "--set",
-        "train.learnig_rate=1",
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("learnig_rate"),
-        "{err}"
-    );
+    fails_with_override(&cfg, "train.learnig_rate=1", "learnig_rate");
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     std::fs::copy(shards.join("tokenizer.json"), empty.join("tokenizer.json")).unwrap();
@@ -353,16 +342,11 @@ fn bad_inputs_fail_before_any_compute() {
         serde_json::to_string(&m).unwrap(),
     )
     .unwrap();
-    let set = format!("data.shards=\"{}\"", empty.display());
-    let out = run(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--overwrite",
-        "--set",
-        &set,
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("no tokens"), "{err}");
+    fails_with_override(
+        &cfg,
+        &format!("data.shards=\"{}\"", empty.display()),
+        "no tokens",
+    );
 }
 
 #[test]
