@@ -10,7 +10,7 @@ use eval::report::{evaluate, markdown, Options, Version};
 
 /// Score extractive-QA predictions (SQuAD v1.1 / v2.0 semantics, multilingual normalisation).
 ///
-/// BioASQ metrics and nightly evaluation (issue #3) are not implemented yet.
+/// Nightly evaluation (issue #3) is not implemented yet.
 #[derive(Parser, Debug)]
 #[command(name = "eval", version)]
 struct Cli {
@@ -56,10 +56,30 @@ enum Command {
         #[arg(long)]
         per_question: Option<PathBuf>,
     },
+    /// BioASQ factoid strict/lenient accuracy and MRR (top 5) from an n-best prediction file.
+    Bioasq {
+        /// SQuAD-format BioASQ set; golden answers from `all_golden_answers` (or the answers).
+        #[arg(long)]
+        data: PathBuf,
+        /// nbest_predictions.json: snippet id → [{text, probability, …}].
+        #[arg(long)]
+        nbest: PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Bioasq { data, nbest } => {
+            let golden = eval::bioasq::load_golden(&data)?;
+            let scores = eval::bioasq::score(&golden, &eval::bioasq::load_nbest(&nbest)?)?;
+            if scores.questions_without_prediction > 0 {
+                eprintln!(
+                    "warning: {} question(s) have no prediction (scored 0)",
+                    scores.questions_without_prediction
+                );
+            }
+            println!("{}", serde_json::to_string_pretty(&scores)?);
+        }
         Command::Score {
             data,
             predictions,

@@ -172,3 +172,53 @@ fn bad_input_names_the_file_and_place() {
     );
     assert_eq!(r["overall"]["exact"].as_f64(), Some(100.0));
 }
+
+#[test]
+fn bioasq_snippets_merge_into_questions() {
+    let Some(qa) = shared_qa() else { return };
+    let data = qa.join("bioasq-7b-test-factoid-goldspans.en.json");
+    let d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&data).unwrap()).unwrap();
+    // A wrong answer first, the golden span second, for every snippet.
+    let mut nbest = serde_json::Map::new();
+    for a in d["data"].as_array().unwrap() {
+        for p in a["paragraphs"].as_array().unwrap() {
+            for q in p["qas"].as_array().unwrap() {
+                let gold = q["answers"][0]["text"].clone();
+                nbest.insert(
+                    q["id"].as_str().unwrap().into(),
+                    serde_json::json!([{"text": "not an answer", "probability": 0.6}, {"text": gold, "probability": 0.4}]),
+                );
+            }
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("nbest.json");
+    std::fs::write(&f, serde_json::Value::Object(nbest).to_string()).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "bioasq",
+            "--data",
+            data.to_str().unwrap(),
+            "--nbest",
+            f.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // 229 snippet-level entries belong to 125 questions.
+    assert_eq!(r["questions"], 125);
+    assert_eq!(
+        (
+            r["strict_accuracy"].as_f64(),
+            r["lenient_accuracy"].as_f64(),
+            r["mrr"].as_f64()
+        ),
+        (Some(0.0), Some(1.0), Some(0.5))
+    );
+}
