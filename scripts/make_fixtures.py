@@ -19,6 +19,10 @@ which are recorded in `versions.json`). Outputs:
   QA start/end logits for them.
 - `variants/`: the first model saved as `XLMRobertaModel` (no `roberta.` prefix, with pooler), and the
   checkpoint in fp16 and bf16, with the outputs `transformers` computes from those files.
+- `qa.json`: QA examples (answerable, unanswerable, long contexts) with `run_qa.py`'s training and evaluation
+  features computed from the fast tokenizer (windows, ids, context offsets, start/end labels), random logits
+  per window, and the answers, n-best lists and null odds of `utils_qa.py`'s post-processing for SQuAD v1
+  and v2 settings.
 - `param_counts.json`: parameter counts of the xlm-roberta-base and -large shapes (built on the meta device).
 - `train/adamw.safetensors`: 100 steps of `torch.optim.AdamW` (decay and no-decay groups) under the linear
   warm-up schedule and `clip_grad_norm_`, from fixed gradients: initial and final parameters, the gradient
@@ -97,9 +101,9 @@ SINGLE_TEXTS = SENTENCES[::3] + ["", "   ", "ţ ş ț ș Ş Ţ — straße ﬁ �
 MODEL_SHAPES = [
     ("tiny-h32-l2", dict(hidden_size=32, num_attention_heads=2, num_hidden_layers=2, intermediate_size=64,
                          layer_norm_eps=1e-5, max_position_embeddings=66, type_vocab_size=1)),
-    ("tiny-h48-l3", dict(hidden_size=48, num_attention_heads=4, num_hidden_layers=3, intermediate_size=64,
+    ("tiny-h40-l3", dict(hidden_size=40, num_attention_heads=4, num_hidden_layers=3, intermediate_size=64,
                          layer_norm_eps=1e-12, max_position_embeddings=130, type_vocab_size=2)),
-    ("tiny-h64-l1", dict(hidden_size=64, num_attention_heads=8, num_hidden_layers=1, intermediate_size=128,
+    ("tiny-h64-l1", dict(hidden_size=64, num_attention_heads=8, num_hidden_layers=1, intermediate_size=96,
                          layer_norm_eps=1e-6, max_position_embeddings=98, type_vocab_size=1)),
 ]
 
@@ -126,8 +130,9 @@ def tokenization_cases(tok) -> dict:
         enc = tok(text, return_offsets_mapping=True)
         singles.append({"text": text, "input_ids": enc["input_ids"], "offsets": enc["offset_mapping"]})
     pairs = []
-    for max_length, stride in [(48, 16), (64, 24), (512, 128)]:
-        for question, context in PAIRS:
+    # Small windows overflow on every pair; run_qa.py's defaults (384/128) hold whole contexts (a few suffice).
+    for max_length, stride, subset in [(48, 16, PAIRS), (64, 24, PAIRS), (384, 128, PAIRS[:3])]:
+        for question, context in subset:
             q = question.lstrip()  # run_qa.py strips the question's leading white space
             enc = tok(q, context, truncation="only_second", max_length=max_length, stride=stride,
                       return_overflowing_tokens=True, return_offsets_mapping=True, padding=False)
@@ -200,7 +205,7 @@ def make_models(out: Path, vocab_size: int, gen: torch.Generator) -> None:
         state = load_file(d / "model.safetensors")
         state.update({k: v.contiguous() for k, v in qa.state_dict().items() if k.startswith("qa_outputs.")})
         save_file(state, d / "model.safetensors", metadata={"format": "pt"})
-        seq_len = min(13, cfg.max_position_embeddings - 2)
+        seq_len = min(11, cfg.max_position_embeddings - 2)
         ids, mask, tt = batch_for(cfg, gen, seq_len)
         save_file(expected_outputs(d, ids, mask, tt), d / "expected.safetensors")
 
@@ -239,10 +244,12 @@ def make_variants(out: Path) -> None:
         with torch.no_grad():
             o = mlm(input_ids=ids, attention_mask=mask, token_type_ids=tt, output_hidden_states=True)
             q = qa(input_ids=ids, attention_mask=mask, token_type_ids=tt)
-        save_file({"input_ids": ids, "attention_mask": mask, "token_type_ids": tt,
-                   "last_hidden_state": o.hidden_states[-1].contiguous(), "mlm_logits": o.logits.contiguous(),
-                   "start_logits": q.start_logits.contiguous(), "end_logits": q.end_logits.contiguous()},
-                  d / "expected.safetensors")
+        expected = {"input_ids": ids, "attention_mask": mask, "token_type_ids": tt,
+                    "last_hidden_state": o.hidden_states[-1].contiguous(),
+                    "start_logits": q.start_logits.contiguous(), "end_logits": q.end_logits.contiguous()}
+        if dtype_name == "fp16":  # the MLM head's weights load by the same path; one variant checks it
+            expected["mlm_logits"] = o.logits.contiguous()
+        save_file(expected, d / "expected.safetensors")
 
 
 def param_counts() -> dict:
@@ -262,6 +269,148 @@ def param_counts() -> dict:
                 entry[cls.__name__] = sum(p.numel() for p in cls(cfg).parameters())
         counts[name] = entry
     return counts
+
+
+QA_CASES = [
+    # (question, context index in PAIRS, answer text or None, occurrence)
+    ("What was the NIHSS score on admission?", 0, "14", 0),
+    ("What was started after the CT scan?", 0, "Thrombolysis with alteplase", 0),
+    ("¿Qué se inició tras descartar hemorragia?", 1, "trombólisis con alteplasa", 0),
+    ("Care a fost scorul NIHSS?", 2, "9", 0),
+    ("Jakie ciśnienie tętnicze zmierzono?", 3, "170/100 mmHg", 1),
+    ("Jaký byl krevní tlak?", 4, "155/90 mmHg", 0),
+    ("Какво е кръвното налягане?", 5, "160/95 mmHg", 1),
+    ("Ποια είναι η γλυκόζη;", 6, "140 mg/dl", 0),
+    ("Which anticoagulant at discharge?", 7, "apixaban 5 mg twice daily", 0),
+    ("Was the patient pregnant?", 0, None, 0),
+    ("   " + "Which medication was given at discharge and in which dose and how often? " * 3, 0, "apixaban", 0),
+]
+
+
+def qa_examples():
+    examples = []
+    for i, (q, ci, ans, occ) in enumerate(QA_CASES):
+        context = PAIRS[ci][1]
+        answers = []
+        if ans is not None:
+            start = -1
+            for _ in range(occ + 1):
+                start = context.index(ans, start + 1)
+            answers.append({"text": ans, "answer_start": start})
+        examples.append({"id": f"q{i}", "question": q, "context": context, "answers": answers})
+    return examples
+
+
+def run_qa_features(tok, examples, max_length, stride, max_query_length):
+    """prepare_train_features / prepare_validation_features of run_qa.py (no padding), plus the question
+    cut to max_query_length tokens (our addition; run_qa.py has none)."""
+    feats = []
+    for ei, ex in enumerate(examples):
+        q = ex["question"].lstrip()
+        enc_q = tok(q, add_special_tokens=False, return_offsets_mapping=True)
+        if len(enc_q["input_ids"]) > max_query_length:
+            q = q[: enc_q["offset_mapping"][max_query_length - 1][1]]
+        enc = tok(q, ex["context"], truncation="only_second", max_length=max_length, stride=stride,
+                  return_overflowing_tokens=True, return_offsets_mapping=True, padding=False)
+        for i in range(len(enc["input_ids"])):
+            ids, offsets, seq = enc["input_ids"][i], enc["offset_mapping"][i], enc.sequence_ids(i)
+            start_pos = end_pos = 0
+            overrun = False
+            if ex["answers"]:
+                start_char = ex["answers"][0]["answer_start"]
+                end_char = start_char + len(ex["answers"][0]["text"])
+                ts = 0
+                while seq[ts] != 1:
+                    ts += 1
+                te = len(ids) - 1
+                while seq[te] != 1:
+                    te -= 1
+                if offsets[ts][0] <= start_char and offsets[te][1] >= end_char:
+                    while ts < len(offsets) and offsets[ts][0] <= start_char:
+                        ts += 1
+                    start_pos = ts - 1
+                    while offsets[te][1] >= end_char:
+                        te -= 1
+                    end_pos = te + 1
+                    overrun = seq[start_pos] != 1
+            context_offsets = [o if s == 1 else None for o, s in zip(offsets, seq)]
+            feats.append({"example": ei, "input_ids": ids, "context_offsets": context_offsets,
+                          "start_position": start_pos, "end_position": end_pos, "run_qa_overrun": overrun})
+    return feats
+
+
+def utils_qa_postprocess(examples, feats, logits, n_best_size, max_answer_length, v2, threshold):
+    """postprocess_qa_predictions of utils_qa.py."""
+    import numpy as np
+    by_ex = {}
+    for fi, f in enumerate(feats):
+        by_ex.setdefault(f["example"], []).append(fi)
+    answers, nbest, odds = {}, {}, {}
+    for ei, ex in enumerate(examples):
+        prelim, min_null = [], None
+        for fi in by_ex.get(ei, []):
+            s_log, e_log = np.array(logits[fi][0], dtype=np.float32), np.array(logits[fi][1], dtype=np.float32)
+            om = feats[fi]["context_offsets"]
+            null_score = s_log[0] + e_log[0]
+            if min_null is None or min_null["score"] > null_score:
+                min_null = {"offsets": (0, 0), "score": null_score, "start_logit": s_log[0], "end_logit": e_log[0]}
+            for si in np.argsort(s_log)[-1: -n_best_size - 1: -1].tolist():
+                for ej in np.argsort(e_log)[-1: -n_best_size - 1: -1].tolist():
+                    if si >= len(om) or ej >= len(om) or om[si] is None or om[ej] is None:
+                        continue
+                    if ej < si or ej - si + 1 > max_answer_length:
+                        continue
+                    prelim.append({"offsets": (om[si][0], om[ej][1]), "score": s_log[si] + e_log[ej],
+                                   "start_logit": s_log[si], "end_logit": e_log[ej]})
+        if v2 and min_null is not None:
+            prelim.append(min_null)
+            null = min_null["score"]
+        preds = sorted(prelim, key=lambda x: x["score"], reverse=True)[:n_best_size]
+        if v2 and min_null is not None and not any(p["offsets"] == (0, 0) for p in preds):
+            preds.append(min_null)
+        for p in preds:
+            o = p["offsets"]
+            p["text"] = ex["context"][o[0]: o[1]]
+        if len(preds) == 0 or (len(preds) == 1 and preds[0]["text"] == ""):
+            preds.insert(0, {"text": "empty", "start_logit": 0.0, "end_logit": 0.0, "score": 0.0, "offsets": None})
+        scores = np.array([p.pop("score") for p in preds])
+        exp = np.exp(scores - np.max(scores))
+        probs = exp / exp.sum()
+        for pr, p in zip(probs, preds):
+            p["probability"] = float(pr)
+            p["start_logit"] = float(p["start_logit"])
+            p["end_logit"] = float(p["end_logit"])
+            p["offsets"] = list(p["offsets"]) if p["offsets"] is not None else None
+        if not v2:
+            answers[ex["id"]] = preds[0]["text"]
+        else:
+            i = 0
+            while preds[i]["text"] == "":
+                i += 1
+            best = preds[i]
+            diff = float(null - best["start_logit"] - best["end_logit"])
+            odds[ex["id"]] = diff
+            answers[ex["id"]] = "" if diff > threshold else best["text"]
+        nbest[ex["id"]] = preds
+    return {"answers": answers, "nbest": nbest, "null_odds": odds}
+
+
+def make_qa_fixtures(out: Path, tok) -> None:
+    examples = qa_examples()
+    feats = run_qa_features(tok, examples, max_length=128, stride=48, max_query_length=24)
+    gen = torch.Generator().manual_seed(5)
+    # Three decimals keep the file small; both sides read them as float32.
+    logits = [[[round(x, 3) for x in (torch.randn(len(f["input_ids"]), generator=gen) * 3).tolist()]
+               for _ in range(2)] for f in feats]
+    settings = [dict(n_best_size=20, max_answer_length=30, v2=False, threshold=0.0),
+                dict(n_best_size=5, max_answer_length=4, v2=True, threshold=0.0),
+                dict(n_best_size=20, max_answer_length=30, v2=True, threshold=2.5)]
+    results = [{"settings": st, **utils_qa_postprocess(examples, feats, logits, st["n_best_size"],
+                                                       st["max_answer_length"], st["v2"], st["threshold"])}
+               for st in settings]
+    qa = {"max_seq_length": 128, "doc_stride": 48, "max_query_length": 24, "examples": examples,
+          "features": feats, "logits": logits, "postprocess": results}
+    (out / "qa.json").write_text(json.dumps(qa, ensure_ascii=False, separators=(",", ":")))
 
 
 def make_train_fixtures(out: Path) -> None:
@@ -336,6 +485,7 @@ def main() -> None:
     make_models(out, vocab_size, gen)
     make_variants(out)
     make_train_fixtures(out)
+    make_qa_fixtures(out, tok)
     (out / "param_counts.json").write_text(json.dumps(param_counts(), indent=1))
     (out / "versions.json").write_text(json.dumps({
         "torch": torch.__version__, "transformers": transformers.__version__,

@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod mlm;
 pub mod parity;
 pub mod pretrained;
+pub mod qa;
 pub mod runconfig;
 pub mod shards;
 pub mod tokenizer;

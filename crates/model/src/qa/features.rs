@@ -1,0 +1,128 @@
+//! `run_qa.py`'s features: each (question, context) pair becomes windows of at most `max_seq_length`
+//! tokens overlapping by `doc_stride`, with `only_second` truncation; training windows get start/end
+//! labels, evaluation windows keep the character offsets of their context tokens.
+
+use anyhow::{Context, Result};
+
+use crate::qa::squad::QaExample;
+use crate::tokenizer::{PairWindows, XlmrTokenizer};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QaFeature {
+    /// Index of the example this window comes from.
+    pub example: usize,
+    pub input_ids: Vec<u32>,
+    /// Character offsets of context tokens in the context; `None` for question and special tokens.
+    pub context_offsets: Vec<Option<(usize, usize)>>,
+    /// Token labels; `(0, 0)` (`<s>`) when the answer is not wholly inside the window or there is none.
+    pub start_position: usize,
+    pub end_position: usize,
+}
+
+pub struct FeatureMaker {
+    windows: PairWindows,
+    tok: XlmrTokenizer,
+    max_query_length: usize,
+}
+
+impl FeatureMaker {
+    pub fn new(
+        tok: &XlmrTokenizer,
+        max_seq_length: usize,
+        doc_stride: usize,
+        max_query_length: usize,
+    ) -> Result<Self> {
+        Ok(Self {
+            windows: tok.pair_windows(max_seq_length, doc_stride)?,
+            tok: tok.clone(),
+            max_query_length,
+        })
+    }
+
+    /// The question as `run_qa.py` feeds it (left-stripped), cut to `max_query_length` tokens.
+    fn question<'a>(&self, q: &'a str) -> Result<&'a str> {
+        let q = q.trim_start();
+        let enc = self.tok.encode_plain(q)?;
+        if enc.len() <= self.max_query_length {
+            return Ok(q);
+        }
+        let end = enc.offsets[self.max_query_length - 1].1;
+        let byte_end = q.char_indices().nth(end).map_or(q.len(), |(b, _)| b);
+        Ok(&q[..byte_end])
+    }
+
+    /// Windows of one example, labelled from its first answer (as `run_qa.py`).
+    pub fn features(&self, index: usize, ex: &QaExample) -> Result<Vec<QaFeature>> {
+        let question = self.question(&ex.question)?;
+        let windows = self
+            .windows
+            .encode(question, &ex.context)
+            .with_context(|| format!("question '{}'", ex.id))?;
+        let answer = ex
+            .answers
+            .first()
+            .map(|a| (a.answer_start, a.answer_start + a.text.chars().count()));
+        Ok(windows
+            .into_iter()
+            .map(|w| {
+                let context_offsets: Vec<Option<(usize, usize)>> = w
+                    .offsets
+                    .iter()
+                    .zip(&w.sequence_ids)
+                    .map(|(o, s)| (*s == Some(1)).then_some(*o))
+                    .collect();
+                let (start_position, end_position) =
+                    answer.map_or((0, 0), |(s, e)| label(&context_offsets, s, e));
+                QaFeature {
+                    example: index,
+                    input_ids: w.input_ids,
+                    context_offsets,
+                    start_position,
+                    end_position,
+                }
+            })
+            .collect())
+    }
+
+    pub fn all(&self, examples: &[QaExample]) -> Result<Vec<QaFeature>> {
+        let mut out = Vec::new();
+        for (i, ex) in examples.iter().enumerate() {
+            out.extend(self.features(i, ex)?);
+        }
+        Ok(out)
+    }
+}
+
+/// Token span of the characters `[start_char, end_char)`, or `(0, 0)` if the window does not hold all of it.
+///
+/// `run_qa.py` moves the start index forward "while offsets[i][0] <= start_char" without stopping at the
+/// end of the context, so an answer starting at a window's last context token gets a start label on a
+/// special or padding token; here the walk stops at the context's end.
+fn label(offsets: &[Option<(usize, usize)>], start_char: usize, end_char: usize) -> (usize, usize) {
+    let Some(first) = offsets.iter().position(Option::is_some) else {
+        return (0, 0);
+    };
+    let last = offsets
+        .iter()
+        .rposition(Option::is_some)
+        .expect("a first implies a last");
+    let (o_first, o_last) = (
+        offsets[first].expect("context"),
+        offsets[last].expect("context"),
+    );
+    if !(o_first.0 <= start_char && o_last.1 >= end_char) {
+        return (0, 0);
+    }
+    let mut s = first;
+    while s <= last && offsets[s].is_some_and(|o| o.0 <= start_char) {
+        s += 1;
+    }
+    let mut e = last;
+    while e >= first && offsets[e].is_some_and(|o| o.1 >= end_char) {
+        if e == 0 {
+            break;
+        }
+        e -= 1;
+    }
+    (s - 1, e + 1)
+}
