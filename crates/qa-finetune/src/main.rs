@@ -1,19 +1,42 @@
-//! Extractive QA fine-tuning and prediction (training and prediction: issue #6).
+//! `qa-finetune`: extractive QA fine-tuning of XLM-RoBERTa, and prediction.
 
-use anyhow::{bail, Result};
-use clap::Parser;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
 use model::device::DeviceChoice;
+use model::train::manifest::Manifest;
+use model::train::run_dir::{self, Start};
+use model::train::trainer::format_metrics;
+use qa_finetune::{predict, QaConfig, QaTask};
 
 /// Fine-tune XLM-RoBERTa for extractive question answering (start/end token classification).
 ///
-/// Training is not implemented yet (issue #6); `--check-device` reports what libtorch sees.
+/// Writes a run directory: manifest.json, train_log.jsonl, tb/, checkpoints/, final/ (a Hugging Face
+/// model directory with medqa.json: window settings and the tuned no-answer threshold), eval_results.json.
 #[derive(Parser, Debug)]
-#[command(name = "qa-finetune", version)]
-struct Args {
-    /// Run configuration (TOML in configs/).
+#[command(name = "qa-finetune", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct TrainArgs {
+    /// Run configuration (TOML, see configs/qa-*.toml).
     #[arg(long)]
-    config: Option<std::path::PathBuf>,
-    /// Where to compute: auto (CUDA when available), cpu, cuda or cuda:N.
+    config: Option<PathBuf>,
+    /// Override a configuration key, e.g. --set train.learning_rate=3e-5 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Continue the run in output_dir from its latest checkpoint, or from the checkpoint given.
+    #[arg(long, num_args = 0..=1, value_name = "CHECKPOINT", conflicts_with = "overwrite")]
+    resume: Option<Option<PathBuf>>,
+    /// Replace an existing run in output_dir.
+    #[arg(long)]
+    overwrite: bool,
     #[arg(long, default_value = "auto")]
     device: DeviceChoice,
     /// Print the libtorch build, CUDA availability and the chosen device, then exit.
@@ -21,11 +44,154 @@ struct Args {
     check_device: bool,
 }
 
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Answer the questions of a SQuAD-format file: predictions.json, nbest_predictions.json,
+    /// null_odds.json (SQuAD v2).
+    Predict {
+        /// A fine-tuned model directory (RUN/final).
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Language of the questions, overriding the file's tags.
+        #[arg(long)]
+        lang: Option<String>,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Write every window's example id, input ids, offsets and logits here (JSONL).
+        #[arg(long)]
+        dump_features: Option<PathBuf>,
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
+    },
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    model::fsutil::write_atomic(path, |w| w.write_all(text.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 fn main() -> Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Predict {
+            model,
+            data,
+            out,
+            lang,
+            batch_size,
+            dump_features,
+            device,
+        }) => {
+            let device = device.resolve()?;
+            let qa_finetune::Prediction {
+                examples,
+                features,
+                logits,
+                predictions: preds,
+            } = predict(&model, &data, lang.as_deref(), batch_size, device)?;
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            write_json(&out.join("predictions.json"), &preds.answers)?;
+            write_json(&out.join("nbest_predictions.json"), &preds.nbest)?;
+            if !preds.null_odds.is_empty() {
+                write_json(&out.join("null_odds.json"), &preds.null_odds)?;
+            }
+            if let Some(path) = dump_features {
+                let mut text = String::new();
+                for (f, (s, e)) in features.iter().zip(&logits) {
+                    let row = serde_json::json!({
+                        "example_id": examples[f.example].id, "input_ids": f.input_ids,
+                        "offsets": f.context_offsets, "start_logits": s, "end_logits": e,
+                    });
+                    text.push_str(&row.to_string());
+                    text.push('\n');
+                }
+                model::fsutil::write_atomic(&path, |w| w.write_all(text.as_bytes()))?;
+            }
+            println!(
+                "{} questions, {} windows; predictions in {}",
+                examples.len(),
+                features.len(),
+                out.display()
+            );
+            Ok(())
+        }
+        None => train(cli.train),
+    }
+}
+
+fn train(args: TrainArgs) -> Result<()> {
     if args.check_device {
         println!("{}", model::device::report(args.device)?);
         return Ok(());
     }
-    bail!("QA fine-tuning is not implemented yet (issue #6); only --help and --check-device work")
+    let config_file = args
+        .config
+        .as_deref()
+        .context("--config is required to train (see configs/)")?;
+    let (cfg, resolved): (QaConfig, _) =
+        model::runconfig::load(Some(config_file), &args.overrides)?;
+    let device = args.device.resolve()?;
+    let mut task = QaTask::new(&cfg, device)?;
+    let start = match (args.resume, args.overwrite) {
+        (Some(ckpt), _) => Start::Resume(ckpt),
+        (None, true) => Start::Overwrite,
+        (None, false) => Start::Fresh,
+    };
+    let resume_from = run_dir::prepare(&cfg.output_dir, &start)?;
+    let mut inputs: Vec<PathBuf> = cfg
+        .data
+        .train
+        .iter()
+        .chain(&cfg.data.validation)
+        .map(|f| f.path.clone())
+        .collect();
+    inputs.push(cfg.init_from.join(model::pretrained::WEIGHTS_FILE));
+    let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    Manifest::new(
+        "qa-finetune",
+        env!("CARGO_PKG_VERSION"),
+        cfg.train.seed,
+        device,
+        resolved,
+        &inputs,
+    )?
+    .write(&cfg.output_dir)?;
+    eprintln!(
+        "qa-finetune: {} parameters, {} training windows, {} validation questions, device {device:?}",
+        task.model.num_parameters(),
+        task.train_features(),
+        task.eval_examples().len()
+    );
+    let outcome = model::train::train(
+        &mut task,
+        &cfg.train,
+        device,
+        &cfg.output_dir,
+        resume_from.as_deref(),
+    )?;
+    // SQuAD v2: the no-answer threshold that maximised validation F1 goes with the model.
+    if task.settings.postprocess.version_2_with_negative {
+        if let Some(t) = outcome.last_eval.get("eval/best_f1_thresh") {
+            task.settings.postprocess.null_score_diff_threshold = *t;
+        }
+    }
+    let out = cfg.output_dir.join("final");
+    task.save_final(&out)?;
+    write_json(
+        &cfg.output_dir.join("eval_results.json"),
+        &outcome.last_eval,
+    )?;
+    println!(
+        "trained {} steps; {}",
+        outcome.steps,
+        format_metrics(&outcome.last_eval)
+    );
+    println!("model: {}", out.display());
+    Ok(())
 }

@@ -1,0 +1,411 @@
+//! Extractive QA fine-tuning of XLM-RoBERTa (start/end token classification) and prediction.
+//!
+//! `QaTask` is the QA side of the shared training loop: `run_qa.py`'s windows and labels
+//! (`model::qa::features`), batches padded to the longest window (a multiple of 8), loss
+//! `(CE(start) + CE(end)) / 2`, and evaluation through `utils_qa.py`'s post-processing and the eval
+//! crate's official-script scoring, per language.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use model::checkpoint::{load_safetensors, SaveDtype};
+use model::qa::features::{FeatureMaker, QaFeature};
+use model::qa::postprocess::{postprocess, PostprocessConfig, Predictions};
+use model::qa::squad::{self, QaExample};
+use model::train::TrainConfig;
+use model::{Pretrained, XlmRobertaForQuestionAnswering, XlmrTokenizer};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+/// Settings stored beside a fine-tuned model (`medqa.json`), so that prediction repeats training's
+/// windows and post-processing, with the tuned no-answer threshold.
+pub const SETTINGS_FILE: &str = "medqa.json";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QaConfig {
+    pub output_dir: PathBuf,
+    /// A Hugging Face directory (with tokenizer.json): mlm-pretrain's output or any XLM-R checkpoint.
+    pub init_from: PathBuf,
+    /// Default: `<init_from>/tokenizer.json`.
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
+    pub data: DataConfig,
+    #[serde(default)]
+    pub postprocess: PostprocessConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QaFile {
+    pub path: PathBuf,
+    /// Overrides the file's `lang` tags.
+    #[serde(default)]
+    pub lang: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub train: Vec<QaFile>,
+    #[serde(default)]
+    pub validation: Vec<QaFile>,
+    #[serde(default = "default_seq")]
+    pub max_seq_length: usize,
+    #[serde(default = "default_stride")]
+    pub doc_stride: usize,
+    #[serde(default = "default_query")]
+    pub max_query_length: usize,
+    #[serde(default = "default_eval_batch")]
+    pub eval_batch_size: usize,
+}
+
+fn default_seq() -> usize {
+    384
+}
+fn default_stride() -> usize {
+    128
+}
+fn default_query() -> usize {
+    64
+}
+fn default_eval_batch() -> usize {
+    32
+}
+
+/// What prediction needs to repeat training's processing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QaSettings {
+    pub max_seq_length: usize,
+    pub doc_stride: usize,
+    pub max_query_length: usize,
+    pub postprocess: PostprocessConfig,
+}
+
+impl QaSettings {
+    pub fn load(dir: &Path) -> Result<Self> {
+        let file = dir.join(SETTINGS_FILE);
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid", file.display()))
+    }
+}
+
+pub fn load_examples(files: &[QaFile]) -> Result<Vec<QaExample>> {
+    let mut out = Vec::new();
+    for f in files {
+        out.extend(squad::load(&f.path, f.lang.as_deref())?);
+    }
+    Ok(out)
+}
+
+/// Right-pads windows to the longest (multiple of 8): `(input_ids, attention_mask)` on `device`.
+fn pad(features: &[&QaFeature], pad_id: u32, device: Device) -> (Tensor, Tensor) {
+    let seqs: Vec<Vec<u32>> = features.iter().map(|f| f.input_ids.clone()).collect();
+    let (ids, mask) = model::mlm::pad_batch(&seqs, pad_id, 8);
+    (ids.to_device(device), mask.to_device(device))
+}
+
+/// Start and end logits of every feature, in batches, without gradients.
+pub fn infer(
+    model: &XlmRobertaForQuestionAnswering,
+    features: &[QaFeature],
+    pad_id: u32,
+    batch_size: usize,
+    device: Device,
+) -> Vec<(Vec<f32>, Vec<f32>)> {
+    let _guard = tch::no_grad_guard();
+    let mut out = Vec::with_capacity(features.len());
+    for chunk in features.chunks(batch_size.max(1)) {
+        let refs: Vec<&QaFeature> = chunk.iter().collect();
+        let (ids, mask) = pad(&refs, pad_id, device);
+        let (s, e) = model.forward_t(&ids, &mask, None, false);
+        let (s, e) = (
+            s.to_kind(Kind::Float).to_device(Device::Cpu),
+            e.to_kind(Kind::Float).to_device(Device::Cpu),
+        );
+        for (row, f) in chunk.iter().enumerate() {
+            let n = f.input_ids.len() as i64;
+            let take = |t: &Tensor| {
+                Vec::<f32>::try_from(t.get(row as i64).narrow(0, 0, n)).unwrap_or_default()
+            };
+            out.push((take(&s), take(&e)));
+        }
+    }
+    out
+}
+
+/// EM/F1 of predictions with the eval crate, as v2.0 when the set has unanswerable questions.
+pub fn score(examples: &[QaExample], preds: &Predictions) -> eval::report::Report {
+    let questions: Vec<eval::data::Question> = examples
+        .iter()
+        .map(|e| eval::data::Question {
+            id: e.id.clone(),
+            golds: e.answers.iter().map(|a| a.text.clone()).collect(),
+            lang: e.lang.clone(),
+        })
+        .collect();
+    let is_v2 = examples.iter().any(|e| e.answers.is_empty());
+    let dataset = eval::data::Dataset { questions, is_v2 };
+    let na: Vec<(String, f64)> = preds
+        .null_odds
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    let opts = eval::report::Options {
+        version: None,
+        lang: None,
+        na_probs: (!na.is_empty()).then_some(na),
+        na_prob_thresh: 1.0,
+    };
+    let answers: HashMap<String, String> = preds
+        .answers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    eval::report::evaluate(&dataset, &answers, &opts)
+}
+
+pub struct QaBatch {
+    ids: Tensor,
+    mask: Tensor,
+    starts: Tensor,
+    ends: Tensor,
+    tokens: usize,
+}
+
+pub struct QaTask {
+    pub model: Pretrained<XlmRobertaForQuestionAnswering>,
+    pub tokenizer: XlmrTokenizer,
+    tokenizer_path: PathBuf,
+    train: Vec<QaFeature>,
+    eval_examples: Vec<QaExample>,
+    eval_features: Vec<QaFeature>,
+    pub settings: QaSettings,
+    eval_batch_size: usize,
+    device: Device,
+    /// The last evaluation's post-processed predictions (for the no-answer threshold).
+    pub last_predictions: Option<Predictions>,
+}
+
+impl QaTask {
+    pub fn new(cfg: &QaConfig, device: Device) -> Result<Self> {
+        cfg.train.validate()?;
+        let tokenizer_path = cfg
+            .tokenizer
+            .clone()
+            .unwrap_or_else(|| cfg.init_from.join(model::pretrained::TOKENIZER_FILE));
+        let tokenizer = XlmrTokenizer::from_file(&tokenizer_path)?;
+        let model = Pretrained::<XlmRobertaForQuestionAnswering>::load(&cfg.init_from, device)?;
+        if let Some(r) = model.report.as_ref().filter(|r| !r.is_exact()) {
+            eprintln!("loading {}: {r}", cfg.init_from.display());
+        }
+        if model.config.vocab_size != tokenizer.vocab_size() as i64 {
+            bail!(
+                "the model's vocabulary ({}) is not the tokenizer's ({})",
+                model.config.vocab_size,
+                tokenizer.vocab_size()
+            );
+        }
+        let d = &cfg.data;
+        if d.max_seq_length as i64 > model.config.max_sequence_length() {
+            bail!(
+                "max_seq_length {} exceeds the model's {} positions",
+                d.max_seq_length,
+                model.config.max_sequence_length()
+            );
+        }
+        let maker = FeatureMaker::new(
+            &tokenizer,
+            d.max_seq_length,
+            d.doc_stride,
+            d.max_query_length,
+        )?;
+        let train_examples = load_examples(&d.train)?;
+        let train = maker.all(&train_examples)?;
+        if train.is_empty() {
+            bail!(
+                "no training questions in {:?}",
+                d.train.iter().map(|f| &f.path).collect::<Vec<_>>()
+            );
+        }
+        let eval_examples = load_examples(&d.validation)?;
+        let eval_features = maker.all(&eval_examples)?;
+        let mut postprocess = cfg.postprocess;
+        postprocess.version_2_with_negative |= train_examples.iter().any(|e| e.answers.is_empty());
+        Ok(Self {
+            model,
+            tokenizer,
+            tokenizer_path,
+            train,
+            eval_examples,
+            eval_features,
+            settings: QaSettings {
+                max_seq_length: d.max_seq_length,
+                doc_stride: d.doc_stride,
+                max_query_length: d.max_query_length,
+                postprocess,
+            },
+            eval_batch_size: d.eval_batch_size,
+            device,
+            last_predictions: None,
+        })
+    }
+
+    pub fn train_features(&self) -> usize {
+        self.train.len()
+    }
+
+    pub fn eval_examples(&self) -> &[QaExample] {
+        &self.eval_examples
+    }
+
+    /// Writes the model directory with tokenizer and `medqa.json`.
+    pub fn save_final(&self, dir: &Path) -> Result<()> {
+        self.model
+            .save(dir, SaveDtype::F32, Some(&self.tokenizer_path))?;
+        let text = serde_json::to_string_pretty(&self.settings)? + "\n";
+        model::fsutil::write_atomic(&dir.join(SETTINGS_FILE), |w| w.write_all(text.as_bytes()))
+    }
+}
+
+impl model::train::Task for QaTask {
+    type Batch = QaBatch;
+
+    fn train_len(&self) -> usize {
+        self.train.len()
+    }
+
+    fn batch(&self, indices: &[usize]) -> Result<QaBatch> {
+        let feats: Vec<&QaFeature> = indices.iter().map(|&i| &self.train[i]).collect();
+        let (ids, mask) = pad(&feats, self.tokenizer.pad_id, self.device);
+        let label = |f: fn(&QaFeature) -> usize| {
+            Tensor::from_slice(&feats.iter().map(|x| f(x) as i64).collect::<Vec<_>>())
+                .to_device(self.device)
+        };
+        Ok(QaBatch {
+            ids,
+            mask,
+            starts: label(|f| f.start_position),
+            ends: label(|f| f.end_position),
+            tokens: feats.iter().map(|f| f.input_ids.len()).sum(),
+        })
+    }
+
+    fn tokens(&self, batch: &QaBatch) -> usize {
+        batch.tokens
+    }
+
+    fn loss(&self, b: &QaBatch, train: bool) -> Tensor {
+        let (s, e) = self.model.model.forward_t(&b.ids, &b.mask, None, train);
+        // Batches are padded to their longest window, so padding varies from batch to batch; masking it
+        // out of the softmax keeps the loss independent of it. (run_qa.py pads every window to 384 and
+        // leaves padding in the softmax, where the model learns to give it no weight.)
+        let pad = b.mask.eq(0);
+        let (s, e) = (
+            s.masked_fill(&pad, f64::NEG_INFINITY),
+            e.masked_fill(&pad, f64::NEG_INFINITY),
+        );
+        (s.cross_entropy_for_logits(&b.starts) + e.cross_entropy_for_logits(&b.ends)) / 2.0
+    }
+
+    fn evaluate(&mut self) -> Result<BTreeMap<String, f64>> {
+        if self.eval_examples.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let logits = infer(
+            &self.model.model,
+            &self.eval_features,
+            self.tokenizer.pad_id,
+            self.eval_batch_size,
+            self.device,
+        );
+        let preds = postprocess(
+            &self.eval_examples,
+            &self.eval_features,
+            &logits,
+            &self.settings.postprocess,
+        );
+        let report = score(&self.eval_examples, &preds);
+        let mut m = BTreeMap::from([
+            ("eval/exact".to_owned(), report.overall.exact),
+            ("eval/f1".to_owned(), report.overall.f1),
+        ]);
+        if let Some(t) = report.overall.best_f1_thresh {
+            m.insert("eval/best_f1_thresh".to_owned(), t);
+            m.insert(
+                "eval/best_f1".to_owned(),
+                report.overall.best_f1.unwrap_or(0.0),
+            );
+        }
+        if report.by_language.len() > 1 {
+            for (lang, s) in &report.by_language {
+                m.insert(format!("eval/{lang}/f1"), s.f1);
+                m.insert(format!("eval/{lang}/exact"), s.exact);
+            }
+        }
+        self.last_predictions = Some(preds);
+        Ok(m)
+    }
+
+    fn variables(&self) -> HashMap<String, Tensor> {
+        self.model.vs.variables()
+    }
+
+    fn save_model(&self, dir: &Path) -> Result<()> {
+        self.save_final(dir)
+    }
+
+    fn load_model(&mut self, dir: &Path) -> Result<()> {
+        let file = dir.join(model::pretrained::WEIGHTS_FILE);
+        let report = load_safetensors(&mut self.model.vs, &file)?;
+        if !report.is_exact() {
+            bail!("{} does not fit this model: {report}", file.display());
+        }
+        Ok(())
+    }
+}
+
+/// Everything `predict` computed, for writing out.
+pub struct Prediction {
+    pub examples: Vec<QaExample>,
+    pub features: Vec<QaFeature>,
+    /// (start, end) logits per feature.
+    pub logits: Vec<(Vec<f32>, Vec<f32>)>,
+    pub predictions: Predictions,
+}
+
+/// `predict`: answers for a SQuAD-format file with a fine-tuned model directory.
+pub fn predict(
+    model_dir: &Path,
+    data: &Path,
+    lang: Option<&str>,
+    batch_size: usize,
+    device: Device,
+) -> Result<Prediction> {
+    let settings = QaSettings::load(model_dir)?;
+    let tok = XlmrTokenizer::from_file(model_dir)?;
+    let model = Pretrained::<XlmRobertaForQuestionAnswering>::load(model_dir, device)?;
+    if let Some(r) = model.report.as_ref().filter(|r| !r.missing.is_empty()) {
+        bail!("{} is not a fine-tuned QA model: {r}", model_dir.display());
+    }
+    let examples = squad::load(data, lang)?;
+    let maker = FeatureMaker::new(
+        &tok,
+        settings.max_seq_length,
+        settings.doc_stride,
+        settings.max_query_length,
+    )?;
+    let features = maker.all(&examples)?;
+    let logits = infer(&model.model, &features, tok.pad_id, batch_size, device);
+    let predictions = postprocess(&examples, &features, &logits, &settings.postprocess);
+    Ok(Prediction {
+        examples,
+        features,
+        logits,
+        predictions,
+    })
+}

@@ -1,0 +1,262 @@
+//! qa-finetune end to end on a small synthetic clinical QA set: it learns, predicts in the official
+//! format, handles unanswerable questions, and what it saves loads in transformers.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_qa-finetune");
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Contexts with three facts each, asked about in English; with `unanswerable`, a fourth question
+/// that the context cannot answer.
+fn squad(n: usize, prefix: &str, seed: u64, unanswerable: bool) -> serde_json::Value {
+    let mut x = seed;
+    let mut next = |lo: u64, hi: u64| {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        lo + (x >> 33) % (hi - lo + 1)
+    };
+    let mut articles = Vec::new();
+    for i in 0..n {
+        let (nih, a, b, g) = (next(1, 30), next(100, 200), next(60, 110), next(4, 15));
+        let ctx = format!(
+            "NIHSS score on admission was {nih}. Blood pressure {a}/{b} mmHg, glucose {g} mmol/L."
+        );
+        let mut qas = Vec::new();
+        let facts = [
+            ("What was the NIHSS score?", nih.to_string()),
+            ("What was the blood pressure?", format!("{a}/{b} mmHg")),
+            ("What was the glucose?", format!("{g} mmol/L")),
+        ];
+        for (j, (q, ans)) in facts.iter().enumerate() {
+            let start = ctx[..ctx.find(ans.as_str()).unwrap()].chars().count();
+            qas.push(
+                serde_json::json!({"id": format!("{prefix}{i}-{j}"), "question": q,
+                "answers": [{"text": ans, "answer_start": start}]}),
+            );
+        }
+        if unanswerable {
+            qas.push(serde_json::json!({"id": format!("{prefix}{i}-x"), "question": "What was the heart rate?",
+                "answers": [], "is_impossible": true}));
+        }
+        articles.push(serde_json::json!({"title": i.to_string(), "lang": "en",
+            "paragraphs": [{"context": ctx, "qas": qas}]}));
+    }
+    serde_json::json!({"version": if unanswerable { "v2.0" } else { "1.1" }, "data": articles})
+}
+
+fn setup(dir: &Path, unanswerable: bool, epochs: u32) -> PathBuf {
+    std::fs::write(
+        dir.join("train.json"),
+        squad(60, "t", 1, unanswerable).to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("dev.json"),
+        squad(15, "v", 2, unanswerable).to_string(),
+    )
+    .unwrap();
+    let fixtures = root().join("crates/model/tests/fixtures");
+    let cfg = format!(
+        r#"output_dir = "{out}"
+init_from = "{model}"
+tokenizer = "{tok}"
+[data]
+train = [{{ path = "{d}/train.json" }}]
+validation = [{{ path = "{d}/dev.json" }}]
+max_seq_length = 64
+doc_stride = 16
+max_query_length = 16
+[train]
+seed = 7
+learning_rate = 3e-3
+num_train_epochs = {epochs}
+per_device_train_batch_size = 16
+warmup_ratio = 0.1
+eval_steps = 1000
+logging_steps = 20
+"#,
+        out = dir.join("run").display(),
+        model = fixtures.join("models/tiny-h64-l1").display(),
+        tok = fixtures.join("tokenizer/tokenizer.json").display(),
+        d = dir.display()
+    );
+    let file = dir.join("qa.toml");
+    std::fs::write(&file, cfg).unwrap();
+    file
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn eval_results(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("run/eval_results.json")).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn learns_predicts_and_round_trips() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = setup(tmp.path(), false, 12);
+    // Zero steps: the untrained model's score, for comparison.
+    ok(Command::new(BIN)
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--set",
+            "train.max_steps=1",
+            "--set",
+            "train.learning_rate=1e-9",
+        ])
+        .output()
+        .unwrap());
+    let before = eval_results(tmp.path())["eval/f1"].as_f64().unwrap();
+    ok(Command::new(BIN)
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--overwrite",
+        ])
+        .output()
+        .unwrap());
+    let after = eval_results(tmp.path())["eval/f1"].as_f64().unwrap();
+    println!("validation F1 before {before:.1}, after {after:.1}");
+    assert!(
+        after > 90.0 && after > before + 50.0,
+        "F1 {before} -> {after}"
+    );
+
+    let model = tmp.path().join("run/final");
+    let out = tmp.path().join("pred");
+    let dump = tmp.path().join("features.jsonl");
+    ok(Command::new(BIN)
+        .args([
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            tmp.path().join("dev.json").to_str().unwrap(),
+        ])
+        .args([
+            "--out",
+            out.to_str().unwrap(),
+            "--dump-features",
+            dump.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ])
+        .output()
+        .unwrap());
+    let preds: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("predictions.json")).unwrap())
+            .unwrap();
+    assert_eq!(preds.len(), 45);
+    let nbest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("nbest_predictions.json")).unwrap())
+            .unwrap();
+    let first = &nbest["v0-1"][0];
+    assert!(
+        first["probability"].as_f64().unwrap() > 0.0 && first["offsets"].is_array(),
+        "{first}"
+    );
+    assert!(
+        !out.join("null_odds.json").exists(),
+        "no null odds for SQuAD v1"
+    );
+    let rows = std::fs::read_to_string(&dump).unwrap();
+    let row: serde_json::Value = serde_json::from_str(rows.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        row["input_ids"].as_array().unwrap().len(),
+        row["start_logits"].as_array().unwrap().len()
+    );
+
+    // transformers loads the model and gives the same logits.
+    let script = r#"
+import json, sys, torch
+from transformers import XLMRobertaForQuestionAnswering
+m = XLMRobertaForQuestionAnswering.from_pretrained(sys.argv[1]).eval()
+row = json.loads(sys.argv[2])
+with torch.no_grad():
+    o = m(input_ids=torch.tensor([row["input_ids"]]))
+d = max((o.start_logits[0] - torch.tensor(row["start_logits"])).abs().max().item(),
+        (o.end_logits[0] - torch.tensor(row["end_logits"])).abs().max().item())
+print(d)
+sys.exit(0 if d < 1e-4 else 1)
+"#;
+    let python = std::env::var("MEDQA_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join(".venv/bin/python"));
+    let py = Command::new(python)
+        .args([
+            "-c",
+            script,
+            model.to_str().unwrap(),
+            rows.lines().next().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&py.stdout),
+        String::from_utf8_lossy(&py.stderr)
+    );
+}
+
+#[test]
+fn squad_v2_tunes_and_stores_the_no_answer_threshold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = setup(tmp.path(), true, 4);
+    ok(Command::new(BIN)
+        .args(["--config", cfg.to_str().unwrap(), "--device", "cpu"])
+        .output()
+        .unwrap());
+    let r = eval_results(tmp.path());
+    assert!(r.get("eval/best_f1_thresh").is_some(), "{r}");
+    let settings: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("run/final/medqa.json")).unwrap(),
+    )
+    .unwrap();
+    let pp = &settings["postprocess"];
+    assert_eq!(pp["version_2_with_negative"], true);
+    assert_eq!(
+        pp["null_score_diff_threshold"].as_f64(),
+        r["eval/best_f1_thresh"].as_f64()
+    );
+    let out = tmp.path().join("pred");
+    ok(Command::new(BIN)
+        .args([
+            "predict",
+            "--model",
+            tmp.path().join("run/final").to_str().unwrap(),
+        ])
+        .args([
+            "--data",
+            tmp.path().join("dev.json").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ])
+        .output()
+        .unwrap());
+    let odds: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("null_odds.json")).unwrap())
+            .unwrap();
+    assert_eq!(odds.len(), 60);
+}
