@@ -30,6 +30,7 @@ pub struct Paragraph {
 
 #[derive(Debug, Deserialize)]
 pub struct Qa {
+    #[serde(deserialize_with = "id_string")]
     pub id: String,
     #[serde(default)]
     pub answers: Vec<Answer>,
@@ -126,4 +127,15 @@ pub fn load_na_probs(path: &Path) -> Result<Vec<(String, f64)>> {
             ),
         })
         .collect()
+}
+
+/// Question ids are strings in SQuAD, but some sets (the Romanian COVID QA) number them.
+fn id_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "question id {other} is neither a string nor a number"
+        ))),
+    }
 }

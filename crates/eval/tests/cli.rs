@@ -222,3 +222,21 @@ fn bioasq_snippets_merge_into_questions() {
         (Some(0.0), Some(1.0), Some(0.5))
     );
 }
+
+#[test]
+fn numeric_question_ids_are_read_as_strings() {
+    // The Romanian COVID QA set numbers its questions.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d.json");
+    std::fs::write(&data, r#"{"data": [{"paragraphs": [{"context": "c", "qas": [{"id": 2, "question": "q", "answers": [{"text": "Tuse", "answer_start": 0}]}]}]}]}"#).unwrap();
+    let preds = tmp.path().join("p.json");
+    std::fs::write(&preds, r#"{"2": "tuse"}"#).unwrap();
+    let (ok, r, err) = score(&[
+        "--data",
+        data.to_str().unwrap(),
+        "--predictions",
+        preds.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(r["overall"]["exact"].as_f64(), Some(100.0));
+}

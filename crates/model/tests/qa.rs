@@ -167,3 +167,24 @@ fn long_questions_are_cut_not_fatal() {
         "the answer is still labelled"
     );
 }
+
+#[test]
+fn squad_files_with_numeric_ids_and_impossible_questions_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("d.json");
+    std::fs::write(
+        &f,
+        r#"{"data": [{"lang": "ro", "paragraphs": [{"context": "Tuse și febră.", "qas": [
+            {"id": 2, "question": "Ce simptome?", "answers": [{"text": "Tuse", "answer_start": 0}], "extra": 1},
+            {"id": "x", "question": "Ce tratament?", "answers": [], "is_impossible": true,
+             "plausible_answers": [{"text": "febră", "answer_start": 8}]}]}]}]}"#,
+    )
+    .unwrap();
+    let ex = model::qa::squad::load(&f, None).unwrap();
+    assert_eq!(ex.len(), 2);
+    assert_eq!(
+        (ex[0].id.as_str(), ex[0].lang.as_deref()),
+        ("2", Some("ro"))
+    );
+    assert!(ex[1].answers.is_empty());
+}

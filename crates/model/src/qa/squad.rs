@@ -39,6 +39,7 @@ struct Paragraph {
 }
 #[derive(Deserialize)]
 struct Qa {
+    #[serde(deserialize_with = "id_string")]
     id: String,
     question: String,
     #[serde(default)]
@@ -78,4 +79,15 @@ pub fn load(path: &Path, lang: Option<&str>) -> Result<Vec<QaExample>> {
         }
     }
     Ok(out)
+}
+
+/// Question ids are strings in SQuAD, but some sets (the Romanian COVID QA) number them.
+fn id_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "question id {other} is neither a string nor a number"
+        ))),
+    }
 }
