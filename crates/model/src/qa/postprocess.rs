@@ -12,6 +12,7 @@ use crate::qa::features::QaFeature;
 use crate::qa::squad::QaExample;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PostprocessConfig {
     pub n_best_size: usize,
     pub max_answer_length: usize,
