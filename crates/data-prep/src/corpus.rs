@@ -126,6 +126,7 @@ pub fn for_each_document(
                         text: std::mem::take(&mut r.text),
                         file: r.file.clone(),
                         line: r.line,
+                        lang: r.lang.take(),
                     })
                     .zip(cleaned)
                     .collect();
@@ -159,11 +160,12 @@ pub fn build(cfg: &CorpusConfig, base: &Path, out: &Path, strict: bool) -> Resul
                 last_source = source.name.clone();
             }
             let mut keep = Vec::new();
-            for (_record, text) in docs {
+            let min_chars = source.min_chars.unwrap_or(cfg.min_chars);
+            for (record, text) in docs {
                 let chars = text.chars().count();
                 let reason = if chars == 0 {
                     Some("empty")
-                } else if chars < cfg.min_chars {
+                } else if chars < min_chars {
                     Some("too_short")
                 } else if chars > cfg.max_chars {
                     Some("too_long")
@@ -174,14 +176,16 @@ pub fn build(cfg: &CorpusConfig, base: &Path, out: &Path, strict: bool) -> Resul
                 };
                 match reason {
                     Some(r) => *report.dropped.entry(r.to_owned()).or_default() += 1,
-                    None => keep.push(text),
+                    None => {
+                        keep.push((text, record.lang.unwrap_or_else(|| source.language.clone())))
+                    }
                 }
             }
             let ids: Vec<Result<Vec<u32>>> = keep
                 .par_iter()
-                .map(|t| tok.encode_plain(t).map(|w| w.input_ids))
+                .map(|(t, _)| tok.encode_plain(t).map(|w| w.input_ids))
                 .collect();
-            for (text, ids) in keep.iter().zip(ids) {
+            for ((text, lang), ids) in keep.iter().zip(ids) {
                 let ids = ids?;
                 let validation_doc =
                     split_bucket(&dedup_key(text), cfg.split_salt) < cfg.validation_permille;
@@ -193,7 +197,7 @@ pub fn build(cfg: &CorpusConfig, base: &Path, out: &Path, strict: bool) -> Resul
                 writer.push(&ids)?;
                 let c = report
                     .kept
-                    .entry(format!("{}/{}/{split}", source.language, source.name))
+                    .entry(format!("{lang}/{}/{split}", source.name))
                     .or_default();
                 c.documents += 1;
                 c.characters += text.chars().count() as u64;

@@ -13,6 +13,13 @@ pub enum Format {
     Text,
     /// One JSON object a line; the text is in `field`.
     Jsonl,
+    /// TMX translation memory: every segment of every language, each tagged with its own language.
+    Tmx,
+    /// Terminology CSV with `sourceString`/`targetString` (and optionally `description`) columns, as the
+    /// TICO-19 term lists: the target term, and the source term with its description.
+    Terms,
+    /// The contexts of a SQuAD-format QA file.
+    Squad,
 }
 
 /// How plain text divides into documents.
@@ -38,8 +45,13 @@ pub struct Source {
     /// JSONL field holding the text.
     #[serde(default)]
     pub field: Option<String>,
-    /// ISO 639-1 code of the text.
+    /// ISO 639-1 code of the text. For TMX, the language to keep ("*": every language in the file); for
+    /// term lists, the target language where no `targetLang` column gives it (the source side is
+    /// `sourceLang`'s).
     pub language: String,
+    /// Overrides the corpus-wide minimum length (term lists hold short entries).
+    #[serde(default)]
+    pub min_chars: Option<usize>,
     #[serde(default)]
     pub domain: Option<String>,
     #[serde(default)]
@@ -50,8 +62,18 @@ pub struct Source {
 pub struct Record {
     pub text: String,
     pub file: PathBuf,
-    /// 1-based line where the document starts.
+    /// 1-based line where the document starts (the row for CSV, the unit for TMX).
     pub line: usize,
+    /// The record's own language where the format says it (TMX sides, term lists); else the source's.
+    pub lang: Option<String>,
+}
+
+/// `es-419` → `es`, `ro_RO` → `ro`: the primary language subtag, lower-cased.
+pub fn primary_language(tag: &str) -> String {
+    tag.split(['-', '_'])
+        .next()
+        .unwrap_or(tag)
+        .to_ascii_lowercase()
 }
 
 /// An input that could not be used, with where and why.
@@ -101,6 +123,12 @@ impl Source {
         emit: &mut dyn FnMut(Record),
         reject: &mut dyn FnMut(Reject),
     ) -> Result<()> {
+        match self.format {
+            Format::Tmx => return self.read_tmx(file, emit, reject),
+            Format::Terms => return self.read_terms(file, emit, reject),
+            Format::Squad => return self.read_squad(file, emit, reject),
+            Format::Text | Format::Jsonl => {}
+        }
         let rej = |line: usize, reason: String| Reject {
             source: self.name.clone(),
             file: file.display().to_string(),
@@ -150,6 +178,7 @@ impl Source {
                                 text: t.to_owned(),
                                 file: file.to_path_buf(),
                                 line: lineno,
+                                lang: None,
                             }),
                             None => reject(rej(lineno, format!("no string field '{field}'"))),
                         },
@@ -160,6 +189,7 @@ impl Source {
                     text: line.to_owned(),
                     file: file.to_path_buf(),
                     line: lineno,
+                    lang: None,
                 }),
                 (Format::Text, Unit::Paragraph) => {
                     if line.trim().is_empty() {
@@ -168,6 +198,7 @@ impl Source {
                                 text: std::mem::take(&mut block),
                                 file: file.to_path_buf(),
                                 line: block_start,
+                                lang: None,
                             });
                         }
                     } else {
@@ -185,6 +216,8 @@ impl Source {
                     }
                     block.push_str(line);
                 }
+                // Read by their own readers above.
+                (Format::Tmx | Format::Terms | Format::Squad, _) => {}
             }
         }
         if !block.is_empty() {
@@ -192,7 +225,191 @@ impl Source {
                 text: block,
                 file: file.to_path_buf(),
                 line: block_start,
+                lang: None,
             });
+        }
+        Ok(())
+    }
+
+    fn reject_at(&self, file: &Path, line: usize, reason: String) -> Reject {
+        Reject {
+            source: self.name.clone(),
+            file: file.display().to_string(),
+            line,
+            reason,
+        }
+    }
+
+    fn read_tmx(
+        &self,
+        file: &Path,
+        emit: &mut dyn FnMut(Record),
+        reject: &mut dyn FnMut(Reject),
+    ) -> Result<()> {
+        use quick_xml::events::Event;
+        let mut reader = match quick_xml::Reader::from_file(file) {
+            Ok(r) => r,
+            Err(e) => {
+                reject(self.reject_at(file, 0, format!("unreadable: {e}")));
+                return Ok(());
+            }
+        };
+        let keep = |lang: &str| {
+            self.language == "*" || primary_language(lang) == primary_language(&self.language)
+        };
+        let (mut buf, mut unit, mut lang, mut seg) =
+            (Vec::new(), 0usize, None::<String>, None::<String>);
+        loop {
+            match reader.read_event_into(&mut buf) {
+                Ok(Event::Start(e)) => match e.name().as_ref() {
+                    b"tu" => unit += 1,
+                    b"tuv" => {
+                        lang = e
+                            .attributes()
+                            .flatten()
+                            .find(|a| a.key.as_ref() == b"xml:lang" || a.key.as_ref() == b"lang")
+                            .and_then(|a| a.unescape_value().ok().map(|v| v.into_owned()));
+                    }
+                    b"seg" => seg = Some(String::new()),
+                    _ => {}
+                },
+                Ok(Event::Text(t)) => {
+                    if let Some(s) = seg.as_mut() {
+                        match t.unescape() {
+                            Ok(text) => s.push_str(&text),
+                            Err(e) => {
+                                reject(self.reject_at(file, unit, format!("bad XML text: {e}")))
+                            }
+                        }
+                    }
+                }
+                Ok(Event::End(e)) if e.name().as_ref() == b"seg" => {
+                    let text = seg.take().unwrap_or_default();
+                    match &lang {
+                        Some(l) if keep(l) => emit(Record {
+                            text,
+                            file: file.to_path_buf(),
+                            line: unit,
+                            lang: Some(primary_language(l)),
+                        }),
+                        Some(_) => {}
+                        None => {
+                            reject(self.reject_at(file, unit, "segment without xml:lang".into()))
+                        }
+                    }
+                }
+                Ok(Event::Eof) => break,
+                Err(e) => {
+                    let at = reader.buffer_position();
+                    reject(self.reject_at(file, unit, format!("malformed TMX at byte {at}: {e}")));
+                    break;
+                }
+                _ => {}
+            }
+            buf.clear();
+        }
+        Ok(())
+    }
+
+    fn read_terms(
+        &self,
+        file: &Path,
+        emit: &mut dyn FnMut(Record),
+        reject: &mut dyn FnMut(Reject),
+    ) -> Result<()> {
+        let mut reader = match csv::Reader::from_path(file) {
+            Ok(r) => r,
+            Err(e) => {
+                reject(self.reject_at(file, 0, format!("unreadable: {e}")));
+                return Ok(());
+            }
+        };
+        let headers = reader
+            .headers()
+            .with_context(|| format!("{}: no header row", file.display()))?
+            .clone();
+        let col = |name: &str| headers.iter().position(|h| h == name);
+        let (Some(src), Some(tgt)) = (col("sourceString"), col("targetString")) else {
+            bail!(
+                "{}: a term list needs sourceString and targetString columns, found {:?}",
+                file.display(),
+                headers
+            );
+        };
+        let (desc, src_lang, tgt_lang) = (col("description"), col("sourceLang"), col("targetLang"));
+        for (i, row) in reader.records().enumerate() {
+            let line = i + 2;
+            let row = match row {
+                Ok(r) => r,
+                Err(e) => {
+                    reject(self.reject_at(file, line, format!("malformed CSV row: {e}")));
+                    continue;
+                }
+            };
+            let (Some(source), Some(target)) = (row.get(src), row.get(tgt)) else {
+                reject(self.reject_at(file, line, "row without source or target term".into()));
+                continue;
+            };
+            let path = file.to_path_buf();
+            let target_lang = Some(
+                tgt_lang
+                    .and_then(|c| row.get(c))
+                    .map_or_else(|| primary_language(&self.language), primary_language),
+            );
+            emit(Record {
+                text: target.to_owned(),
+                file: path.clone(),
+                line,
+                lang: target_lang,
+            });
+            let source_lang = src_lang.and_then(|c| row.get(c)).map(primary_language);
+            let text = match desc
+                .and_then(|c| row.get(c))
+                .filter(|d| !d.trim().is_empty())
+            {
+                Some(d) => format!("{source}: {d}"),
+                None => source.to_owned(),
+            };
+            emit(Record {
+                text,
+                file: path,
+                line,
+                lang: source_lang,
+            });
+        }
+        Ok(())
+    }
+
+    fn read_squad(
+        &self,
+        file: &Path,
+        emit: &mut dyn FnMut(Record),
+        reject: &mut dyn FnMut(Reject),
+    ) -> Result<()> {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => {
+                reject(self.reject_at(file, 0, format!("unreadable: {e}")));
+                return Ok(());
+            }
+        };
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a SQuAD-format file", file.display()))?;
+        let paragraphs = v["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|a| a["paragraphs"].as_array().into_iter().flatten());
+        for (i, p) in paragraphs.enumerate() {
+            match p["context"].as_str() {
+                Some(c) => emit(Record {
+                    text: c.to_owned(),
+                    file: file.to_path_buf(),
+                    line: i + 1,
+                    lang: None,
+                }),
+                None => reject(self.reject_at(file, i + 1, "paragraph without a context".into())),
+            }
         }
         Ok(())
     }

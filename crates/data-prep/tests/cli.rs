@@ -243,3 +243,89 @@ fn bad_input_is_counted_with_file_and_line_and_strict_fails() {
         "{err}"
     );
 }
+
+#[test]
+fn tmx_term_lists_and_squad_contexts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(
+        d.join("tm.tmx"),
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<tmx version="1.4"><header srclang="en"/><body>
+<tu tuid="1"><tuv xml:lang="en"><seg>fever &amp; dry cough for three days</seg></tuv>
+<tuv xml:lang="es-419"><seg>fiebre y tos seca durante tres días</seg></tuv></tu>
+<tu tuid="2"><tuv><seg>a segment with no language at all</seg></tuv></tu>
+</body></tmx>"#,
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("terms.csv"),
+        "id,sourceLang,targetLang,description,sourceString,targetString\n1,en,ro_RO,spread of a disease,transmission,transmitere\n2,en,ro_RO,\"too\",\"many\",fields,here\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("qa.json"),
+        r#"{"data": [{"paragraphs": [{"context": "Tusea și febra sunt simptome frecvente.", "qas": []}]}]}"#,
+    )
+    .unwrap();
+    let tok = root().join("crates/model/tests/fixtures/tokenizer/tokenizer.json");
+    let cfg = d.join("c.toml");
+    let source = |name: &str, file: &str, format: &str, lang: &str| {
+        format!("[[sources]]\nname = \"{name}\"\npath = \"{}\"\nformat = \"{format}\"\nlanguage = \"{lang}\"\nmin_chars = 3\n", d.join(file).display())
+    };
+    std::fs::write(
+        &cfg,
+        format!(
+            "tokenizer = \"{}\"\nvalidation_permille = 0\n{}{}{}",
+            tok.display(),
+            source("tm", "tm.tmx", "tmx", "*"),
+            source("terms", "terms.csv", "terms", "xx"),
+            source("ctx", "qa.json", "squad", "ro"),
+        ),
+    )
+    .unwrap();
+    let out = d.join("out");
+    let summary = ok(run(&[
+        "corpus",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    for row in [
+        "en/tm/train",
+        "es/tm/train",
+        "ro/terms/train",
+        "en/terms/train",
+        "ro/ctx/train",
+    ] {
+        assert!(summary.contains(row), "{row} missing in\n{summary}");
+    }
+    assert!(summary.contains("rejected inputs: 2"), "{summary}");
+    let rejects = std::fs::read_to_string(out.join("rejects.jsonl")).unwrap();
+    assert!(
+        rejects.contains("segment without xml:lang") && rejects.contains("malformed CSV row"),
+        "{rejects}"
+    );
+    // The entity is decoded; the description joins the source term.
+    let corpus = model::shards::Corpus::open(&out, "train").unwrap();
+    let tokenizer = model::XlmrTokenizer::from_file(&tok).unwrap();
+    let texts: Vec<String> = (0..corpus.documents())
+        .map(|i| {
+            let mut ids = Vec::new();
+            corpus.read(i, 0..corpus.document_len(i), &mut ids);
+            tokenizer.inner().decode(&ids, true).unwrap()
+        })
+        .collect();
+    // (The fixture tokenizer has no `&`, so it decodes to nothing; an undecoded entity would leave "amp".)
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("fever") && t.contains("dry cough") && !t.contains("amp")),
+        "{texts:?}"
+    );
+    assert!(
+        texts.iter().any(|t| t.starts_with("transmission: spread")),
+        "{texts:?}"
+    );
+}
