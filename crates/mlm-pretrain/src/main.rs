@@ -2,12 +2,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use mlm_pretrain::{fill_mask::fill_mask, final_dir, write_json, MlmConfig, MlmTask};
 use model::device::DeviceChoice;
+use model::train::cli::RunArgs;
 use model::train::manifest::Manifest;
-use model::train::run_dir::{self, Start};
+use model::train::run_dir;
 use model::train::trainer::format_metrics;
 
 /// Domain-adaptive masked-language-model training of XLM-RoBERTa on data-prep's token shards.
@@ -20,29 +21,7 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
-    train: TrainArgs,
-}
-
-#[derive(clap::Args, Debug)]
-struct TrainArgs {
-    /// Run configuration (TOML, see configs/mlm-*.toml).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Override a configuration key, e.g. --set train.learning_rate=1e-4 (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    overrides: Vec<String>,
-    /// Continue the run in output_dir from its latest checkpoint, or from the checkpoint given.
-    #[arg(long, num_args = 0..=1, value_name = "CHECKPOINT", conflicts_with = "overwrite")]
-    resume: Option<Option<PathBuf>>,
-    /// Replace an existing run in output_dir.
-    #[arg(long)]
-    overwrite: bool,
-    /// Where to compute: auto (CUDA when available), cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    device: DeviceChoice,
-    /// Print the libtorch build, CUDA availability and the chosen device, then exit.
-    #[arg(long)]
-    check_device: bool,
+    train: RunArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -83,25 +62,15 @@ fn main() -> Result<()> {
     }
 }
 
-fn train(args: TrainArgs) -> Result<()> {
+fn train(args: RunArgs) -> Result<()> {
     if args.check_device {
         println!("{}", model::device::report(args.device)?);
         return Ok(());
     }
-    let config_file = args
-        .config
-        .as_deref()
-        .context("--config is required to train (see configs/)")?;
-    let (cfg, resolved): (MlmConfig, _) =
-        model::runconfig::load(Some(config_file), &args.overrides)?;
+    let (cfg, resolved): (MlmConfig, _) = args.config()?;
     let device = args.device.resolve()?;
     let inputs = cfg.open_inputs()?;
-    let start = match (args.resume, args.overwrite) {
-        (Some(ckpt), _) => Start::Resume(ckpt),
-        (None, true) => Start::Overwrite,
-        (None, false) => Start::Fresh,
-    };
-    let resume_from = run_dir::prepare(&cfg.output_dir, &start)?;
+    let resume_from = run_dir::prepare(&cfg.output_dir, &args.start())?;
     let model = cfg.build_model(&inputs.tokenizer, device)?;
     let mut hashed = vec![
         cfg.data.shards.join(model::shards::MANIFEST),

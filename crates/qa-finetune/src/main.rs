@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use model::device::DeviceChoice;
+use model::train::cli::RunArgs;
 use model::train::manifest::Manifest;
-use model::train::run_dir::{self, Start};
+use model::train::run_dir;
 use model::train::trainer::format_metrics;
 use qa_finetune::{predict, QaConfig, QaTask};
 
@@ -20,28 +21,7 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
-    train: TrainArgs,
-}
-
-#[derive(clap::Args, Debug)]
-struct TrainArgs {
-    /// Run configuration (TOML, see configs/qa-*.toml).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Override a configuration key, e.g. --set train.learning_rate=3e-5 (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    overrides: Vec<String>,
-    /// Continue the run in output_dir from its latest checkpoint, or from the checkpoint given.
-    #[arg(long, num_args = 0..=1, value_name = "CHECKPOINT", conflicts_with = "overwrite")]
-    resume: Option<Option<PathBuf>>,
-    /// Replace an existing run in output_dir.
-    #[arg(long)]
-    overwrite: bool,
-    #[arg(long, default_value = "auto")]
-    device: DeviceChoice,
-    /// Print the libtorch build, CUDA availability and the chosen device, then exit.
-    #[arg(long)]
-    check_device: bool,
+    train: RunArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -125,25 +105,15 @@ fn main() -> Result<()> {
     }
 }
 
-fn train(args: TrainArgs) -> Result<()> {
+fn train(args: RunArgs) -> Result<()> {
     if args.check_device {
         println!("{}", model::device::report(args.device)?);
         return Ok(());
     }
-    let config_file = args
-        .config
-        .as_deref()
-        .context("--config is required to train (see configs/)")?;
-    let (cfg, resolved): (QaConfig, _) =
-        model::runconfig::load(Some(config_file), &args.overrides)?;
+    let (cfg, resolved): (QaConfig, _) = args.config()?;
     let device = args.device.resolve()?;
     let mut task = QaTask::new(&cfg, device)?;
-    let start = match (args.resume, args.overwrite) {
-        (Some(ckpt), _) => Start::Resume(ckpt),
-        (None, true) => Start::Overwrite,
-        (None, false) => Start::Fresh,
-    };
-    let resume_from = run_dir::prepare(&cfg.output_dir, &start)?;
+    let resume_from = run_dir::prepare(&cfg.output_dir, &args.start())?;
     let mut inputs: Vec<PathBuf> = cfg
         .data
         .train

@@ -1,0 +1,50 @@
+//! The command-line arguments every training binary takes, and what they resolve to.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::de::DeserializeOwned;
+
+use super::run_dir::Start;
+use crate::device::DeviceChoice;
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Run configuration (TOML, see configs/).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override a configuration key, e.g. --set train.learning_rate=3e-5 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Continue the run in output_dir from its latest checkpoint, or from the checkpoint given.
+    #[arg(long, num_args = 0..=1, value_name = "CHECKPOINT", conflicts_with = "overwrite")]
+    pub resume: Option<Option<PathBuf>>,
+    /// Replace an existing run in output_dir.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Where to compute: auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Print the libtorch build, CUDA availability and the chosen device, then exit.
+    #[arg(long)]
+    pub check_device: bool,
+}
+
+impl RunArgs {
+    /// The typed configuration (after `--set` overrides) and its resolved tree for the manifest.
+    pub fn config<T: DeserializeOwned>(&self) -> Result<(T, serde_json::Value)> {
+        let file: &Path = self
+            .config
+            .as_deref()
+            .context("--config is required to train (see configs/)")?;
+        crate::runconfig::load(Some(file), &self.overrides)
+    }
+
+    pub fn start(&self) -> Start {
+        match (&self.resume, self.overwrite) {
+            (Some(ckpt), _) => Start::Resume(ckpt.clone()),
+            (None, true) => Start::Overwrite,
+            (None, false) => Start::Fresh,
+        }
+    }
+}
