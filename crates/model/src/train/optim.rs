@@ -133,14 +133,6 @@ impl AdamW {
         total.double_value(&[])
     }
 
-    /// True when every gradient is finite (mixed precision and bad batches can break that).
-    pub fn grads_finite(&self) -> bool {
-        self.params.values().all(|s| {
-            let g = s.param.grad();
-            !g.defined() || g.isfinite().all().int64_value(&[]) == 1
-        })
-    }
-
     /// One AdamW update at learning rate `lr`.
     pub fn step(&mut self, lr: f64) -> Result<()> {
         self.step += 1;

@@ -413,11 +413,6 @@ impl LogWindow {
     }
 }
 
-/// Mean of a scalar tensor as f64, for metrics.
-pub fn scalar(t: &Tensor) -> f64 {
-    t.to_kind(Kind::Double).double_value(&[])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
