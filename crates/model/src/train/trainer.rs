@@ -180,17 +180,42 @@ fn derive_seed(seed: u64, stream: u64, counter: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The examples of micro-batch `index` in the global stream of micro-batches (epochs back to back).
-fn micro_batch_indices(cfg: &TrainConfig, examples: usize, index: u64) -> Vec<usize> {
-    let per_epoch = cfg.batches_per_epoch(examples);
-    let (epoch, within) = (index / per_epoch, (index % per_epoch) as usize);
-    let mut order: Vec<usize> = (0..examples).collect();
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(derive_seed(
-        cfg.seed, 1, epoch,
-    )));
-    let start = within * cfg.per_device_train_batch_size;
-    let end = (start + cfg.per_device_train_batch_size).min(examples);
-    order[start..end].to_vec()
+/// The data order: epochs back to back, each a permutation drawn from (seed, epoch). The current epoch's
+/// permutation is kept, so a step costs its batch, not a reshuffle of the whole corpus.
+struct DataOrder {
+    seed: u64,
+    examples: usize,
+    batch: usize,
+    epoch: Option<u64>,
+    order: Vec<usize>,
+}
+
+impl DataOrder {
+    fn new(cfg: &TrainConfig, examples: usize) -> Self {
+        Self {
+            seed: cfg.seed,
+            examples,
+            batch: cfg.per_device_train_batch_size,
+            epoch: None,
+            order: Vec::new(),
+        }
+    }
+
+    /// The examples of micro-batch `index` in the global stream of micro-batches.
+    fn micro_batch(&mut self, index: u64) -> Vec<usize> {
+        let per_epoch = self.examples.div_ceil(self.batch) as u64;
+        let (epoch, within) = (index / per_epoch, (index % per_epoch) as usize);
+        if self.epoch != Some(epoch) {
+            self.order = (0..self.examples).collect();
+            self.order
+                .shuffle(&mut ChaCha8Rng::seed_from_u64(derive_seed(
+                    self.seed, 1, epoch,
+                )));
+            self.epoch = Some(epoch);
+        }
+        let start = within * self.batch;
+        self.order[start..(start + self.batch).min(self.examples)].to_vec()
+    }
 }
 
 /// Seeds everything random in a micro-batch (dropout, masking) from the run seed and its index.
@@ -246,6 +271,7 @@ pub fn train<T: Task>(
     let mut history = History::open(&run_dir.join("train_log.jsonl"), state.step)?;
     let mut tb = Tensorboard::new(&run_dir.join("tb"));
     let bar = progress_bar(total_steps, state.step, "steps");
+    let mut data = DataOrder::new(cfg, examples);
     let accum = cfg.gradient_accumulation_steps as u64;
     let mut window = LogWindow::default();
     let mut last_eval = BTreeMap::new();
@@ -258,7 +284,7 @@ pub fn train<T: Task>(
         for micro in 0..accum {
             let index = state.step * accum + micro;
             tch::manual_seed(micro_batch_seed(cfg.seed, index) as i64);
-            let batch = task.batch(&micro_batch_indices(cfg, examples, index))?;
+            let batch = task.batch(&data.micro_batch(index))?;
             window.tokens += task.tokens(&batch) as u64;
             let loss = {
                 let _autocast = AutocastGuard::for_precision(cfg.precision, device)?;
@@ -425,24 +451,24 @@ mod tests {
             ..Default::default()
         };
         let epoch: Vec<usize> = (0..3)
-            .flat_map(|i| micro_batch_indices(&cfg, 10, i))
+            .flat_map(|i| DataOrder::new(&cfg, 10).micro_batch(i))
             .collect();
         let mut sorted = epoch.clone();
         sorted.sort();
         assert_eq!(sorted, (0..10).collect::<Vec<_>>());
         assert_eq!(
-            micro_batch_indices(&cfg, 10, 2).len(),
+            DataOrder::new(&cfg, 10).micro_batch(2).len(),
             2,
             "the last batch keeps the tail"
         );
         let next: Vec<usize> = (3..6)
-            .flat_map(|i| micro_batch_indices(&cfg, 10, i))
+            .flat_map(|i| DataOrder::new(&cfg, 10).micro_batch(i))
             .collect();
         assert_ne!(epoch, next, "each epoch has its own order");
         assert_eq!(
             epoch,
             (0..3)
-                .flat_map(|i| micro_batch_indices(&cfg, 10, i))
+                .flat_map(|i| DataOrder::new(&cfg, 10).micro_batch(i))
                 .collect::<Vec<_>>()
         );
     }
