@@ -16,7 +16,8 @@ for k, v in dict(hidden=256, layers=4, heads=4, intermediate=1024, vocab=250002,
                  threads=2, warmup=1, steps=3).items():
     ap.add_argument(f"--{k}", type=int, default=v)
 ap.add_argument("--device", default="cpu")
-a, _ = ap.parse_known_args()  # medqa-only options (e.g. --precision) are ignored here
+ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+a, _ = ap.parse_known_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
 cfg = XLMRobertaConfig(vocab_size=a.vocab, hidden_size=a.hidden, num_hidden_layers=a.layers,
@@ -35,14 +36,16 @@ for step in range(a.warmup + a.steps):
     labels = torch.where(chosen, ids, torch.full_like(ids, -100))
     inputs = ids.masked_fill(chosen, a.vocab - 1)
     opt.zero_grad()
-    loss = model(input_ids=inputs, attention_mask=mask, labels=labels).loss
+    with torch.autocast(device_type=torch.device(a.device).type, dtype=torch.bfloat16,
+                        enabled=a.precision == "bf16"):
+        loss = model(input_ids=inputs, attention_mask=mask, labels=labels).loss
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
     loss.item()
     if step >= a.warmup:
         timed += time.perf_counter() - start
-print(json.dumps({"impl": "transformers", "device": a.device, "tokens_per_sec": a.batch * a.seq * a.steps / timed,
+print(json.dumps({"impl": "transformers", "device": a.device, "precision": a.precision, "tokens_per_sec": a.batch * a.seq * a.steps / timed,
                   "seconds_per_step": timed / a.steps,
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "params": sum(p.numel() for p in model.parameters())}))

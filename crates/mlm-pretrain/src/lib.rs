@@ -274,6 +274,14 @@ impl model::train::Task for MlmTask {
         self.inputs.train.len()
     }
 
+    fn sampling(&self) -> model::train::Sampling {
+        let train = &self.inputs.train;
+        model::train::Sampling {
+            lengths: Some((0..train.len()).map(|i| train.seq_len(i)).collect()),
+            ..model::train::Sampling::uniform(train.len())
+        }
+    }
+
     fn batch(&self, indices: &[usize]) -> Result<MlmBatch> {
         let seqs: Vec<Vec<u32>> = indices.iter().map(|&i| self.inputs.train.get(i)).collect();
         Ok(self.masked_batch(&seqs))

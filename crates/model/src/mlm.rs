@@ -77,6 +77,19 @@ impl Sequences {
         self.len() == 0
     }
 
+    /// The length of sequence `i` in tokens, special tokens included (what `get(i).len()` gives).
+    pub fn seq_len(&self, i: usize) -> usize {
+        match &self.layout {
+            Layout::LineByLine { docs } => {
+                self.corpus.document_len(docs[i]).min(self.max_len - 2) + 2
+            }
+            Layout::Grouped { total, .. } => {
+                let from = i as u64 * self.max_len as u64;
+                ((from + self.max_len as u64).min(*total) - from) as usize
+            }
+        }
+    }
+
     /// The token ids of sequence `i`, special tokens included.
     pub fn get(&self, i: usize) -> Vec<u32> {
         let mut out = Vec::with_capacity(self.max_len);

@@ -146,8 +146,9 @@ impl SelfAttention {
         }
     }
 
-    /// `mask`: boolean `[batch, 1, 1, seq]`, true where a key may be attended to.
-    fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+    /// `mask`: boolean `[batch, 1, 1, seq]`, true where a key may be attended to; `None` when every
+    /// key may be, which lets CUDA choose its flash-attention kernel (it takes no mask).
+    fn forward_t(&self, x: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
         let (batch, seq, hidden) = x.size3().expect("hidden states are [batch, seq, hidden]");
         let split = |t: Tensor| {
             t.view([batch, seq, self.heads, self.head_dim])
@@ -157,16 +158,8 @@ impl SelfAttention {
         let k = split(self.key.forward(x));
         let v = split(self.value.forward(x));
         let dropout = if train { self.attention_dropout } else { 0.0 };
-        let context = Tensor::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            Some(mask),
-            dropout,
-            false,
-            None,
-            false,
-        );
+        let context =
+            Tensor::scaled_dot_product_attention(&q, &k, &v, mask, dropout, false, None, false);
         let context = context
             .transpose(1, 2)
             .contiguous()
@@ -211,7 +204,7 @@ impl Layer {
         }
     }
 
-    fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+    fn forward_t(&self, x: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
         let x = self.attention.forward_t(x, mask, train);
         let h = self.act.apply(&self.intermediate.forward(&x));
         let h = self.output.forward(&h).dropout(self.dropout, train);
@@ -270,10 +263,12 @@ impl XlmRobertaModel {
             "sequence of {seq} tokens is longer than the model's {} positions",
             self.max_sequence_length
         );
-        let mask = attention_mask.ne(0).unsqueeze(1).unsqueeze(1);
+        let keep = attention_mask.ne(0);
+        // Grouped MLM sequences have no padding; like transformers, drop the mask then.
+        let mask = (keep.all().int64_value(&[]) == 0).then(|| keep.unsqueeze(1).unsqueeze(1));
         let mut x = self.embeddings.forward_t(input_ids, token_type_ids, train);
         for layer in &self.layers {
-            x = layer.forward_t(&x, &mask, train);
+            x = layer.forward_t(&x, mask.as_ref(), train);
         }
         x
     }

@@ -55,6 +55,10 @@ fn grouped_sequences_concatenate_documents_and_keep_the_tail() {
     assert_eq!(stream, expected);
     assert_eq!(all.len(), 5);
     assert!(all[..4].iter().all(|s| s.len() == 4) && all[4].len() == 1);
+    assert!(all
+        .iter()
+        .enumerate()
+        .all(|(i, s)| seqs.seq_len(i) == s.len()));
 }
 
 #[test]
@@ -66,6 +70,7 @@ fn line_by_line_truncates_each_document_and_skips_empty_ones() {
     assert_eq!(seqs.len(), 2);
     assert_eq!(seqs.get(0), vec![0, 10, 11, 12, 2]);
     assert_eq!(seqs.get(1), vec![0, 20, 2]);
+    assert_eq!((seqs.seq_len(0), seqs.seq_len(1)), (5, 3));
 }
 
 fn sample_batch(tok: &XlmrTokenizer) -> (Tensor, Tensor) {

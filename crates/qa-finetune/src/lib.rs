@@ -45,6 +45,14 @@ pub struct QaFile {
     /// Overrides the file's `lang` tags.
     #[serde(default)]
     pub lang: Option<String>,
+    /// Mixing weight of a training file: an epoch draws `round(weight × windows)` of its windows
+    /// (2 repeats the file, 0.5 takes a new half every epoch). Ignored for validation files.
+    #[serde(default = "default_weight")]
+    pub weight: f64,
+}
+
+fn default_weight() -> f64 {
+    1.0
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -182,6 +190,8 @@ pub struct QaTask {
     pub tokenizer: XlmrTokenizer,
     tokenizer_path: PathBuf,
     train: Vec<QaFeature>,
+    /// The training files' windows, in `train`'s order, with their mixing weights.
+    sources: Vec<model::train::Source>,
     eval_examples: Vec<QaExample>,
     eval_features: Vec<QaFeature>,
     pub settings: QaSettings,
@@ -224,8 +234,20 @@ impl QaTask {
             d.doc_stride,
             d.max_query_length,
         )?;
-        let train_examples = load_examples(&d.train)?;
-        let train = maker.all(&train_examples)?;
+        let mut train = Vec::new();
+        let mut sources = Vec::new();
+        let mut any_unanswerable = false;
+        for file in &d.train {
+            let examples = load_examples(std::slice::from_ref(file))?;
+            any_unanswerable |= examples.iter().any(|e| e.answers.is_empty());
+            let features = maker.all(&examples)?;
+            sources.push(model::train::Source {
+                name: file.path.display().to_string(),
+                examples: features.len(),
+                weight: file.weight,
+            });
+            train.extend(features);
+        }
         if train.is_empty() {
             bail!(
                 "no training questions in {:?}",
@@ -235,12 +257,13 @@ impl QaTask {
         let eval_examples = load_examples(&d.validation)?;
         let eval_features = maker.all(&eval_examples)?;
         let mut postprocess = cfg.postprocess;
-        postprocess.version_2_with_negative |= train_examples.iter().any(|e| e.answers.is_empty());
+        postprocess.version_2_with_negative |= any_unanswerable;
         Ok(Self {
             model,
             tokenizer,
             tokenizer_path,
             train,
+            sources,
             eval_examples,
             eval_features,
             settings: QaSettings {
@@ -277,6 +300,13 @@ impl model::train::Task for QaTask {
 
     fn train_len(&self) -> usize {
         self.train.len()
+    }
+
+    fn sampling(&self) -> model::train::Sampling {
+        model::train::Sampling {
+            sources: self.sources.clone(),
+            lengths: Some(self.train.iter().map(|f| f.input_ids.len()).collect()),
+        }
     }
 
     fn batch(&self, indices: &[usize]) -> Result<QaBatch> {

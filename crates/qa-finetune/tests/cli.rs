@@ -260,3 +260,49 @@ fn squad_v2_tunes_and_stores_the_no_answer_threshold() {
             .unwrap();
     assert_eq!(odds.len(), 60);
 }
+
+/// Steps of one epoch over train.json (weight `w`) and dev.json (weight 0), grouped by length.
+fn steps_of_one_epoch(dir: &Path, cfg: &Path, w: f64) -> u64 {
+    let text = std::fs::read_to_string(cfg).unwrap().replace(
+        r#"train = [{ path = ""#,
+        &format!(
+            r#"train = [{{ path = "{}/dev.json", weight = 0 }}, {{ weight = {w}, path = ""#,
+            dir.display()
+        ),
+    );
+    let weighted = dir.join(format!("weighted-{w}.toml"));
+    std::fs::write(&weighted, text).unwrap();
+    let out = ok(Command::new(BIN)
+        .args([
+            "--config",
+            weighted.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--overwrite",
+        ])
+        .args([
+            "--set",
+            "train.num_train_epochs=1",
+            "--set",
+            "train.group_by_length=true",
+        ])
+        .output()
+        .unwrap());
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("trained "))
+        .unwrap_or_else(|| panic!("{out}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn mixing_weights_scale_each_files_share_of_an_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = setup(tmp.path(), false, 1);
+    let full = steps_of_one_epoch(tmp.path(), &cfg, 1.0);
+    let half = steps_of_one_epoch(tmp.path(), &cfg, 0.5);
+    let double = steps_of_one_epoch(tmp.path(), &cfg, 2.0);
+    assert!(full >= 4, "{full}");
+    assert!(half.abs_diff(full.div_ceil(2)) <= 1, "{full} vs {half}");
+    assert!(double.abs_diff(2 * full) <= 1, "{full} vs {double}");
+}

@@ -8,9 +8,11 @@ pub mod log;
 pub mod manifest;
 pub mod optim;
 pub mod run_dir;
+pub mod sampling;
 pub mod schedule;
 pub mod trainer;
 
 pub use optim::{AdamW, AdamWConfig};
+pub use sampling::{Sampling, Source};
 pub use schedule::{Schedule, ScheduleKind};
 pub use trainer::{train, Task, TrainConfig, TrainOutcome};

@@ -40,6 +40,12 @@ pub fn decays(name: &str) -> bool {
 extern "C" {
     fn medqa_clear_grads(params: *mut *mut std::ffi::c_void, n: i32);
     fn medqa_last_error() -> *const std::os::raw::c_char;
+    fn medqa_foreach_clip_grad_norm(
+        grads: *mut *mut std::ffi::c_void,
+        n: i32,
+        max_norm: f64,
+        total_norm: *mut f64,
+    ) -> i32;
     #[allow(clippy::too_many_arguments)]
     fn medqa_fused_adamw(
         params: *mut *mut std::ffi::c_void,
@@ -119,6 +125,33 @@ impl AdamW {
             .collect();
         if grads.is_empty() {
             return 0.0;
+        }
+        let device = grads[0].device();
+        if device.is_cuda() && grads.iter().all(|g| g.device() == device) {
+            let mut handles: Vec<*mut std::ffi::c_void> = grads
+                .iter()
+                .map(|g| g.as_ptr() as *mut std::ffi::c_void)
+                .collect();
+            let mut total = f64::NAN;
+            // SAFETY: the handles point to live at::Tensors owned by `grads` for the whole call.
+            let rc = unsafe {
+                medqa_foreach_clip_grad_norm(
+                    handles.as_mut_ptr(),
+                    handles.len() as i32,
+                    max_norm,
+                    &mut total,
+                )
+            };
+            if rc == 0 {
+                return total;
+            }
+            // Only an exotic gradient layout gets here; the per-tensor path below handles it.
+            // SAFETY: the shim returns a NUL-terminated thread-local string.
+            let msg = unsafe { std::ffi::CStr::from_ptr(medqa_last_error()) };
+            eprintln!(
+                "warning: foreach gradient clipping failed ({}); clipping tensor by tensor",
+                msg.to_string_lossy()
+            );
         }
         let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
         let total = Tensor::stack(&norms, 0).norm();

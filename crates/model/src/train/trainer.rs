@@ -13,15 +13,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::checkpoint::{self, TrainState};
 use super::log::{progress_bar, History, LogRecord, Tensorboard};
 use super::optim::{AdamW, AdamWConfig};
+use super::sampling::{derive_seed, DataOrder, Sampling};
 use super::schedule::{Schedule, ScheduleKind};
 use crate::autocast::{AutocastGuard, Precision};
 
@@ -31,6 +29,10 @@ pub trait Task {
 
     /// Number of training examples (sequences, QA features).
     fn train_len(&self) -> usize;
+    /// Sources with mixing weights and example lengths; by default one source, weight 1, no lengths.
+    fn sampling(&self) -> Sampling {
+        Sampling::uniform(self.train_len())
+    }
     /// The examples at `indices`, on the training device.
     fn batch(&self, indices: &[usize]) -> Result<Self::Batch>;
     /// Tokens in a batch that count towards tokens/s.
@@ -81,6 +83,8 @@ pub struct TrainConfig {
     pub max_nonfinite_steps_in_a_row: u64,
     /// `bf16`: forward passes under autocast to bf16 (for CUDA; works on CPU too).
     pub precision: Precision,
+    /// Batches of similar lengths (less padding), as `transformers`' `group_by_length`.
+    pub group_by_length: bool,
 }
 
 impl Default for TrainConfig {
@@ -108,6 +112,7 @@ impl Default for TrainConfig {
             greater_is_better: false,
             max_nonfinite_steps_in_a_row: 10,
             precision: Precision::Fp32,
+            group_by_length: false,
         }
     }
 }
@@ -170,54 +175,6 @@ impl TrainConfig {
     }
 }
 
-/// A 64-bit mix of the seed and a counter (splitmix64), so neighbouring counters get unrelated seeds.
-fn derive_seed(seed: u64, stream: u64, counter: u64) -> u64 {
-    let mut z = seed
-        ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ counter.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// The data order: epochs back to back, each a permutation drawn from (seed, epoch). The current epoch's
-/// permutation is kept, so a step costs its batch, not a reshuffle of the whole corpus.
-struct DataOrder {
-    seed: u64,
-    examples: usize,
-    batch: usize,
-    epoch: Option<u64>,
-    order: Vec<usize>,
-}
-
-impl DataOrder {
-    fn new(cfg: &TrainConfig, examples: usize) -> Self {
-        Self {
-            seed: cfg.seed,
-            examples,
-            batch: cfg.per_device_train_batch_size,
-            epoch: None,
-            order: Vec::new(),
-        }
-    }
-
-    /// The examples of micro-batch `index` in the global stream of micro-batches.
-    fn micro_batch(&mut self, index: u64) -> Vec<usize> {
-        let per_epoch = self.examples.div_ceil(self.batch) as u64;
-        let (epoch, within) = (index / per_epoch, (index % per_epoch) as usize);
-        if self.epoch != Some(epoch) {
-            self.order = (0..self.examples).collect();
-            self.order
-                .shuffle(&mut ChaCha8Rng::seed_from_u64(derive_seed(
-                    self.seed, 1, epoch,
-                )));
-            self.epoch = Some(epoch);
-        }
-        let start = within * self.batch;
-        self.order[start..(start + self.batch).min(self.examples)].to_vec()
-    }
-}
-
 /// Seeds everything random in a micro-batch (dropout, masking) from the run seed and its index.
 pub fn micro_batch_seed(seed: u64, index: u64) -> u64 {
     derive_seed(seed, 2, index)
@@ -247,10 +204,12 @@ pub fn train<T: Task>(
     resume: Option<&Path>,
 ) -> Result<TrainOutcome> {
     cfg.validate()?;
-    let examples = task.train_len();
-    if examples == 0 {
-        bail!("no training examples");
+    let sampling = task.sampling();
+    sampling.validate()?;
+    if cfg.group_by_length && sampling.lengths.is_none() {
+        bail!("group_by_length: this task does not report example lengths");
     }
+    let examples = sampling.epoch_len();
     let total_steps = cfg.total_steps(examples);
     let schedule = cfg.schedule(total_steps);
     let mut optimizer = AdamW::new(task.variables(), cfg.adamw());
@@ -271,7 +230,12 @@ pub fn train<T: Task>(
     let mut history = History::open(&run_dir.join("train_log.jsonl"), state.step)?;
     let mut tb = Tensorboard::new(&run_dir.join("tb"));
     let bar = progress_bar(total_steps, state.step, "steps");
-    let mut data = DataOrder::new(cfg, examples);
+    let mut data = DataOrder::new(
+        cfg.seed,
+        cfg.per_device_train_batch_size,
+        sampling,
+        cfg.group_by_length,
+    );
     let accum = cfg.gradient_accumulation_steps as u64;
     let mut window = LogWindow::default();
     let mut last_eval = BTreeMap::new();
@@ -442,36 +406,6 @@ impl LogWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn micro_batches_cover_each_epoch_once_in_a_seeded_order() {
-        let cfg = TrainConfig {
-            per_device_train_batch_size: 4,
-            seed: 7,
-            ..Default::default()
-        };
-        let epoch: Vec<usize> = (0..3)
-            .flat_map(|i| DataOrder::new(&cfg, 10).micro_batch(i))
-            .collect();
-        let mut sorted = epoch.clone();
-        sorted.sort();
-        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
-        assert_eq!(
-            DataOrder::new(&cfg, 10).micro_batch(2).len(),
-            2,
-            "the last batch keeps the tail"
-        );
-        let next: Vec<usize> = (3..6)
-            .flat_map(|i| DataOrder::new(&cfg, 10).micro_batch(i))
-            .collect();
-        assert_ne!(epoch, next, "each epoch has its own order");
-        assert_eq!(
-            epoch,
-            (0..3)
-                .flat_map(|i| DataOrder::new(&cfg, 10).micro_batch(i))
-                .collect::<Vec<_>>()
-        );
-    }
 
     #[test]
     fn total_steps_follow_epochs_and_accumulation() {
