@@ -24,6 +24,18 @@ pub enum Precision {
     Bf16,
 }
 
+impl std::str::FromStr for Precision {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "fp32" => Ok(Self::Fp32),
+            "bf16" => Ok(Self::Bf16),
+            other => bail!("unknown precision {other:?} (fp32 or bf16)"),
+        }
+    }
+}
+
 fn device_type(device: Device) -> i32 {
     match device {
         Device::Cpu => 0,

@@ -24,6 +24,7 @@ fn examples(v: &Value) -> Vec<QaExample> {
             question: e["question"].as_str().unwrap().into(),
             context: e["context"].as_str().unwrap().into(),
             answers: serde_json::from_value::<Vec<AnswerSpan>>(e["answers"].clone()).unwrap(),
+            unlocated: vec![],
             lang: None,
         })
         .collect()
@@ -158,6 +159,7 @@ fn long_questions_are_cut_not_fatal() {
         question: "What is the blood pressure of the patient on admission and at discharge after the stroke? ".repeat(5),
         context: "Blood pressure 165/95 mmHg, glucose 8.4 mmol/L.".into(),
         answers: vec![AnswerSpan { text: "165/95 mmHg".into(), answer_start: 15 }],
+        unlocated: vec![],
         lang: None,
     };
     let feats = maker.features(0, &ex).unwrap();
@@ -187,4 +189,42 @@ fn squad_files_with_numeric_ids_and_impossible_questions_load() {
         ("2", Some("ro"))
     );
     assert!(ex[1].answers.is_empty());
+}
+
+#[test]
+fn wrong_answer_offsets_are_repaired_or_kept_for_scoring_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("d.json");
+    // COVID-QA's offsets are off by a few characters; SQuAD-es marks untranslatable answers with -1.
+    std::fs::write(
+        &f,
+        r#"{"data": [{"paragraphs": [{"context": "febră, tuse; apoi febră mare.", "qas": [
+            {"id": "ok", "question": "q", "answers": [{"text": "tuse", "answer_start": 7}]},
+            {"id": "off", "question": "q", "answers": [{"text": "febră", "answer_start": 16}]},
+            {"id": "gone", "question": "q", "answers": [{"text": "dispnee", "answer_start": -1}]},
+            {"id": "mixed", "question": "q", "answers": [{"text": "cefalee", "answer_start": -1},
+                                                         {"text": "tuse", "answer_start": 3}]}]}]}]}"#,
+    )
+    .unwrap();
+    let (ex, repairs) = model::qa::squad::load_with_repairs(&f, None).unwrap();
+    assert_eq!(
+        repairs,
+        model::qa::squad::AnswerRepairs {
+            moved: 2,
+            unlocated: 2
+        }
+    );
+    assert_eq!(ex[0].answers[0].answer_start, 7);
+    assert_eq!(
+        ex[1].answers[0].answer_start, 18,
+        "the nearest occurrence, not the first"
+    );
+    assert!(ex[2].lacks_positions() && ex[2].gold_texts() == vec!["dispnee".to_owned()]);
+    assert!(!ex[3].lacks_positions());
+    assert_eq!(
+        ex[3].gold_texts(),
+        vec!["tuse".to_owned(), "cefalee".to_owned()]
+    );
+    assert_eq!(model::qa::squad::locate_answer("abc", "", 0), Some(0));
+    assert_eq!(model::qa::squad::locate_answer("abc", "abcd", -1), None);
 }

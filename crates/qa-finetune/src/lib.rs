@@ -152,11 +152,13 @@ pub fn score(examples: &[QaExample], preds: &Predictions) -> eval::report::Repor
         .iter()
         .map(|e| eval::data::Question {
             id: e.id.clone(),
-            golds: e.answers.iter().map(|a| a.text.clone()).collect(),
+            golds: e.gold_texts(),
             lang: e.lang.clone(),
         })
         .collect();
-    let is_v2 = examples.iter().any(|e| e.answers.is_empty());
+    let is_v2 = examples
+        .iter()
+        .any(|e| e.answers.is_empty() && e.unlocated.is_empty());
     let dataset = eval::data::Dataset { questions, is_v2 };
     let na: Vec<(String, f64)> = preds
         .null_odds
@@ -238,7 +240,16 @@ impl QaTask {
         let mut sources = Vec::new();
         let mut any_unanswerable = false;
         for file in &d.train {
-            let examples = load_examples(std::slice::from_ref(file))?;
+            let mut examples = load_examples(std::slice::from_ref(file))?;
+            let before = examples.len();
+            examples.retain(|e| !e.lacks_positions());
+            if examples.len() < before {
+                eprintln!(
+                    "{}: {} question(s) left out of training: no answer occurs in the context",
+                    file.path.display(),
+                    before - examples.len()
+                );
+            }
             any_unanswerable |= examples.iter().any(|e| e.answers.is_empty());
             let features = maker.all(&examples)?;
             sources.push(model::train::Source {
@@ -406,6 +417,15 @@ pub struct Prediction {
     /// (start, end) logits per feature.
     pub logits: Vec<(Vec<f32>, Vec<f32>)>,
     pub predictions: Predictions,
+    pub seconds: Seconds,
+}
+
+/// Where prediction's time went.
+#[derive(Clone, Copy, Debug)]
+pub struct Seconds {
+    pub features: f64,
+    pub forward: f64,
+    pub postprocess: f64,
 }
 
 /// `predict`: answers for a SQuAD-format file with a fine-tuned model directory.
@@ -415,6 +435,7 @@ pub fn predict(
     lang: Option<&str>,
     batch_size: usize,
     device: Device,
+    precision: model::autocast::Precision,
 ) -> Result<Prediction> {
     let settings = QaSettings::load(model_dir)?;
     let tok = XlmrTokenizer::from_file(model_dir)?;
@@ -429,13 +450,25 @@ pub fn predict(
         settings.doc_stride,
         settings.max_query_length,
     )?;
+    let clock = std::time::Instant::now();
     let features = maker.all(&examples)?;
-    let logits = infer(&model.model, &features, tok.pad_id, batch_size, device);
+    let t_features = clock.elapsed().as_secs_f64();
+    let logits = {
+        let _autocast = model::autocast::AutocastGuard::for_precision(precision, device)?;
+        infer(&model.model, &features, tok.pad_id, batch_size, device)
+    };
+    let t_forward = clock.elapsed().as_secs_f64();
     let predictions = postprocess(&examples, &features, &logits, &settings.postprocess);
+    let t_post = clock.elapsed().as_secs_f64();
     Ok(Prediction {
         examples,
         features,
         logits,
         predictions,
+        seconds: Seconds {
+            features: t_features,
+            forward: t_forward - t_features,
+            postprocess: t_post - t_forward,
+        },
     })
 }

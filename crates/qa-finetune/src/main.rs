@@ -46,6 +46,9 @@ enum Command {
         dump_features: Option<PathBuf>,
         #[arg(long, default_value = "auto")]
         device: DeviceChoice,
+        /// fp32, or bf16 (autocast; for CUDA).
+        #[arg(long, default_value = "fp32")]
+        precision: model::autocast::Precision,
     },
 }
 
@@ -66,6 +69,7 @@ fn main() -> Result<()> {
             batch_size,
             dump_features,
             device,
+            precision,
         }) => {
             let device = device.resolve()?;
             let qa_finetune::Prediction {
@@ -73,7 +77,15 @@ fn main() -> Result<()> {
                 features,
                 logits,
                 predictions: preds,
-            } = predict(&model, &data, lang.as_deref(), batch_size, device)?;
+                seconds,
+            } = predict(
+                &model,
+                &data,
+                lang.as_deref(),
+                batch_size,
+                device,
+                precision,
+            )?;
             std::fs::create_dir_all(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
             write_json(&out.join("predictions.json"), &preds.answers)?;
@@ -94,9 +106,13 @@ fn main() -> Result<()> {
                 model::fsutil::write_atomic(&path, |w| w.write_all(text.as_bytes()))?;
             }
             println!(
-                "{} questions, {} windows; predictions in {}",
+                "{} questions, {} windows (windows {:.2} s, forward {:.2} s, post-processing {:.2} s); \
+                 predictions in {}",
                 examples.len(),
                 features.len(),
+                seconds.features,
+                seconds.forward,
+                seconds.postprocess,
                 out.display()
             );
             Ok(())

@@ -84,12 +84,15 @@ impl FeatureMaker {
             .collect())
     }
 
+    /// Windows of every example, in example order (examples are tokenized in parallel).
     pub fn all(&self, examples: &[QaExample]) -> Result<Vec<QaFeature>> {
-        let mut out = Vec::new();
-        for (i, ex) in examples.iter().enumerate() {
-            out.extend(self.features(i, ex)?);
-        }
-        Ok(out)
+        use rayon::prelude::*;
+        let per_example: Vec<Vec<QaFeature>> = examples
+            .par_iter()
+            .enumerate()
+            .map(|(i, ex)| self.features(i, ex))
+            .collect::<Result<_>>()?;
+        Ok(per_example.into_iter().flatten().collect())
     }
 }
 

@@ -17,9 +17,61 @@ pub struct QaExample {
     pub id: String,
     pub question: String,
     pub context: String,
-    /// Empty for an unanswerable question.
+    /// Answers whose position in the context is known (empty for an unanswerable question, and for
+    /// one whose answers are all in `unlocated`).
     pub answers: Vec<AnswerSpan>,
+    /// Gold answer texts that do not occur in the context (machine-translated sets mark them with
+    /// `answer_start: -1`): they count for scoring, but cannot label training windows.
+    pub unlocated: Vec<String>,
     pub lang: Option<String>,
+}
+
+impl QaExample {
+    /// Every gold answer text, located or not, for scoring.
+    pub fn gold_texts(&self) -> Vec<String> {
+        self.answers
+            .iter()
+            .map(|a| a.text.clone())
+            .chain(self.unlocated.iter().cloned())
+            .collect()
+    }
+
+    /// Answerable, but no answer has a known position: unusable for training.
+    pub fn lacks_positions(&self) -> bool {
+        self.answers.is_empty() && !self.unlocated.is_empty()
+    }
+}
+
+/// What loading did to answers whose `answer_start` was wrong.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AnswerRepairs {
+    /// Misaligned, moved to the nearest exact occurrence of the text.
+    pub moved: usize,
+    /// The text does not occur in the context at all.
+    pub unlocated: usize,
+}
+
+#[derive(Deserialize)]
+struct RawAnswer {
+    text: String,
+    answer_start: i64,
+}
+
+/// The answer's character offset: the given one if the text is there, else the nearest exact
+/// occurrence (`None` when the text is nowhere in the context).
+pub fn locate_answer(context: &str, text: &str, given: i64) -> Option<usize> {
+    let chars: Vec<char> = context.chars().collect();
+    let needle: Vec<char> = text.chars().collect();
+    let at = |start: usize| chars.get(start..start + needle.len()) == Some(&needle[..]);
+    if given >= 0 && at(given as usize) {
+        return Some(given as usize);
+    }
+    if needle.is_empty() || needle.len() > chars.len() {
+        return None;
+    }
+    (0..=chars.len() - needle.len())
+        .filter(|&s| at(s))
+        .min_by_key(|&s| (s as i64 - given).unsigned_abs())
 }
 
 #[derive(Deserialize)]
@@ -43,15 +95,35 @@ struct Qa {
     id: String,
     question: String,
     #[serde(default)]
-    answers: Vec<AnswerSpan>,
+    answers: Vec<RawAnswer>,
     #[serde(default)]
     is_impossible: Option<bool>,
     #[serde(default)]
     lang: Option<String>,
 }
 
-/// Reads every question of a SQuAD-format file; `lang` (if given) overrides the file's tags.
+/// Reads every question of a SQuAD-format file; `lang` (if given) overrides the file's tags. Wrong
+/// answer offsets are repaired or set aside (see `AnswerRepairs`), with a warning naming the file.
 pub fn load(path: &Path, lang: Option<&str>) -> Result<Vec<QaExample>> {
+    let (examples, repairs) = load_with_repairs(path, lang)?;
+    if repairs != AnswerRepairs::default() {
+        eprintln!(
+            "warning: {}: {} answer(s) had a wrong answer_start and were moved to the nearest occurrence \
+             of their text; {} answer text(s) do not occur in their context (scored, not trained on)",
+            path.display(),
+            repairs.moved,
+            repairs.unlocated
+        );
+    }
+    Ok(examples)
+}
+
+/// `load`, returning what it repaired instead of warning.
+pub fn load_with_repairs(
+    path: &Path,
+    lang: Option<&str>,
+) -> Result<(Vec<QaExample>, AnswerRepairs)> {
+    let mut repairs = AnswerRepairs::default();
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read QA set {}", path.display()))?;
     let file: File = serde_json::from_str(&text)
@@ -60,16 +132,30 @@ pub fn load(path: &Path, lang: Option<&str>) -> Result<Vec<QaExample>> {
     for article in file.data {
         for p in article.paragraphs {
             for qa in p.qas {
-                let answers = if qa.is_impossible == Some(true) {
-                    Vec::new()
-                } else {
-                    qa.answers
-                };
+                let (mut answers, mut unlocated) = (Vec::new(), Vec::new());
+                if qa.is_impossible != Some(true) {
+                    for a in qa.answers {
+                        match locate_answer(&p.context, &a.text, a.answer_start) {
+                            Some(start) => {
+                                repairs.moved += usize::from(start as i64 != a.answer_start);
+                                answers.push(AnswerSpan {
+                                    text: a.text,
+                                    answer_start: start,
+                                });
+                            }
+                            None => {
+                                repairs.unlocated += 1;
+                                unlocated.push(a.text);
+                            }
+                        }
+                    }
+                }
                 out.push(QaExample {
                     id: qa.id,
                     question: qa.question,
                     context: p.context.clone(),
                     answers,
+                    unlocated,
                     lang: lang
                         .map(str::to_owned)
                         .or(qa.lang)
@@ -78,7 +164,7 @@ pub fn load(path: &Path, lang: Option<&str>) -> Result<Vec<QaExample>> {
             }
         }
     }
-    Ok(out)
+    Ok((out, repairs))
 }
 
 /// Question ids are strings in SQuAD, but some sets (the Romanian COVID QA) number them.

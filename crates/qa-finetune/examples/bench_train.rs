@@ -1,0 +1,79 @@
+//! QA training throughput (features/s) of the shared loop: what scripts/bench-qa.sh compares with
+//! transformers, which pads every window to 384.
+//!
+//!     bench_train --model DIR --data FILE [--steps 30 --batch 16 --threads 2 --group-by-length true
+//!                  --device cpu --precision fp32]
+//!
+//! Prints one JSON line.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use qa_finetune::{DataConfig, QaConfig, QaFile, QaTask};
+
+fn main() -> Result<()> {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let args: HashMap<String, String> = raw
+        .chunks(2)
+        .filter_map(|c| Some((c[0].trim_start_matches("--").to_owned(), c.get(1)?.clone())))
+        .collect();
+    let get = |k: &str| args.get(k).with_context(|| format!("--{k} is required"));
+    let num = |k: &str, d: usize| -> Result<usize> {
+        args.get(k)
+            .map_or(Ok(d), |v| v.parse().with_context(|| format!("--{k} {v}")))
+    };
+    let (steps, batch) = (num("steps", 30)?, num("batch", 16)?);
+    tch::set_num_threads(num("threads", 2)? as i32);
+    let group = args.get("group-by-length").is_none_or(|v| v == "true");
+    let device = args
+        .get("device")
+        .map_or(Ok(model::device::DeviceChoice::Cpu), |d| d.parse())?
+        .resolve()?;
+    let precision = args
+        .get("precision")
+        .map_or(Ok(Default::default()), |p| p.parse())?;
+    let run = tempfile::tempdir()?;
+    let cfg = QaConfig {
+        output_dir: run.path().to_owned(),
+        init_from: PathBuf::from(get("model")?),
+        tokenizer: None,
+        data: DataConfig {
+            train: vec![QaFile {
+                path: PathBuf::from(get("data")?),
+                lang: None,
+                weight: 1.0,
+            }],
+            validation: vec![],
+            max_seq_length: 384,
+            doc_stride: 128,
+            max_query_length: 64,
+            eval_batch_size: 32,
+        },
+        postprocess: Default::default(),
+        train: model::train::TrainConfig {
+            max_steps: Some(steps as u64),
+            per_device_train_batch_size: batch,
+            learning_rate: 3e-5,
+            weight_decay: 0.01,
+            logging_steps: 1_000_000,
+            group_by_length: group,
+            precision,
+            ..Default::default()
+        },
+    };
+    let mut task = QaTask::new(&cfg, device)?;
+    let features = task.train_features();
+    let start = Instant::now();
+    model::train::train(&mut task, &cfg.train, device, run.path(), None)?;
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "medqa", "features": features, "steps": steps, "group_by_length": group,
+            "features_per_sec": (steps * batch) as f64 / seconds, "seconds": seconds,
+        })
+    );
+    Ok(())
+}

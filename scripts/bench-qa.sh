@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# QA throughput, medqa against transformers on the same data, model and threads, in the same run:
+#  - training features/s: our loop (windows padded to the batch's longest, grouped by length) against
+#    transformers' XLMRobertaForQuestionAnswering + AdamW on run_qa.py's features (padded to 384);
+#  - prediction on COVID-QA's long contexts, end to end (read, windows, forward, post-processing, write):
+#    `qa-finetune predict` against a transformers loop doing the same windows and post-processing.
+# Model: random XLM-R QA, hidden 256, 4 layers, 4 heads, intermediate 1024, a 16k tokenizer trained on
+# the corpus; 2 threads. Uses ../shared/data when present, else the project's sample questions.
+#
+#   scripts/bench-qa.sh [TRAIN_ARTICLES=20] [PREDICT_ARTICLES=4]
+#   MEDQA_BIN=dir PYTHON=python3 DEVICE=cuda PRECISION=bf16 scripts/bench-qa.sh 200 40
+#       (prebuilt binaries, e.g. on a GPU machine without a Rust toolchain; torch from PYTHON)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+device=${DEVICE:-cpu}
+precision=${PRECISION:-fp32}
+if [ -n "${MEDQA_BIN:-}" ]; then
+  bin=$MEDQA_BIN; py=${PYTHON:-python3}; bench=$bin/bench_train
+  torch_lib=$($py -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+  export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+else
+  scripts/setup.sh --test >/dev/null
+  cargo build --release -p data-prep -p qa-finetune --bins --example bench_train >/dev/null
+  bin=target/release; py=.venv/bin/python
+  bench=target/release/examples/bench_train
+fi
+opts=(--device "$device" --precision "$precision")
+work=runs/bench-qa
+mkdir -p "$work"
+shared=../shared/data
+if [ -d "$shared/qa" ] && [ -d "$shared/corpus" ]; then
+  corpus=configs/corpus-shared.toml; tok=runs/real/tokenizer.json
+  train_src=$shared/qa/squad-v1.1-dev.en.json; pred_src=$shared/qa/covid-qa-200423.en.json
+else
+  echo "(../shared/data absent: benchmarking on the project's sample data)"
+  corpus=configs/corpus-demo.toml; tok=runs/demo/tokenizer.json
+  train_src=data/sample/qa/train.json; pred_src=data/sample/qa/dev.json
+fi
+[ -f "$tok" ] || "$bin"/data-prep tokenizer --config "$corpus" --vocab-size 16000 --out "$tok" >/dev/null
+$py - "$train_src" "$work/train.json" "${1:-20}" "$pred_src" "$work/predict.json" "${2:-4}" <<'PY'
+import json, sys
+for src, dst, n in [(sys.argv[1], sys.argv[2], int(sys.argv[3])), (sys.argv[4], sys.argv[5], int(sys.argv[6]))]:
+    d = json.load(open(src, encoding="utf-8"))
+    d["data"] = d["data"][:n]
+    json.dump(d, open(dst, "w", encoding="utf-8"), ensure_ascii=False)
+PY
+$py scripts/bench_qa.py make-model "$work/model" --tokenizer "$tok"
+
+echo "== training (30 steps of 16 windows)"
+ours=$("$bench" --model "$work/model" --data "$work/train.json" "${opts[@]}" | tail -n 1)
+ungrouped=$("$bench" --model "$work/model" --data "$work/train.json" --group-by-length false "${opts[@]}" | tail -n 1)
+theirs=$($py scripts/bench_qa.py train --model "$work/model" --data "$work/train.json" "${opts[@]}" | tail -n 1)
+printf '%s\n%s\n%s\n' "$ours" "$ungrouped" "$theirs"
+
+echo "== prediction (COVID-QA contexts, end to end)"
+start=$(date +%s.%N)
+pred=$("$bin"/qa-finetune predict --model "$work/model" --data "$work/predict.json" --out "$work/pred-medqa" --batch-size 32 "${opts[@]}" | tail -n 1)
+ours_s=$(echo "$(date +%s.%N) - $start" | bc)
+echo "medqa: $pred; ${ours_s} s"
+theirs_p=$($py scripts/bench_qa.py predict --model "$work/model" --data "$work/predict.json" --out "$work/pred-transformers" "${opts[@]}" | tail -n 1)
+echo "$theirs_p"
+$py - "$ours" "$ungrouped" "$theirs" "$ours_s" "$theirs_p" "$work" <<'PY'
+import json, sys
+o, u, t, p = (json.loads(sys.argv[i]) for i in (1, 2, 3, 5))
+ours_s = float(sys.argv[4])
+print(f"training speed-up (features/s, medqa / transformers): {o['features_per_sec'] / t['features_per_sec']:.2f}x "
+      f"(without length grouping: {u['features_per_sec'] / t['features_per_sec']:.2f}x)")
+print(f"prediction speed-up (end to end, {p['questions']} questions, {p['windows']} windows): "
+      f"{p['seconds'] / ours_s:.2f}x")
+a = json.load(open(f"{sys.argv[6]}/pred-medqa/predictions.json", encoding="utf-8"))
+b = json.load(open(f"{sys.argv[6]}/pred-transformers/predictions.json", encoding="utf-8"))
+same = sum(a.get(k) == v for k, v in b.items())
+print(f"same answers from both: {same}/{len(b)}")
+PY
