@@ -8,8 +8,9 @@
 # the corpus; 2 threads. Uses ../shared/data when present, else the project's sample questions.
 #
 #   scripts/bench-qa.sh [TRAIN_ARTICLES=20] [PREDICT_ARTICLES=4]
-#   MEDQA_BIN=dir PYTHON=python3 DEVICE=cuda PRECISION=bf16 scripts/bench-qa.sh 200 40
+#   MEDQA_BIN=dir PYTHON=python3 DEVICE=cuda PRECISION=bf16 STEPS=200 scripts/bench-qa.sh 20 40
 #       (prebuilt binaries, e.g. on a GPU machine without a Rust toolchain; torch from PYTHON)
+#   MODEL_ARGS="--hidden 768 --layers 12 --heads 12 --intermediate 3072": the xlm-roberta-base shape
 set -euo pipefail
 cd "$(dirname "$0")/.."
 device=${DEVICE:-cpu}
@@ -44,18 +45,21 @@ for src, dst, n in [(sys.argv[1], sys.argv[2], int(sys.argv[3])), (sys.argv[4], 
     d["data"] = d["data"][:n]
     json.dump(d, open(dst, "w", encoding="utf-8"), ensure_ascii=False)
 PY
-$py scripts/bench_qa.py make-model "$work/model" --tokenizer "$tok"
+# shellcheck disable=SC2086
+$py scripts/bench_qa.py make-model "$work/model" --tokenizer "$tok" ${MODEL_ARGS:-}
+steps=${STEPS:-30}
 
-echo "== training (30 steps of 16 windows)"
-ours=$("$bench" --model "$work/model" --data "$work/train.json" "${opts[@]}" | tail -n 1)
-ungrouped=$("$bench" --model "$work/model" --data "$work/train.json" --group-by-length false "${opts[@]}" | tail -n 1)
-theirs=$($py scripts/bench_qa.py train --model "$work/model" --data "$work/train.json" "${opts[@]}" | tail -n 1)
+echo "== training ($steps steps of 16 windows)"
+ours=$("$bench" --model "$work/model" --data "$work/train.json" --steps "$steps" "${opts[@]}" | tail -n 1)
+ungrouped=$("$bench" --model "$work/model" --data "$work/train.json" --group-by-length false --steps "$steps" "${opts[@]}" | tail -n 1)
+theirs=$($py scripts/bench_qa.py train --model "$work/model" --data "$work/train.json" --steps "$steps" "${opts[@]}" | tail -n 1)
 printf '%s\n%s\n%s\n' "$ours" "$ungrouped" "$theirs"
 
 echo "== prediction (COVID-QA contexts, end to end)"
-start=$(date +%s.%N)
+start=$(date +%s%N)
 pred=$("$bin"/qa-finetune predict --model "$work/model" --data "$work/predict.json" --out "$work/pred-medqa" --batch-size 32 "${opts[@]}" | tail -n 1)
-ours_s=$(echo "$(date +%s.%N) - $start" | bc)
+ns=$(( $(date +%s%N) - start ))
+ours_s=$(printf '%d.%09d' $((ns / 1000000000)) $((ns % 1000000000)))
 echo "medqa: $pred; ${ours_s} s"
 theirs_p=$($py scripts/bench_qa.py predict --model "$work/model" --data "$work/predict.json" --out "$work/pred-transformers" "${opts[@]}" | tail -n 1)
 echo "$theirs_p"

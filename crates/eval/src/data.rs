@@ -30,8 +30,9 @@ pub struct Paragraph {
 
 #[derive(Debug, Deserialize)]
 pub struct Qa {
-    #[serde(deserialize_with = "id_string")]
-    pub id: String,
+    /// PoQuAD has none: `position_id` names such questions by their place in the file.
+    #[serde(default, deserialize_with = "id_string")]
+    pub id: Option<String>,
     #[serde(default)]
     pub answers: Vec<Answer>,
     #[serde(default)]
@@ -77,18 +78,18 @@ pub fn load_dataset(path: &Path) -> Result<Dataset> {
     let mut any_impossible = false;
     let mut seen = std::collections::HashSet::new();
     for (a, article) in file.data.iter().enumerate() {
-        for p in &article.paragraphs {
-            for qa in &p.qas {
-                if !seen.insert(qa.id.clone()) {
+        for (pi, p) in article.paragraphs.iter().enumerate() {
+            for (qi, qa) in p.qas.iter().enumerate() {
+                let id = qa.id.clone().unwrap_or_else(|| position_id(a, pi, qi));
+                if !seen.insert(id.clone()) {
                     bail!(
-                        "{}: question id '{}' occurs twice (article {a})",
+                        "{}: question id '{id}' occurs twice (article {a})",
                         path.display(),
-                        qa.id
                     );
                 }
                 any_impossible |= qa.is_impossible == Some(true) || qa.answers.is_empty();
                 questions.push(Question {
-                    id: qa.id.clone(),
+                    id,
                     golds: qa.answers.iter().map(|x| x.text.clone()).collect(),
                     lang: qa.lang.clone().or_else(|| article.lang.clone()),
                 });
@@ -129,11 +130,17 @@ pub fn load_na_probs(path: &Path) -> Result<Vec<(String, f64)>> {
         .collect()
 }
 
+/// The id of a question that has none: article, paragraph and question index (0-based), as
+/// `a3-p0-q2`. The eval crate and the model crate name them alike, so predictions match golds.
+pub fn position_id(article: usize, paragraph: usize, question: usize) -> String {
+    format!("a{article}-p{paragraph}-q{question}")
+}
+
 /// Question ids are strings in SQuAD, but some sets (the Romanian COVID QA) number them.
-fn id_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+fn id_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     match serde_json::Value::deserialize(d)? {
-        serde_json::Value::String(s) => Ok(s),
-        serde_json::Value::Number(n) => Ok(n.to_string()),
+        serde_json::Value::String(s) => Ok(Some(s)),
+        serde_json::Value::Number(n) => Ok(Some(n.to_string())),
         other => Err(serde::de::Error::custom(format!(
             "question id {other} is neither a string nor a number"
         ))),

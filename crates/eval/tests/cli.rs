@@ -240,3 +240,16 @@ fn numeric_question_ids_are_read_as_strings() {
     assert!(ok, "{err}");
     assert_eq!(r["overall"]["exact"].as_f64(), Some(100.0));
 }
+
+#[test]
+fn questions_without_ids_are_named_by_position() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("poquad-like.json");
+    std::fs::write(&data, r#"{"data": [{"paragraphs": [{"context": "c", "qas": [
+        {"question": "q", "answers": [{"text": "Tuse", "answer_start": 0}]}]}]},
+        {"paragraphs": [{"context": "c", "qas": [{"question": "q", "answers": [{"text": "a", "answer_start": 0}]},
+        {"question": "r", "answers": [{"text": "b", "answer_start": 0}]}]}]}]}"#).unwrap();
+    let set = eval::data::load_dataset(&data).unwrap();
+    let ids: Vec<&str> = set.questions.iter().map(|q| q.id.as_str()).collect();
+    assert_eq!(ids, ["a0-p0-q0", "a1-p0-q0", "a1-p0-q1"]);
+}

@@ -179,11 +179,18 @@ fn squad_files_with_numeric_ids_and_impossible_questions_load() {
         r#"{"data": [{"lang": "ro", "paragraphs": [{"context": "Tuse și febră.", "qas": [
             {"id": 2, "question": "Ce simptome?", "answers": [{"text": "Tuse", "answer_start": 0}], "extra": 1},
             {"id": "x", "question": "Ce tratament?", "answers": [], "is_impossible": true,
-             "plausible_answers": [{"text": "febră", "answer_start": 8}]}]}]}]}"#,
+             "plausible_answers": [{"text": "febră", "answer_start": 8}]},
+            {"question": "Fără id (PoQuAD)?", "answers": [{"text": "febră", "answer_start": 8}]}]}]}]}"#,
     )
     .unwrap();
     let ex = model::qa::squad::load(&f, None).unwrap();
-    assert_eq!(ex.len(), 2);
+    assert_eq!(ex.len(), 3);
+    assert_eq!(ex[2].id, "a0-p0-q2");
+    assert_eq!(
+        ex[2].id,
+        eval::data::position_id(0, 0, 2),
+        "eval names it alike"
+    );
     assert_eq!(
         (ex[0].id.as_str(), ex[0].lang.as_deref()),
         ("2", Some("ro"))

@@ -91,8 +91,9 @@ struct Paragraph {
 }
 #[derive(Deserialize)]
 struct Qa {
-    #[serde(deserialize_with = "id_string")]
-    id: String,
+    /// PoQuAD has none: `position_id` names such questions by their place in the file.
+    #[serde(default, deserialize_with = "id_string")]
+    id: Option<String>,
     question: String,
     #[serde(default)]
     answers: Vec<RawAnswer>,
@@ -129,9 +130,9 @@ pub fn load_with_repairs(
     let file: File = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a SQuAD-format file", path.display()))?;
     let mut out = Vec::new();
-    for article in file.data {
-        for p in article.paragraphs {
-            for qa in p.qas {
+    for (ai, article) in file.data.into_iter().enumerate() {
+        for (pi, p) in article.paragraphs.into_iter().enumerate() {
+            for (qi, qa) in p.qas.into_iter().enumerate() {
                 let (mut answers, mut unlocated) = (Vec::new(), Vec::new());
                 if qa.is_impossible != Some(true) {
                     for a in qa.answers {
@@ -151,7 +152,7 @@ pub fn load_with_repairs(
                     }
                 }
                 out.push(QaExample {
-                    id: qa.id,
+                    id: qa.id.unwrap_or_else(|| position_id(ai, pi, qi)),
                     question: qa.question,
                     context: p.context.clone(),
                     answers,
@@ -167,11 +168,17 @@ pub fn load_with_repairs(
     Ok((out, repairs))
 }
 
+/// The id of a question that has none: article, paragraph and question index (0-based), as
+/// `a3-p0-q2`. The eval crate and the model crate name them alike, so predictions match golds.
+pub fn position_id(article: usize, paragraph: usize, question: usize) -> String {
+    format!("a{article}-p{paragraph}-q{question}")
+}
+
 /// Question ids are strings in SQuAD, but some sets (the Romanian COVID QA) number them.
-fn id_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+fn id_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     match serde_json::Value::deserialize(d)? {
-        serde_json::Value::String(s) => Ok(s),
-        serde_json::Value::Number(n) => Ok(n.to_string()),
+        serde_json::Value::String(s) => Ok(Some(s)),
+        serde_json::Value::Number(n) => Ok(Some(n.to_string())),
         other => Err(serde::de::Error::custom(format!(
             "question id {other} is neither a string nor a number"
         ))),
