@@ -1,6 +1,7 @@
-//! Corpus assembly into token shards, tokenizer training, and (issue #4, to come) QA-set repair.
+//! Corpus assembly into token shards, tokenizer training, and QA-set validation, repair and merging.
 
 pub mod clean;
 pub mod corpus;
+pub mod qa_sets;
 pub mod sources;
 pub mod tokenizer_train;

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use data_prep::corpus::{build, for_each_document, summary, CorpusConfig};
 use data_prep::tokenizer_train::train_unigram;
@@ -39,6 +39,45 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Validate, repair, tag, merge and deduplicate SQuAD-format QA sets, split by context into
+    /// train/dev, with rejects and statistics.
+    Qa {
+        /// FILE[:lang=xx][:name=yy], repeatable; order is kept.
+        #[arg(long = "input", required = true)]
+        inputs: Vec<data_prep::qa_sets::QaInput>,
+        /// The merged training set (SQuAD v2.0 format, `lang` and `source` on every question).
+        #[arg(long)]
+        out: PathBuf,
+        /// Contexts going to the dev set, per thousand (by hash of the context).
+        #[arg(long, default_value_t = 0)]
+        dev_permille: u64,
+        /// The dev set (required with --dev-permille > 0).
+        #[arg(long)]
+        dev_out: Option<PathBuf>,
+        /// Rejected answers and dropped questions with file, place and reason (JSONL).
+        /// Default: beside --out, `<out>.rejects.jsonl`.
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+        /// Counts per file and statistics per language × source (JSON). Default: `<out>.stats.json`.
+        #[arg(long)]
+        stats: Option<PathBuf>,
+        /// With a tokenizer.json: context lengths in tokens and windows needed.
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        #[arg(long, default_value_t = 384)]
+        max_seq_length: usize,
+        #[arg(long, default_value_t = 128)]
+        doc_stride: usize,
+        /// Any rejected answer is an error.
+        #[arg(long)]
+        strict: bool,
+    },
+}
+
+fn beside(out: &Path, suffix: &str) -> PathBuf {
+    let mut name = out.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 fn load(config: &Path, overrides: &[String]) -> Result<(CorpusConfig, PathBuf)> {
@@ -85,6 +124,71 @@ fn main() -> Result<()> {
                 "tokenizer: {} ({size} tokens, from {} documents; {rejects} inputs rejected)",
                 out.display(),
                 texts.len()
+            );
+        }
+        Command::Qa {
+            inputs,
+            out,
+            dev_permille,
+            dev_out,
+            rejects,
+            stats,
+            tokenizer,
+            max_seq_length,
+            doc_stride,
+            strict,
+        } => {
+            use data_prep::qa_sets;
+            if dev_permille > 1000 {
+                bail!("--dev-permille must be at most 1000, got {dev_permille}");
+            }
+            if dev_permille > 0 && dev_out.is_none() {
+                bail!("--dev-permille {dev_permille} needs --dev-out");
+            }
+            let tok = tokenizer
+                .as_deref()
+                .map(model::XlmrTokenizer::from_file)
+                .transpose()?;
+            let merged = qa_sets::merge(&inputs, strict)?;
+            let (train, dev) = merged.split(dev_permille);
+            qa_sets::write_json(&out, &train)?;
+            if let Some(dev_out) = &dev_out {
+                qa_sets::write_json(dev_out, &dev)?;
+            }
+            let rejects = rejects.unwrap_or_else(|| beside(&out, ".rejects.jsonl"));
+            let mut lines = String::new();
+            for r in &merged.rejects {
+                lines += &(serde_json::to_string(r)? + "\n");
+            }
+            model::fsutil::write_atomic(&rejects, |w| w.write_all(lines.as_bytes()))
+                .with_context(|| format!("writing {}", rejects.display()))?;
+            let groups = qa_sets::statistics(&merged, tok.as_ref(), max_seq_length, doc_stride)?;
+            let stats = stats.unwrap_or_else(|| beside(&out, ".stats.json"));
+            qa_sets::write_json(
+                &stats,
+                &serde_json::json!({
+                    "files": merged.files, "groups": groups, "dev_permille": dev_permille,
+                    "max_seq_length": max_seq_length, "doc_stride": doc_stride,
+                }),
+            )?;
+            print!("{}", qa_sets::summary(&merged, &groups));
+            let count = |v: &serde_json::Value| -> usize {
+                v["data"].as_array().map_or(0, |a| {
+                    a.iter()
+                        .flat_map(|x| x["paragraphs"].as_array().into_iter().flatten())
+                        .map(|p| p["qas"].as_array().map_or(0, Vec::len))
+                        .sum()
+                })
+            };
+            println!(
+                "train: {} questions in {}; dev: {} questions{}; rejects: {} in {}; statistics: {}",
+                count(&train),
+                out.display(),
+                count(&dev),
+                dev_out.map_or(String::new(), |d| format!(" in {}", d.display())),
+                merged.rejects.len(),
+                rejects.display(),
+                stats.display()
             );
         }
     }

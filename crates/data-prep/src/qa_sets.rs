@@ -1,0 +1,461 @@
+//! SQuAD-format QA sets: validated, repaired, tagged, merged, deduplicated and split by context.
+//!
+//! Reads SQuAD v1.1/v2.0 and BioASQ-as-SQuAD files (one big article, no `version`) with whatever extra
+//! fields they carry. Every answer is checked in characters (`context[start..start+len] == text`); a
+//! misaligned one moves to the nearest exact occurrence of its text (or of the text without surrounding
+//! white space); one whose text is nowhere in the context goes to the rejects with the reason.
+//! Output is deterministic: the same inputs give byte-identical files.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// One `--input FILE[:lang=xx][:name=yy]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QaInput {
+    pub path: PathBuf,
+    /// Language of every question (else each question's or article's `lang`, else "und").
+    pub lang: Option<String>,
+    /// Source tag (default: the file name without its last extension).
+    pub name: String,
+}
+
+impl std::str::FromStr for QaInput {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let mut parts = s.split(':');
+        let path = PathBuf::from(parts.next().unwrap_or_default());
+        let mut lang = None;
+        let mut name = None;
+        for p in parts {
+            match p.split_once('=') {
+                Some(("lang", v)) if !v.is_empty() => lang = Some(v.to_owned()),
+                Some(("name", v)) if !v.is_empty() => name = Some(v.to_owned()),
+                _ => bail!("--input {s}: expected FILE[:lang=xx][:name=yy], got {p:?}"),
+            }
+        }
+        let name = name.unwrap_or_else(|| {
+            path.file_stem()
+                .map_or_else(String::new, |f| f.to_string_lossy().into_owned())
+        });
+        Ok(Self { path, lang, name })
+    }
+}
+
+/// A question as merged: its answers checked, tagged with language and source.
+#[derive(Clone, Debug)]
+struct Question {
+    id: String,
+    question: String,
+    answers: Vec<(String, usize)>,
+    lang: String,
+    source: String,
+}
+
+/// Counts of one input file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FileReport {
+    pub file: String,
+    pub source: String,
+    pub questions: usize,
+    pub answers: usize,
+    pub answers_ok: usize,
+    pub answers_moved: usize,
+    pub answers_trimmed: usize,
+    pub answers_rejected: usize,
+    /// Answerable questions left with no answer after rejection: dropped.
+    pub questions_dropped: usize,
+    /// Same question on the same context as one kept earlier: dropped.
+    pub questions_duplicate: usize,
+}
+
+/// One rejected answer or question, with where it was and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Reject {
+    pub file: String,
+    pub article: usize,
+    pub paragraph: usize,
+    pub question_id: String,
+    pub answer: Option<String>,
+    pub answer_start: Option<i64>,
+    pub reason: String,
+}
+
+/// How one answer was placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    Ok(usize),
+    Moved(usize),
+    /// Found only without its surrounding white space (the text is trimmed).
+    Trimmed(usize),
+    NotFound,
+}
+
+fn occurrences<'a>(chars: &'a [char], needle: &'a [char]) -> impl Iterator<Item = usize> + 'a {
+    (0..(chars.len() + 1).saturating_sub(needle.len()))
+        .filter(move |&s| !needle.is_empty() && chars[s..s + needle.len()] == needle[..])
+}
+
+/// Where `text` is in `context` (character offsets), given the file's `answer_start`.
+pub fn place_answer(context: &[char], text: &str, given: i64) -> Placement {
+    let needle: Vec<char> = text.chars().collect();
+    let at =
+        |s: i64| s >= 0 && context.get(s as usize..s as usize + needle.len()) == Some(&needle[..]);
+    if !needle.is_empty() && at(given) {
+        return Placement::Ok(given as usize);
+    }
+    let nearest =
+        |n: &[char]| occurrences(context, n).min_by_key(|&s| (s as i64 - given).unsigned_abs());
+    if let Some(s) = nearest(&needle) {
+        return Placement::Moved(s);
+    }
+    let trimmed: Vec<char> = text.trim().chars().collect();
+    if trimmed.len() != needle.len() {
+        if let Some(s) = nearest(&trimmed) {
+            return Placement::Trimmed(s);
+        }
+    }
+    Placement::NotFound
+}
+
+fn str_field(v: &Value, key: &str) -> Option<String> {
+    match v.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The merged set, in input order, with per-file counts and rejects.
+pub struct Merged {
+    /// (source, article title, context, questions), in input order.
+    paragraphs: Vec<(String, String, String, Vec<Question>)>,
+    pub files: Vec<FileReport>,
+    pub rejects: Vec<Reject>,
+}
+
+/// Reads, checks and merges `inputs`. With `strict`, any rejected answer is an error.
+pub fn merge(inputs: &[QaInput], strict: bool) -> Result<Merged> {
+    let mut paragraphs = Vec::new();
+    let mut files = Vec::new();
+    let mut rejects = Vec::new();
+    let mut seen_questions: HashSet<(String, String)> = HashSet::new();
+    let mut seen_ids: HashSet<String> = HashSet::new();
+    for input in inputs {
+        let file = input.path.display().to_string();
+        let text = std::fs::read_to_string(&input.path)
+            .with_context(|| format!("cannot read QA set {file}"))?;
+        let root: Value =
+            serde_json::from_str(&text).with_context(|| format!("{file} is not valid JSON"))?;
+        let Some(articles) = root.get("data").and_then(Value::as_array) else {
+            bail!("{file}: no \"data\" list (not a SQuAD-format file)");
+        };
+        let mut report = FileReport {
+            file: file.clone(),
+            source: input.name.clone(),
+            ..Default::default()
+        };
+        for (ai, article) in articles.iter().enumerate() {
+            let title = str_field(article, "title").unwrap_or_else(|| ai.to_string());
+            let Some(paras) = article.get("paragraphs").and_then(Value::as_array) else {
+                bail!("{file}: article {ai} has no \"paragraphs\" list");
+            };
+            for (pi, para) in paras.iter().enumerate() {
+                let Some(context) = para.get("context").and_then(Value::as_str) else {
+                    bail!("{file}: article {ai}, paragraph {pi} has no \"context\" string");
+                };
+                let chars: Vec<char> = context.chars().collect();
+                let qas = para
+                    .get("qas")
+                    .and_then(Value::as_array)
+                    .map_or(&[][..], |v| &v[..]);
+                let mut kept = Vec::new();
+                for (qi, qa) in qas.iter().enumerate() {
+                    report.questions += 1;
+                    let local_id =
+                        str_field(qa, "id").unwrap_or_else(|| eval::data::position_id(ai, pi, qi));
+                    let Some(question) = qa.get("question").and_then(Value::as_str) else {
+                        bail!("{file}: question {local_id} (article {ai}, paragraph {pi}) has no \"question\" string");
+                    };
+                    let impossible = qa.get("is_impossible").and_then(Value::as_bool) == Some(true);
+                    let raw_answers = qa
+                        .get("answers")
+                        .and_then(Value::as_array)
+                        .map_or(&[][..], |v| &v[..]);
+                    let mut answers = Vec::new();
+                    if !impossible {
+                        for a in raw_answers {
+                            report.answers += 1;
+                            let (Some(t), Some(start)) = (
+                                a.get("text").and_then(Value::as_str),
+                                a.get("answer_start").and_then(Value::as_i64),
+                            ) else {
+                                bail!("{file}: question {local_id}: an answer needs \"text\" and an integer \"answer_start\", got {a}");
+                            };
+                            match place_answer(&chars, t, start) {
+                                Placement::Ok(s) => {
+                                    report.answers_ok += 1;
+                                    answers.push((t.to_owned(), s));
+                                }
+                                Placement::Moved(s) => {
+                                    report.answers_moved += 1;
+                                    answers.push((t.to_owned(), s));
+                                }
+                                Placement::Trimmed(s) => {
+                                    report.answers_trimmed += 1;
+                                    answers.push((t.trim().to_owned(), s));
+                                }
+                                Placement::NotFound => {
+                                    report.answers_rejected += 1;
+                                    let reason =
+                                        "answer text does not occur in the context".to_owned();
+                                    if strict {
+                                        bail!("{file}: question {local_id}: {reason}: {t:?}");
+                                    }
+                                    rejects.push(Reject {
+                                        file: file.clone(),
+                                        article: ai,
+                                        paragraph: pi,
+                                        question_id: local_id.clone(),
+                                        answer: Some(t.to_owned()),
+                                        answer_start: Some(start),
+                                        reason,
+                                    });
+                                }
+                            }
+                        }
+                        if answers.is_empty() && !raw_answers.is_empty() {
+                            report.questions_dropped += 1;
+                            rejects.push(Reject {
+                                file: file.clone(),
+                                article: ai,
+                                paragraph: pi,
+                                question_id: local_id.clone(),
+                                answer: None,
+                                answer_start: None,
+                                reason:
+                                    "question dropped: none of its answers occurs in the context"
+                                        .into(),
+                            });
+                            continue;
+                        }
+                    }
+                    if !seen_questions.insert((question.trim().to_lowercase(), context.to_owned()))
+                    {
+                        report.questions_duplicate += 1;
+                        continue;
+                    }
+                    let mut id = format!("{}:{local_id}", input.name);
+                    let mut n = 1;
+                    while !seen_ids.insert(id.clone()) {
+                        n += 1;
+                        id = format!("{}:{local_id}#{n}", input.name);
+                    }
+                    let lang = input
+                        .lang
+                        .clone()
+                        .or_else(|| str_field(qa, "lang"))
+                        .or_else(|| str_field(article, "lang"))
+                        .unwrap_or_else(|| "und".to_owned());
+                    kept.push(Question {
+                        id,
+                        question: question.to_owned(),
+                        answers,
+                        lang,
+                        source: input.name.clone(),
+                    });
+                }
+                if !kept.is_empty() {
+                    paragraphs.push((input.name.clone(), title.clone(), context.to_owned(), kept));
+                }
+            }
+        }
+        files.push(report);
+    }
+    Ok(Merged {
+        paragraphs,
+        files,
+        rejects,
+    })
+}
+
+/// The permille bucket of a context: the split depends on the text alone, never on the order.
+fn bucket(context: &str) -> u64 {
+    let h = Sha256::digest(context.as_bytes());
+    u64::from_be_bytes(h[..8].try_into().expect("8 bytes")) % 1000
+}
+
+impl Merged {
+    /// SQuAD v2.0-format JSON of the paragraphs whose context falls in (or out of) the dev buckets.
+    fn to_squad(&self, keep: impl Fn(&str) -> bool) -> Value {
+        let mut articles: Vec<Value> = Vec::new();
+        let mut index: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for (source, title, context, questions) in &self.paragraphs {
+            if !keep(context) {
+                continue;
+            }
+            let qas: Vec<Value> = questions
+                .iter()
+                .map(|q| {
+                    json!({
+                        "id": q.id, "question": q.question,
+                        "answers": q.answers.iter().map(|(t, s)| json!({"text": t, "answer_start": s})).collect::<Vec<_>>(),
+                        "is_impossible": q.answers.is_empty(), "lang": q.lang, "source": q.source,
+                    })
+                })
+                .collect();
+            let key = (source.clone(), title.clone());
+            let at = *index.entry(key).or_insert_with(|| {
+                articles.push(json!({"title": format!("{source}/{title}"), "paragraphs": []}));
+                articles.len() - 1
+            });
+            articles[at]["paragraphs"]
+                .as_array_mut()
+                .expect("paragraphs is a list")
+                .push(json!({"context": context, "qas": qas}));
+        }
+        json!({"version": "v2.0", "data": articles})
+    }
+
+    /// (train, dev): contexts with bucket < `dev_permille` go to dev.
+    pub fn split(&self, dev_permille: u64) -> (Value, Value) {
+        (
+            self.to_squad(|c| bucket(c) >= dev_permille),
+            self.to_squad(|c| bucket(c) < dev_permille),
+        )
+    }
+
+    /// Every question of the merged set with its context, for statistics.
+    fn questions(&self) -> impl Iterator<Item = (&str, &Question)> {
+        self.paragraphs
+            .iter()
+            .flat_map(|(_, _, c, qs)| qs.iter().map(move |q| (c.as_str(), q)))
+    }
+}
+
+/// Statistics of one language × source.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GroupStats {
+    pub lang: String,
+    pub source: String,
+    pub questions: usize,
+    pub answerable: usize,
+    pub answerable_share: f64,
+    /// Context length in tokens (mean, max); absent without a tokenizer.
+    pub context_tokens_mean: Option<f64>,
+    pub context_tokens_max: Option<usize>,
+    /// Windows the questions need at the given max length and stride.
+    pub windows: Option<usize>,
+}
+
+/// Per language × source statistics; token counts and windows with a tokenizer.
+pub fn statistics(
+    merged: &Merged,
+    tokenizer: Option<&model::XlmrTokenizer>,
+    max_seq_length: usize,
+    doc_stride: usize,
+) -> Result<Vec<GroupStats>> {
+    use rayon::prelude::*;
+    let maker = tokenizer
+        .map(|t| model::qa::features::FeatureMaker::new(t, max_seq_length, doc_stride, 64))
+        .transpose()?;
+    let rows: Vec<(&str, &Question)> = merged.questions().collect();
+    let measured: Vec<Option<(usize, usize)>> = rows
+        .par_iter()
+        .map(|(context, q)| -> Result<Option<(usize, usize)>> {
+            let (Some(tok), Some(maker)) = (tokenizer, maker.as_ref()) else {
+                return Ok(None);
+            };
+            let tokens = tok.encode_plain(context)?.len();
+            let ex = model::qa::squad::QaExample {
+                id: q.id.clone(),
+                question: q.question.clone(),
+                context: (*context).to_owned(),
+                answers: vec![],
+                unlocated: vec![],
+                lang: None,
+            };
+            Ok(Some((tokens, maker.features(0, &ex)?.len())))
+        })
+        .collect::<Result<_>>()?;
+    let mut groups: BTreeMap<(String, String), (GroupStats, usize)> = BTreeMap::new();
+    for ((_, q), m) in rows.iter().zip(&measured) {
+        let (g, token_sum) = groups
+            .entry((q.lang.clone(), q.source.clone()))
+            .or_insert_with(|| {
+                (
+                    GroupStats {
+                        lang: q.lang.clone(),
+                        source: q.source.clone(),
+                        ..Default::default()
+                    },
+                    0,
+                )
+            });
+        g.questions += 1;
+        g.answerable += usize::from(!q.answers.is_empty());
+        if let Some((tokens, windows)) = m {
+            *token_sum += tokens;
+            g.context_tokens_max = Some(g.context_tokens_max.unwrap_or(0).max(*tokens));
+            g.windows = Some(g.windows.unwrap_or(0) + windows);
+        }
+    }
+    Ok(groups
+        .into_values()
+        .map(|(mut g, token_sum)| {
+            g.answerable_share = g.answerable as f64 / g.questions as f64;
+            if g.windows.is_some() {
+                g.context_tokens_mean = Some(token_sum as f64 / g.questions as f64);
+            }
+            g
+        })
+        .collect())
+}
+
+/// Writes JSON (pretty, with a final newline) atomically.
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    model::fsutil::write_atomic(path, |w| w.write_all(text.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The printed summary: per file, then per language × source.
+pub fn summary(merged: &Merged, stats: &[GroupStats]) -> String {
+    let mut out = String::from(
+        "file                                        questions  answers  moved  trimmed  rejected  dropped  duplicate\n",
+    );
+    for f in &merged.files {
+        out += &format!(
+            "{:<42} {:>10} {:>8} {:>6} {:>8} {:>9} {:>8} {:>10}\n",
+            f.source,
+            f.questions,
+            f.answers,
+            f.answers_moved,
+            f.answers_trimmed,
+            f.answers_rejected,
+            f.questions_dropped,
+            f.questions_duplicate
+        );
+    }
+    out += "\nlang/source                                 questions  answerable  context tokens (mean/max)  windows\n";
+    for g in stats {
+        let tokens = match (g.context_tokens_mean, g.context_tokens_max) {
+            (Some(m), Some(x)) => format!("{m:.0}/{x}"),
+            _ => "-".to_owned(),
+        };
+        out += &format!(
+            "{:<42} {:>10} {:>10.1}% {:>26} {:>8}\n",
+            format!("{}/{}", g.lang, g.source),
+            g.questions,
+            100.0 * g.answerable_share,
+            tokens,
+            g.windows.map_or("-".to_owned(), |w| w.to_string())
+        );
+    }
+    out
+}
