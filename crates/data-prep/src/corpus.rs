@@ -137,6 +137,15 @@ pub fn for_each_document(
     Ok(())
 }
 
+/// Token ids of every text (no special tokens), in parallel, in order: the corpus's tokenization step.
+pub fn tokenize_all<'a>(
+    tok: &XlmrTokenizer,
+    texts: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<Vec<u32>>> {
+    let texts: Vec<&str> = texts.into_iter().collect();
+    texts.par_iter().map(|t| tok.encode_ids(t)).collect()
+}
+
 pub fn build(cfg: &CorpusConfig, base: &Path, out: &Path, strict: bool) -> Result<Report> {
     let tok_path = base.join(&cfg.tokenizer);
     let tok = XlmrTokenizer::from_file(&tok_path)?;
@@ -181,12 +190,8 @@ pub fn build(cfg: &CorpusConfig, base: &Path, out: &Path, strict: bool) -> Resul
                     }
                 }
             }
-            let ids: Vec<Result<Vec<u32>>> = keep
-                .par_iter()
-                .map(|(t, _)| tok.encode_plain(t).map(|w| w.input_ids))
-                .collect();
+            let ids = tokenize_all(&tok, keep.iter().map(|(t, _)| t.as_str()))?;
             for ((text, lang), ids) in keep.iter().zip(ids) {
-                let ids = ids?;
                 let validation_doc =
                     split_bucket(&dedup_key(text), cfg.split_salt) < cfg.validation_permille;
                 let (writer, split) = if validation_doc {

@@ -371,7 +371,7 @@ pub fn statistics(
             let (Some(tok), Some(maker)) = (tokenizer, maker.as_ref()) else {
                 return Ok(None);
             };
-            let tokens = tok.encode_plain(context)?.len();
+            let tokens = tok.encode_ids(context)?.len();
             let ex = model::qa::squad::QaExample {
                 id: q.id.clone(),
                 question: q.question.clone(),

@@ -9,6 +9,19 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+type WordIds = std::collections::HashMap<String, Vec<u32>>;
+
+thread_local! {
+    /// Word → ids, per thread, for `encode_ids`, with the tokenizer they belong to: a thread that
+    /// switches tokenizers starts the cache over, so two vocabularies never mix.
+    static WORD_IDS: std::cell::RefCell<(u64, WordIds)> = std::cell::RefCell::new((u64::MAX, WordIds::new()));
+}
+
+static NEXT_CACHE_OWNER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Words kept per thread before the cache starts over (bounds memory on huge vocabularies of words).
+const WORD_CACHE_LIMIT: usize = 1 << 20;
+
 /// One encoded sequence: ids, character offsets (`(0, 0)` for special tokens) and, for pairs,
 /// which input each token came from (`None` for special tokens).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +59,8 @@ pub struct XlmrTokenizer {
     pub eos_id: u32,
     pub unk_id: u32,
     pub mask_id: u32,
+    /// Which `WORD_IDS` entries are this tokenizer's (clones share it: same vocabulary).
+    cache_owner: u64,
 }
 
 impl XlmrTokenizer {
@@ -79,6 +94,7 @@ impl XlmrTokenizer {
             mask_id: id("<mask>")?,
             inner,
             path: file,
+            cache_owner: NEXT_CACHE_OWNER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -114,6 +130,54 @@ impl XlmrTokenizer {
             .encode_char_offsets(text, false)
             .map_err(|e| anyhow!("tokenizing {:?}: {e}", preview(text)))?;
         Ok(Window::from_encoding(&e))
+    }
+
+    /// Token ids of text without special tokens: what corpus shards need. The tokenizer's own
+    /// normalizer, pre-tokenizer and model, but no `Encoding` (offsets, token strings, masks) is
+    /// built, and each thread remembers the ids of the words it has seen — corpus text repeats its
+    /// words, so most words cost one hash lookup. Text that may hold a special token (`<…>`) takes
+    /// the full pipeline, which matches those first.
+    pub fn encode_ids(&self, text: &str) -> Result<Vec<u32>> {
+        use tokenizers::{Model, Normalizer, OffsetReferential, OffsetType, PreTokenizer};
+        let fail = |e: tokenizers::Error| anyhow!("tokenizing {:?}: {e}", preview(text));
+        if text.contains('<') {
+            return self
+                .inner
+                .encode_fast(text, false)
+                .map(|e| e.get_ids().to_vec())
+                .map_err(fail);
+        }
+        let mut normalized = tokenizers::NormalizedString::from(text);
+        if let Some(n) = self.inner.get_normalizer() {
+            n.normalize(&mut normalized).map_err(fail)?;
+        }
+        let mut words = tokenizers::PreTokenizedString::from(normalized);
+        if let Some(p) = self.inner.get_pre_tokenizer() {
+            p.pre_tokenize(&mut words).map_err(fail)?;
+        }
+        let model = self.inner.get_model();
+        WORD_IDS.with_borrow_mut(|(owner, cache)| {
+            if *owner != self.cache_owner || cache.len() > WORD_CACHE_LIMIT {
+                cache.clear();
+                *owner = self.cache_owner;
+            }
+            let mut ids = Vec::new();
+            for (word, _, _) in words.get_splits(OffsetReferential::Original, OffsetType::None) {
+                if let Some(known) = cache.get(word) {
+                    ids.extend_from_slice(known);
+                    continue;
+                }
+                let word_ids: Vec<u32> = model
+                    .tokenize(word)
+                    .map_err(fail)?
+                    .iter()
+                    .map(|t| t.id)
+                    .collect();
+                ids.extend_from_slice(&word_ids);
+                cache.insert(word.to_owned(), word_ids);
+            }
+            Ok(ids)
+        })
     }
 
     /// A pair encoder for windows of at most `max_length` tokens overlapping by `stride` tokens.

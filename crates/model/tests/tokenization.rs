@@ -65,6 +65,10 @@ fn single_texts_match_transformers() {
             "character offsets of {:?}",
             case.text
         );
+        // Corpus tokenization skips offsets; the ids are the same (without <s> and </s>).
+        let plain = tok.encode_ids(&case.text).unwrap();
+        assert_eq!(plain, tok.encode_plain(&case.text).unwrap().input_ids);
+        assert_eq!(plain[..], case.input_ids[1..case.input_ids.len() - 1]);
     }
 }
 
@@ -116,4 +120,27 @@ fn bad_window_settings_are_errors() {
         format!("{err:#}").contains("cannot window question"),
         "{err:#}"
     );
+}
+
+#[test]
+fn corpus_ids_equal_the_full_pipeline_on_the_sample_corpus() {
+    let (tok, _) = load();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/sample/corpus");
+    let mut lines: Vec<String> = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        lines.extend(text.lines().map(str::to_owned));
+    }
+    lines.push("  NIHSS  14,  NIHSS 14 <mask> und\u{0301}\ttab ".to_owned());
+    assert!(lines.len() > 50);
+    // Twice: the second pass answers from the word cache.
+    for _ in 0..2 {
+        for line in &lines {
+            assert_eq!(
+                tok.encode_ids(line).unwrap(),
+                tok.encode_plain(line).unwrap().input_ids,
+                "{line:?}"
+            );
+        }
+    }
 }
