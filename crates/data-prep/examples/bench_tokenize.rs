@@ -4,7 +4,6 @@
 //!
 //!     bench_tokenize --config configs/corpus-*.toml --tokenizer tokenizer.json --dump docs.jsonl [--repeat 3]
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -13,11 +12,7 @@ use anyhow::{Context, Result};
 use data_prep::corpus::{for_each_document, tokenize_all, CorpusConfig};
 
 fn main() -> Result<()> {
-    let raw: Vec<String> = std::env::args().skip(1).collect();
-    let args: HashMap<String, String> = raw
-        .chunks(2)
-        .filter_map(|c| Some((c[0].trim_start_matches("--").to_owned(), c.get(1)?.clone())))
-        .collect();
+    let args = model::train::cli::flag_pairs();
     let get = |k: &str| args.get(k).with_context(|| format!("--{k} is required"));
     let repeat: usize = args.get("repeat").map_or(Ok(3), |v| v.parse())?;
     let (cfg, _): (CorpusConfig, _) = model::runconfig::load(

@@ -33,12 +33,18 @@ fn read(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn questions(v: &Value) -> Vec<Value> {
+fn paragraphs(v: &Value) -> Vec<Value> {
     v["data"]
         .as_array()
         .unwrap()
         .iter()
         .flat_map(|a| a["paragraphs"].as_array().unwrap().clone())
+        .collect()
+}
+
+fn questions(v: &Value) -> Vec<Value> {
+    paragraphs(v)
+        .iter()
         .flat_map(|p| p["qas"].as_array().unwrap().clone())
         .collect()
 }
@@ -201,11 +207,8 @@ fn the_split_is_by_context_and_windows_are_counted_with_a_tokenizer() {
         let (t, d) = (read(&train), read(&dev));
         assert_eq!(questions(&t).len() + questions(&d).len(), 6);
         let contexts = |v: &Value| -> Vec<String> {
-            v["data"]
-                .as_array()
-                .unwrap()
+            paragraphs(v)
                 .iter()
-                .flat_map(|a| a["paragraphs"].as_array().unwrap().clone())
                 .map(|p| p["context"].as_str().unwrap().to_owned())
                 .collect()
         };

@@ -38,11 +38,7 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn main() -> Result<()> {
-    let raw: Vec<String> = std::env::args().skip(1).collect();
-    let args: HashMap<String, String> = raw
-        .chunks(2)
-        .filter_map(|c| Some((c[0].trim_start_matches("--").to_owned(), c.get(1)?.clone())))
-        .collect();
+    let args = model::train::cli::flag_pairs();
     let (hidden, layers, heads, inter, vocab) = (
         arg(&args, "hidden", 256)?,
         arg(&args, "layers", 4)?,

@@ -6,7 +6,6 @@
 //!
 //! Prints one JSON line.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -14,11 +13,7 @@ use anyhow::{Context, Result};
 use qa_finetune::{DataConfig, QaConfig, QaFile, QaTask};
 
 fn main() -> Result<()> {
-    let raw: Vec<String> = std::env::args().skip(1).collect();
-    let args: HashMap<String, String> = raw
-        .chunks(2)
-        .filter_map(|c| Some((c[0].trim_start_matches("--").to_owned(), c.get(1)?.clone())))
-        .collect();
+    let args = model::train::cli::flag_pairs();
     let get = |k: &str| args.get(k).with_context(|| format!("--{k} is required"));
     let num = |k: &str, d: usize| -> Result<usize> {
         args.get(k)
