@@ -34,6 +34,11 @@ pub struct CorpusConfig {
     /// Tokens per shard before a new one starts.
     #[serde(default = "default_shard_tokens")]
     pub shard_tokens: u64,
+    /// Language balancing of the training split as in XLM-R: language l gets the share
+    /// q_l ∝ p_l^α of its share p_l (by characters, after source weights); α = 1 keeps the natural
+    /// mix, α → 0 evens it out. Unset: no balancing.
+    #[serde(default)]
+    pub language_alpha: Option<f64>,
 }
 
 fn default_min_chars() -> usize {
@@ -57,10 +62,24 @@ pub struct Counts {
     pub tokens: u64,
 }
 
+/// How often one language × source is written to the training split.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Sampling {
+    /// Share of the language before and after balancing (by weighted characters).
+    pub natural_share: f64,
+    pub balanced_share: f64,
+    /// Copies per document: whole copies, plus one more for this fraction of documents (by hash).
+    pub rate: f64,
+    pub tokens_written: u64,
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Report {
     /// "language/source/split" → counts.
     pub kept: BTreeMap<String, Counts>,
+    /// "language/source" → sampling of the training split (present with weights or balancing).
+    #[serde(default)]
+    pub sampling: BTreeMap<String, Sampling>,
     /// reason → documents dropped.
     pub dropped: BTreeMap<String, u64>,
     pub rejects: u64,
@@ -146,11 +165,115 @@ pub fn tokenize_all<'a>(
     texts.par_iter().map(|t| tok.encode_ids(t)).collect()
 }
 
+/// Why a cleaned document is dropped (`None`: kept). `seen` holds the dedup keys kept so far.
+fn drop_reason(
+    text: &str,
+    min_chars: usize,
+    max_chars: usize,
+    seen: &mut HashSet<[u8; 16]>,
+) -> Option<&'static str> {
+    let chars = text.chars().count();
+    if chars == 0 {
+        Some("empty")
+    } else if chars < min_chars {
+        Some("too_short")
+    } else if chars > max_chars {
+        Some("too_long")
+    } else if !seen.insert(dedup_key(text)) {
+        Some("duplicate")
+    } else {
+        None
+    }
+}
+
+/// Copies per document of each "language/source" in the training split: the source's weight times,
+/// with `language_alpha`, q_l / p_l. A first pass counts the characters the build will keep.
+fn sampling_rates(cfg: &CorpusConfig, base: &Path) -> Result<BTreeMap<String, Sampling>> {
+    let weighted = cfg.sources.iter().any(|s| s.weight != 1.0);
+    if cfg.language_alpha.is_none() && !weighted {
+        return Ok(BTreeMap::new());
+    }
+    if let Some(a) = cfg.language_alpha {
+        if !(a > 0.0 && a <= 1.0) {
+            bail!("language_alpha must be in (0, 1], got {a}");
+        }
+    }
+    for s in &cfg.sources {
+        if !(s.weight >= 0.0 && s.weight.is_finite()) {
+            bail!(
+                "source {}: weight must be a finite number ≥ 0, got {}",
+                s.name,
+                s.weight
+            );
+        }
+    }
+    let mut seen = HashSet::new();
+    // "language/source" → (weight, characters in the training split)
+    let mut mass: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for_each_document(
+        cfg,
+        base,
+        |source, docs| {
+            let min_chars = source.min_chars.unwrap_or(cfg.min_chars);
+            for (record, text) in docs {
+                if drop_reason(&text, min_chars, cfg.max_chars, &mut seen).is_some()
+                    || split_bucket(&dedup_key(&text), cfg.split_salt) < cfg.validation_permille
+                {
+                    continue;
+                }
+                let lang = record.lang.unwrap_or_else(|| source.language.clone());
+                let e = mass
+                    .entry(format!("{lang}/{}", source.name))
+                    .or_insert((source.weight, 0.0));
+                e.1 += text.chars().count() as f64;
+            }
+            Ok(())
+        },
+        |_| {},
+    )?;
+    let mut by_lang: BTreeMap<&str, f64> = BTreeMap::new();
+    for (key, (w, chars)) in &mass {
+        *by_lang
+            .entry(key.split('/').next().unwrap_or_default())
+            .or_default() += w * chars;
+    }
+    let total: f64 = by_lang.values().sum();
+    let alpha = cfg.language_alpha.unwrap_or(1.0);
+    let norm: f64 = by_lang.values().map(|m| (m / total).powf(alpha)).sum();
+    Ok(mass
+        .iter()
+        .map(|(key, (w, _))| {
+            let p = by_lang[key.split('/').next().unwrap_or_default()] / total;
+            let q = p.powf(alpha) / norm;
+            let rate = if p > 0.0 { w * q / p } else { 0.0 };
+            (
+                key.clone(),
+                Sampling {
+                    natural_share: p,
+                    balanced_share: q,
+                    rate,
+                    tokens_written: 0,
+                },
+            )
+        })
+        .collect())
+}
+
+/// Copies of a training document at `rate`: whole copies, and one more for a hash-chosen fraction.
+fn copies(rate: f64, key: &[u8; 16]) -> usize {
+    let whole = rate.floor();
+    let u = u64::from_le_bytes(key[8..].try_into().expect("8 bytes")) as f64 / u64::MAX as f64;
+    whole as usize + usize::from(u < rate - whole)
+}
+
 pub fn build(cfg: &CorpusConfig, base: &Path, out: &Path, strict: bool) -> Result<Report> {
     let tok_path = base.join(&cfg.tokenizer);
     let tok = XlmrTokenizer::from_file(&tok_path)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let mut report = Report::default();
+    let mut report = Report {
+        sampling: sampling_rates(cfg, base)?,
+        ..Default::default()
+    };
     let mut rejects: Vec<Reject> = Vec::new();
     let mut seen: HashSet<[u8; 16]> = HashSet::new();
     let mut train = SplitWriter::new(out, "train", cfg.shard_tokens);
@@ -171,19 +294,7 @@ pub fn build(cfg: &CorpusConfig, base: &Path, out: &Path, strict: bool) -> Resul
             let mut keep = Vec::new();
             let min_chars = source.min_chars.unwrap_or(cfg.min_chars);
             for (record, text) in docs {
-                let chars = text.chars().count();
-                let reason = if chars == 0 {
-                    Some("empty")
-                } else if chars < min_chars {
-                    Some("too_short")
-                } else if chars > cfg.max_chars {
-                    Some("too_long")
-                } else if !seen.insert(dedup_key(&text)) {
-                    Some("duplicate")
-                } else {
-                    None
-                };
-                match reason {
+                match drop_reason(&text, min_chars, cfg.max_chars, &mut seen) {
                     Some(r) => *report.dropped.entry(r.to_owned()).or_default() += 1,
                     None => {
                         keep.push((text, record.lang.unwrap_or_else(|| source.language.clone())))
@@ -191,15 +302,30 @@ pub fn build(cfg: &CorpusConfig, base: &Path, out: &Path, strict: bool) -> Resul
                 }
             }
             let ids = tokenize_all(&tok, keep.iter().map(|(t, _)| t.as_str()))?;
-            for ((text, lang), ids) in keep.iter().zip(ids) {
-                let validation_doc =
-                    split_bucket(&dedup_key(text), cfg.split_salt) < cfg.validation_permille;
+            // Extra copies go after the chunk's first copies, so repeats are not back to back.
+            let mut repeats: Vec<(usize, usize)> = Vec::new();
+            for (i, ((text, lang), ids)) in keep.iter().zip(&ids).enumerate() {
+                let key = dedup_key(text);
+                let validation_doc = split_bucket(&key, cfg.split_salt) < cfg.validation_permille;
                 let (writer, split) = if validation_doc {
                     (&mut validation, "validation")
                 } else {
                     (&mut train, "train")
                 };
-                writer.push(&ids)?;
+                let n = match report.sampling.get_mut(&format!("{lang}/{}", source.name)) {
+                    Some(s) if !validation_doc => {
+                        let n = copies(s.rate, &key);
+                        s.tokens_written += (n * ids.len()) as u64;
+                        n
+                    }
+                    _ => 1,
+                };
+                if n > 0 {
+                    writer.push(ids)?;
+                }
+                if n > 1 {
+                    repeats.push((i, n - 1));
+                }
                 let c = report
                     .kept
                     .entry(format!("{lang}/{}/{split}", source.name))
@@ -207,6 +333,14 @@ pub fn build(cfg: &CorpusConfig, base: &Path, out: &Path, strict: bool) -> Resul
                 c.documents += 1;
                 c.characters += text.chars().count() as u64;
                 c.tokens += ids.len() as u64;
+            }
+            let rounds = repeats.iter().map(|r| r.1).max().unwrap_or(0);
+            for round in 0..rounds {
+                for &(i, extra) in &repeats {
+                    if round < extra {
+                        train.push(&ids[i])?;
+                    }
+                }
             }
             Ok(())
         },
@@ -261,6 +395,20 @@ pub fn summary(report: &Report) -> String {
             "{k:<40} {:>9} {:>12} {:>11}\n",
             c.documents, c.characters, c.tokens
         ));
+    }
+    if !report.sampling.is_empty() {
+        s.push_str(&format!(
+            "{:<40} {:>9} {:>12} {:>11}\n",
+            "train sampling (language/source)", "lang share", "balanced", "copies"
+        ));
+        for (k, v) in &report.sampling {
+            s.push_str(&format!(
+                "{k:<40} {:>8.1}% {:>11.1}% {:>11.3}\n",
+                100.0 * v.natural_share,
+                100.0 * v.balanced_share,
+                v.rate
+            ));
+        }
     }
     for (reason, n) in &report.dropped {
         s.push_str(&format!("dropped ({reason}): {n}\n"));

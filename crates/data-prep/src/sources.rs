@@ -56,6 +56,14 @@ pub struct Source {
     pub domain: Option<String>,
     #[serde(default)]
     pub license: Option<String>,
+    /// Sampling weight in the training split: 2 writes the source's documents twice, 0.5 half of
+    /// them (chosen by hash); combined with `language_alpha` balancing.
+    #[serde(default = "default_weight")]
+    pub weight: f64,
+}
+
+fn default_weight() -> f64 {
+    1.0
 }
 
 /// One document as read, before cleaning.

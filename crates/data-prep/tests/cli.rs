@@ -329,3 +329,89 @@ fn tmx_term_lists_and_squad_contexts() {
         "{texts:?}"
     );
 }
+
+#[test]
+fn source_weights_and_language_balancing_resample_the_training_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tok = tmp.path().join("tokenizer.json");
+    ok(run(&[
+        "tokenizer",
+        "--config",
+        "configs/corpus-demo.toml",
+        "--vocab-size",
+        "600",
+        "--out",
+        tok.to_str().unwrap(),
+    ]));
+    let source = |lang: &str, weight: f64| {
+        format!(
+            "[[sources]]\nname = \"s-{lang}\"\npath = \"data/sample/corpus/{lang}.txt\"\nformat = \"text\"\n\
+             language = \"{lang}\"\nweight = {weight}\n"
+        )
+    };
+    let config = |extra: &str, weights: [f64; 3]| {
+        let file = tmp.path().join(format!("c{}.toml", weights[0]));
+        let text = format!(
+            "tokenizer = \"{}\"\nvalidation_permille = 0\n{extra}\n{}{}{}",
+            tok.display(),
+            source("bg", weights[0]),
+            source("en", weights[1]),
+            source("ro", weights[2])
+        );
+        std::fs::write(&file, text).unwrap();
+        file
+    };
+    let build = |cfg: &Path, out: &Path| -> serde_json::Value {
+        ok(run(&[
+            "corpus",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]));
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap())
+                .unwrap();
+        m["extra"]["report"].clone()
+    };
+    // Weights alone: bg twice, en never, ro once.
+    let out = tmp.path().join("weighted");
+    let report = build(&config("", [2.0, 0.0, 1.0]), &out);
+    let docs = |lang: &str| {
+        report["kept"][format!("{lang}/s-{lang}/train")]["documents"]
+            .as_u64()
+            .unwrap()
+    };
+    let corpus = model::shards::Corpus::open(&out, "train").unwrap();
+    assert_eq!(corpus.documents() as u64, 2 * docs("bg") + docs("ro"));
+    assert_eq!(report["sampling"]["bg/s-bg"]["rate"], 2.0);
+    assert_eq!(report["sampling"]["en/s-en"]["tokens_written"], 0);
+
+    // Balancing: the smallest language's share grows, shares sum to 1, and the output repeats exactly.
+    let cfg = config("language_alpha = 0.3", [1.0, 1.0, 1.0]);
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let report = build(&cfg, &a);
+    build(&cfg, &b);
+    assert_eq!(bytes_of(&a), bytes_of(&b));
+    let s = report["sampling"].as_object().unwrap();
+    let share = |k: &str, f: &str| s[k][f].as_f64().unwrap();
+    let total: f64 = ["bg/s-bg", "en/s-en", "ro/s-ro"]
+        .iter()
+        .map(|k| share(k, "balanced_share"))
+        .sum();
+    assert!((total - 1.0).abs() < 1e-9, "{total}");
+    let smallest = ["bg/s-bg", "en/s-en", "ro/s-ro"]
+        .into_iter()
+        .min_by(|x, y| share(x, "natural_share").total_cmp(&share(y, "natural_share")))
+        .unwrap();
+    assert!(share(smallest, "balanced_share") > share(smallest, "natural_share"));
+    assert!(share(smallest, "rate") > 1.0);
+    let bad = run(&[
+        "corpus",
+        "--config",
+        config("language_alpha = 0.0", [1.0; 3]).to_str().unwrap(),
+        "--out",
+        tmp.path().join("bad").to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("language_alpha"));
+}
