@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::clean::{clean, dedup_key, split_bucket};
+use crate::near_dup::{signature, NearDupConfig, NearDupIndex};
 use crate::sources::{Record, Reject, Source};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -39,6 +40,18 @@ pub struct CorpusConfig {
     /// mix, α → 0 evens it out. Unset: no balancing.
     #[serde(default)]
     pub language_alpha: Option<f64>,
+    /// Language identification: a source with `language = "auto"` keeps a document only when the
+    /// detected language's confidence (0–1) reaches this; for declared languages, detections this
+    /// confident that disagree are counted in the report (the declared language is kept).
+    #[serde(default = "default_language_confidence")]
+    pub language_min_confidence: f64,
+    /// Near-duplicate removal (MinHash/LSH over word shingles); unset: exact duplicates only.
+    #[serde(default)]
+    pub near_duplicates: Option<NearDupConfig>,
+}
+
+fn default_language_confidence() -> f64 {
+    0.5
 }
 
 fn default_min_chars() -> usize {
@@ -80,6 +93,9 @@ pub struct Report {
     /// "language/source" → sampling of the training split (present with weights or balancing).
     #[serde(default)]
     pub sampling: BTreeMap<String, Sampling>,
+    /// "source: declared→detected" → documents whose confident detection disagrees.
+    #[serde(default)]
+    pub language_mismatches: BTreeMap<String, u64>,
     /// reason → documents dropped.
     pub dropped: BTreeMap<String, u64>,
     pub rejects: u64,
@@ -165,12 +181,39 @@ pub fn tokenize_all<'a>(
     texts.par_iter().map(|t| tok.encode_ids(t)).collect()
 }
 
-/// Why a cleaned document is dropped (`None`: kept). `seen` holds the dedup keys kept so far.
+/// What decides duplicates: the exact keys and the near-duplicate index of the documents kept so far.
+struct Dedup {
+    seen: HashSet<[u8; 16]>,
+    near: Option<(NearDupConfig, NearDupIndex)>,
+}
+
+impl Dedup {
+    fn new(cfg: &CorpusConfig) -> Result<Self> {
+        if let Some(c) = &cfg.near_duplicates {
+            c.validate()?;
+        }
+        Ok(Self {
+            seen: HashSet::new(),
+            near: cfg.near_duplicates.map(|c| (c, NearDupIndex::new(c))),
+        })
+    }
+
+    /// MinHash signatures of a chunk's texts (in parallel), when near-duplicates are removed.
+    fn signatures(&self, texts: &[&str]) -> Vec<Option<Vec<u32>>> {
+        match &self.near {
+            Some((c, _)) => texts.par_iter().map(|t| signature(t, c)).collect(),
+            None => vec![None; texts.len()],
+        }
+    }
+}
+
+/// Why a cleaned document is dropped (`None`: kept); kept documents join `dedup`.
 fn drop_reason(
     text: &str,
+    sig: Option<&[u32]>,
     min_chars: usize,
     max_chars: usize,
-    seen: &mut HashSet<[u8; 16]>,
+    dedup: &mut Dedup,
 ) -> Option<&'static str> {
     let chars = text.chars().count();
     if chars == 0 {
@@ -179,11 +222,58 @@ fn drop_reason(
         Some("too_short")
     } else if chars > max_chars {
         Some("too_long")
-    } else if !seen.insert(dedup_key(text)) {
+    } else if dedup.seen.contains(&dedup_key(text)) {
         Some("duplicate")
+    } else if let (Some((_, index)), Some(sig)) = (dedup.near.as_mut(), sig) {
+        if index.is_near_duplicate(sig) {
+            Some("near_duplicate")
+        } else {
+            dedup.seen.insert(dedup_key(text));
+            None
+        }
     } else {
+        dedup.seen.insert(dedup_key(text));
         None
     }
+}
+
+/// The language of each kept document: the record's or the source's, or for `auto` sources the
+/// detected one. Documents of `auto` sources without a confident detection are dropped (counted as
+/// `language_uncertain`); confident disagreements with a declared language are counted.
+fn resolve_languages(
+    keep: Vec<(String, String)>,
+    source: &Source,
+    threshold: f64,
+    report: &mut Report,
+) -> Vec<(String, String)> {
+    let detected: Vec<Option<(String, f64)>> = keep
+        .par_iter()
+        .map(|(t, _)| crate::language::detect(t))
+        .collect();
+    let mut out = Vec::with_capacity(keep.len());
+    for ((text, lang), found) in keep.into_iter().zip(detected) {
+        let confident = found.filter(|(_, c)| *c >= threshold).map(|(l, _)| l);
+        if lang == "auto" {
+            match confident {
+                Some(l) => out.push((text, l)),
+                None => {
+                    *report
+                        .dropped
+                        .entry("language_uncertain".into())
+                        .or_default() += 1
+                }
+            }
+            continue;
+        }
+        if let Some(l) = confident.filter(|l| *l != lang) {
+            *report
+                .language_mismatches
+                .entry(format!("{}: {lang}→{l}", source.name))
+                .or_default() += 1;
+        }
+        out.push((text, lang));
+    }
+    out
 }
 
 /// Copies per document of each "language/source" in the training split: the source's weight times,
@@ -207,7 +297,7 @@ fn sampling_rates(cfg: &CorpusConfig, base: &Path) -> Result<BTreeMap<String, Sa
             );
         }
     }
-    let mut seen = HashSet::new();
+    let mut dedup = Dedup::new(cfg)?;
     // "language/source" → (weight, characters in the training split)
     let mut mass: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     for_each_document(
@@ -215,13 +305,21 @@ fn sampling_rates(cfg: &CorpusConfig, base: &Path) -> Result<BTreeMap<String, Sa
         base,
         |source, docs| {
             let min_chars = source.min_chars.unwrap_or(cfg.min_chars);
-            for (record, text) in docs {
-                if drop_reason(&text, min_chars, cfg.max_chars, &mut seen).is_some()
+            let mut keep = Vec::new();
+            let sigs = dedup.signatures(&docs.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>());
+            for ((record, text), sig) in docs.into_iter().zip(sigs) {
+                if drop_reason(&text, sig.as_deref(), min_chars, cfg.max_chars, &mut dedup)
+                    .is_some()
                     || split_bucket(&dedup_key(&text), cfg.split_salt) < cfg.validation_permille
                 {
                     continue;
                 }
-                let lang = record.lang.unwrap_or_else(|| source.language.clone());
+                keep.push((text, record.lang.unwrap_or_else(|| source.language.clone())));
+            }
+            let mut scratch = Report::default();
+            for (text, lang) in
+                resolve_languages(keep, source, cfg.language_min_confidence, &mut scratch)
+            {
                 let e = mass
                     .entry(format!("{lang}/{}", source.name))
                     .or_insert((source.weight, 0.0));
@@ -275,7 +373,7 @@ pub fn build(cfg: &CorpusConfig, base: &Path, out: &Path, strict: bool) -> Resul
         ..Default::default()
     };
     let mut rejects: Vec<Reject> = Vec::new();
-    let mut seen: HashSet<[u8; 16]> = HashSet::new();
+    let mut dedup = Dedup::new(cfg)?;
     let mut train = SplitWriter::new(out, "train", cfg.shard_tokens);
     let mut validation = SplitWriter::new(out, "validation", cfg.shard_tokens);
     let bar = model::train::log::progress_bar(cfg.sources.len() as u64, 0, "sources");
@@ -293,14 +391,16 @@ pub fn build(cfg: &CorpusConfig, base: &Path, out: &Path, strict: bool) -> Resul
             }
             let mut keep = Vec::new();
             let min_chars = source.min_chars.unwrap_or(cfg.min_chars);
-            for (record, text) in docs {
-                match drop_reason(&text, min_chars, cfg.max_chars, &mut seen) {
+            let sigs = dedup.signatures(&docs.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>());
+            for ((record, text), sig) in docs.into_iter().zip(sigs) {
+                match drop_reason(&text, sig.as_deref(), min_chars, cfg.max_chars, &mut dedup) {
                     Some(r) => *report.dropped.entry(r.to_owned()).or_default() += 1,
                     None => {
                         keep.push((text, record.lang.unwrap_or_else(|| source.language.clone())))
                     }
                 }
             }
+            let keep = resolve_languages(keep, source, cfg.language_min_confidence, &mut report);
             let ids = tokenize_all(&tok, keep.iter().map(|(t, _)| t.as_str()))?;
             // Extra copies go after the chunk's first copies, so repeats are not back to back.
             let mut repeats: Vec<(usize, usize)> = Vec::new();
@@ -412,6 +512,9 @@ pub fn summary(report: &Report) -> String {
     }
     for (reason, n) in &report.dropped {
         s.push_str(&format!("dropped ({reason}): {n}\n"));
+    }
+    for (what, n) in &report.language_mismatches {
+        s.push_str(&format!("language mismatch ({what}): {n} documents\n"));
     }
     s.push_str(&format!(
         "rejected inputs: {} (see rejects.jsonl)\n",

@@ -2,6 +2,8 @@
 
 pub mod clean;
 pub mod corpus;
+pub mod language;
+pub mod near_dup;
 pub mod qa_sets;
 pub mod sources;
 pub mod tokenizer_train;

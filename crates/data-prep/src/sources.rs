@@ -45,7 +45,8 @@ pub struct Source {
     /// JSONL field holding the text.
     #[serde(default)]
     pub field: Option<String>,
-    /// ISO 639-1 code of the text. For TMX, the language to keep ("*": every language in the file); for
+    /// ISO 639-1 code of the text, or `auto` to detect each document's (see
+    /// `language_min_confidence`). For TMX, the language to keep ("*": every language in the file); for
     /// term lists, the target language where no `targetLang` column gives it (the source side is
     /// `sourceLang`'s).
     pub language: String,

@@ -415,3 +415,114 @@ fn source_weights_and_language_balancing_resample_the_training_split() {
     ]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("language_alpha"));
 }
+
+#[test]
+fn auto_language_detects_each_documents_language() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tok = tmp.path().join("tokenizer.json");
+    ok(run(&[
+        "tokenizer",
+        "--config",
+        "configs/corpus-demo.toml",
+        "--vocab-size",
+        "600",
+        "--out",
+        tok.to_str().unwrap(),
+    ]));
+    let greek = tmp.path().join("greek.txt");
+    std::fs::write(
+        &greek,
+        "Ο ασθενής παρουσίασε αιφνίδια αδυναμία του δεξιού χεριού και δυσκολία στην ομιλία.\n\
+         Η αξονική τομογραφία εγκεφάλου δεν έδειξε αιμορραγία κατά την εισαγωγή του ασθενούς.\n",
+    )
+    .unwrap();
+    let cfg = tmp.path().join("auto.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "tokenizer = \"{}\"\nvalidation_permille = 0\nlanguage_min_confidence = 0.3\n\
+             [[sources]]\nname = \"mixed\"\npath = \"data/sample/corpus/*.txt\"\nformat = \"text\"\nlanguage = \"auto\"\n\
+             [[sources]]\nname = \"declared\"\npath = \"{}\"\nformat = \"text\"\nlanguage = \"ro\"\n",
+            tok.display(),
+            greek.display()
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let summary = ok(run(&[
+        "corpus",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    for lang in ["bg", "cs", "el", "en", "es", "pl", "ro"] {
+        assert!(
+            summary.contains(&format!("{lang}/mixed/train")),
+            "{lang}: {summary}"
+        );
+    }
+    // Greek text declared Romanian: kept as declared, the disagreement counted.
+    assert!(summary.contains("ro/declared/train"), "{summary}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["extra"]["report"]["language_mismatches"]["declared: ro→el"],
+        2
+    );
+}
+
+#[test]
+fn near_duplicates_are_dropped_when_configured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tok = tmp.path().join("tokenizer.json");
+    ok(run(&[
+        "tokenizer",
+        "--config",
+        "configs/corpus-demo.toml",
+        "--vocab-size",
+        "600",
+        "--out",
+        tok.to_str().unwrap(),
+    ]));
+    let base = "Pacientul a fost internat cu accident vascular cerebral ischemic acut, a primit tromboliza \
+                intravenoasa in primele nouazeci de minute, iar scorul NIHSS a scazut de la paisprezece la sase";
+    let text = format!(
+        "{base} la externare.\n{base} la externarea din ziua a saptea.\n\
+         Tensiunea arteriala a fost controlata cu amlodipina si glicemia a ramas sub zece mmol pe litru.\n"
+    );
+    std::fs::write(tmp.path().join("notes.txt"), text).unwrap();
+    let config = |near: &str| {
+        let file = tmp.path().join(format!("c{}.toml", near.len()));
+        std::fs::write(
+            &file,
+            format!(
+                "tokenizer = \"{}\"\nvalidation_permille = 0\n{near}\n[[sources]]\nname = \"notes\"\n\
+                 path = \"{}\"\nformat = \"text\"\nlanguage = \"ro\"\n",
+                tok.display(),
+                tmp.path().join("notes.txt").display()
+            ),
+        )
+        .unwrap();
+        file
+    };
+    let build = |cfg: &Path, name: &str| {
+        ok(run(&[
+            "corpus",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            tmp.path().join(name).to_str().unwrap(),
+        ]))
+    };
+    let plain = build(&config(""), "plain");
+    assert!(!plain.contains("near_duplicate"), "{plain}");
+    let near = build(&config("[near_duplicates]\nthreshold = 0.7"), "near");
+    assert!(near.contains("dropped (near_duplicate): 1"), "{near}");
+    assert_eq!(
+        model::shards::Corpus::open(&tmp.path().join("near"), "train")
+            .unwrap()
+            .documents(),
+        2
+    );
+}
