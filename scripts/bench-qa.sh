@@ -11,6 +11,7 @@
 #   MEDQA_BIN=dir PYTHON=python3 DEVICE=cuda PRECISION=bf16 STEPS=200 scripts/bench-qa.sh 20 40
 #       (prebuilt binaries, e.g. on a GPU machine without a Rust toolchain; torch from PYTHON)
 #   MODEL_ARGS="--hidden 768 --layers 12 --heads 12 --intermediate 3072": the xlm-roberta-base shape
+#   TRAIN_SET=../shared/data/qa/bioasq-7b-train-factoid.en.json: train on BioASQ's short snippets instead
 set -euo pipefail
 cd "$(dirname "$0")/.."
 device=${DEVICE:-cpu}
@@ -31,7 +32,7 @@ mkdir -p "$work"
 shared=../shared/data
 if [ -d "$shared/qa" ] && [ -d "$shared/corpus" ]; then
   corpus=configs/corpus-shared.toml; tok=runs/real/tokenizer.json
-  train_src=$shared/qa/squad-v1.1-dev.en.json; pred_src=$shared/qa/covid-qa-200423.en.json
+  train_src=${TRAIN_SET:-$shared/qa/squad-v1.1-dev.en.json}; pred_src=$shared/qa/covid-qa-200423.en.json
 else
   echo "(../shared/data absent: benchmarking on the project's sample data)"
   corpus=configs/corpus-demo.toml; tok=runs/demo/tokenizer.json
