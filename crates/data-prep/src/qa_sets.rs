@@ -96,31 +96,24 @@ pub enum Placement {
     NotFound,
 }
 
-fn occurrences<'a>(chars: &'a [char], needle: &'a [char]) -> impl Iterator<Item = usize> + 'a {
-    (0..(chars.len() + 1).saturating_sub(needle.len()))
-        .filter(move |&s| !needle.is_empty() && chars[s..s + needle.len()] == needle[..])
-}
-
-/// Where `text` is in `context` (character offsets), given the file's `answer_start`.
-pub fn place_answer(context: &[char], text: &str, given: i64) -> Placement {
-    let needle: Vec<char> = text.chars().collect();
-    let at =
-        |s: i64| s >= 0 && context.get(s as usize..s as usize + needle.len()) == Some(&needle[..]);
-    if !needle.is_empty() && at(given) {
-        return Placement::Ok(given as usize);
+/// Where `text` is in `context`, given the file's `answer_start`: `model::qa::squad::locate_answer`
+/// (given offset, else nearest exact occurrence), then the same for the text without surrounding
+/// white space.
+pub fn place_answer(context: &str, text: &str, given: i64) -> Placement {
+    use model::qa::squad::locate_answer;
+    if text.is_empty() {
+        return Placement::NotFound;
     }
-    let nearest =
-        |n: &[char]| occurrences(context, n).min_by_key(|&s| (s as i64 - given).unsigned_abs());
-    if let Some(s) = nearest(&needle) {
-        return Placement::Moved(s);
+    match locate_answer(context, text, given) {
+        Some(s) if s as i64 == given => return Placement::Ok(s),
+        Some(s) => return Placement::Moved(s),
+        None => {}
     }
-    let trimmed: Vec<char> = text.trim().chars().collect();
-    if trimmed.len() != needle.len() {
-        if let Some(s) = nearest(&trimmed) {
-            return Placement::Trimmed(s);
-        }
+    let trimmed = text.trim();
+    if trimmed.is_empty() || trimmed.len() == text.len() {
+        return Placement::NotFound;
     }
-    Placement::NotFound
+    locate_answer(context, trimmed, given).map_or(Placement::NotFound, Placement::Trimmed)
 }
 
 fn str_field(v: &Value, key: &str) -> Option<String> {
@@ -169,7 +162,6 @@ pub fn merge(inputs: &[QaInput], strict: bool) -> Result<Merged> {
                 let Some(context) = para.get("context").and_then(Value::as_str) else {
                     bail!("{file}: article {ai}, paragraph {pi} has no \"context\" string");
                 };
-                let chars: Vec<char> = context.chars().collect();
                 let qas = para
                     .get("qas")
                     .and_then(Value::as_array)
@@ -197,7 +189,7 @@ pub fn merge(inputs: &[QaInput], strict: bool) -> Result<Merged> {
                             ) else {
                                 bail!("{file}: question {local_id}: an answer needs \"text\" and an integer \"answer_start\", got {a}");
                             };
-                            match place_answer(&chars, t, start) {
+                            match place_answer(context, t, start) {
                                 Placement::Ok(s) => {
                                     report.answers_ok += 1;
                                     answers.push((t.to_owned(), s));

@@ -31,6 +31,21 @@ fn ok(out: std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
+/// A 600-token tokenizer trained on the sample corpus, in `dir`.
+fn sample_tokenizer(dir: &Path) -> PathBuf {
+    let tok = dir.join("tokenizer.json");
+    ok(run(&[
+        "tokenizer",
+        "--config",
+        "configs/corpus-demo.toml",
+        "--vocab-size",
+        "600",
+        "--out",
+        tok.to_str().unwrap(),
+    ]));
+    tok
+}
+
 fn bytes_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
         .unwrap()
@@ -333,16 +348,7 @@ fn tmx_term_lists_and_squad_contexts() {
 #[test]
 fn source_weights_and_language_balancing_resample_the_training_split() {
     let tmp = tempfile::tempdir().unwrap();
-    let tok = tmp.path().join("tokenizer.json");
-    ok(run(&[
-        "tokenizer",
-        "--config",
-        "configs/corpus-demo.toml",
-        "--vocab-size",
-        "600",
-        "--out",
-        tok.to_str().unwrap(),
-    ]));
+    let tok = sample_tokenizer(tmp.path());
     let source = |lang: &str, weight: f64| {
         format!(
             "[[sources]]\nname = \"s-{lang}\"\npath = \"data/sample/corpus/{lang}.txt\"\nformat = \"text\"\n\
@@ -419,16 +425,7 @@ fn source_weights_and_language_balancing_resample_the_training_split() {
 #[test]
 fn auto_language_detects_each_documents_language() {
     let tmp = tempfile::tempdir().unwrap();
-    let tok = tmp.path().join("tokenizer.json");
-    ok(run(&[
-        "tokenizer",
-        "--config",
-        "configs/corpus-demo.toml",
-        "--vocab-size",
-        "600",
-        "--out",
-        tok.to_str().unwrap(),
-    ]));
+    let tok = sample_tokenizer(tmp.path());
     let greek = tmp.path().join("greek.txt");
     std::fs::write(
         &greek,
@@ -475,16 +472,7 @@ fn auto_language_detects_each_documents_language() {
 #[test]
 fn near_duplicates_are_dropped_when_configured() {
     let tmp = tempfile::tempdir().unwrap();
-    let tok = tmp.path().join("tokenizer.json");
-    ok(run(&[
-        "tokenizer",
-        "--config",
-        "configs/corpus-demo.toml",
-        "--vocab-size",
-        "600",
-        "--out",
-        tok.to_str().unwrap(),
-    ]));
+    let tok = sample_tokenizer(tmp.path());
     let base = "Pacientul a fost internat cu accident vascular cerebral ischemic acut, a primit tromboliza \
                 intravenoasa in primele nouazeci de minute, iar scorul NIHSS a scazut de la paisprezece la sase";
     let text = format!(

@@ -136,8 +136,8 @@ pub fn position_id(article: usize, paragraph: usize, question: usize) -> String 
     format!("a{article}-p{paragraph}-q{question}")
 }
 
-/// Question ids are strings in SQuAD, but some sets (the Romanian COVID QA) number them.
-fn id_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+/// Question ids are strings in SQuAD (the model crate reads them with this too), but some sets (the Romanian COVID QA) number them.
+pub fn id_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     match serde_json::Value::deserialize(d)? {
         serde_json::Value::String(s) => Ok(Some(s)),
         serde_json::Value::Number(n) => Ok(Some(n.to_string())),

@@ -92,7 +92,7 @@ struct Paragraph {
 #[derive(Deserialize)]
 struct Qa {
     /// PoQuAD has none: `position_id` names such questions by their place in the file.
-    #[serde(default, deserialize_with = "id_string")]
+    #[serde(default, deserialize_with = "eval::data::id_string")]
     id: Option<String>,
     question: String,
     #[serde(default)]
@@ -152,7 +152,7 @@ pub fn load_with_repairs(
                     }
                 }
                 out.push(QaExample {
-                    id: qa.id.unwrap_or_else(|| position_id(ai, pi, qi)),
+                    id: qa.id.unwrap_or_else(|| eval::data::position_id(ai, pi, qi)),
                     question: qa.question,
                     context: p.context.clone(),
                     answers,
@@ -166,21 +166,4 @@ pub fn load_with_repairs(
         }
     }
     Ok((out, repairs))
-}
-
-/// The id of a question that has none: article, paragraph and question index (0-based), as
-/// `a3-p0-q2`. The eval crate and the model crate name them alike, so predictions match golds.
-pub fn position_id(article: usize, paragraph: usize, question: usize) -> String {
-    format!("a{article}-p{paragraph}-q{question}")
-}
-
-/// Question ids are strings in SQuAD, but some sets (the Romanian COVID QA) number them.
-fn id_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    match serde_json::Value::deserialize(d)? {
-        serde_json::Value::String(s) => Ok(Some(s)),
-        serde_json::Value::Number(n) => Ok(Some(n.to_string())),
-        other => Err(serde::de::Error::custom(format!(
-            "question id {other} is neither a string nor a number"
-        ))),
-    }
 }
