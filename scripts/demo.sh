@@ -1,45 +1,97 @@
 #!/usr/bin/env bash
-# The main job end to end on data the project ships (data/sample), as far as the pipeline exists today:
-#   set-up → release build → data-prep (tokenizer + corpus shards) → mlm-pretrain (a small XLM-R from
-#   scratch) → fill-mask probe → qa-finetune on the sample questions → predict → eval (EM/F1 per
-#   language) → parity report of our XLM-R against transformers' reference outputs.
-# Concept extraction into tables (#7) joins here when it lands.
-# Same command, same numbers: every step is seeded. Results: runs/demo/.
+# The main job end to end on the sample data the project ships (data/sample, 7 languages, all invented):
+#   set-up → release build → data-prep (tokenizer, corpus shards, QA-set validation) → mlm-pretrain (a
+#   small XLM-R from scratch) → qa-finetune → predict + eval (EM/F1 per language) → concept extraction
+#   from the held-out notes into tables → nightly evaluation report → PNG training curves.
+# Same command, same numbers: every step is seeded. Results: runs/demo/ (runs/demo-quick/ with --quick).
+#
+#   scripts/demo.sh            the full run (about 10 minutes of pipeline on 2 CPU cores, after the build)
+#   scripts/demo.sh --quick    a smoke run of every step in about 2 minutes (the test suite runs it)
+# DEVICE=cuda uses a GPU. MEDQA_DEMO_NO_BUILD=1 skips set-up and build (binaries already in target/release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 device=${DEVICE:-auto}
 out=runs/demo
-steps=300
-qa_steps=""
-if [ "${1:-}" = "--quick" ]; then steps=40; qa_steps="--set train.max_steps=40"; fi
+mlm_steps=1200
+qa_epochs=2
+vocab=4000
+if [ "${1:-}" = "--quick" ]; then
+  out=runs/demo-quick; mlm_steps=40; qa_epochs=0; vocab=800
+fi
+bin=target/release
+start=$(date +%s)
+step() { echo; echo "== [$(( $(date +%s) - start )) s] $*"; }
 
-scripts/setup.sh
-echo "== build (release)"
-cargo build --release --workspace --examples
-target/release/mlm-pretrain --check-device --device "$device"
-
-echo "== data-prep: tokenizer and corpus shards from data/sample/corpus (7 languages)"
+if [ -z "${MEDQA_DEMO_NO_BUILD:-}" ]; then
+  scripts/setup.sh
+  step "build (release)"
+  cargo build --release --workspace --examples
+  start=$(date +%s)
+fi
+rm -rf "$out"
 mkdir -p "$out"
-target/release/data-prep tokenizer --config configs/corpus-demo.toml --vocab-size 1000 --out "$out/tokenizer.json"
-target/release/data-prep corpus --config configs/corpus-demo.toml --out "$out/corpus"
+"$bin/mlm-pretrain" --check-device --device "$device"
 
-echo "== mlm-pretrain: small XLM-R from scratch ($steps steps)"
-target/release/mlm-pretrain --config configs/mlm-demo.toml --overwrite --device "$device" --set "train.max_steps=$steps"
-target/release/mlm-pretrain fill-mask --model "$out/mlm/final" --top-k 5 --device "$device" \
-  "Pacientul a fost internat cu accident vascular cerebral <mask> acut."
+step "data-prep: tokenizer ($vocab pieces) and corpus shards from data/sample (7 languages)"
+cfg=(--config configs/corpus-demo.toml --set "tokenizer=$out/tokenizer.json")
+"$bin/data-prep" tokenizer "${cfg[@]}" --vocab-size "$vocab" --out "$out/tokenizer.json"
+"$bin/data-prep" corpus "${cfg[@]}" --out "$out/corpus"
 
-echo "== qa-finetune: extractive QA on data/sample/qa (7 languages; own-language and English questions)"
-# shellcheck disable=SC2086
-target/release/qa-finetune --config configs/qa-demo.toml --overwrite --device "$device" $qa_steps
-target/release/qa-finetune predict --model "$out/qa/final" --data data/sample/qa/dev.json --out "$out/qa/pred" --device "$device"
-echo "== eval: EM/F1 on the sample dev questions, per language"
-target/release/eval score --data data/sample/qa/dev.json --predictions "$out/qa/pred/predictions.json" \
-  --name sample-dev --markdown "$out/qa/eval.md" --per-question "$out/qa/eval-per-question.jsonl" > "$out/qa/eval.json"
+step "data-prep: validate the sample QA sets, with window statistics"
+for split in train dev; do
+  "$bin/data-prep" qa --input "data/sample/qa/$split.json:name=sample-$split" --out "$out/qa-data/$split.json" \
+    --tokenizer "$out/tokenizer.json" --max-seq-length 256 --doc-stride 64 --strict
+done
 
-echo "== parity with transformers on crates/model/tests/fixtures"
-target/release/examples/parity_report --device "$device"
+step "mlm-pretrain: a small XLM-R from scratch ($mlm_steps steps)"
+"$bin/mlm-pretrain" --config configs/mlm-demo.toml --overwrite --device "$device" \
+  --set "output_dir=$out/mlm" --set "data.shards=$out/corpus" --set "train.max_steps=$mlm_steps"
+"$bin/mlm-pretrain" fill-mask --model "$out/mlm/final" --top-k 5 --device "$device" \
+  "Tromboliză intravenoasă cu <mask>, timp ușă-ac 35 minute."
 
+step "qa-finetune: extractive QA on the training notes (own-language and English questions)"
+qa_set=(--set "output_dir=$out/qa" --set "init_from=$out/mlm/final"
+        --set "data.train=[{path=\"$out/qa-data/train.json\"}]"
+        --set "data.validation=[{path=\"$out/qa-data/dev.json\"}]")
+if [ "$qa_epochs" = 0 ]; then qa_set+=(--set "train.max_steps=30"); else qa_set+=(--set "train.num_train_epochs=$qa_epochs"); fi
+"$bin/qa-finetune" --config configs/qa-demo.toml --overwrite --device "$device" "${qa_set[@]}"
+
+step "predict + eval: EM/F1 on the held-out notes' questions, per language"
+"$bin/qa-finetune" predict --model "$out/qa/final" --data data/sample/qa/dev.json --out "$out/qa/pred" --device "$device"
+"$bin/eval" score --data data/sample/qa/dev.json --predictions "$out/qa/pred/predictions.json" \
+  --name sample-dev --markdown "$out/eval.md" --per-question "$out/eval-per-question.jsonl" > "$out/eval.json"
+
+step "extract: 34 concepts × the 42 held-out notes → tables"
+mkdir -p "$out/dev-notes"
+for f in data/sample/notes/stroke-*-1[5-9].*.txt data/sample/notes/stroke-*-20.*.txt; do cp "$f" "$out/dev-notes/"; done
+"$bin/extract" --model "$out/qa/final" --concepts configs/concepts-stroke.toml --docs "$out/dev-notes" \
+  --out "$out/extraction.parquet" --wide "$out/extraction-wide.csv" --linked-data "$out/extraction.nt" --device "$device"
+"$bin/extract" --model "$out/qa/final" --concepts configs/concepts-stroke.toml --docs "$out/dev-notes" \
+  --out "$out/extraction-en-questions.csv" --question-lang en --device "$device"
+
+step "eval nightly: the suite in configs/nightly.toml on this model (history, deltas, plot)"
+sed -e "s#runs/nightly#$out/nightly#; s#runs/demo/qa/final#$out/qa/final#; s#device = \"auto\"#device = \"$device\"#" \
+  configs/nightly.toml > "$out/nightly.toml"
+"$bin/eval" nightly --config "$out/nightly.toml" --predictor "$bin/qa-finetune"
+
+step "training curves (PNG)"
+"$bin/eval" curves --log "$out/mlm/train_log.jsonl" --metric train/loss --metric eval/loss \
+  --title "MLM pre-training" --out "$out/curves-mlm.png"
+"$bin/eval" curves --log "$out/qa/train_log.jsonl" --metric train/loss --title "QA fine-tuning: loss" \
+  --out "$out/curves-qa-loss.png"
+"$bin/eval" curves --log "$out/qa/train_log.jsonl" --metric eval/f1 --metric eval/exact \
+  --title "QA fine-tuning: validation EM/F1" --out "$out/curves-qa-f1.png"
+
+step "parity with transformers on crates/model/tests/fixtures"
+"$bin/examples/parity_report" --device "$device"
+
+step "done"
+cat "$out/eval.md"
 echo
-echo "results in $out/: tokenizer.json, corpus/ (shards, manifest.json, rejects.jsonl),"
-echo "  mlm/ and qa/ (manifest.json, train_log.jsonl, tb/ for TensorBoard, checkpoints/, final/, eval_results.json),"
-echo "  qa/pred/ (predictions.json, nbest_predictions.json), qa/eval.json and qa/eval.md"
+echo "results in $out/:"
+echo "  tokenizer.json, corpus/ (shards, manifest.json, statistics.parquet), qa-data/ (validated sets, stats)"
+echo "  mlm/, qa/ (manifest.json, train_log.jsonl, tb/ for TensorBoard, checkpoints/, final/)"
+echo "  eval.json, eval.md, qa/pred/ (predictions.json, nbest_predictions.json)"
+echo "  extraction.parquet (one row per note × concept), extraction-wide.csv, extraction.nt,"
+echo "  extraction-en-questions.csv (English questions on every note)"
+echo "  nightly/ (dated report, history.parquet, f1-sample-dev.png), curves-*.png"

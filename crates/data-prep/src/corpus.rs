@@ -98,7 +98,74 @@ pub struct Report {
     pub language_mismatches: BTreeMap<String, u64>,
     /// reason → documents dropped.
     pub dropped: BTreeMap<String, u64>,
+    /// "source/reason" → documents dropped.
+    #[serde(default)]
+    pub dropped_by_source: BTreeMap<String, u64>,
     pub rejects: u64,
+    /// source → inputs rejected (see `rejects.jsonl`).
+    #[serde(default)]
+    pub rejects_by_source: BTreeMap<String, u64>,
+}
+
+/// The statistics table written as `statistics.parquet`: one row per language × source × split kept
+/// (documents, characters, tokens), and one per source × reason dropped or rejected.
+pub fn statistics_table(report: &Report) -> Result<tables::polars::prelude::DataFrame> {
+    use tables::polars::prelude::Column;
+    let mut kind = Vec::new();
+    let (mut lang, mut source, mut split, mut reason) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut docs, mut chars, mut toks) = (Vec::new(), Vec::new(), Vec::new());
+    for (key, c) in &report.kept {
+        let mut parts = key.splitn(3, '/');
+        let (l, rest) = (parts.next().unwrap_or(""), parts.collect::<Vec<_>>());
+        let (src, sp) = match rest.as_slice() {
+            [src, sp] => (*src, *sp),
+            _ => ("", ""),
+        };
+        kind.push("kept");
+        lang.push(Some(l.to_owned()));
+        source.push(src.to_owned());
+        split.push(Some(sp.to_owned()));
+        reason.push(None);
+        docs.push(c.documents);
+        chars.push(Some(c.characters));
+        toks.push(Some(c.tokens));
+    }
+    let dropped = report
+        .dropped_by_source
+        .iter()
+        .map(|(k, n)| ("dropped", k, *n));
+    let rejected = report
+        .rejects_by_source
+        .iter()
+        .map(|(k, n)| ("rejected", k, *n));
+    for (what, key, n) in dropped.chain(rejected) {
+        let (src, why) = match what {
+            "dropped" => key.split_once('/').unwrap_or((key.as_str(), "")),
+            _ => (
+                key.as_str(),
+                "unreadable or malformed input (see rejects.jsonl)",
+            ),
+        };
+        kind.push(what);
+        lang.push(None);
+        source.push(src.to_owned());
+        split.push(None);
+        reason.push(Some(why.to_owned()));
+        docs.push(n);
+        chars.push(None);
+        toks.push(None);
+    }
+    tables::frame(vec![
+        Column::new("kind".into(), kind),
+        Column::new("language".into(), lang),
+        Column::new("source".into(), source),
+        Column::new("split".into(), split),
+        Column::new("reason".into(), reason),
+        Column::new("documents".into(), docs),
+        Column::new("characters".into(), chars),
+        Column::new("tokens".into(), toks),
+    ])
 }
 
 struct SplitWriter {
@@ -394,7 +461,13 @@ pub fn build(cfg: &CorpusConfig, base: &Path, out: &Path, strict: bool) -> Resul
             let sigs = dedup.signatures(&docs.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>());
             for ((record, text), sig) in docs.into_iter().zip(sigs) {
                 match drop_reason(&text, sig.as_deref(), min_chars, cfg.max_chars, &mut dedup) {
-                    Some(r) => *report.dropped.entry(r.to_owned()).or_default() += 1,
+                    Some(r) => {
+                        *report.dropped.entry(r.to_owned()).or_default() += 1;
+                        *report
+                            .dropped_by_source
+                            .entry(format!("{}/{r}", source.name))
+                            .or_default() += 1;
+                    }
                     None => {
                         keep.push((text, record.lang.unwrap_or_else(|| source.language.clone())))
                     }
@@ -450,6 +523,12 @@ pub fn build(cfg: &CorpusConfig, base: &Path, out: &Path, strict: bool) -> Resul
     train.roll()?;
     validation.roll()?;
     report.rejects = rejects.len() as u64;
+    for r in &rejects {
+        *report
+            .rejects_by_source
+            .entry(r.source.clone())
+            .or_default() += 1;
+    }
     if strict && !rejects.is_empty() {
         let r = &rejects[0];
         bail!(
@@ -467,6 +546,10 @@ pub fn build(cfg: &CorpusConfig, base: &Path, out: &Path, strict: bool) -> Resul
         .collect();
     model::fsutil::write_atomic(&out.join("rejects.jsonl"), |w| {
         w.write_all(rejects_text.as_bytes())
+    })?;
+    let mut stats = statistics_table(&report)?;
+    model::fsutil::write_atomic(&out.join("statistics.parquet"), |w| {
+        tables::write(&mut stats, tables::TableFormat::Parquet, w)
     })?;
     let tok_text = std::fs::read(&tok_path)?;
     model::fsutil::write_atomic(&out.join("tokenizer.json"), |w| w.write_all(&tok_text))?;
@@ -517,7 +600,7 @@ pub fn summary(report: &Report) -> String {
         s.push_str(&format!("language mismatch ({what}): {n} documents\n"));
     }
     s.push_str(&format!(
-        "rejected inputs: {} (see rejects.jsonl)\n",
+        "rejected inputs: {} (see rejects.jsonl); table: statistics.parquet\n",
         report.rejects
     ));
     s

@@ -2,7 +2,8 @@
 
 pub mod clean;
 pub mod corpus;
-pub mod language;
+/// Language identification lives in the model crate, shared with concept extraction.
+pub use model::language;
 pub mod near_dup;
 pub mod qa_sets;
 pub mod sources;

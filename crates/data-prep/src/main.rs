@@ -34,6 +34,9 @@ enum Command {
     Tokenizer {
         #[arg(long)]
         config: PathBuf,
+        /// Override a config key (repeatable), as for `corpus`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
         #[arg(long, default_value_t = 8000)]
         vocab_size: u32,
         #[arg(long)]
@@ -102,11 +105,13 @@ fn main() -> Result<()> {
         }
         Command::Tokenizer {
             config,
+            mut overrides,
             vocab_size,
             out,
         } => {
             // The tokenizer is what the corpus will be tokenized with, so it is not needed here.
-            let (mut cfg, base) = load(&config, &["tokenizer=\"-\"".to_owned()])?;
+            overrides.push("tokenizer=\"-\"".to_owned());
+            let (mut cfg, base) = load(&config, &overrides)?;
             cfg.tokenizer = PathBuf::new();
             let mut texts = Vec::new();
             let mut rejects = 0;

@@ -20,6 +20,11 @@ pub enum Format {
     Terms,
     /// The contexts of a SQuAD-format QA file.
     Squad,
+    /// A column of a table (`column`, default `text`): CSV, TSV or Parquet, read through polars; only
+    /// that column (and `language_column`) is loaded.
+    Csv,
+    Tsv,
+    Parquet,
 }
 
 /// How plain text divides into documents.
@@ -45,6 +50,13 @@ pub struct Source {
     /// JSONL field holding the text.
     #[serde(default)]
     pub field: Option<String>,
+    /// CSV/TSV/Parquet column holding the text (default `text`).
+    #[serde(default)]
+    pub column: Option<String>,
+    /// CSV/TSV/Parquet column with each row's language (ISO 639-1 or a tag like `es-ES`); empty cells
+    /// take the source's `language`.
+    #[serde(default)]
+    pub language_column: Option<String>,
     /// ISO 639-1 code of the text, or `auto` to detect each document's (see
     /// `language_min_confidence`). For TMX, the language to keep ("*": every language in the file); for
     /// term lists, the target language where no `targetLang` column gives it (the source side is
@@ -77,13 +89,7 @@ pub struct Record {
     pub lang: Option<String>,
 }
 
-/// `es-419` → `es`, `ro_RO` → `ro`: the primary language subtag, lower-cased.
-pub fn primary_language(tag: &str) -> String {
-    tag.split(['-', '_'])
-        .next()
-        .unwrap_or(tag)
-        .to_ascii_lowercase()
-}
+pub use model::language::primary_language;
 
 /// An input that could not be used, with where and why.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -136,6 +142,9 @@ impl Source {
             Format::Tmx => return self.read_tmx(file, emit, reject),
             Format::Terms => return self.read_terms(file, emit, reject),
             Format::Squad => return self.read_squad(file, emit, reject),
+            Format::Csv | Format::Tsv | Format::Parquet => {
+                return self.read_table(file, emit, reject)
+            }
             Format::Text | Format::Jsonl => {}
         }
         let rej = |line: usize, reason: String| Reject {
@@ -226,7 +235,15 @@ impl Source {
                     block.push_str(line);
                 }
                 // Read by their own readers above.
-                (Format::Tmx | Format::Terms | Format::Squad, _) => {}
+                (
+                    Format::Tmx
+                    | Format::Terms
+                    | Format::Squad
+                    | Format::Csv
+                    | Format::Tsv
+                    | Format::Parquet,
+                    _,
+                ) => {}
             }
         }
         if !block.is_empty() {
@@ -385,6 +402,37 @@ impl Source {
                 line,
                 lang: source_lang,
             });
+        }
+        Ok(())
+    }
+
+    fn read_table(
+        &self,
+        file: &Path,
+        emit: &mut dyn FnMut(Record),
+        reject: &mut dyn FnMut(Reject),
+    ) -> Result<()> {
+        if !file.exists() {
+            reject(self.reject_at(file, 0, "unreadable: no such file".into()));
+            return Ok(());
+        }
+        let column = self.column.as_deref().unwrap_or("text");
+        // A missing column is a configuration error, not a bad record: stop with the columns found.
+        let rows = tables::read_text_column(file, column, self.language_column.as_deref())
+            .with_context(|| format!("source '{}'", self.name))?;
+        // CSV/TSV rows are numbered as lines (the header is line 1); Parquet rows from 1.
+        let first = if self.format == Format::Parquet { 1 } else { 2 };
+        for (i, (text, lang)) in rows.into_iter().enumerate() {
+            let line = first + i;
+            match text {
+                Some(text) => emit(Record {
+                    text,
+                    file: file.to_path_buf(),
+                    line,
+                    lang: lang.as_deref().map(primary_language),
+                }),
+                None => reject(self.reject_at(file, line, format!("empty '{column}' cell"))),
+            }
         }
         Ok(())
     }

@@ -346,6 +346,126 @@ fn tmx_term_lists_and_squad_contexts() {
 }
 
 #[test]
+fn csv_tsv_and_parquet_columns_with_per_row_languages_and_a_statistics_table() {
+    use tables::polars::prelude::Column;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(
+        d.join("notes.csv"),
+        "id,note,lang\n1,\"Pacientul are febră, tuse și dispnee.\",ro\n2,,ro\n3,Patient has fever and cough.,en-GB\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("drugs.tsv"),
+        "name\tdescription\napixaban\tAnticoagulant oral, inhibitor direct al factorului Xa.\n",
+    )
+    .unwrap();
+    let mut df = tables::frame(vec![
+        Column::new(
+            "text".into(),
+            vec!["Pacjent z gorączką i kaszlem.", "Pacjent z bólem głowy."],
+        ),
+        Column::new("n".into(), vec![1u32, 2]),
+    ])
+    .unwrap();
+    let mut f = std::fs::File::create(d.join("pl.parquet")).unwrap();
+    tables::write(&mut df, tables::TableFormat::Parquet, &mut f).unwrap();
+    drop(f);
+    let tok = root().join("crates/model/tests/fixtures/tokenizer/tokenizer.json");
+    let cfg = d.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "tokenizer = \"{}\"\nvalidation_permille = 0\nmin_chars = 3\n\
+             [[sources]]\nname = \"notes\"\npath = \"{}\"\nformat = \"csv\"\ncolumn = \"note\"\n\
+             language_column = \"lang\"\nlanguage = \"ro\"\n\
+             [[sources]]\nname = \"drugs\"\npath = \"{}\"\nformat = \"tsv\"\ncolumn = \"description\"\nlanguage = \"ro\"\n\
+             [[sources]]\nname = \"pl\"\npath = \"{}\"\nformat = \"parquet\"\nlanguage = \"pl\"\n",
+            tok.display(),
+            d.join("notes.csv").display(),
+            d.join("drugs.tsv").display(),
+            d.join("pl.parquet").display(),
+        ),
+    )
+    .unwrap();
+    let out = d.join("out");
+    let summary = ok(run(&[
+        "corpus",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    for row in [
+        "ro/notes/train",
+        "en/notes/train",
+        "ro/drugs/train",
+        "pl/pl/train",
+    ] {
+        assert!(summary.contains(row), "{row} missing in\n{summary}");
+    }
+    let rejects = std::fs::read_to_string(out.join("rejects.jsonl")).unwrap();
+    assert!(
+        rejects.contains("empty 'note' cell") && rejects.contains("\"line\":3"),
+        "{rejects}"
+    );
+
+    let stats = tables::read(&out.join("statistics.parquet")).unwrap();
+    let col = |name: &str| {
+        stats
+            .column(name)
+            .unwrap()
+            .as_materialized_series()
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+    };
+    let (kind, lang, source, docs) = (
+        col("kind"),
+        col("language"),
+        col("source"),
+        col("documents"),
+    );
+    let pl = (0..stats.height())
+        .find(|&i| kind[i].contains("kept") && source[i].contains("pl"))
+        .unwrap();
+    assert!(
+        lang[pl].contains("pl") && docs[pl] == "2",
+        "{kind:?} {lang:?} {docs:?}"
+    );
+    let rejected = (0..stats.height())
+        .find(|&i| kind[i].contains("rejected"))
+        .unwrap();
+    assert!(
+        source[rejected].contains("notes") && docs[rejected] == "1",
+        "{kind:?} {source:?} {docs:?}"
+    );
+
+    // A column that is not there stops the run and names the columns that are.
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("\"description\"", "\"desc\""),
+    )
+    .unwrap();
+    let err = run(&[
+        "corpus",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        d.join("o2").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&err.stderr);
+    assert!(
+        !err.status.success()
+            && stderr.contains("no column 'desc'")
+            && stderr.contains("name, description"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn source_weights_and_language_balancing_resample_the_training_split() {
     let tmp = tempfile::tempdir().unwrap();
     let tok = sample_tokenizer(tmp.path());

@@ -1,8 +1,12 @@
 //! Extractive-QA evaluation: EM/F1 with the official SQuAD scripts' behaviour, answer normalisation for
-//! many languages, and (issue #3, to come) BioASQ metrics and nightly evaluation.
+//! many languages, BioASQ factoid metrics, and nightly evaluation with a history and plots.
 
 pub mod bioasq;
+pub mod curves;
 pub mod data;
+pub mod history;
+pub mod nightly;
 pub mod normalize;
+pub mod plot;
 pub mod report;
 pub mod score;

@@ -1,6 +1,5 @@
 //! `eval`: score extractive-QA predictions as the official scripts do, in many languages.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -8,9 +7,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use eval::data::{load_dataset, load_na_probs, load_predictions};
 use eval::report::{evaluate, markdown, Options, Version};
 
-/// Score extractive-QA predictions (SQuAD v1.1 / v2.0 semantics, multilingual normalisation).
-///
-/// Nightly evaluation (issue #3) is not implemented yet.
+/// Score extractive-QA predictions (SQuAD v1.1 / v2.0 semantics, multilingual normalisation), BioASQ
+/// factoid answers, and run nightly evaluation suites with a history.
 #[derive(Parser, Debug)]
 #[command(name = "eval", version)]
 struct Cli {
@@ -65,10 +63,84 @@ enum Command {
         #[arg(long)]
         nbest: PathBuf,
     },
+    /// Every model of a suite on every evaluation set: a dated report directory (results.json,
+    /// report.md, predictions, F1-over-time PNGs), the Parquet history, deltas against the previous run
+    /// and the best so far. Exits with status 2 when an F1 dropped by more than the tolerance.
+    Nightly {
+        #[arg(long)]
+        config: PathBuf,
+        /// The `qa-finetune` binary that predicts (default: MEDQA_QA_FINETUNE, else beside this one).
+        #[arg(long)]
+        predictor: Option<PathBuf>,
+        /// The run's time stamp instead of now (UTC, `YYYY-MM-DDTHH:MM:SSZ`), to re-run or backfill a night.
+        #[arg(long)]
+        run: Option<String>,
+    },
+    /// Training curves (steps × metrics) from train_log.jsonl files, as a PNG.
+    Curves {
+        /// A run's train_log.jsonl (repeat for several runs).
+        #[arg(long, required = true)]
+        log: Vec<PathBuf>,
+        /// Metrics to draw (repeat).
+        #[arg(long, default_values_t = ["train/loss".to_string(), "eval/loss".to_string()])]
+        metric: Vec<String>,
+        #[arg(long, default_value = "Training curves")]
+        title: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn parse_run(run: Option<String>) -> Result<String> {
+    let t = match run {
+        Some(r) => chrono::DateTime::parse_from_rfc3339(&r)
+            .map_err(|e| anyhow::anyhow!("--run {r}: not an RFC 3339 time ({e})"))?
+            .with_timezone(&chrono::Utc),
+        None => chrono::Utc::now(),
+    };
+    Ok(t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Nightly {
+            config,
+            predictor,
+            run,
+        } => {
+            let cfg = eval::nightly::NightlyConfig::load(&config)?;
+            let predictor = eval::nightly::find_predictor(predictor.as_deref())?;
+            let outcome = eval::nightly::run(&cfg, &predictor, &parse_run(run)?)?;
+            print!("{}", eval::nightly::summary(&outcome));
+            println!(
+                "report: {} (report.md, results.json, predictions/, f1-*.png); history: {}",
+                outcome.dir.display(),
+                cfg.history_path().display()
+            );
+            let regressed = outcome.regressions().count();
+            if !outcome.failures.is_empty() {
+                anyhow::bail!(
+                    "{} model × set pair(s) failed (see above)",
+                    outcome.failures.len()
+                );
+            }
+            if regressed > 0 {
+                eprintln!(
+                    "REGRESSION: {regressed} result(s) lost more than {} F1 since the previous run",
+                    cfg.tolerance_f1
+                );
+                std::process::exit(2);
+            }
+        }
+        Command::Curves {
+            log,
+            metric,
+            title,
+            out,
+        } => {
+            let n = eval::curves::draw(&log, &metric, &title, &out)?;
+            println!("{n} curve(s) in {}", out.display());
+        }
         Command::Bioasq { data, nbest } => {
             let golden = eval::bioasq::load_golden(&data)?;
             let scores = eval::bioasq::score(&golden, &eval::bioasq::load_nbest(&nbest)?)?;
@@ -132,17 +204,18 @@ fn main() -> Result<()> {
                     .to_string_lossy()
                     .to_string()
             });
-            let table = markdown(&name, &report);
+            let table = markdown(&name, &report)?;
             eprint!("{table}");
             if let Some(path) = md {
-                std::fs::write(&path, &table)?;
+                fsutil::write_atomic(&path, |w| w.write_all(table.as_bytes()))?;
             }
             if let Some(path) = per_question {
-                let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
+                let mut text = String::new();
                 for q in &report.per_question {
-                    writeln!(f, "{}", serde_json::to_string(q)?)?;
+                    text.push_str(&serde_json::to_string(q)?);
+                    text.push('\n');
                 }
-                f.flush()?;
+                fsutil::write_atomic(&path, |w| w.write_all(text.as_bytes()))?;
             }
             println!("{}", serde_json::to_string_pretty(&report)?);
         }

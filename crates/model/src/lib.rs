@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod device;
 pub mod fsutil;
+pub mod language;
 pub mod mlm;
 pub mod parity;
 pub mod pretrained;

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use model::checkpoint::{load_safetensors, SaveDtype};
 use model::qa::features::{FeatureMaker, QaFeature};
 use model::qa::postprocess::{postprocess, PostprocessConfig, Predictions};
@@ -16,11 +16,9 @@ use model::qa::squad::{self, QaExample};
 use model::train::TrainConfig;
 use model::{Pretrained, XlmRobertaForQuestionAnswering, XlmrTokenizer};
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
-/// Settings stored beside a fine-tuned model (`medqa.json`), so that prediction repeats training's
-/// windows and post-processing, with the tuned no-answer threshold.
-pub const SETTINGS_FILE: &str = "medqa.json";
+pub use model::qa::inference::{infer, Prediction, QaSettings, Seconds, SETTINGS_FILE};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,69 +82,12 @@ fn default_eval_batch() -> usize {
     32
 }
 
-/// What prediction needs to repeat training's processing.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct QaSettings {
-    pub max_seq_length: usize,
-    pub doc_stride: usize,
-    pub max_query_length: usize,
-    pub postprocess: PostprocessConfig,
-}
-
-impl QaSettings {
-    pub fn load(dir: &Path) -> Result<Self> {
-        let file = dir.join(SETTINGS_FILE);
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not valid", file.display()))
-    }
-}
-
 pub fn load_examples(files: &[QaFile]) -> Result<Vec<QaExample>> {
     let mut out = Vec::new();
     for f in files {
         out.extend(squad::load(&f.path, f.lang.as_deref())?);
     }
     Ok(out)
-}
-
-/// Right-pads windows to the longest, rounded up to a multiple of 8 on CPU and of 64 on CUDA:
-/// `(input_ids, attention_mask)` on `device`. On CUDA every new shape costs a one-time kernel
-/// selection of about 0.3 s (measured with PyTorch on an H100), so fewer shapes win there.
-fn pad(features: &[&QaFeature], pad_id: u32, device: Device) -> (Tensor, Tensor) {
-    let seqs: Vec<Vec<u32>> = features.iter().map(|f| f.input_ids.clone()).collect();
-    let multiple = if device.is_cuda() { 64 } else { 8 };
-    let (ids, mask) = model::mlm::pad_batch(&seqs, pad_id, multiple);
-    (ids.to_device(device), mask.to_device(device))
-}
-
-/// Start and end logits of every feature, in batches, without gradients.
-pub fn infer(
-    model: &XlmRobertaForQuestionAnswering,
-    features: &[QaFeature],
-    pad_id: u32,
-    batch_size: usize,
-    device: Device,
-) -> Vec<(Vec<f32>, Vec<f32>)> {
-    let _guard = tch::no_grad_guard();
-    let mut out = Vec::with_capacity(features.len());
-    for chunk in features.chunks(batch_size.max(1)) {
-        let refs: Vec<&QaFeature> = chunk.iter().collect();
-        let (ids, mask) = pad(&refs, pad_id, device);
-        let (s, e) = model.forward_t(&ids, &mask, None, false);
-        let (s, e) = (
-            s.to_kind(Kind::Float).to_device(Device::Cpu),
-            e.to_kind(Kind::Float).to_device(Device::Cpu),
-        );
-        for (row, f) in chunk.iter().enumerate() {
-            let n = f.input_ids.len() as i64;
-            let take = |t: &Tensor| {
-                Vec::<f32>::try_from(t.get(row as i64).narrow(0, 0, n)).unwrap_or_default()
-            };
-            out.push((take(&s), take(&e)));
-        }
-    }
-    out
 }
 
 /// EM/F1 of predictions with the eval crate, as v2.0 when the set has unanswerable questions.
@@ -325,7 +266,7 @@ impl model::train::Task for QaTask {
 
     fn batch(&self, indices: &[usize]) -> Result<QaBatch> {
         let feats: Vec<&QaFeature> = indices.iter().map(|&i| &self.train[i]).collect();
-        let (ids, mask) = pad(&feats, self.tokenizer.pad_id, self.device);
+        let (ids, mask) = model::qa::inference::pad(&feats, self.tokenizer.pad_id, self.device);
         let label = |f: fn(&QaFeature) -> usize| {
             Tensor::from_slice(&feats.iter().map(|x| f(x) as i64).collect::<Vec<_>>())
                 .to_device(self.device)
@@ -413,24 +354,6 @@ impl model::train::Task for QaTask {
     }
 }
 
-/// Everything `predict` computed, for writing out.
-pub struct Prediction {
-    pub examples: Vec<QaExample>,
-    pub features: Vec<QaFeature>,
-    /// (start, end) logits per feature.
-    pub logits: Vec<(Vec<f32>, Vec<f32>)>,
-    pub predictions: Predictions,
-    pub seconds: Seconds,
-}
-
-/// Where prediction's time went.
-#[derive(Clone, Copy, Debug)]
-pub struct Seconds {
-    pub features: f64,
-    pub forward: f64,
-    pub postprocess: f64,
-}
-
 /// `predict`: answers for a SQuAD-format file with a fine-tuned model directory.
 pub fn predict(
     model_dir: &Path,
@@ -439,39 +362,9 @@ pub fn predict(
     batch_size: usize,
     device: Device,
     precision: model::autocast::Precision,
-) -> Result<Prediction> {
-    let settings = QaSettings::load(model_dir)?;
-    let tok = XlmrTokenizer::from_file(model_dir)?;
-    let model = Pretrained::<XlmRobertaForQuestionAnswering>::load(model_dir, device)?;
-    if let Some(r) = model.report.as_ref().filter(|r| !r.missing.is_empty()) {
-        bail!("{} is not a fine-tuned QA model: {r}", model_dir.display());
-    }
+) -> Result<(Vec<QaExample>, Prediction)> {
+    let qa = model::qa::inference::QaModel::load(model_dir, device)?;
     let examples = squad::load(data, lang)?;
-    let maker = FeatureMaker::new(
-        &tok,
-        settings.max_seq_length,
-        settings.doc_stride,
-        settings.max_query_length,
-    )?;
-    let clock = std::time::Instant::now();
-    let features = maker.all(&examples)?;
-    let t_features = clock.elapsed().as_secs_f64();
-    let logits = {
-        let _autocast = model::autocast::AutocastGuard::for_precision(precision, device)?;
-        infer(&model.model, &features, tok.pad_id, batch_size, device)
-    };
-    let t_forward = clock.elapsed().as_secs_f64();
-    let predictions = postprocess(&examples, &features, &logits, &settings.postprocess);
-    let t_post = clock.elapsed().as_secs_f64();
-    Ok(Prediction {
-        examples,
-        features,
-        logits,
-        predictions,
-        seconds: Seconds {
-            features: t_features,
-            forward: t_forward - t_features,
-            postprocess: t_post - t_forward,
-        },
-    })
+    let prediction = qa.predict(&examples, batch_size, precision)?;
+    Ok((examples, prediction))
 }

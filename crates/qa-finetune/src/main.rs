@@ -72,13 +72,15 @@ fn main() -> Result<()> {
             precision,
         }) => {
             let device = device.resolve()?;
-            let qa_finetune::Prediction {
+            let (
                 examples,
-                features,
-                logits,
-                predictions: preds,
-                seconds,
-            } = predict(
+                qa_finetune::Prediction {
+                    features,
+                    logits,
+                    predictions: preds,
+                    seconds,
+                },
+            ) = predict(
                 &model,
                 &data,
                 lang.as_deref(),

@@ -2,5 +2,6 @@
 //! labels) and post-processing (n-best spans → answers), shared by qa-finetune and extraction.
 
 pub mod features;
+pub mod inference;
 pub mod postprocess;
 pub mod squad;

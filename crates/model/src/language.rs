@@ -1,5 +1,5 @@
-//! Language identification of corpus documents (whatlang), with ISO 639-1 codes as the rest of
-//! medqa uses.
+//! Language identification of documents (whatlang), with ISO 639-1 codes as the rest of medqa uses,
+//! for corpus assembly and concept extraction.
 
 /// ISO 639-3 (whatlang) → ISO 639-1 for the languages whatlang knows that have a two-letter code;
 /// the others keep their three letters.
@@ -85,6 +85,14 @@ pub fn detect(text: &str) -> Option<(String, f64)> {
         .find(|(three, _)| *three == code)
         .map_or(code, |(_, two)| two);
     Some((two.to_owned(), info.confidence()))
+}
+
+/// `es-419` → `es`, `ro_RO` → `ro`: the primary language subtag, lower-cased.
+pub fn primary_language(tag: &str) -> String {
+    tag.split(['-', '_'])
+        .next()
+        .unwrap_or(tag)
+        .to_ascii_lowercase()
 }
 
 #[cfg(test)]

@@ -1,0 +1,220 @@
+//! `eval nightly` end to end with the real predictor (`qa-finetune predict`, built beside this crate's
+//! binary by `cargo test --workspace`): dated reports, the Parquet history across runs, deltas, plots,
+//! and the regression exit status.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_eval");
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn predictor() -> PathBuf {
+    let p = Path::new(BIN).with_file_name("qa-finetune");
+    assert!(
+        p.is_file(),
+        "{} is missing: run the workspace's tests (cargo test --workspace) or build qa-finetune first",
+        p.display()
+    );
+    p
+}
+
+/// A QA model directory from the tiny fixture checkpoint (random weights, a QA head) with the window
+/// settings prediction needs.
+fn model_dir(dir: &Path) -> PathBuf {
+    let fixtures = root().join("crates/model/tests/fixtures");
+    let m = dir.join("model");
+    std::fs::create_dir_all(&m).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixtures.join("models/tiny-h64-l1").join(f), m.join(f)).unwrap();
+    }
+    std::fs::copy(
+        fixtures.join("tokenizer/tokenizer.json"),
+        m.join("tokenizer.json"),
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("medqa.json"),
+        r#"{"max_seq_length": 64, "doc_stride": 16, "max_query_length": 16,
+            "postprocess": {"n_best_size": 20, "max_answer_length": 10,
+                            "version_2_with_negative": false, "null_score_diff_threshold": 0.0}}"#,
+    )
+    .unwrap();
+    m
+}
+
+const CONTEXTS: [(&str, &str, &str); 4] = [
+    (
+        "en",
+        "NIHSS score on admission was 12. Blood pressure 178/96 mmHg.",
+        "What was the NIHSS score?",
+    ),
+    (
+        "en",
+        "Glucose was 7.9 mmol/L and the heart rate 104 bpm.",
+        "What was the glucose?",
+    ),
+    (
+        "ro",
+        "Scorul NIHSS la internare a fost 13. Tensiunea arterială 176/98 mmHg.",
+        "Care a fost scorul NIHSS?",
+    ),
+    (
+        "ro",
+        "Glicemia a fost 152 mg/dl, frecvența cardiacă 102 bătăi pe minut.",
+        "Care a fost glicemia?",
+    ),
+];
+
+/// The set with each question's gold answer chosen by `gold(i, context)`.
+fn write_set(path: &Path, gold: impl Fn(usize, &str) -> String) {
+    let data: Vec<serde_json::Value> = CONTEXTS
+        .iter()
+        .enumerate()
+        .map(|(i, (lang, ctx, q))| {
+            let a = gold(i, ctx);
+            let start = ctx.find(&a).map_or(0, |b| ctx[..b].chars().count());
+            serde_json::json!({"title": i.to_string(), "lang": lang, "paragraphs": [{"context": ctx,
+                "qas": [{"id": format!("q{i}"), "question": q, "answers": [{"text": a, "answer_start": start}]}]}]})
+        })
+        .collect();
+    std::fs::write(
+        path,
+        serde_json::json!({"version": "1.1", "data": data}).to_string(),
+    )
+    .unwrap();
+}
+
+fn nightly(cfg: &Path, run: &str) -> std::process::Output {
+    Command::new(BIN)
+        .args(["nightly", "--config", cfg.to_str().unwrap(), "--run", run])
+        .arg("--predictor")
+        .arg(predictor())
+        .output()
+        .unwrap()
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn history_deltas_plots_and_the_regression_exit_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let model = model_dir(d);
+    let set = d.join("dev.json");
+    // The golds are first what this model answers, so that the first nights score 100.
+    write_set(&set, |_, ctx| ctx.to_owned());
+    let pred = d.join("first");
+    let status = Command::new(predictor())
+        .args(["predict", "--device", "cpu", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&set)
+        .arg("--out")
+        .arg(&pred)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let answers: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(pred.join("predictions.json")).unwrap())
+            .unwrap();
+    let answer = |i: usize| answers[&format!("q{i}")].as_str().unwrap().to_owned();
+    assert!((0..4).all(|i| !answer(i).trim().is_empty()), "{answers:?}");
+    write_set(&set, |i, _| answer(i));
+
+    let reports = d.join("nightly");
+    let cfg = d.join("nightly.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "report_dir = \"{}\"\ntolerance_f1 = 1.0\n[predict]\ndevice = \"cpu\"\nbatch_size = 4\n\
+             [[models]]\nname = \"tiny\"\npath = \"{}\"\n[[sets]]\nname = \"sample-dev\"\npath = \"{}\"\n",
+            reports.display(),
+            model.display(),
+            set.display()
+        ),
+    )
+    .unwrap();
+
+    let first = nightly(&cfg, "2026-11-01T03:00:00Z");
+    assert!(first.status.success(), "{}", text(&first));
+    let out = text(&first);
+    assert!(out.contains("new"), "{out}");
+    let run1 = reports.join("2026-11-01T030000Z");
+    for f in [
+        "report.md",
+        "results.json",
+        "f1-sample-dev.png",
+        "predictions/tiny/sample-dev/predictions.json",
+    ] {
+        assert!(run1.join(f).is_file(), "{f} missing in {}", run1.display());
+    }
+    let md = std::fs::read_to_string(run1.join("report.md")).unwrap();
+    assert!(
+        md.contains("| tiny | sample-dev | all | 4 | 100.00 | 100.00 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| tiny | sample-dev | ro | 2 | 100.00 | 100.00 |"),
+        "{md}"
+    );
+
+    // Same model, same set: no change.
+    let second = nightly(&cfg, "2026-11-02T03:00:00Z");
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(text(&second).contains("+0.00"), "{}", text(&second));
+    // A time stamp cannot be used twice.
+    assert!(!nightly(&cfg, "2026-11-02T03:00:00Z").status.success());
+
+    // The answers no longer match: every F1 falls, status 2, and the report says so.
+    write_set(&set, |i, ctx| {
+        let a = answer(i);
+        ctx.split_whitespace()
+            .find(|w| !a.contains(w))
+            .unwrap()
+            .to_owned()
+    });
+    let third = nightly(&cfg, "2026-11-03T03:00:00Z");
+    assert_eq!(third.status.code(), Some(2), "{}", text(&third));
+    assert!(text(&third).contains("REGRESSED"), "{}", text(&third));
+    let results: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(reports.join("2026-11-03T030000Z/results.json")).unwrap(),
+    )
+    .unwrap();
+    let comparisons = results["comparisons"].as_array().unwrap();
+    assert_eq!(comparisons.len(), 3, "all, en, ro");
+    assert!(comparisons
+        .iter()
+        .all(|c| c["regression"] == true && c["best_f1"] == 100.0));
+
+    let history = eval::history::read(&reports.join("history.parquet")).unwrap();
+    assert_eq!(history.len(), 9, "3 runs × (all, en, ro)");
+    let runs: std::collections::BTreeSet<&str> = history.iter().map(|r| r.run.as_str()).collect();
+    assert_eq!(runs.len(), 3);
+
+    // No predictor: a clear message, not a result.
+    let missing = Command::new(BIN)
+        .args([
+            "nightly",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--predictor",
+            "/nonexistent/qa-finetune",
+        ])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing).contains("qa-finetune predict"),
+        "{}",
+        text(&missing)
+    );
+}

@@ -1,0 +1,149 @@
+//! `extract`: concepts from medical documents into tables, by asking a fine-tuned QA model.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use extract::concepts::{Catalogue, QuestionLanguage};
+use extract::documents::{self, DocOptions};
+use extract::{output, Options};
+use model::device::DeviceChoice;
+use model::qa::inference::QaModel;
+
+/// Ask every concept of a catalogue of every document, in any language, and write the answers with
+/// their character offsets, scores and no-answer decisions as a table.
+///
+/// Output by extension: .parquet, .csv, .tsv or .jsonl (one row per document × concept).
+#[derive(Parser, Debug)]
+#[command(name = "extract", version)]
+struct Cli {
+    /// A fine-tuned QA model directory (a qa-finetune run's final/).
+    #[arg(long)]
+    model: PathBuf,
+    /// The concept catalogue (configs/concepts-*.toml).
+    #[arg(long)]
+    concepts: PathBuf,
+    /// A folder of .txt files (`name.xx.txt` gives the language), or a .jsonl, .csv, .tsv or
+    /// .parquet file with id/text/lang fields.
+    #[arg(long)]
+    docs: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write the wide table (one row per document, one column per concept).
+    #[arg(long)]
+    wide: Option<PathBuf>,
+    /// Also write the accepted answers as linked data (.jsonld or .nt).
+    #[arg(long)]
+    linked_data: Option<PathBuf>,
+    /// Language of the questions: `doc` (the document's, else English) or a code such as `en`.
+    #[arg(long, default_value = "doc")]
+    question_lang: QuestionLanguage,
+    /// Language of documents that do not give theirs (default: detected).
+    #[arg(long)]
+    doc_lang: Option<String>,
+    #[arg(long, default_value = "id")]
+    id_field: String,
+    #[arg(long, default_value = "text")]
+    text_field: String,
+    #[arg(long, default_value = "lang")]
+    lang_field: String,
+    /// Overrides the catalogue's min_probability for every concept.
+    #[arg(long)]
+    min_probability: Option<f64>,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 32)]
+    docs_per_chunk: usize,
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
+    #[arg(long, default_value = "fp32")]
+    precision: model::autocast::Precision,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let out_format = tables::TableFormat::from_path(&cli.out)?;
+    let wide_format = cli
+        .wide
+        .as_deref()
+        .map(tables::TableFormat::from_path)
+        .transpose()?;
+    let mut catalogue = Catalogue::load(&cli.concepts)?;
+    if let Some(p) = cli.min_probability {
+        if !(0.0..=1.0).contains(&p) {
+            bail!("--min-probability {p} is not in [0, 1]");
+        }
+        catalogue.min_probability = p;
+        for c in &mut catalogue.concepts {
+            c.min_probability = None;
+        }
+    }
+    let opts = DocOptions {
+        id_field: cli.id_field,
+        text_field: cli.text_field,
+        lang_field: cli.lang_field,
+        lang: cli.doc_lang,
+    };
+    let (docs, skipped) = documents::read(&cli.docs, &opts)?;
+    for s in &skipped {
+        eprintln!("skipped {}:{}: {}", s.file, s.line, s.reason);
+    }
+    if docs.is_empty() {
+        bail!(
+            "{}: no usable documents ({} skipped)",
+            cli.docs.display(),
+            skipped.len()
+        );
+    }
+    let device = cli.device.resolve()?;
+    let qa = QaModel::load(&cli.model, device)?;
+    let bar = model::train::log::progress_bar(docs.len() as u64, 0, "documents");
+    let clock = std::time::Instant::now();
+    let rows = extract::extract(
+        &qa,
+        &catalogue,
+        &docs,
+        &Options {
+            question_lang: cli.question_lang,
+            batch_size: cli.batch_size,
+            precision: cli.precision,
+            docs_per_chunk: cli.docs_per_chunk,
+        },
+        |n| bar.inc(n as u64),
+    )?;
+    bar.finish_and_clear();
+    let seconds = clock.elapsed().as_secs_f64();
+
+    let mut long = output::long_table(&rows)?;
+    model::fsutil::write_atomic(&cli.out, |w| tables::write(&mut long, out_format, w))
+        .with_context(|| format!("writing {}", cli.out.display()))?;
+    if let (Some(path), Some(format)) = (&cli.wide, wide_format) {
+        let mut wide = output::wide_table(&rows, &catalogue)?;
+        model::fsutil::write_atomic(path, |w| tables::write(&mut wide, format, w))?;
+    }
+    if let Some(path) = &cli.linked_data {
+        let text = output::linked_data(&rows, &catalogue, path)?;
+        model::fsutil::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
+    }
+    if !skipped.is_empty() {
+        let path = cli.out.with_extension("skipped.jsonl");
+        let text: String = skipped
+            .iter()
+            .map(|s| serde_json::to_string(s).unwrap_or_default() + "\n")
+            .collect();
+        model::fsutil::write_atomic(&path, |w| w.write_all(text.as_bytes()))?;
+        eprintln!("{} document(s) skipped: {}", skipped.len(), path.display());
+    }
+    let answered = rows.iter().filter(|r| r.answer.is_some()).count();
+    println!(
+        "{} documents × {} concepts = {} questions in {seconds:.1} s ({:.1} questions/s); {answered} answered, \
+         {} no answer; table: {}",
+        docs.len(),
+        catalogue.concepts.len(),
+        rows.len(),
+        rows.len() as f64 / seconds.max(1e-9),
+        rows.len() - answered,
+        cli.out.display()
+    );
+    Ok(())
+}

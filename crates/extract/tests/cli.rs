@@ -1,0 +1,225 @@
+//! `extract` end to end with the tiny fixture model: every document × concept in one table, offsets
+//! that point into the original text, the wide and linked-data forms, bad documents reported and
+//! skipped, and the same bytes on a re-run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_extract");
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The fixture checkpoint with a (random) QA head, the fixture tokenizer and window settings.
+fn qa_model(dir: &Path) -> PathBuf {
+    let fixtures = root().join("crates/model/tests/fixtures");
+    let m = dir.join("qa-model");
+    std::fs::create_dir_all(&m).unwrap();
+    let from = fixtures.join("models/tiny-h40-l3");
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(from.join(f), m.join(f)).unwrap();
+    }
+    std::fs::copy(
+        fixtures.join("tokenizer/tokenizer.json"),
+        m.join("tokenizer.json"),
+    )
+    .unwrap();
+    let settings = serde_json::json!({"max_seq_length": 48, "doc_stride": 16, "max_query_length": 12,
+        "postprocess": {"n_best_size": 10, "max_answer_length": 8, "version_2_with_negative": false,
+                        "null_score_diff_threshold": 0.0}});
+    std::fs::write(m.join("medqa.json"), settings.to_string()).unwrap();
+    m
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn column(df: &tables::polars::prelude::DataFrame, name: &str) -> Vec<String> {
+    df.column(name)
+        .unwrap()
+        .as_materialized_series()
+        .iter()
+        .map(|v| {
+            v.get_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn documents_times_concepts_with_offsets_wide_and_linked_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let model = qa_model(d);
+    let docs = d.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    let ro = "Pacientul, 72 de ani, a fost internat cu scor NIHSS 12 și tensiune arterială 178/96 mmHg. \
+              Tratament la externare: apixaban 5 mg de două ori pe zi.";
+    let en = "NIHSS score on admission was 7. Blood pressure 150/90 mmHg. Discharged on dabigatran 150 mg twice daily.";
+    std::fs::write(docs.join("a.ro.txt"), ro).unwrap();
+    std::fs::write(docs.join("b.en.txt"), en).unwrap();
+    std::fs::write(docs.join("c.en.txt"), "   ").unwrap();
+    std::fs::write(docs.join("d.en.txt"), b"\xff\xfe broken").unwrap();
+    let concepts = root().join("configs/concepts-stroke.toml");
+    let n_concepts = extract::concepts::Catalogue::load(&concepts)
+        .unwrap()
+        .concepts
+        .len();
+    assert!(n_concepts >= 30);
+
+    let out = d.join("out.parquet");
+    let (wide, ld) = (d.join("wide.csv"), d.join("kg.nt"));
+    let args = [
+        "--model",
+        model.to_str().unwrap(),
+        "--concepts",
+        concepts.to_str().unwrap(),
+        "--docs",
+        docs.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--wide",
+        wide.to_str().unwrap(),
+        "--linked-data",
+        ld.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "16",
+        "--docs-per-chunk",
+        "1",
+    ];
+    let log = ok(run(&args));
+    assert!(
+        log.contains("2 documents") && log.contains("2 document(s) skipped"),
+        "{log}"
+    );
+    let skipped = std::fs::read_to_string(d.join("out.skipped.jsonl")).unwrap();
+    assert!(
+        skipped.contains("empty document") && skipped.contains("not UTF-8"),
+        "{skipped}"
+    );
+
+    let table = tables::read(&out).unwrap();
+    assert_eq!(table.height(), 2 * n_concepts);
+    let (ids, langs, qlangs) = (
+        column(&table, "doc_id"),
+        column(&table, "doc_lang"),
+        column(&table, "question_lang"),
+    );
+    let (cands, starts, ends) = (
+        column(&table, "candidate"),
+        column(&table, "start"),
+        column(&table, "end"),
+    );
+    for i in 0..table.height() {
+        let text = if ids[i] == "a" { ro } else { en };
+        assert_eq!(langs[i], if ids[i] == "a" { "ro" } else { "en" });
+        assert_eq!(qlangs[i], langs[i], "questions in the document's language");
+        let (s, e): (usize, usize) = (starts[i].parse().unwrap(), ends[i].parse().unwrap());
+        let span: String = text.chars().skip(s).take(e - s).collect();
+        assert_eq!(
+            span, cands[i],
+            "row {i}: offsets point at the answer in the original text"
+        );
+    }
+    let wide_table = tables::read(&wide).unwrap();
+    assert_eq!(wide_table.height(), 2);
+    assert_eq!(wide_table.width(), 2 + n_concepts);
+    let nt = std::fs::read_to_string(&ld).unwrap();
+    assert!(
+        nt.contains("<urn:medqa:document/a>") && nt.contains("<urn:medqa:vocab#value>"),
+        "{nt}"
+    );
+
+    // Same inputs, same bytes; English questions on the Romanian note when asked for.
+    let first = std::fs::read(&out).unwrap();
+    ok(run(&args));
+    assert_eq!(std::fs::read(&out).unwrap(), first);
+    let en_out = d.join("en.jsonl");
+    let mut en_args = args.to_vec();
+    en_args[7] = en_out.to_str().unwrap();
+    en_args.extend(["--question-lang", "en"]);
+    ok(run(&en_args));
+    let rows = std::fs::read_to_string(&en_out).unwrap();
+    assert!(
+        rows.lines().all(|l| l.contains("\"question_lang\":\"en\"")),
+        "{rows}"
+    );
+
+    // A threshold of 1 leaves nothing answered: every answer cell is empty.
+    let strict = d.join("strict.csv");
+    let mut strict_args = args[..8].to_vec();
+    strict_args[7] = strict.to_str().unwrap();
+    strict_args.extend(["--device", "cpu", "--min-probability", "1"]);
+    assert!(ok(run(&strict_args)).contains(" 0 answered"));
+}
+
+#[test]
+fn jsonl_and_csv_documents_and_bad_arguments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let model = qa_model(d);
+    let concepts = root().join("configs/concepts-stroke.toml");
+    let csv = d.join("notes.csv");
+    std::fs::write(&csv, "note_id,body\nn1,NIHSS 5 on admission.\nn2,\n").unwrap();
+    let out = d.join("o.csv");
+    let log = ok(run(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--concepts",
+        concepts.to_str().unwrap(),
+        "--docs",
+        csv.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--id-field",
+        "note_id",
+        "--text-field",
+        "body",
+        "--doc-lang",
+        "en",
+    ]));
+    assert!(
+        log.contains("1 documents") && log.contains("1 document(s) skipped"),
+        "{log}"
+    );
+    assert!(std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .starts_with("n1,en,"));
+
+    let bad = run(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--concepts",
+        concepts.to_str().unwrap(),
+        "--docs",
+        csv.to_str().unwrap(),
+        "--out",
+        d.join("o.xlsx").to_str().unwrap(),
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown table format"));
+}

@@ -1,0 +1,77 @@
+//! `scripts/demo.sh --quick`, the README's main job as a smoke run, on the binaries this workspace's
+//! test build made (`cargo test --release --workspace` builds every crate's binaries): every step
+//! runs and leaves its outputs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+#[test]
+fn quick_demo_runs_every_step() {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_extract"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let root = root();
+    // The script runs target/release/*: only a release test build has them all.
+    if bin_dir != root.join("target/release") {
+        eprintln!("skipped: the demo runs release binaries (cargo test --release --workspace)");
+        return;
+    }
+    for b in [
+        "data-prep",
+        "mlm-pretrain",
+        "qa-finetune",
+        "eval",
+        "extract",
+        "examples/parity_report",
+    ] {
+        assert!(
+            bin_dir.join(b).is_file(),
+            "{b} is not built: run cargo test --release --workspace"
+        );
+    }
+    let out = Command::new("bash")
+        .arg("scripts/demo.sh")
+        .arg("--quick")
+        .current_dir(&root)
+        .env("MEDQA_DEMO_NO_BUILD", "1")
+        .env("DEVICE", "cpu")
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{log}");
+    let run = root.join("runs/demo-quick");
+    for f in [
+        "tokenizer.json",
+        "corpus/statistics.parquet",
+        "qa-data/train.json",
+        "mlm/final/model.safetensors",
+        "qa/final/medqa.json",
+        "eval.md",
+        "extraction-wide.csv",
+        "extraction.nt",
+        "nightly/history.parquet",
+        "curves-mlm.png",
+        "curves-qa-loss.png",
+        "curves-qa-f1.png",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing\n{log}");
+    }
+    let table = tables::read(&run.join("extraction.parquet")).unwrap();
+    assert_eq!(table.height(), 42 * 34, "42 held-out notes × 34 concepts");
+    let md = std::fs::read_to_string(run.join("eval.md")).unwrap();
+    for lang in ["bg", "cs", "el", "en", "es", "pl", "ro", "all"] {
+        assert!(md.contains(&format!("| sample-dev | {lang} |")), "{md}");
+    }
+}

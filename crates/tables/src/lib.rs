@@ -1,0 +1,282 @@
+//! Tables in and out through polars: the formats users hand us (CSV, TSV, Parquet) and the ones we
+//! write (Parquet, CSV, TSV, JSONL), chosen by file extension, plus Markdown for reports.
+//!
+//! Writers fill any `Write`, so that callers put them behind their atomic file writer.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+pub use polars;
+use polars::prelude::{
+    AnyValue, Column, CsvParseOptions, CsvReadOptions, CsvWriter, DataFrame, JsonFormat,
+    JsonReader, JsonWriter, ParquetReader, ParquetWriter, PlSmallStr, SerReader, SerWriter,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableFormat {
+    Parquet,
+    Csv,
+    Tsv,
+    Jsonl,
+}
+
+impl TableFormat {
+    /// The format a file name asks for: `.parquet`, `.csv`, `.tsv`, `.jsonl` (or `.ndjson`).
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        Ok(match ext.as_str() {
+            "parquet" | "pq" => Self::Parquet,
+            "csv" => Self::Csv,
+            "tsv" | "tab" => Self::Tsv,
+            "jsonl" | "ndjson" => Self::Jsonl,
+            _ => bail!(
+                "{}: unknown table format '.{ext}' (use .parquet, .csv, .tsv or .jsonl)",
+                path.display()
+            ),
+        })
+    }
+}
+
+/// Writes `df` in `format` to `w`.
+pub fn write(df: &mut DataFrame, format: TableFormat, w: &mut dyn Write) -> std::io::Result<()> {
+    let result = match format {
+        TableFormat::Parquet => ParquetWriter::new(w).finish(df).map(|_| ()),
+        TableFormat::Csv => CsvWriter::new(w).include_header(true).finish(df),
+        TableFormat::Tsv => CsvWriter::new(w)
+            .include_header(true)
+            .with_separator(b'\t')
+            .finish(df),
+        TableFormat::Jsonl => JsonWriter::new(w)
+            .with_json_format(JsonFormat::JsonLines)
+            .finish(df),
+    };
+    result.map_err(std::io::Error::other)
+}
+
+/// Reads a whole table (Parquet, CSV or TSV; CSV/TSV with a header row, every column as text).
+pub fn read(path: &Path) -> Result<DataFrame> {
+    read_columns(path, None)
+}
+
+fn read_columns(path: &Path, columns: Option<&[&str]>) -> Result<DataFrame> {
+    let format = TableFormat::from_path(path)?;
+    let df = match format {
+        TableFormat::Parquet => {
+            let file =
+                File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            ParquetReader::new(file)
+                .with_columns(columns.map(|c| c.iter().map(|s| s.to_string()).collect()))
+                .finish()
+        }
+        TableFormat::Csv | TableFormat::Tsv => {
+            let separator = if format == TableFormat::Tsv {
+                b'\t'
+            } else {
+                b','
+            };
+            CsvReadOptions::default()
+                .with_has_header(true)
+                // Text stays text: an id column of digits must not turn into numbers.
+                .with_infer_schema_length(Some(0))
+                .with_columns(
+                    columns.map(|c| c.iter().map(|s| PlSmallStr::from(*s)).collect::<Arc<[_]>>()),
+                )
+                .with_parse_options(CsvParseOptions::default().with_separator(separator))
+                .try_into_reader_with_file_path(Some(path.to_path_buf()))
+                .and_then(|r| r.finish())
+        }
+        TableFormat::Jsonl => {
+            let file =
+                File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            JsonReader::new(file)
+                .with_json_format(JsonFormat::JsonLines)
+                .finish()
+        }
+    };
+    df.with_context(|| format!("cannot read the table {}", path.display()))
+}
+
+/// The names of a table's columns, for error messages.
+fn column_names(df: &DataFrame) -> Vec<String> {
+    df.get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// One text column of a table, row by row (`None` where the cell is empty or null), with an optional
+/// second column read alongside (a per-row language, say). Only these columns are read.
+pub fn read_text_column(
+    path: &Path,
+    column: &str,
+    also: Option<&str>,
+) -> Result<Vec<(Option<String>, Option<String>)>> {
+    let wanted: Vec<&str> = std::iter::once(column).chain(also).collect();
+    let df = match read_columns(path, Some(&wanted)) {
+        Ok(df) => df,
+        Err(e) => {
+            // Name the missing column and the ones that are there; other errors as they are.
+            let names = column_names(&read(path).map_err(|_| e)?);
+            let missing = wanted.iter().find(|w| !names.iter().any(|n| n == *w));
+            bail!(
+                "{}: no column '{}' (columns: {})",
+                path.display(),
+                missing.copied().unwrap_or(column),
+                names.join(", ")
+            );
+        }
+    };
+    let text = strings(&df, column, path)?;
+    let second = match also {
+        Some(c) => strings(&df, c, path)?,
+        None => vec![None; text.len()],
+    };
+    Ok(text.into_iter().zip(second).collect())
+}
+
+fn strings(df: &DataFrame, column: &str, path: &Path) -> Result<Vec<Option<String>>> {
+    let col = df
+        .column(column)
+        .with_context(|| format!("{}: no column '{column}'", path.display()))?;
+    let s = col.as_materialized_series();
+    let ca = s.str().map_err(|_| {
+        anyhow::anyhow!(
+            "{}: column '{column}' holds {}, not text",
+            path.display(),
+            s.dtype()
+        )
+    })?;
+    Ok(ca
+        .iter()
+        .map(|v| v.filter(|t| !t.trim().is_empty()).map(str::to_owned))
+        .collect())
+}
+
+/// A column of text.
+pub fn text_column(name: &str, values: Vec<String>) -> Column {
+    Column::new(name.into(), values)
+}
+
+/// A DataFrame from columns of equal length.
+pub fn frame(columns: Vec<Column>) -> Result<DataFrame> {
+    DataFrame::new_infer_height(columns).context("building a table")
+}
+
+/// A GitHub-flavoured Markdown table; floats with `decimals` places.
+pub fn markdown(df: &DataFrame, decimals: usize) -> String {
+    let names = column_names(df);
+    let mut out = format!("| {} |\n", names.join(" | "));
+    out.push_str(&format!(
+        "|{}\n",
+        df.columns()
+            .iter()
+            .map(|c| if c.dtype().is_primitive_numeric() {
+                "---:|"
+            } else {
+                "---|"
+            })
+            .collect::<String>()
+    ));
+    for row in 0..df.height() {
+        let cells: Vec<String> = df
+            .columns()
+            .iter()
+            .map(|c| match c.get(row) {
+                Ok(AnyValue::Null) | Err(_) => String::new(),
+                Ok(AnyValue::String(s)) => s.replace('|', "\\|"),
+                Ok(AnyValue::StringOwned(s)) => s.replace('|', "\\|"),
+                Ok(AnyValue::Float64(f)) => format!("{f:.decimals$}"),
+                Ok(AnyValue::Float32(f)) => format!("{f:.decimals$}"),
+                Ok(v) => v.to_string(),
+            })
+            .collect();
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> DataFrame {
+        frame(vec![
+            text_column("lang", vec!["en".into(), "ro".into()]),
+            Column::new("f1".into(), vec![71.25_f64, 40.0]),
+            Column::new("count".into(), vec![3_u64, 4]),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn every_format_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["t.parquet", "t.csv", "t.tsv", "t.jsonl"] {
+            let path = dir.path().join(name);
+            let format = TableFormat::from_path(&path).unwrap();
+            let mut f = File::create(&path).unwrap();
+            write(&mut sample(), format, &mut f).unwrap();
+            drop(f);
+            let back = read(&path).unwrap();
+            assert_eq!(back.height(), 2, "{name}");
+            assert_eq!(column_names(&back), ["lang", "f1", "count"], "{name}");
+            let langs = read_text_column(&path, "lang", None).unwrap();
+            assert_eq!(langs[1].0.as_deref(), Some("ro"), "{name}");
+        }
+        assert!(TableFormat::from_path(Path::new("x.xlsx")).is_err());
+    }
+
+    #[test]
+    fn missing_and_non_text_columns_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        write(
+            &mut sample(),
+            TableFormat::Parquet,
+            &mut File::create(&path).unwrap(),
+        )
+        .unwrap();
+        let e = read_text_column(&path, "text", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no column 'text'") && e.contains("lang, f1, count"),
+            "{e}"
+        );
+        let e = read_text_column(&path, "f1", None).unwrap_err().to_string();
+        assert!(e.contains("not text"), "{e}");
+    }
+
+    #[test]
+    fn csv_cells_stay_text_and_blanks_are_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        std::fs::write(
+            &path,
+            "id,text,lang\n007,first note,en\n008,,ro\n009,\"a, b\",bg\n",
+        )
+        .unwrap();
+        let rows = read_text_column(&path, "text", Some("lang")).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0], (Some("first note".into()), Some("en".into())));
+        assert_eq!(rows[1].0, None);
+        assert_eq!(rows[2].0.as_deref(), Some("a, b"));
+        let ids = read_text_column(&path, "id", None).unwrap();
+        assert_eq!(ids[0].0.as_deref(), Some("007"));
+    }
+
+    #[test]
+    fn markdown_aligns_numbers_and_formats_floats() {
+        let md = markdown(&sample(), 2);
+        assert_eq!(
+            md,
+            "| lang | f1 | count |\n|---|---:|---:|\n| en | 71.25 | 3 |\n| ro | 40.00 | 4 |\n"
+        );
+    }
+}
