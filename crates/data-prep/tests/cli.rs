@@ -46,6 +46,21 @@ fn sample_tokenizer(dir: &Path) -> PathBuf {
     tok
 }
 
+/// Runs `corpus` and checks that the summary has each "language/source/split" row.
+fn corpus_with_rows(cfg: &Path, out: &Path, rows: &[&str]) -> String {
+    let summary = ok(run(&[
+        "corpus",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    for row in rows {
+        assert!(summary.contains(row), "{row} missing in\n{summary}");
+    }
+    summary
+}
+
 fn bytes_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
         .unwrap()
@@ -300,22 +315,17 @@ fn tmx_term_lists_and_squad_contexts() {
     )
     .unwrap();
     let out = d.join("out");
-    let summary = ok(run(&[
-        "corpus",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]));
-    for row in [
-        "en/tm/train",
-        "es/tm/train",
-        "ro/terms/train",
-        "en/terms/train",
-        "ro/ctx/train",
-    ] {
-        assert!(summary.contains(row), "{row} missing in\n{summary}");
-    }
+    let summary = corpus_with_rows(
+        &cfg,
+        &out,
+        &[
+            "en/tm/train",
+            "es/tm/train",
+            "ro/terms/train",
+            "en/terms/train",
+            "ro/ctx/train",
+        ],
+    );
     assert!(summary.contains("rejected inputs: 2"), "{summary}");
     let rejects = std::fs::read_to_string(out.join("rejects.jsonl")).unwrap();
     assert!(
@@ -389,21 +399,16 @@ fn csv_tsv_and_parquet_columns_with_per_row_languages_and_a_statistics_table() {
     )
     .unwrap();
     let out = d.join("out");
-    let summary = ok(run(&[
-        "corpus",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]));
-    for row in [
-        "ro/notes/train",
-        "en/notes/train",
-        "ro/drugs/train",
-        "pl/pl/train",
-    ] {
-        assert!(summary.contains(row), "{row} missing in\n{summary}");
-    }
+    corpus_with_rows(
+        &cfg,
+        &out,
+        &[
+            "ro/notes/train",
+            "en/notes/train",
+            "ro/drugs/train",
+            "pl/pl/train",
+        ],
+    );
     let rejects = std::fs::read_to_string(out.join("rejects.jsonl")).unwrap();
     assert!(
         rejects.contains("empty 'note' cell") && rejects.contains("\"line\":3"),

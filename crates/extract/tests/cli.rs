@@ -32,8 +32,24 @@ fn qa_model(dir: &Path) -> PathBuf {
     m
 }
 
-fn run(args: &[&str]) -> std::process::Output {
+fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Output {
     Command::new(BIN).args(args).output().unwrap()
+}
+
+/// Model, the stroke catalogue, documents and output, on the CPU; callers add the rest.
+fn args(model: &Path, docs: &Path, out: &Path) -> Vec<String> {
+    let concepts = root().join("configs/concepts-stroke.toml");
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    [
+        ("--model", path(model)),
+        ("--concepts", path(&concepts)),
+        ("--docs", path(docs)),
+        ("--out", path(out)),
+        ("--device", "cpu".to_owned()),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_owned(), v])
+    .collect()
 }
 
 fn ok(out: std::process::Output) -> String {
@@ -86,26 +102,15 @@ fn documents_times_concepts_with_offsets_wide_and_linked_data() {
 
     let out = d.join("out.parquet");
     let (wide, ld) = (d.join("wide.csv"), d.join("kg.nt"));
-    let args = [
-        "--model",
-        model.to_str().unwrap(),
-        "--concepts",
-        concepts.to_str().unwrap(),
-        "--docs",
-        docs.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--wide",
-        wide.to_str().unwrap(),
-        "--linked-data",
-        ld.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--batch-size",
-        "16",
-        "--docs-per-chunk",
-        "1",
-    ];
+    let mut args = args(&model, &docs, &out);
+    for (k, v) in [
+        ("--wide", wide.to_str().unwrap()),
+        ("--linked-data", ld.to_str().unwrap()),
+        ("--batch-size", "16"),
+        ("--docs-per-chunk", "1"),
+    ] {
+        args.extend([k.to_owned(), v.to_owned()]);
+    }
     let log = ok(run(&args));
     assert!(
         log.contains("2 documents") && log.contains("2 document(s) skipped"),
@@ -154,9 +159,9 @@ fn documents_times_concepts_with_offsets_wide_and_linked_data() {
     ok(run(&args));
     assert_eq!(std::fs::read(&out).unwrap(), first);
     let en_out = d.join("en.jsonl");
-    let mut en_args = args.to_vec();
-    en_args[7] = en_out.to_str().unwrap();
-    en_args.extend(["--question-lang", "en"]);
+    let mut en_args = args.clone();
+    en_args[7] = en_out.to_str().unwrap().to_owned();
+    en_args.extend(["--question-lang".to_owned(), "en".to_owned()]);
     ok(run(&en_args));
     let rows = std::fs::read_to_string(&en_out).unwrap();
     assert!(
@@ -166,9 +171,8 @@ fn documents_times_concepts_with_offsets_wide_and_linked_data() {
 
     // A threshold of 1 leaves nothing answered: every answer cell is empty.
     let strict = d.join("strict.csv");
-    let mut strict_args = args[..8].to_vec();
-    strict_args[7] = strict.to_str().unwrap();
-    strict_args.extend(["--device", "cpu", "--min-probability", "1"]);
+    let mut strict_args = crate::args(&model, &docs, &strict);
+    strict_args.extend(["--min-probability".to_owned(), "1".to_owned()]);
     assert!(ok(run(&strict_args)).contains(" 0 answered"));
 }
 
@@ -177,28 +181,18 @@ fn jsonl_and_csv_documents_and_bad_arguments() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let model = qa_model(d);
-    let concepts = root().join("configs/concepts-stroke.toml");
     let csv = d.join("notes.csv");
     std::fs::write(&csv, "note_id,body\nn1,NIHSS 5 on admission.\nn2,\n").unwrap();
     let out = d.join("o.csv");
-    let log = ok(run(&[
-        "--model",
-        model.to_str().unwrap(),
-        "--concepts",
-        concepts.to_str().unwrap(),
-        "--docs",
-        csv.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--id-field",
-        "note_id",
-        "--text-field",
-        "body",
-        "--doc-lang",
-        "en",
-    ]));
+    let mut csv_args = args(&model, &csv, &out);
+    for (k, v) in [
+        ("--id-field", "note_id"),
+        ("--text-field", "body"),
+        ("--doc-lang", "en"),
+    ] {
+        csv_args.extend([k.to_owned(), v.to_owned()]);
+    }
+    let log = ok(run(&csv_args));
     assert!(
         log.contains("1 documents") && log.contains("1 document(s) skipped"),
         "{log}"
@@ -210,16 +204,7 @@ fn jsonl_and_csv_documents_and_bad_arguments() {
         .unwrap()
         .starts_with("n1,en,"));
 
-    let bad = run(&[
-        "--model",
-        model.to_str().unwrap(),
-        "--concepts",
-        concepts.to_str().unwrap(),
-        "--docs",
-        csv.to_str().unwrap(),
-        "--out",
-        d.join("o.xlsx").to_str().unwrap(),
-    ]);
+    let bad = run(&args(&model, &csv, &d.join("o.xlsx")));
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown table format"));
 }
