@@ -172,24 +172,25 @@ def predict(a):
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-ap = argparse.ArgumentParser()
-sub = ap.add_subparsers(dest="cmd", required=True)
-m = sub.add_parser("make-model")
-m.add_argument("dir")
-m.add_argument("--tokenizer", required=True)
-for k, v in dict(hidden=256, layers=4, heads=4, intermediate=1024).items():
-    m.add_argument(f"--{k}", type=int, default=v)
-for name in ["train", "predict"]:
-    p = sub.add_parser(name)
-    p.add_argument("--model", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--out")
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--batch", type=int, default=16 if name == "train" else 32)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-a = ap.parse_args()
-if a.cmd != "make-model":
-    torch.set_num_threads(a.threads)
-{"make-model": make_model, "train": train, "predict": predict}[a.cmd](a)
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("make-model")
+    m.add_argument("dir")
+    m.add_argument("--tokenizer", required=True)
+    for k, v in dict(hidden=256, layers=4, heads=4, intermediate=1024).items():
+        m.add_argument(f"--{k}", type=int, default=v)
+    for name in ["train", "predict"]:
+        p = sub.add_parser(name)
+        p.add_argument("--model", required=True)
+        p.add_argument("--data", required=True)
+        p.add_argument("--out")
+        p.add_argument("--steps", type=int, default=30)
+        p.add_argument("--batch", type=int, default=16 if name == "train" else 32)
+        p.add_argument("--threads", type=int, default=2)
+        p.add_argument("--device", default="cpu")
+        p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    a = ap.parse_args()
+    if a.cmd != "make-model":
+        torch.set_num_threads(a.threads)
+    {"make-model": make_model, "train": train, "predict": predict}[a.cmd](a)
