@@ -212,9 +212,14 @@ pub fn run(cfg: &NightlyConfig, predictor: &Path, run: &str) -> Result<Outcome> 
     let mut rows = Vec::new();
     let mut reports: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let mut failures = Vec::new();
-    let mut set_hashes = HashMap::new();
+    // Each set is read and hashed once, whatever the number of models.
+    let mut loaded = HashMap::new();
     for set in &cfg.sets {
-        set_hashes.insert(set.name.clone(), sha256_of(&set.path)?);
+        let golden = (set.format == SetFormat::Bioasq)
+            .then(|| crate::bioasq::load_golden(&set.path))
+            .transpose()?;
+        let data = crate::data::load_dataset(&set.path)?;
+        loaded.insert(set.name.clone(), (sha256_of(&set.path)?, data, golden));
     }
     for m in &cfg.models {
         let weights = m.path.join("model.safetensors");
@@ -255,13 +260,14 @@ pub fn run(cfg: &NightlyConfig, predictor: &Path, run: &str) -> Result<Outcome> 
                 ));
                 continue;
             }
-            let (report, bioasq) = score_set(set, &out)?;
+            let (set_sha, data, golden) = &loaded[&set.name];
+            let (report, bioasq) = score_set(set, data, golden.as_ref(), &out)?;
             let base = Row {
                 run: run.to_owned(),
                 model: m.name.clone(),
                 model_sha256: model_sha.clone(),
                 set: set.name.clone(),
-                set_sha256: set_hashes[&set.name].clone(),
+                set_sha256: set_sha.clone(),
                 lang: "all".into(),
                 questions: report.overall.total as u64,
                 exact: report.overall.exact,
@@ -335,8 +341,12 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Scores one prediction directory against its set.
-fn score_set(set: &EvalSet, out: &Path) -> Result<(Report, Option<crate::bioasq::BioasqScores>)> {
-    let data = crate::data::load_dataset(&set.path)?;
+fn score_set(
+    set: &EvalSet,
+    data: &crate::data::Dataset,
+    golden: Option<&std::collections::BTreeMap<String, std::collections::HashSet<String>>>,
+    out: &Path,
+) -> Result<(Report, Option<crate::bioasq::BioasqScores>)> {
     let preds = crate::data::load_predictions(&out.join("predictions.json"))?;
     let odds = out.join("null_odds.json");
     let na = odds
@@ -354,13 +364,13 @@ fn score_set(set: &EvalSet, out: &Path) -> Result<(Report, Option<crate::bioasq:
         na_probs: na,
         na_prob_thresh: 1.0,
     };
-    let report = evaluate(&data, &preds, &opts);
-    let bioasq = if set.format == SetFormat::Bioasq {
-        let golden = crate::bioasq::load_golden(&set.path)?;
-        let nbest = crate::bioasq::load_nbest(&out.join("nbest_predictions.json"))?;
-        Some(crate::bioasq::score(&golden, &nbest)?)
-    } else {
-        None
+    let report = evaluate(data, &preds, &opts);
+    let bioasq = match golden {
+        Some(golden) => {
+            let nbest = crate::bioasq::load_nbest(&out.join("nbest_predictions.json"))?;
+            Some(crate::bioasq::score(golden, &nbest)?)
+        }
+        None => None,
     };
     Ok((report, bioasq))
 }
