@@ -47,6 +47,9 @@ pub fn pad(features: &[&QaFeature], pad_id: u32, device: Device) -> (Tensor, Ten
 }
 
 /// Start and end logits of every feature, in batches, without gradients.
+///
+/// Windows are batched longest first, so each batch pads to a length close to its own windows'
+/// (run_qa.py pads every window to `max_seq_length`); the logits come back in feature order.
 pub fn infer(
     model: &XlmRobertaForQuestionAnswering,
     features: &[QaFeature],
@@ -55,21 +58,23 @@ pub fn infer(
     device: Device,
 ) -> Vec<(Vec<f32>, Vec<f32>)> {
     let _guard = tch::no_grad_guard();
-    let mut out = Vec::with_capacity(features.len());
-    for chunk in features.chunks(batch_size.max(1)) {
-        let refs: Vec<&QaFeature> = chunk.iter().collect();
+    let mut order: Vec<usize> = (0..features.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(features[i].input_ids.len()));
+    let mut out = vec![(Vec::new(), Vec::new()); features.len()];
+    for chunk in order.chunks(batch_size.max(1)) {
+        let refs: Vec<&QaFeature> = chunk.iter().map(|&i| &features[i]).collect();
         let (ids, mask) = pad(&refs, pad_id, device);
         let (s, e) = model.forward_t(&ids, &mask, None, false);
         let (s, e) = (
             s.to_kind(Kind::Float).to_device(Device::Cpu),
             e.to_kind(Kind::Float).to_device(Device::Cpu),
         );
-        for (row, f) in chunk.iter().enumerate() {
-            let n = f.input_ids.len() as i64;
+        for (row, &i) in chunk.iter().enumerate() {
+            let n = features[i].input_ids.len() as i64;
             let take = |t: &Tensor| {
                 Vec::<f32>::try_from(t.get(row as i64).narrow(0, 0, n)).unwrap_or_default()
             };
-            out.push((take(&s), take(&e)));
+            out[i] = (take(&s), take(&e));
         }
     }
     out
