@@ -6,13 +6,11 @@
 //! model's memory goes back to the system when its predictions are written.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::history::{self, Comparison, Row};
 use crate::plot;
@@ -157,21 +155,6 @@ pub fn find_predictor(explicit: Option<&Path>) -> Result<PathBuf> {
     Ok(candidate)
 }
 
-fn sha256_of(path: &Path) -> Result<String> {
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("{:x}", h.finalize()))
-}
-
 /// A file name part from a user's name: letters, digits, `-`, `_`, `.`.
 fn slug(name: &str) -> String {
     name.chars()
@@ -219,11 +202,14 @@ pub fn run(cfg: &NightlyConfig, predictor: &Path, run: &str) -> Result<Outcome> 
             .then(|| crate::bioasq::load_golden(&set.path))
             .transpose()?;
         let data = crate::data::load_dataset(&set.path)?;
-        loaded.insert(set.name.clone(), (sha256_of(&set.path)?, data, golden));
+        loaded.insert(
+            set.name.clone(),
+            (fsutil::sha256_file(&set.path)?, data, golden),
+        );
     }
     for m in &cfg.models {
         let weights = m.path.join("model.safetensors");
-        let model_sha = match sha256_of(&weights) {
+        let model_sha = match fsutil::sha256_file(&weights) {
             Ok(h) => h,
             Err(e) => {
                 failures.push(format!("model {}: {e:#}", m.name));

@@ -1,9 +1,11 @@
-//! Writing files so that a crash leaves either the old file or the new one, never half of one.
+//! Files: writing so that a crash leaves either the old file or the new one, never half of one; and
+//! hashing them for run manifests and evaluation history.
 
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
 
 /// Writes through `fill` into a temporary file beside `path`, syncs it, and renames it over `path`.
 pub fn write_atomic(
@@ -34,4 +36,40 @@ pub fn write_atomic(
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// SHA-256 of a file's bytes as lower-case hex, read in 1 MiB pieces.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_a_file_matches_the_standard_vector_and_missing_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("abc.txt");
+        write_atomic(&path, |w| w.write_all(b"abc")).unwrap();
+        assert_eq!(
+            sha256_file(&path).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let err = sha256_file(&dir.path().join("absent")).unwrap_err();
+        assert!(format!("{err:#}").contains("absent"), "{err:#}");
+    }
 }

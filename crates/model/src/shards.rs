@@ -210,6 +210,4 @@ impl Corpus {
 }
 
 /// SHA-256 of a file as lower-case hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    Ok(crate::train::manifest::hash_path(path)?.sha256)
-}
+pub use fsutil::sha256_file;
