@@ -38,22 +38,29 @@ pub fn write_atomic(
     Ok(())
 }
 
-/// SHA-256 of a file's bytes as lower-case hex, read in 1 MiB pieces.
+/// SHA-256 of a file's bytes as lower-case hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut h = Sha256::new();
+    hash_file_into(&mut h, path)?;
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// Feeds a file's bytes into `hasher` in 1 MiB pieces; returns how many there were.
+pub fn hash_file_into(hasher: &mut Sha256, path: &Path) -> Result<u64> {
     let mut f =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0;
     loop {
         let n = f
             .read(&mut buf)
             .with_context(|| format!("cannot read {}", path.display()))?;
         if n == 0 {
-            break;
+            return Ok(bytes);
         }
-        h.update(&buf[..n]);
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
     }
-    Ok(format!("{:x}", h.finalize()))
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! `manifest.json`: everything needed to repeat a run — resolved config, command line, seed, git commit,
 //! tool versions and hashes of the inputs.
 
-use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 
@@ -91,19 +90,7 @@ pub fn hash_path(path: &Path) -> Result<InputHash> {
                     .as_bytes(),
             );
         }
-        let mut f = std::fs::File::open(file)
-            .with_context(|| format!("cannot read input {}", file.display()))?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f
-                .read(&mut buf)
-                .with_context(|| format!("cannot read input {}", file.display()))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            bytes += n as u64;
-        }
+        bytes += fsutil::hash_file_into(&mut hasher, file)?;
     }
     let digest = hasher.finalize();
     Ok(InputHash {
