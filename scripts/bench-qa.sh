@@ -12,6 +12,10 @@
 #       (prebuilt binaries, e.g. on a GPU machine without a Rust toolchain; torch from PYTHON)
 #   MODEL_ARGS="--hidden 768 --layers 12 --heads 12 --intermediate 3072": the xlm-roberta-base shape
 #   TRAIN_SET=../shared/data/qa/bioasq-7b-train-factoid.en.json: train on BioASQ's short snippets instead
+#   SHARED_DATA=dir: where the real data sets are (default ../shared/data; needs qa/, and corpus/ unless
+#   TOKENIZER names an existing 16k tokenizer); PARTS=predict (or train) runs one half only.
+# Prediction is timed twice: the whole process on both sides (start-up, loading, CUDA set-up included),
+# and from after the model is loaded (medqa: its windows + forward + post-processing seconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 device=${DEVICE:-cpu}
@@ -27,11 +31,12 @@ else
   bench=target/release/examples/bench_train
 fi
 opts=(--device "$device" --precision "$precision")
-work=runs/bench-qa
+work=${WORK:-runs/bench-qa}
 mkdir -p "$work"
-shared=../shared/data
-if [ -d "$shared/qa" ] && [ -d "$shared/corpus" ]; then
-  corpus=configs/corpus-shared.toml; tok=runs/real/tokenizer.json
+shared=${SHARED_DATA:-../shared/data}
+parts=${PARTS:-train,predict}
+if [ -d "$shared/qa" ] && { [ -d "$shared/corpus" ] || [ -f "${TOKENIZER:-}" ]; }; then
+  corpus=configs/corpus-shared.toml; tok=${TOKENIZER:-runs/real/tokenizer.json}
   train_src=${TRAIN_SET:-$shared/qa/squad-v1.1-dev.en.json}; pred_src=$shared/qa/covid-qa-200423.en.json
 else
   echo "(../shared/data absent: benchmarking on the project's sample data)"
@@ -50,30 +55,43 @@ PY
 $py scripts/bench_qa.py make-model "$work/model" --tokenizer "$tok" ${MODEL_ARGS:-}
 steps=${STEPS:-30}
 
-echo "== training ($steps steps of 16 windows)"
-ours=$("$bench" --model "$work/model" --data "$work/train.json" --steps "$steps" "${opts[@]}" | tail -n 1)
-ungrouped=$("$bench" --model "$work/model" --data "$work/train.json" --group-by-length false --steps "$steps" "${opts[@]}" | tail -n 1)
-theirs=$($py scripts/bench_qa.py train --model "$work/model" --data "$work/train.json" --steps "$steps" "${opts[@]}" | tail -n 1)
-printf '%s\n%s\n%s\n' "$ours" "$ungrouped" "$theirs"
-
-echo "== prediction (COVID-QA contexts, end to end)"
-start=$(date +%s%N)
-pred=$("$bin"/qa-finetune predict --model "$work/model" --data "$work/predict.json" --out "$work/pred-medqa" --batch-size 32 "${opts[@]}" | tail -n 1)
-ns=$(( $(date +%s%N) - start ))
-ours_s=$(printf '%d.%09d' $((ns / 1000000000)) $((ns % 1000000000)))
-echo "medqa: $pred; ${ours_s} s"
-theirs_p=$($py scripts/bench_qa.py predict --model "$work/model" --data "$work/predict.json" --out "$work/pred-transformers" "${opts[@]}" | tail -n 1)
-echo "$theirs_p"
-$py - "$ours" "$ungrouped" "$theirs" "$ours_s" "$theirs_p" "$work" <<'PY'
+if [[ $parts == *train* ]]; then
+  echo "== training ($steps steps of 16 windows)"
+  ours=$("$bench" --model "$work/model" --data "$work/train.json" --steps "$steps" "${opts[@]}" | tail -n 1)
+  ungrouped=$("$bench" --model "$work/model" --data "$work/train.json" --group-by-length false --steps "$steps" "${opts[@]}" | tail -n 1)
+  theirs=$($py scripts/bench_qa.py train --model "$work/model" --data "$work/train.json" --steps "$steps" "${opts[@]}" | tail -n 1)
+  printf '%s\n%s\n%s\n' "$ours" "$ungrouped" "$theirs"
+  $py - "$ours" "$ungrouped" "$theirs" <<'PY'
 import json, sys
-o, u, t, p = (json.loads(sys.argv[i]) for i in (1, 2, 3, 5))
-ours_s = float(sys.argv[4])
+o, u, t = (json.loads(a) for a in sys.argv[1:4])
 print(f"training speed-up (features/s, medqa / transformers): {o['features_per_sec'] / t['features_per_sec']:.2f}x "
       f"(without length grouping: {u['features_per_sec'] / t['features_per_sec']:.2f}x)")
-print(f"prediction speed-up (end to end, {p['questions']} questions, {p['windows']} windows): "
-      f"{p['seconds'] / ours_s:.2f}x")
-a = json.load(open(f"{sys.argv[6]}/pred-medqa/predictions.json", encoding="utf-8"))
-b = json.load(open(f"{sys.argv[6]}/pred-transformers/predictions.json", encoding="utf-8"))
+PY
+fi
+[[ $parts == *predict* ]] || exit 0
+
+echo "== prediction (COVID-QA contexts, end to end)"
+wall() { local start; start=$(date +%s%N); "$@"; ns=$(( $(date +%s%N) - start )); }
+secs() { printf '%d.%09d' $((ns / 1000000000)) $((ns % 1000000000)); }
+wall "$bin"/qa-finetune predict --model "$work/model" --data "$work/predict.json" --out "$work/pred-medqa" \
+  --batch-size 32 "${opts[@]}" >"$work/pred-medqa.log"
+ours_s=$(secs)
+pred=$(tail -n 1 "$work/pred-medqa.log")
+echo "medqa: $pred; ${ours_s} s"
+wall $py scripts/bench_qa.py predict --model "$work/model" --data "$work/predict.json" --out "$work/pred-transformers" \
+  "${opts[@]}" >"$work/pred-transformers.log"
+theirs_s=$(secs)
+theirs_p=$(tail -n 1 "$work/pred-transformers.log")
+echo "$theirs_p; process ${theirs_s} s"
+$py - "$pred" "$ours_s" "$theirs_p" "$theirs_s" "$work" <<'PY'
+import json, re, sys
+ours_line, ours_s, p, theirs_s = sys.argv[1], float(sys.argv[2]), json.loads(sys.argv[3]), float(sys.argv[4])
+ours_in = sum(float(x) for x in re.findall(r"(?:windows|forward|post-processing) ([0-9.]+) s", ours_line))
+print(f"prediction speed-up ({p['questions']} questions, {p['windows']} windows): whole process {theirs_s:.2f} s / "
+      f"{ours_s:.2f} s = {theirs_s / ours_s:.2f}x; after loading {p['seconds']:.2f} s / {ours_in:.2f} s = "
+      f"{p['seconds'] / ours_in:.2f}x")
+a = json.load(open(f"{sys.argv[5]}/pred-medqa/predictions.json", encoding="utf-8"))
+b = json.load(open(f"{sys.argv[5]}/pred-transformers/predictions.json", encoding="utf-8"))
 same = sum(a.get(k) == v for k, v in b.items())
 print(f"same answers from both: {same}/{len(b)}")
 PY

@@ -8,9 +8,9 @@ XLMRobertaForQuestionAnswering, utils_qa.py's n-best post-processing (scripts/be
 """
 import argparse
 import csv
+import json
 import os
 import time
-import tomllib
 
 import numpy as np
 import torch
@@ -25,11 +25,17 @@ ap.add_argument("--docs", required=True)
 ap.add_argument("--out", required=True)
 ap.add_argument("--batch", type=int, default=64)
 ap.add_argument("--threads", type=int, default=2)
+ap.add_argument("--device", default="cpu")
+ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
-model = XLMRobertaForQuestionAnswering.from_pretrained(a.model).eval()
+model = XLMRobertaForQuestionAnswering.from_pretrained(a.model).to(a.device).eval()
 tok = bench_qa.tokenizer(os.path.join(a.model, "tokenizer.json"))
-concepts = tomllib.load(open(a.concepts, "rb"))["concepts"]
+if a.concepts.endswith(".json"):  # for machines whose Python predates tomllib (3.11)
+    concepts = json.load(open(a.concepts, encoding="utf-8"))["concepts"]
+else:
+    import tomllib
+    concepts = tomllib.load(open(a.concepts, "rb"))["concepts"]
 examples = []
 for name in sorted(os.listdir(a.docs)):
     if name.endswith(".txt"):
@@ -41,14 +47,16 @@ for name in sorted(os.listdir(a.docs)):
 enc = bench_qa.encode(tok, examples)
 ids, mask = torch.tensor(enc["input_ids"]), torch.tensor(enc["attention_mask"])
 starts, ends = [], []
-with torch.no_grad():
+with torch.no_grad(), bench_qa.autocast(a):
     for b in range(0, len(ids), a.batch):
-        out = model(input_ids=ids[b:b + a.batch], attention_mask=mask[b:b + a.batch])
-        starts.append(out.start_logits.numpy()), ends.append(out.end_logits.numpy())
-answers = bench_qa.postprocess(examples, enc, np.concatenate(starts), np.concatenate(ends))
+        out = model(input_ids=ids[b:b + a.batch].to(a.device), attention_mask=mask[b:b + a.batch].to(a.device))
+        starts.append(out.start_logits.float().cpu().numpy()), ends.append(out.end_logits.float().cpu().numpy())
+scores = {}
+answers = bench_qa.postprocess(examples, enc, np.concatenate(starts), np.concatenate(ends), scores)
 with open(a.out, "w", newline="", encoding="utf-8") as f:
     w = csv.writer(f)
-    w.writerow(["doc_id", "doc_lang", "concept", "answer"])
+    w.writerow(["doc_id", "doc_lang", "concept", "answer", "score"])
     for e in examples:
-        w.writerow(e["id"].split("\t") + [answers[e["id"]]])
+        w.writerow(e["id"].split("\t") + [answers[e["id"]], scores.get(e["id"], "")])
+bench_qa.check_windows(tok, examples, enc)  # after the output: not part of the timed work
 print(f"transformers loop: {len(examples)} questions, {len(ids)} windows")

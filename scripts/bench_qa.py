@@ -47,8 +47,30 @@ def encode(tok, examples):
                return_offsets_mapping=True, padding="max_length")
 
 
+def check_windows(tok, examples, enc):
+    """Stops unless every example's windows reach the end of its context, as run_qa.py's do: tokenizers
+    0.23.1 and 0.23.2 return one overflow window per pair, whatever the context's length."""
+    reach = collections.defaultdict(int)
+    for i, e in enumerate(enc["overflow_to_sample_mapping"]):
+        seq = enc.sequence_ids(i)
+        ends = [o[1] for k, o in enumerate(enc["offset_mapping"][i]) if seq[k] == 1]
+        reach[e] = max(reach[e], max(ends, default=0))
+    full = {}
+    for e, ex in enumerate(examples):
+        c = ex["context"]
+        if c not in full:
+            offsets = tok(c, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+            full[c] = offsets[-1][1] if offsets else 0
+        if reach[e] < full[c]:
+            import tokenizers
+            raise SystemExit(f"the tokenizer's windows stop at character {reach[e]} of example {ex['id']}'s "
+                             f"{full[c]}: tokenizers {tokenizers.__version__} drops overflow windows "
+                             "(0.23.1 and 0.23.2 do); use 0.23.3 or later")
+
+
 def train_features(tok, examples):
     enc = encode(tok, examples)
+    check_windows(tok, examples, enc)
     starts, ends = [], []
     for i, offsets in enumerate(enc["offset_mapping"]):
         seq = enc.sequence_ids(i)
@@ -88,7 +110,9 @@ def make_model(a):
                            max_position_embeddings=MAX_LEN + 2, type_vocab_size=1)
     XLMRobertaForQuestionAnswering(cfg).save_pretrained(a.dir)
     shutil.copy(a.tokenizer, os.path.join(a.dir, "tokenizer.json"))
-    settings = {"max_seq_length": MAX_LEN, "doc_stride": STRIDE, "max_query_length": 64,
+    # max_query_length = MAX_LEN: run_qa.py never cuts a question, so neither may medqa here (its default,
+    # 64, gave one COVID-QA question with a 70-token question one window less).
+    settings = {"max_seq_length": MAX_LEN, "doc_stride": STRIDE, "max_query_length": MAX_LEN,
                 "postprocess": {"n_best_size": N_BEST, "max_answer_length": MAX_ANSWER,
                                 "version_2_with_negative": False, "null_score_diff_threshold": 0.0}}
     json.dump(settings, open(os.path.join(a.dir, "medqa.json"), "w"))
@@ -121,7 +145,8 @@ def train(a):
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def postprocess(examples, enc, starts, ends):
+def postprocess(examples, enc, starts, ends, best_scores=None):
+    """Answer text per example id; `best_scores`, when given, receives each best answer's start + end logit."""
     by_example = collections.defaultdict(list)
     for i, e in enumerate(enc["overflow_to_sample_mapping"]):
         by_example[e].append(i)
@@ -146,6 +171,8 @@ def postprocess(examples, enc, starts, ends):
             probs = np.exp(scores - scores.max())
             probs /= probs.sum()
             answers[ex["id"]] = ex["context"][top[0][1]:top[0][2]]
+            if best_scores is not None:
+                best_scores[ex["id"]] = top[0][0]
         else:
             answers[ex["id"]] = ""
     return answers
@@ -167,6 +194,7 @@ def predict(a):
     os.makedirs(a.out, exist_ok=True)
     json.dump(answers, open(os.path.join(a.out, "predictions.json"), "w", encoding="utf-8"), ensure_ascii=False)
     seconds = time.perf_counter() - start
+    check_windows(tok, examples, enc)
     print(json.dumps({"impl": "transformers", "questions": len(examples), "windows": len(ids),
                       "seconds": seconds, "questions_per_sec": len(examples) / seconds,
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
