@@ -9,6 +9,7 @@ pub mod autocast;
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod dropout;
 pub mod fsutil;
 pub mod language;
 pub mod mlm;

@@ -5,9 +5,10 @@
 //! `train`, which switches dropout on; nothing else differs between train and eval mode.
 
 use tch::nn::{self, Init, Module};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::config::XlmRobertaConfig;
+use crate::dropout::dropout;
 
 /// `transformers`' `_init_weights`: N(0, initializer_range) weights, zero biases.
 fn linear(p: nn::Path, in_dim: i64, out_dim: i64, cfg: &XlmRobertaConfig) -> nn::Linear {
@@ -111,7 +112,7 @@ impl Embeddings {
             // Row 0 for every token, as `transformers` does when no token types are given.
             None => x + self.token_type_embeddings.ws.get(0),
         };
-        self.layer_norm.forward(&x).dropout(self.dropout, train)
+        dropout(&self.layer_norm.forward(&x), self.dropout, train)
     }
 }
 
@@ -157,19 +158,38 @@ impl SelfAttention {
         let q = split(self.query.forward(x));
         let k = split(self.key.forward(x));
         let v = split(self.value.forward(x));
-        let dropout = if train { self.attention_dropout } else { 0.0 };
-        let context =
-            Tensor::scaled_dot_product_attention(&q, &k, &v, mask, dropout, false, None, false);
+        let context = if train && self.attention_dropout > 0.0 && x.device() == Device::Cpu {
+            attention_with_dropout(&q, &k, &v, mask, self.attention_dropout)
+        } else {
+            let p = if train { self.attention_dropout } else { 0.0 };
+            Tensor::scaled_dot_product_attention(&q, &k, &v, mask, p, false, None, false)
+        };
         let context = context
             .transpose(1, 2)
             .contiguous()
             .view([batch, seq, hidden]);
-        let out = self
-            .output
-            .forward(&context)
-            .dropout(self.hidden_dropout, train);
+        let out = dropout(&self.output.forward(&context), self.hidden_dropout, train);
         self.layer_norm.forward(&(out + x))
     }
+}
+
+/// Attention as SDPA's CPU path computes it with dropout, but with the probabilities' mask drawn on every
+/// core (`crate::dropout`); SDPA draws it on one thread.
+fn attention_with_dropout(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    p: f64,
+) -> Tensor {
+    let head_dim = q.size().last().copied().unwrap_or(1) as f64;
+    let scores = q.matmul(&k.transpose(-2, -1)) * head_dim.powf(-0.5);
+    let scores = match mask {
+        Some(m) => scores.masked_fill(&m.logical_not(), f64::NEG_INFINITY),
+        None => scores,
+    };
+    let probs = scores.softmax(-1, scores.kind());
+    dropout(&probs, p, true).matmul(v)
 }
 
 #[derive(Debug)]
@@ -207,7 +227,7 @@ impl Layer {
     fn forward_t(&self, x: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
         let x = self.attention.forward_t(x, mask, train);
         let h = self.act.apply(&self.intermediate.forward(&x));
-        let h = self.output.forward(&h).dropout(self.dropout, train);
+        let h = dropout(&self.output.forward(&h), self.dropout, train);
         self.layer_norm.forward(&(h + x))
     }
 }
@@ -411,5 +431,36 @@ impl Architecture {
             Self::MaskedLM => "XLMRobertaForMaskedLM",
             Self::QuestionAnswering => "XLMRobertaForQuestionAnswering",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_attention_with_dropout_is_sdpa_arithmetic() {
+        tch::manual_seed(0);
+        let opts = (Kind::Float, Device::Cpu);
+        let (q, k, v) = (
+            Tensor::randn([2, 4, 24, 16], opts),
+            Tensor::randn([2, 4, 24, 16], opts),
+            Tensor::randn([2, 4, 24, 16], opts),
+        );
+        // The second sequence has 8 padding positions.
+        let mask = Tensor::ones([2, 1, 1, 24], (Kind::Bool, Device::Cpu));
+        let _ = mask.get(1).narrow(-1, 16, 8).fill_(0);
+        let ours = attention_with_dropout(&q, &k, &v, Some(&mask), 0.0);
+        let sdpa =
+            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(&mask), 0.0, false, None, false);
+        let diff = (&ours - &sdpa).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "max |diff| {diff}");
+
+        tch::manual_seed(5);
+        let a = attention_with_dropout(&q, &k, &v, Some(&mask), 0.1);
+        tch::manual_seed(5);
+        let b = attention_with_dropout(&q, &k, &v, Some(&mask), 0.1);
+        assert!(a.equal(&b), "same seed, different dropout");
+        assert!(!a.equal(&ours), "dropout changed nothing");
     }
 }
