@@ -44,14 +44,14 @@ int medqa_dropout_mask(void* like, double p, uint64_t seed, void** out) {
   try {
     const auto& x = *static_cast<at::Tensor*>(like);
     if (!(p >= 0.0 && p < 1.0)) throw std::invalid_argument("dropout probability must be in [0, 1)");
-    auto mask = at::empty(x.sizes(), x.options().dtype(at::kFloat).device(at::kCPU));
-    float* data = mask.data_ptr<float>();
-    const int64_t n = mask.numel();
+    const int64_t n = x.numel();
     const float scale = static_cast<float>(1.0 / (1.0 - p));
     // Dropped when a uniform 32-bit draw falls below p * 2^32.
     const uint64_t threshold = static_cast<uint64_t>(std::ldexp(p, 32));
     constexpr int64_t chunk = 1 << 16;
     const int64_t chunks = (n + chunk - 1) / chunk;
+    auto mask = at::empty(x.sizes(), x.options().dtype(at::kFloat).device(at::kCPU));
+    float* data = mask.data_ptr<float>();
     at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) {
         Wyrand rng{splitmix64(seed ^ splitmix64(static_cast<uint64_t>(c)))};

@@ -183,11 +183,11 @@ fn attention_with_dropout(
     p: f64,
 ) -> Tensor {
     let head_dim = q.size().last().copied().unwrap_or(1) as f64;
-    let scores = q.matmul(&k.transpose(-2, -1)) * head_dim.powf(-0.5);
-    let scores = match mask {
-        Some(m) => scores.masked_fill(&m.logical_not(), f64::NEG_INFINITY),
-        None => scores,
-    };
+    // Scaling q rather than the scores, and masking in place, saves two passes over [B, H, S, S].
+    let mut scores = (q * head_dim.powf(-0.5)).matmul(&k.transpose(-2, -1));
+    if let Some(m) = mask {
+        let _ = scores.masked_fill_(&m.logical_not(), f64::NEG_INFINITY);
+    }
     let probs = scores.softmax(-1, scores.kind());
     dropout(&probs, p, true).matmul(v)
 }
