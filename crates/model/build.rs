@@ -1,5 +1,6 @@
 fn main() {
     medqa_build::link_libtorch();
+    println!("cargo:rerun-if-changed=csrc/shim_error.h");
     medqa_build::compile_cpp(
         "medqa_shim",
         &[

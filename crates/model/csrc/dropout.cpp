@@ -14,9 +14,9 @@
 #include <exception>
 #include <string>
 
-namespace {
-thread_local std::string dropout_error;
+#include "shim_error.h"
 
+namespace {
 uint64_t splitmix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -35,8 +35,6 @@ struct Wyrand {
 }  // namespace
 
 extern "C" {
-
-const char* medqa_dropout_error() { return dropout_error.c_str(); }
 
 // A tensor shaped like `like`, in its dtype, on the CPU: 1 / (1 - p) where an element is kept, 0 where
 // it is dropped (each dropped with probability p). `out` receives a new at::Tensor* for tch to own.
@@ -68,7 +66,7 @@ int medqa_dropout_mask(void* like, double p, uint64_t seed, void** out) {
     *out = new at::Tensor(x.scalar_type() == at::kFloat ? mask : mask.to(x.scalar_type()));
     return 0;
   } catch (const std::exception& e) {
-    dropout_error = e.what();
+    shim_last_error() = e.what();
     return -1;
   }
 }

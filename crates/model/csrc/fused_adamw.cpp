@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-namespace {
-thread_local std::string last_error;
+#include "shim_error.h"
 
+namespace {
 std::vector<at::Tensor> gather(void** handles, int n) {
   std::vector<at::Tensor> out;
   out.reserve(n);
@@ -25,7 +25,7 @@ std::vector<at::Tensor> gather(void** handles, int n) {
 
 extern "C" {
 
-const char* medqa_last_error() { return last_error.c_str(); }
+const char* medqa_last_error() { return shim_last_error().c_str(); }
 
 int medqa_fused_adamw(void** params, void** grads, void** exp_avgs, void** exp_avg_sqs, void** steps, int n,
                       double lr, double beta1, double beta2, double weight_decay, double eps) {
@@ -37,7 +37,7 @@ int medqa_fused_adamw(void** params, void** grads, void** exp_avgs, void** exp_a
                       /*maximize=*/false);
     return 0;
   } catch (const std::exception& e) {
-    last_error = e.what();
+    shim_last_error() = e.what();
     return -1;
   }
 }
@@ -54,7 +54,7 @@ int medqa_foreach_clip_grad_norm(void** grads, int n, double max_norm, double* t
     *total_norm = total.item<double>();
     return 0;
   } catch (const std::exception& e) {
-    last_error = e.what();
+    shim_last_error() = e.what();
     return -1;
   }
 }

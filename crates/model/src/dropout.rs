@@ -8,7 +8,7 @@ use tch::{Device, Kind, Tensor};
 
 extern "C" {
     fn medqa_dropout_mask(like: *mut c_void, p: f64, seed: u64, out: *mut *mut c_void) -> i32;
-    fn medqa_dropout_error() -> *const c_char;
+    fn medqa_last_error() -> *const c_char;
 }
 
 /// In training, `x` with each element zeroed with probability `p` and the others scaled by `1 / (1 - p)`;
@@ -31,7 +31,7 @@ pub fn dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
 
 /// The keep mask (`1 / (1 - p)` or 0) for a CPU tensor, in its dtype. Its seed comes from libtorch's
 /// default CPU generator, so `tch::manual_seed` fixes the mask; the thread count does not change it.
-pub fn mask_like(x: &Tensor, p: f64) -> Result<Tensor, String> {
+fn mask_like(x: &Tensor, p: f64) -> Result<Tensor, String> {
     let seed = Tensor::randint(i64::MAX, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0]) as u64;
     let mut out: *mut c_void = std::ptr::null_mut();
     // SAFETY: `x` is a live tensor for the whole call; on success the shim hands over a new at::Tensor*
@@ -39,7 +39,7 @@ pub fn mask_like(x: &Tensor, p: f64) -> Result<Tensor, String> {
     let rc = unsafe { medqa_dropout_mask(x.as_ptr() as *mut c_void, p, seed, &mut out) };
     if rc != 0 || out.is_null() {
         // SAFETY: the shim returns a NUL-terminated thread-local string.
-        let msg = unsafe { CStr::from_ptr(medqa_dropout_error()) };
+        let msg = unsafe { CStr::from_ptr(medqa_last_error()) };
         return Err(msg.to_string_lossy().into_owned());
     }
     // SAFETY: `out` is a heap-allocated at::Tensor, the representation tch's handles have.
@@ -83,6 +83,13 @@ mod tests {
         assert!((values.max().double_value(&[]) - scale).abs() < 1e-6);
         // A mean close to 1 keeps activations' expected value, as torch's dropout does.
         assert!((m.mean(Kind::Float).double_value(&[]) - 1.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn a_failed_mask_reports_the_shims_message() {
+        let x = Tensor::zeros([4], (Kind::Float, Device::Cpu));
+        let err = mask_like(&x, 1.5).unwrap_err();
+        assert!(err.contains("dropout probability"), "{err}");
     }
 
     #[test]
