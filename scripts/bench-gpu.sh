@@ -63,7 +63,7 @@ run)
   want predict-small && step "${covid[@]}" PARTS=predict PRECISION=fp32 scripts/bench-qa.sh 20 40
   want extract-base && step "${small[@]}" PRECISION=bf16 "${base[@]}" scripts/bench-extract.sh
   want predict-base && step "${covid[@]}" PARTS=predict PRECISION=bf16 "${base[@]}" scripts/bench-qa.sh 20 40
-  want train-base && step "${covid[@]}" PARTS=train PRECISION=bf16 STEPS="${STEPS:-300}" "${base[@]}" \
+  want train-base && step "${covid[@]}" PARTS=train PRECISION=bf16 STEPS="${STEPS:-900}" COMPARE_KERNELS=1 "${base[@]}" \
     scripts/bench-qa.sh 20 40
   true
   ;;

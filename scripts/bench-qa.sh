@@ -14,6 +14,7 @@
 #   TRAIN_SET=../shared/data/qa/bioasq-7b-train-factoid.en.json: train on BioASQ's short snippets instead
 #   SHARED_DATA=dir: where the real data sets are (default ../shared/data; needs qa/, and corpus/ unless
 #   TOKENIZER names an existing 16k tokenizer); PARTS=predict (or train) runs one half only.
+#   COMPARE_KERNELS=1: also train with every CUDA attention kernel allowed (MEDQA_ATTENTION_KERNELS=libtorch).
 # Prediction is timed twice: the whole process on both sides (start-up, loading, CUDA set-up included),
 # and from after the model is loaded (medqa: its windows + forward + post-processing seconds).
 set -euo pipefail
@@ -59,13 +60,21 @@ if [[ $parts == *train* ]]; then
   echo "== training ($steps steps of 16 windows)"
   ours=$("$bench" --model "$work/model" --data "$work/train.json" --steps "$steps" "${opts[@]}" | tail -n 1)
   ungrouped=$("$bench" --model "$work/model" --data "$work/train.json" --group-by-length false --steps "$steps" "${opts[@]}" | tail -n 1)
+  if [[ -n ${COMPARE_KERNELS:-} ]]; then
+    # The same grouped run with every attention kernel libtorch offers (cuDNN's included): what medqa's
+    # choice of kernels (model::device::AttentionKernels) is worth.
+    all_kernels=$(MEDQA_ATTENTION_KERNELS=libtorch "$bench" --model "$work/model" --data "$work/train.json" --steps "$steps" "${opts[@]}" | tail -n 1)
+    echo "medqa grouped, libtorch's attention kernels: $all_kernels"
+  fi
   theirs=$($py scripts/bench_qa.py train --model "$work/model" --data "$work/train.json" --steps "$steps" "${opts[@]}" | tail -n 1)
   printf '%s\n%s\n%s\n' "$ours" "$ungrouped" "$theirs"
   $py - "$ours" "$ungrouped" "$theirs" <<'PY'
 import json, sys
 o, u, t = (json.loads(a) for a in sys.argv[1:4])
 print(f"training speed-up (features/s, medqa / transformers): {o['features_per_sec'] / t['features_per_sec']:.2f}x "
-      f"(without length grouping: {u['features_per_sec'] / t['features_per_sec']:.2f}x)")
+      f"(without length grouping: {u['features_per_sec'] / t['features_per_sec']:.2f}x; counting medqa's final "
+      f"checkpoint write, which the reference loop does not do: "
+      f"{o['features_per_sec_with_checkpoint'] / t['features_per_sec']:.2f}x)")
 PY
 fi
 [[ $parts == *predict* ]] || exit 0

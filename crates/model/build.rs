@@ -6,6 +6,7 @@ fn main() {
         &[
             "csrc/autocast.cpp",
             "csrc/dropout.cpp",
+            "csrc/sdpa.cpp",
             "csrc/fused_adamw.cpp",
         ],
     );

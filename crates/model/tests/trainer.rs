@@ -263,6 +263,8 @@ fn bf16_autocast_trains_with_fp32_weights() {
     };
     let outcome = train(&mut task, &cfg, Device::Cpu, run.path(), None).unwrap();
     assert_eq!(outcome.skipped_nonfinite_steps, 0);
+    // Evaluations (steps 4, 8, 12) and the final checkpoint are timed apart from the steps.
+    assert!(outcome.eval_seconds > 0.0 && outcome.checkpoint_seconds > 0.0);
     let after = outcome.last_eval["eval/loss"];
     assert!(
         after < before * 0.9,

@@ -56,7 +56,7 @@ impl Manifest {
                 "cudnn": tch::Cuda::cudnn_is_available(),
                 "num_threads": tch::get_num_threads(),
             }),
-            device: format!("{device:?}"),
+            device: crate::device::describe(device),
             config,
             inputs: inputs.iter().map(|p| hash_path(p)).collect::<Result<_>>()?,
             started_at_unix: std::time::SystemTime::now()

@@ -192,6 +192,18 @@ pub struct TrainOutcome {
     pub last_eval: BTreeMap<String, f64>,
     pub best_checkpoint: Option<PathBuf>,
     pub skipped_nonfinite_steps: u64,
+    /// Wall-clock seconds spent writing checkpoints and evaluating (the device's queued work finished
+    /// first, so they hold only their own work): what a throughput figure for the steps leaves out.
+    pub checkpoint_seconds: f64,
+    pub eval_seconds: f64,
+}
+
+/// Waits for the device's queued work (CUDA runs asynchronously), so a timer around what follows
+/// measures only that.
+fn settle(device: tch::Device) {
+    if let tch::Device::Cuda(index) = device {
+        tch::Cuda::synchronize(index as i64);
+    }
 }
 
 /// Trains `task` on `device` in `run_dir` (`tb/`, `checkpoints/`, `train_log.jsonl`); with `resume`,
@@ -239,6 +251,7 @@ pub fn train<T: Task>(
     let accum = cfg.gradient_accumulation_steps as u64;
     let mut window = LogWindow::default();
     let mut last_eval = BTreeMap::new();
+    let (mut checkpoint_seconds, mut eval_seconds) = (0.0, 0.0);
 
     while state.step < total_steps {
         let lr = cfg.learning_rate * schedule.multiplier(state.step);
@@ -314,6 +327,8 @@ pub fn train<T: Task>(
 
         let at_end = state.step == total_steps;
         if (cfg.eval_steps > 0 && state.step.is_multiple_of(cfg.eval_steps)) || at_end {
+            settle(device);
+            let started = Instant::now();
             last_eval = {
                 let _autocast = AutocastGuard::for_precision(cfg.precision, device)?;
                 tch::no_grad(|| task.evaluate())?
@@ -331,6 +346,7 @@ pub fn train<T: Task>(
                 state.step,
                 format_metrics(&last_eval)
             ));
+            eval_seconds += started.elapsed().as_secs_f64();
             if let Some(&value) = last_eval.get(&cfg.metric_for_best_model) {
                 let better = match state.best_metric {
                     None => true,
@@ -344,7 +360,10 @@ pub fn train<T: Task>(
             }
         }
         if (cfg.save_steps > 0 && state.step.is_multiple_of(cfg.save_steps)) || at_end {
+            settle(device);
+            let started = Instant::now();
             checkpoint::save(run_dir, task, &optimizer, &state, cfg.save_total_limit)?;
+            checkpoint_seconds += started.elapsed().as_secs_f64();
         }
     }
     bar.finish_and_clear();
@@ -354,6 +373,8 @@ pub fn train<T: Task>(
         last_eval,
         best_checkpoint: state.best_step.map(|s| checkpoint::dir_for(run_dir, s)),
         skipped_nonfinite_steps: state.skipped_nonfinite_steps,
+        checkpoint_seconds,
+        eval_seconds,
     })
 }
 
