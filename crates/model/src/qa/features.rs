@@ -2,10 +2,12 @@
 //! tokens overlapping by `doc_stride`, with `only_second` truncation; training windows get start/end
 //! labels, evaluation windows keep the character offsets of their context tokens.
 
+use std::collections::HashMap;
+
 use anyhow::{Context, Result};
 
 use crate::qa::squad::QaExample;
-use crate::tokenizer::{PairWindows, XlmrTokenizer};
+use crate::tokenizer::{PairWindows, Piece, XlmrTokenizer};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QaFeature {
@@ -21,7 +23,6 @@ pub struct QaFeature {
 
 pub struct FeatureMaker {
     windows: PairWindows,
-    tok: XlmrTokenizer,
     max_query_length: usize,
 }
 
@@ -34,29 +35,39 @@ impl FeatureMaker {
     ) -> Result<Self> {
         Ok(Self {
             windows: tok.pair_windows(max_seq_length, doc_stride)?,
-            tok: tok.clone(),
             max_query_length,
         })
     }
 
     /// The question as `run_qa.py` feeds it (left-stripped), cut to `max_query_length` tokens.
-    fn question<'a>(&self, q: &'a str) -> Result<&'a str> {
+    fn question(&self, q: &str) -> Result<Piece> {
         let q = q.trim_start();
-        let enc = self.tok.encode_plain(q)?;
-        if enc.len() <= self.max_query_length {
-            return Ok(q);
+        let piece = self.windows.piece(q)?;
+        if piece.len() <= self.max_query_length {
+            return Ok(piece);
         }
-        let end = enc.offsets[self.max_query_length - 1].1;
+        let end = piece.offsets()[self.max_query_length - 1].1;
         let byte_end = q.char_indices().nth(end).map_or(q.len(), |(b, _)| b);
-        Ok(&q[..byte_end])
+        self.windows.piece(&q[..byte_end])
     }
 
     /// Windows of one example, labelled from its first answer (as `run_qa.py`).
     pub fn features(&self, index: usize, ex: &QaExample) -> Result<Vec<QaFeature>> {
-        let question = self.question(&ex.question)?;
+        let context = self.context(ex)?;
+        self.features_on(index, ex, &context)
+    }
+
+    fn context(&self, ex: &QaExample) -> Result<Piece> {
+        self.windows
+            .piece(&ex.context)
+            .with_context(|| format!("context of question '{}'", ex.id))
+    }
+
+    /// `features` with the example's context already tokenized.
+    fn features_on(&self, index: usize, ex: &QaExample, context: &Piece) -> Result<Vec<QaFeature>> {
         let windows = self
-            .windows
-            .encode(question, &ex.context)
+            .question(&ex.question)
+            .and_then(|question| self.windows.encode_pieces(&question, context))
             .with_context(|| format!("question '{}'", ex.id))?;
         let answer = ex
             .answers
@@ -84,14 +95,33 @@ impl FeatureMaker {
             .collect())
     }
 
-    /// Windows of every example, in example order (examples are tokenized in parallel).
+    /// Windows of every example, in example order. Each distinct context is tokenized once, for all
+    /// its questions; contexts are handled in parallel.
     pub fn all(&self, examples: &[QaExample]) -> Result<Vec<QaFeature>> {
         use rayon::prelude::*;
-        let per_example: Vec<Vec<QaFeature>> = examples
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut by_context: HashMap<&str, usize> = HashMap::new();
+        for (i, ex) in examples.iter().enumerate() {
+            let group = *by_context.entry(&ex.context).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[group].push(i);
+        }
+        let per_group: Vec<Vec<(usize, Vec<QaFeature>)>> = groups
             .par_iter()
-            .enumerate()
-            .map(|(i, ex)| self.features(i, ex))
+            .map(|members| {
+                let context = self.context(&examples[members[0]])?;
+                members
+                    .iter()
+                    .map(|&i| Ok((i, self.features_on(i, &examples[i], &context)?)))
+                    .collect()
+            })
             .collect::<Result<_>>()?;
+        let mut per_example: Vec<Vec<QaFeature>> = vec![Vec::new(); examples.len()];
+        for (i, features) in per_group.into_iter().flatten() {
+            per_example[i] = features;
+        }
         Ok(per_example.into_iter().flatten().collect())
     }
 }
