@@ -95,9 +95,9 @@ fn main() -> Result<()> {
         loss.backward();
         let _ = loss.double_value(&[]); // waits for the device
         let t_fwd_bwd = start.elapsed().as_secs_f64();
-        opt.clip_grad_norm(1.0);
+        let _ = opt.clip_grad_norm(1.0).double_value(&[]); // waits, to time the phases apart
         let t_clip = start.elapsed().as_secs_f64();
-        opt.step(1e-4)?;
+        opt.step(1e-4, None)?;
         let _ = loss.double_value(&[]);
         if step >= warmup {
             let total = start.elapsed().as_secs_f64();

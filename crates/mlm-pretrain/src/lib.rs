@@ -248,7 +248,10 @@ impl MlmTask {
 
     fn masked_batch(&self, seqs: &[Vec<u32>]) -> MlmBatch {
         let (ids, mask) = pad_batch(seqs, self.inputs.tokenizer.pad_id, 8);
-        let (ids, mask) = (ids.to_device(self.device), mask.to_device(self.device));
+        let (ids, mask) = (
+            model::device::upload(&ids, self.device),
+            model::device::upload(&mask, self.device),
+        );
         let (input_ids, labels) = self.masker.mask(&ids, &mask);
         let (positions, targets) = labelled_positions(&labels);
         MlmBatch {

@@ -27,14 +27,18 @@ extern "C" {
 
 const char* medqa_last_error() { return shim_last_error().c_str(); }
 
+// `found_inf` (may be null): a float scalar on the parameters' device; where it is 1 the kernel leaves
+// everything as it was, as under torch's GradScaler.
 int medqa_fused_adamw(void** params, void** grads, void** exp_avgs, void** exp_avg_sqs, void** steps, int n,
-                      double lr, double beta1, double beta2, double weight_decay, double eps) {
+                      double lr, double beta1, double beta2, double weight_decay, double eps, void* found_inf) {
   try {
     at::NoGradGuard no_grad;
     auto p = gather(params, n), g = gather(grads, n), m = gather(exp_avgs, n), v = gather(exp_avg_sqs, n),
          s = gather(steps, n);
+    std::optional<at::Tensor> inf;
+    if (found_inf != nullptr) inf = *static_cast<at::Tensor*>(found_inf);
     at::_fused_adamw_(p, g, m, v, {}, s, lr, beta1, beta2, weight_decay, eps, /*amsgrad=*/false,
-                      /*maximize=*/false);
+                      /*maximize=*/false, /*grad_scale=*/std::nullopt, inf);
     return 0;
   } catch (const std::exception& e) {
     shim_last_error() = e.what();
@@ -43,15 +47,16 @@ int medqa_fused_adamw(void** params, void** grads, void** exp_avgs, void** exp_a
 }
 
 // Gradient clipping as torch.nn.utils.clip_grad_norm_ does it on CUDA (foreach kernels): a handful of
-// launches instead of two per parameter. Writes the total norm before clipping to `total_norm`.
-int medqa_foreach_clip_grad_norm(void** grads, int n, double max_norm, double* total_norm) {
+// launches instead of two per parameter. Hands the total norm before clipping, still on the device, to
+// `total_norm` as a new at::Tensor that the caller owns (reading it would make the host wait).
+int medqa_foreach_clip_grad_norm(void** grads, int n, double max_norm, void** total_norm) {
   try {
     at::NoGradGuard no_grad;
     auto g = gather(grads, n);
     auto total = at::linalg_vector_norm(at::stack(at::_foreach_norm(g, 2.0)), 2.0);
     // torch computes max_norm / (total + 1e-6) as reciprocal() * max_norm.
     at::_foreach_mul_(g, total.add(1e-6).reciprocal().mul(max_norm).clamp_max(1.0));
-    *total_norm = total.item<double>();
+    *total_norm = new at::Tensor(std::move(total));
     return 0;
   } catch (const std::exception& e) {
     shim_last_error() = e.what();

@@ -85,6 +85,18 @@ pub fn report(choice: DeviceChoice) -> Result<String> {
     ))
 }
 
+/// A host tensor on `device`. On CUDA the copy goes through pinned memory without making the host
+/// wait for the device's queue (what a DataLoader with `pin_memory` and `.to(device, non_blocking=True)`
+/// does); libtorch keeps the pinned block until the copy is done.
+pub fn upload(t: &tch::Tensor, device: Device) -> tch::Tensor {
+    if device.is_cuda() {
+        t.pin_memory(device)
+            .to_device_(device, t.kind(), true, false)
+    } else {
+        t.to_device(device)
+    }
+}
+
 /// The device as run manifests record it: on CUDA with the attention kernels allowed.
 pub fn describe(device: Device) -> String {
     if device.is_cuda() {

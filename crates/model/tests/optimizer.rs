@@ -59,7 +59,7 @@ impl Fixture {
                     (&params[n] * &src).sum(Kind::Float).backward();
                 }
             }
-            let norm = opt.clip_grad_norm(1.0);
+            let norm = opt.clip_grad_norm(1.0).double_value(&[]);
             let torch_norm = self.t["grad_norm"].double_value(&[step]);
             assert!(
                 (norm - torch_norm).abs() <= 1e-6 * torch_norm.max(1.0),
@@ -71,7 +71,7 @@ impl Fixture {
                 (lr - torch_lr).abs() < 1e-15,
                 "step {step}: lr {lr} vs {torch_lr}"
             );
-            opt.step(lr).unwrap();
+            opt.step(lr, None).unwrap();
         }
     }
 }
@@ -191,5 +191,58 @@ fn schedules_match_transformers() {
                 "{key} step {i}: {ours} vs {expected}"
             );
         }
+    }
+}
+
+/// A step the device marks as non-finite (`found_inf` = 1) changes nothing: parameters, moments and
+/// the step count; with `found_inf` = 0 the update is the one without it, bit for bit.
+#[test]
+fn found_inf_skips_the_update_on_the_device() {
+    let fx = Fixture::load();
+    let with = fx.params();
+    let without = fx.params();
+    let mut opt_with = AdamW::new(share(&with), config());
+    let mut opt_without = AdamW::new(share(&without), config());
+    fx.run(&mut opt_with, &with, &schedule(fx.steps), 0, 5);
+    fx.run(&mut opt_without, &without, &schedule(fx.steps), 0, 5);
+    let before: HashMap<String, Tensor> = with.iter().map(|(k, v)| (k.clone(), v.copy())).collect();
+    let dir = tempfile::tempdir().unwrap();
+    opt_with
+        .save(&dir.path().join("before.safetensors"))
+        .unwrap();
+
+    opt_with.step(1e-2, Some(&Tensor::from(1f32))).unwrap();
+    assert_eq!(opt_with.step_count(), 5);
+    for n in NAMES {
+        assert_eq!(common::max_abs_diff(&with[n], &before[n]), 0.0, "{n} moved");
+    }
+    opt_with
+        .save(&dir.path().join("after.safetensors"))
+        .unwrap();
+    let read = |f: &str| -> HashMap<String, Tensor> {
+        Tensor::read_safetensors(dir.path().join(f))
+            .unwrap()
+            .into_iter()
+            .collect()
+    };
+    let (a, b) = (read("before.safetensors"), read("after.safetensors"));
+    assert_eq!(a.len(), b.len());
+    for (k, t) in &a {
+        assert_eq!(
+            common::max_abs_diff(t, &b[k]),
+            0.0,
+            "optimizer state {k} moved"
+        );
+    }
+
+    opt_with.step(1e-2, Some(&Tensor::from(0f32))).unwrap();
+    opt_without.step(1e-2, None).unwrap();
+    assert_eq!(opt_with.step_count(), 6);
+    for n in NAMES {
+        assert_eq!(common::max_abs_diff(&with[n], &without[n]), 0.0, "{n}");
+        assert!(
+            common::max_abs_diff(&with[n], &before[n]) > 0.0,
+            "{n} did not move"
+        );
     }
 }

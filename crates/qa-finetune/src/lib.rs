@@ -268,8 +268,8 @@ impl model::train::Task for QaTask {
         let feats: Vec<&QaFeature> = indices.iter().map(|&i| &self.train[i]).collect();
         let (ids, mask) = model::qa::inference::pad(&feats, self.tokenizer.pad_id, self.device);
         let label = |f: fn(&QaFeature) -> usize| {
-            Tensor::from_slice(&feats.iter().map(|x| f(x) as i64).collect::<Vec<_>>())
-                .to_device(self.device)
+            let host = Tensor::from_slice(&feats.iter().map(|x| f(x) as i64).collect::<Vec<_>>());
+            model::device::upload(&host, self.device)
         };
         Ok(QaBatch {
             ids,

@@ -43,7 +43,10 @@ pub fn pad(features: &[&QaFeature], pad_id: u32, device: Device) -> (Tensor, Ten
     let seqs: Vec<Vec<u32>> = features.iter().map(|f| f.input_ids.clone()).collect();
     let multiple = if device.is_cuda() { 64 } else { 8 };
     let (ids, mask) = crate::mlm::pad_batch(&seqs, pad_id, multiple);
-    (ids.to_device(device), mask.to_device(device))
+    (
+        crate::device::upload(&ids, device),
+        crate::device::upload(&mask, device),
+    )
 }
 
 /// Start and end logits of every feature, in batches, without gradients.

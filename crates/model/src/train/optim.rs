@@ -44,7 +44,7 @@ extern "C" {
         grads: *mut *mut std::ffi::c_void,
         n: i32,
         max_norm: f64,
-        total_norm: *mut f64,
+        total_norm: *mut *mut torch_sys::C_tensor,
     ) -> i32;
     #[allow(clippy::too_many_arguments)]
     fn medqa_fused_adamw(
@@ -59,6 +59,7 @@ extern "C" {
         beta2: f64,
         weight_decay: f64,
         eps: f64,
+        found_inf: *mut std::ffi::c_void,
     ) -> i32;
 }
 
@@ -72,7 +73,12 @@ struct ParamState {
 pub struct AdamW {
     config: AdamWConfig,
     params: BTreeMap<String, ParamState>,
+    /// Updates applied before the step tensors below existed (0, or what a checkpoint held).
     step: i64,
+    /// The applied-update count per device, as a float scalar on that device (torch's
+    /// `state["step"]`): it stays there, so a step whose update is skipped on the device's say-so
+    /// (`found_inf`) needs no round trip to the host.
+    steps: BTreeMap<String, Tensor>,
 }
 
 impl AdamW {
@@ -95,12 +101,16 @@ impl AdamW {
             config,
             params,
             step: 0,
+            steps: BTreeMap::new(),
         }
     }
 
-    /// Optimizer steps taken so far.
+    /// Updates applied so far (skipped steps do not count). On CUDA this waits for the device.
     pub fn step_count(&self) -> i64 {
-        self.step
+        self.steps
+            .values()
+            .next()
+            .map_or(self.step, |t| t.double_value(&[]) as i64)
     }
 
     /// Drops all gradients (`zero_grad(set_to_none=True)`): the next backward allocates them afresh.
@@ -115,8 +125,9 @@ impl AdamW {
     }
 
     /// Scales gradients so that their global L2 norm is at most `max_norm`, as
-    /// `torch.nn.utils.clip_grad_norm_` does; returns the norm before clipping.
-    pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
+    /// `torch.nn.utils.clip_grad_norm_` does; returns the norm before clipping, a float scalar on the
+    /// gradients' device (reading it is left to the caller, so the device need not be waited for).
+    pub fn clip_grad_norm(&mut self, max_norm: f64) -> Tensor {
         let grads: Vec<Tensor> = self
             .params
             .values()
@@ -124,7 +135,7 @@ impl AdamW {
             .filter(|g| g.defined())
             .collect();
         if grads.is_empty() {
-            return 0.0;
+            return Tensor::from(0f32);
         }
         let device = grads[0].device();
         if device.is_cuda() && grads.iter().all(|g| g.device() == device) {
@@ -132,8 +143,9 @@ impl AdamW {
                 .iter()
                 .map(|g| g.as_ptr() as *mut std::ffi::c_void)
                 .collect();
-            let mut total = f64::NAN;
-            // SAFETY: the handles point to live at::Tensors owned by `grads` for the whole call.
+            let mut total: *mut torch_sys::C_tensor = std::ptr::null_mut();
+            // SAFETY: the handles point to live at::Tensors owned by `grads` for the whole call; on
+            // success the shim hands over a new at::Tensor, which `from_ptr` takes ownership of.
             let rc = unsafe {
                 medqa_foreach_clip_grad_norm(
                     handles.as_mut_ptr(),
@@ -142,8 +154,9 @@ impl AdamW {
                     &mut total,
                 )
             };
-            if rc == 0 {
-                return total;
+            if rc == 0 && !total.is_null() {
+                // SAFETY: see above.
+                return unsafe { Tensor::from_ptr(total) };
             }
             // Only an exotic gradient layout gets here; the per-tensor path below handles it.
             // SAFETY: the shim returns a NUL-terminated thread-local string.
@@ -163,76 +176,98 @@ impl AdamW {
                 let _ = g.g_mul_(&coef);
             }
         });
-        total.double_value(&[])
+        total
     }
 
-    /// One AdamW update at learning rate `lr`.
-    pub fn step(&mut self, lr: f64) -> Result<()> {
-        self.step += 1;
+    /// One AdamW update at learning rate `lr`. With `found_inf` (a float scalar, 1 or 0), the device
+    /// itself skips the update where it is 1 — parameters, moments and the step count stay as they
+    /// were — as `torch.optim.AdamW(fused=True)` does under a gradient scaler.
+    pub fn step(&mut self, lr: f64, found_inf: Option<&Tensor>) -> Result<()> {
         let AdamWConfig {
             beta1,
             beta2,
             eps,
             weight_decay,
         } = self.config;
-        for decay in [true, false] {
-            let wd = if decay { weight_decay } else { 0.0 };
-            let mut group: Vec<(Tensor, Tensor, Tensor, Tensor)> = Vec::new();
-            for s in self.params.values().filter(|s| s.decay == decay) {
-                let grad = s.param.grad();
-                if grad.defined() {
-                    group.push((
+        // The kernel wants all tensors of one call on one device; decay and no-decay are two calls.
+        type Entry = (Tensor, Tensor, Tensor, Tensor);
+        let mut groups: BTreeMap<(String, bool), Vec<Entry>> = BTreeMap::new();
+        for s in self.params.values() {
+            let grad = s.param.grad();
+            if grad.defined() {
+                groups
+                    .entry((format!("{:?}", s.param.device()), s.decay))
+                    .or_default()
+                    .push((
                         s.param.shallow_clone(),
                         grad,
                         s.exp_avg.shallow_clone(),
                         s.exp_avg_sq.shallow_clone(),
                     ));
+            }
+        }
+        let mut skips: BTreeMap<String, Option<Tensor>> = BTreeMap::new();
+        for ((key, _), entries) in &groups {
+            if skips.contains_key(key) {
+                continue;
+            }
+            let device = entries[0].0.device();
+            let skip = found_inf.map(|f| f.to_device(device).to_kind(Kind::Float));
+            let base = self.step as f32;
+            let step = self
+                .steps
+                .entry(key.clone())
+                .or_insert_with(|| Tensor::from(base).to_device(device));
+            tch::no_grad(|| {
+                let _ = step.g_add_scalar_(1.0);
+            });
+            skips.insert(key.clone(), skip);
+        }
+        for ((key, decay), entries) in &groups {
+            let wd = if *decay { weight_decay } else { 0.0 };
+            let step = &self.steps[key];
+            let skip = skips[key].as_ref();
+            let mut handles: [Vec<*mut std::ffi::c_void>; 5] = Default::default();
+            for (p, g, m, v) in entries {
+                for (list, t) in handles.iter_mut().zip([p, g, m, v, step]) {
+                    list.push(t.as_ptr() as *mut std::ffi::c_void);
                 }
             }
-            // The kernel wants all tensors of one call on one device.
-            let mut by_device: BTreeMap<String, Vec<(Tensor, Tensor, Tensor, Tensor)>> =
-                BTreeMap::new();
-            for entry in group {
-                by_device
-                    .entry(format!("{:?}", entry.0.device()))
-                    .or_default()
-                    .push(entry);
+            let [hp, hg, hm, hv, hs] = &mut handles;
+            let found_inf = skip.map_or(std::ptr::null_mut(), |t| t.as_ptr() as *mut _);
+            // SAFETY: every handle points to a live at::Tensor owned by `entries`, `self.steps` or
+            // `skips` for the whole call; the kernel updates params and moments in place under a
+            // no-grad guard.
+            let rc = unsafe {
+                medqa_fused_adamw(
+                    hp.as_mut_ptr(),
+                    hg.as_mut_ptr(),
+                    hm.as_mut_ptr(),
+                    hv.as_mut_ptr(),
+                    hs.as_mut_ptr(),
+                    entries.len() as i32,
+                    lr,
+                    beta1,
+                    beta2,
+                    wd,
+                    eps,
+                    found_inf,
+                )
+            };
+            if rc != 0 {
+                // SAFETY: the shim returns a NUL-terminated thread-local string.
+                let msg = unsafe { std::ffi::CStr::from_ptr(medqa_last_error()) }
+                    .to_string_lossy()
+                    .into_owned();
+                bail!("fused AdamW failed: {msg}");
             }
-            for (_, entries) in by_device {
-                let device = entries[0].0.device();
-                // The step count as the kernel reads it: a float scalar, as torch keeps `state["step"]`.
-                let step = Tensor::from(self.step as f32).to_device(device);
-                let mut handles: [Vec<*mut std::ffi::c_void>; 5] = Default::default();
-                for (p, g, m, v) in &entries {
-                    for (list, t) in handles.iter_mut().zip([p, g, m, v, &step]) {
-                        list.push(t.as_ptr() as *mut std::ffi::c_void);
-                    }
-                }
-                let [hp, hg, hm, hv, hs] = &mut handles;
-                // SAFETY: every handle points to a live at::Tensor owned by `entries` or `step` for the
-                // whole call; the kernel updates params and moments in place under a no-grad guard.
-                let rc = unsafe {
-                    medqa_fused_adamw(
-                        hp.as_mut_ptr(),
-                        hg.as_mut_ptr(),
-                        hm.as_mut_ptr(),
-                        hv.as_mut_ptr(),
-                        hs.as_mut_ptr(),
-                        entries.len() as i32,
-                        lr,
-                        beta1,
-                        beta2,
-                        wd,
-                        eps,
-                    )
-                };
-                if rc != 0 {
-                    // SAFETY: the shim returns a NUL-terminated thread-local string.
-                    let msg = unsafe { std::ffi::CStr::from_ptr(medqa_last_error()) }
-                        .to_string_lossy()
-                        .into_owned();
-                    bail!("fused AdamW failed: {msg}");
-                }
+        }
+        for (key, skip) in &skips {
+            if let Some(skip) = skip {
+                let mut step = self.steps[key].shallow_clone();
+                tch::no_grad(|| {
+                    let _ = step.g_sub_(skip);
+                });
             }
         }
         Ok(())
@@ -251,7 +286,7 @@ impl AdamW {
                 s.exp_avg_sq.to_device(tch::Device::Cpu),
             ));
         }
-        tensors.push(("step".to_owned(), Tensor::from(self.step)));
+        tensors.push(("step".to_owned(), Tensor::from(self.step_count())));
         let tmp = file.with_extension("safetensors.tmp");
         Tensor::write_safetensors(&tensors, &tmp)
             .with_context(|| format!("cannot write optimizer state {}", tmp.display()))?;
@@ -296,6 +331,7 @@ impl AdamW {
             );
         }
         self.step = step.to_kind(Kind::Int64).int64_value(&[]);
+        self.steps.clear();
         Ok(())
     }
 }

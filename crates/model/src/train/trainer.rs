@@ -252,12 +252,12 @@ pub fn train<T: Task>(
     let mut window = LogWindow::default();
     let mut last_eval = BTreeMap::new();
     let (mut checkpoint_seconds, mut eval_seconds) = (0.0, 0.0);
+    let mut pending: Vec<PendingStep> = Vec::new();
 
     while state.step < total_steps {
         let lr = cfg.learning_rate * schedule.multiplier(state.step);
         optimizer.zero_grad();
-        let mut step_loss = 0.0;
-        let mut finite = true;
+        let mut losses = Vec::with_capacity(accum as usize);
         for micro in 0..accum {
             let index = state.step * accum + micro;
             tch::manual_seed(micro_batch_seed(cfg.seed, index) as i64);
@@ -267,52 +267,44 @@ pub fn train<T: Task>(
                 let _autocast = AutocastGuard::for_precision(cfg.precision, device)?;
                 task.loss(&batch, true).to_kind(Kind::Float)
             };
-            let value = loss.double_value(&[]);
-            if !value.is_finite() {
-                finite = false;
-                break;
-            }
-            step_loss += value / accum as f64;
-            (loss / accum as f64).backward();
+            (&loss / accum as f64).backward();
+            losses.push(loss.detach());
         }
-        let grad_norm = if finite {
-            optimizer.clip_grad_norm(cfg.max_grad_norm)
-        } else {
-            f64::NAN
-        };
+        let losses = Tensor::stack(&losses, 0);
+        let grad_norm = optimizer
+            .clip_grad_norm(cfg.max_grad_norm)
+            .to_kind(Kind::Float)
+            .to_device(losses.device());
+        // Decided on the device: reading the loss and the norm here would make the host wait for every
+        // step. A non-finite step consumes its data and moves the schedule on, as a skipped fp16 step
+        // does in transformers; `record_steps` counts it when the numbers are read.
+        let found_inf = losses
+            .isfinite()
+            .all()
+            .logical_and(&grad_norm.isfinite())
+            .logical_not()
+            .to_kind(Kind::Float);
+        optimizer.step(lr, Some(&found_inf))?;
         state.step += 1;
-        if finite && grad_norm.is_finite() {
-            optimizer.step(lr)?;
-            state.nonfinite_in_a_row = 0;
-        } else {
-            // Data is consumed and the schedule moves on, as a skipped fp16 step does in transformers.
-            state.nonfinite_in_a_row += 1;
-            state.skipped_nonfinite_steps += 1;
-            eprintln!(
-                "warning: step {}: non-finite loss or gradient, update skipped",
-                state.step
-            );
-            if state.nonfinite_in_a_row >= cfg.max_nonfinite_steps_in_a_row {
-                bail!(
-                    "{} steps in a row had a non-finite loss or gradient; stopping",
-                    state.nonfinite_in_a_row
-                );
-            }
-        }
-        let mut values = BTreeMap::from([("lr".to_owned(), lr)]);
-        if state.nonfinite_in_a_row == 0 {
-            values.insert("train/loss".to_owned(), step_loss);
-            values.insert("grad_norm".to_owned(), grad_norm);
-        } else {
-            values.insert("skipped_nonfinite".to_owned(), 1.0);
-        }
-        let record = LogRecord {
+        pending.push(PendingStep {
             step: state.step,
-            values,
-        };
-        history.append(&record)?;
-        window.add(step_loss, grad_norm);
-        if state.step.is_multiple_of(cfg.logging_steps.max(1)) || state.step == total_steps {
+            lr,
+            numbers: Tensor::cat(&[losses, grad_norm.reshape([1])], 0),
+        });
+
+        let at_end = state.step == total_steps;
+        let logging = state.step.is_multiple_of(cfg.logging_steps.max(1)) || at_end;
+        let evaluating =
+            (cfg.eval_steps > 0 && state.step.is_multiple_of(cfg.eval_steps)) || at_end;
+        let saving = (cfg.save_steps > 0 && state.step.is_multiple_of(cfg.save_steps)) || at_end;
+        if logging
+            || evaluating
+            || saving
+            || pending.len() >= cfg.max_nonfinite_steps_in_a_row.max(1) as usize
+        {
+            record_steps(&mut pending, &mut state, cfg, &mut history, &mut window)?;
+        }
+        if logging {
             let (loss, norm, tokens_per_sec) = window.take();
             tb.scalar("train/loss", loss, state.step);
             tb.scalar("lr", lr, state.step);
@@ -325,8 +317,7 @@ pub fn train<T: Task>(
         }
         bar.set_position(state.step);
 
-        let at_end = state.step == total_steps;
-        if (cfg.eval_steps > 0 && state.step.is_multiple_of(cfg.eval_steps)) || at_end {
+        if evaluating {
             settle(device);
             let started = Instant::now();
             last_eval = {
@@ -359,7 +350,7 @@ pub fn train<T: Task>(
                 }
             }
         }
-        if (cfg.save_steps > 0 && state.step.is_multiple_of(cfg.save_steps)) || at_end {
+        if saving {
             settle(device);
             let started = Instant::now();
             checkpoint::save(run_dir, task, &optimizer, &state, cfg.save_total_limit)?;
@@ -376,6 +367,69 @@ pub fn train<T: Task>(
         checkpoint_seconds,
         eval_seconds,
     })
+}
+
+/// A step whose losses (one per micro-batch) and gradient norm are still on the device.
+struct PendingStep {
+    step: u64,
+    lr: f64,
+    /// `[loss of each micro-batch…, gradient norm]`, fp32.
+    numbers: Tensor,
+}
+
+/// Reads the pending steps' numbers in one transfer and does the host's part for each, in order:
+/// the history record, the count of non-finite (skipped) steps, which stops a run of them, and the
+/// logging window.
+fn record_steps(
+    pending: &mut Vec<PendingStep>,
+    state: &mut TrainState,
+    cfg: &TrainConfig,
+    history: &mut History,
+    window: &mut LogWindow,
+) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let width = cfg.gradient_accumulation_steps + 1;
+    let rows: Vec<Tensor> = pending.iter().map(|p| p.numbers.shallow_clone()).collect();
+    let numbers = Vec::<f64>::try_from(
+        Tensor::stack(&rows, 0)
+            .to_device(tch::Device::Cpu)
+            .to_kind(Kind::Double)
+            .flatten(0, -1),
+    )?;
+    for (p, row) in pending.drain(..).zip(numbers.chunks(width)) {
+        let (losses, grad_norm) = (&row[..width - 1], row[width - 1]);
+        let mut values = BTreeMap::from([("lr".to_owned(), p.lr)]);
+        if losses.iter().all(|v| v.is_finite()) && grad_norm.is_finite() {
+            let step_loss = losses
+                .iter()
+                .fold(0.0, |sum, v| sum + v / losses.len() as f64);
+            state.nonfinite_in_a_row = 0;
+            values.insert("train/loss".to_owned(), step_loss);
+            values.insert("grad_norm".to_owned(), grad_norm);
+            window.add(step_loss, grad_norm);
+        } else {
+            state.nonfinite_in_a_row += 1;
+            state.skipped_nonfinite_steps += 1;
+            eprintln!(
+                "warning: step {}: non-finite loss or gradient, update skipped",
+                p.step
+            );
+            if state.nonfinite_in_a_row >= cfg.max_nonfinite_steps_in_a_row {
+                bail!(
+                    "{} steps in a row had a non-finite loss or gradient; stopping",
+                    state.nonfinite_in_a_row
+                );
+            }
+            values.insert("skipped_nonfinite".to_owned(), 1.0);
+        }
+        history.append(&LogRecord {
+            step: p.step,
+            values,
+        })?;
+    }
+    Ok(())
 }
 
 pub fn format_metrics(m: &BTreeMap<String, f64>) -> String {
