@@ -156,6 +156,9 @@ impl MlmConfig {
         tok: &XlmrTokenizer,
         device: Device,
     ) -> Result<Pretrained<XlmRobertaForMaskedLM>> {
+        // Weights drawn fresh (a new model, or an LM head the checkpoint lacks) come from torch's
+        // generator, which libtorch seeds at random in every process: seed it, so a run repeats.
+        tch::manual_seed(self.train.seed as i64);
         let model = match (&self.model.init_from, &self.model.shape) {
             (Some(dir), None) => {
                 let m = Pretrained::<XlmRobertaForMaskedLM>::load(dir, device)?;
@@ -185,7 +188,6 @@ impl MlmConfig {
                 if let Some(p) = shape.attention_probs_dropout_prob {
                     cfg.attention_probs_dropout_prob = p;
                 }
-                tch::manual_seed(self.train.seed as i64);
                 Pretrained::init(cfg, device)?
             }
             _ => bail!("[model] needs exactly one of init_from (a checkpoint directory) or shape (a new model)"),

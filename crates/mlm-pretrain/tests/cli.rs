@@ -356,8 +356,19 @@ fn continues_from_a_hugging_face_checkpoint() {
     make_shards(&shards);
     let out_dir = tmp.path().join("run");
     let cfg = write_config(tmp.path(), &shards, &out_dir, 3);
-    // tiny-h32-l2 has the fixture tokenizer's vocabulary and 64 positions.
-    let init = fixtures().join("models/tiny-h32-l2");
+    // tiny-h32-l2 has the fixture tokenizer's vocabulary and 64 positions; without its LM head here, so
+    // that the head is drawn fresh (from the seed: two runs must give the same losses).
+    let fixture = fixtures().join("models/tiny-h32-l2");
+    let init = tmp.path().join("headless");
+    std::fs::create_dir(&init).unwrap();
+    std::fs::copy(fixture.join("config.json"), init.join("config.json")).unwrap();
+    let weights: Vec<(String, tch::Tensor)> =
+        tch::Tensor::read_safetensors(fixture.join("model.safetensors"))
+            .unwrap()
+            .into_iter()
+            .filter(|(name, _)| !name.starts_with("lm_head."))
+            .collect();
+    tch::Tensor::write_safetensors(&weights, init.join("model.safetensors")).unwrap();
     let text = std::fs::read_to_string(&cfg).unwrap().replace(
         "[model.shape]\nhidden_size = 64\nnum_hidden_layers = 2\nnum_attention_heads = 4\nintermediate_size = 128\n",
         &format!("[model]\ninit_from = \"{}\"\n", init.display()),
@@ -370,6 +381,25 @@ fn continues_from_a_hugging_face_checkpoint() {
     assert!(
         stderr.contains("qa_outputs.weight") && stderr.contains("not used"),
         "{stderr}"
+    );
+    assert!(stderr.contains("lm_head.dense.weight"), "{stderr}");
+    let again = tmp.path().join("again");
+    let out = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--set",
+        &format!("output_dir={}", again.display()),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!losses(&out_dir).is_empty());
+    assert_eq!(
+        losses(&out_dir),
+        losses(&again),
+        "same seed, different losses"
     );
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out_dir.join("manifest.json")).unwrap())

@@ -155,6 +155,9 @@ impl QaTask {
             .clone()
             .unwrap_or_else(|| cfg.init_from.join(model::pretrained::TOKENIZER_FILE));
         let tokenizer = XlmrTokenizer::from_file(&tokenizer_path)?;
+        // A head the checkpoint lacks is drawn from torch's generator, which libtorch seeds at random in
+        // every process: seed it first, as run_qa.py's set_seed does, so that a run can be repeated.
+        tch::manual_seed(cfg.train.seed as i64);
         let model = Pretrained::<XlmRobertaForQuestionAnswering>::load(&cfg.init_from, device)?;
         if let Some(r) = model.report.as_ref().filter(|r| !r.is_exact()) {
             eprintln!("loading {}: {r}", cfg.init_from.display());

@@ -306,3 +306,46 @@ fn mixing_weights_scale_each_files_share_of_an_epoch() {
     assert!(half.abs_diff(full.div_ceil(2)) <= 1, "{full} vs {half}");
     assert!(double.abs_diff(2 * full) <= 1, "{full} vs {double}");
 }
+
+/// Same seed, same data: the same numbers, in two processes. The checkpoint (an MLM model: the fixture
+/// without its QA head) has no QA head, so the head is drawn fresh — from the seed, not from libtorch's
+/// default generator, which each process seeds at random.
+#[test]
+fn two_runs_with_one_seed_give_the_same_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = setup(tmp.path(), false, 1);
+    let fixture = root().join("crates/model/tests/fixtures/models/tiny-h64-l1");
+    let headless = tmp.path().join("mlm-model");
+    std::fs::create_dir(&headless).unwrap();
+    std::fs::copy(fixture.join("config.json"), headless.join("config.json")).unwrap();
+    let weights: Vec<(String, tch::Tensor)> =
+        tch::Tensor::read_safetensors(fixture.join("model.safetensors"))
+            .unwrap()
+            .into_iter()
+            .filter(|(name, _)| !name.starts_with("qa_outputs."))
+            .collect();
+    tch::Tensor::write_safetensors(&weights, headless.join("model.safetensors")).unwrap();
+    let run = |name: &str| {
+        let out = tmp.path().join(name);
+        let output = Command::new(BIN)
+            .args(["--config", cfg.to_str().unwrap(), "--device", "cpu"])
+            .args(["--set", &format!("init_from={}", headless.display())])
+            .args(["--set", &format!("output_dir={}", out.display())])
+            .args(["--set", "train.max_steps=3", "--set", "data.validation=[]"])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("qa_outputs.weight"),
+            "the head should be reported as newly initialised"
+        );
+        ok(output);
+        let log = std::fs::read_to_string(out.join("train_log.jsonl")).unwrap();
+        let weights = std::fs::read(out.join("final/model.safetensors")).unwrap();
+        (log, weights)
+    };
+    let (log_a, weights_a) = run("a");
+    let (log_b, weights_b) = run("b");
+    assert!(log_a.contains("train/loss"), "{log_a}");
+    assert_eq!(log_a, log_b);
+    assert!(weights_a == weights_b, "the trained weights differ");
+}
