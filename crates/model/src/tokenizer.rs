@@ -274,7 +274,7 @@ impl PairWindows {
     /// each side and hands both to the same truncation and post-processing.
     pub fn encode_pieces(&self, question: &Piece, context: &Piece) -> Result<Vec<Window>> {
         self.check_room(question.len(), context.len())?;
-        let mut e = self
+        let e = self
             .inner
             .post_process(question.0.clone(), Some(context.0.clone()), true)
             .map_err(|e| {
@@ -284,17 +284,13 @@ impl PairWindows {
                     self.max_length
                 )
             })?;
-        let overflow = e.take_overflowing();
-        let mut windows = Vec::with_capacity(1 + overflow.len());
-        windows.push(Window::from_encoding(&e));
-        windows.extend(overflow.iter().map(Window::from_encoding));
-        Ok(windows)
+        Ok(split_windows(e))
     }
 
     /// `<s> question </s></s> context-part </s>` for each part of the context, in order.
     pub fn encode(&self, question: &str, context: &str) -> Result<Vec<Window>> {
         self.check_room(self.piece(question)?.len(), self.piece(context)?.len())?;
-        let mut e = self
+        let e = self
             .inner
             .encode_char_offsets((question, context), true)
             .map_err(|e| {
@@ -304,12 +300,17 @@ impl PairWindows {
                     self.max_length
                 )
             })?;
-        let overflow = e.take_overflowing();
-        let mut windows = Vec::with_capacity(1 + overflow.len());
-        windows.push(Window::from_encoding(&e));
-        windows.extend(overflow.iter().map(Window::from_encoding));
-        Ok(windows)
+        Ok(split_windows(e))
     }
+}
+
+/// The first window and the overflowing ones, in order.
+fn split_windows(mut e: Encoding) -> Vec<Window> {
+    let overflow = e.take_overflowing();
+    let mut windows = Vec::with_capacity(1 + overflow.len());
+    windows.push(Window::from_encoding(&e));
+    windows.extend(overflow.iter().map(Window::from_encoding));
+    windows
 }
 
 fn preview(text: &str) -> String {
