@@ -7,6 +7,7 @@ fn main() {
             "csrc/autocast.cpp",
             "csrc/dropout.cpp",
             "csrc/sdpa.cpp",
+            "csrc/transfer.cpp",
             "csrc/fused_adamw.cpp",
         ],
     );
