@@ -1,5 +1,5 @@
 // The last error of a shim call on this thread: every csrc/*.cpp function that fails stores its message
-// here and returns non-zero; Rust reads it through medqa_last_error() (fused_adamw.cpp).
+// here and returns non-zero; Rust reads it through medqa_last_error() (fused_adamw.cpp; src/shim.rs).
 #pragma once
 #include <string>
 

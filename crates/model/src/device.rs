@@ -106,11 +106,9 @@ fn pinned_upload(t: &tch::Tensor, index: usize) -> Result<tch::Tensor> {
     // SAFETY: `t` is a live at::Tensor for the call; on success the shim hands over a new one.
     let rc = unsafe { medqa_upload(t.as_ptr() as *mut _, index as i32, &mut out) };
     if rc != 0 || out.is_null() {
-        // SAFETY: the shim returns a NUL-terminated thread-local string.
-        let msg = unsafe { std::ffi::CStr::from_ptr(medqa_last_error()) };
         bail!(
             "cannot copy a batch to cuda:{index} through pinned memory: {}",
-            msg.to_string_lossy()
+            crate::shim::last_error()
         );
     }
     // SAFETY: `out` is a new at::Tensor that nothing else owns.
@@ -137,7 +135,6 @@ extern "C" {
         device_index: i32,
         out: *mut *mut std::ffi::c_void,
     ) -> i32;
-    fn medqa_last_error() -> *const std::os::raw::c_char;
 }
 
 /// The environment variable that overrides medqa's choice of CUDA attention kernels.
@@ -214,11 +211,9 @@ impl AttentionKernels {
     pub fn apply(self) -> Result<()> {
         // SAFETY: sets libtorch's global switches; no pointers cross.
         if unsafe { medqa_sdp_set_enabled(self.bits()) } != 0 {
-            // SAFETY: the shim returns a NUL-terminated thread-local string.
-            let msg = unsafe { std::ffi::CStr::from_ptr(medqa_last_error()) };
             bail!(
                 "cannot set the attention kernels: {}",
-                msg.to_string_lossy()
+                crate::shim::last_error()
             );
         }
         Ok(())

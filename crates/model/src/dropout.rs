@@ -2,13 +2,12 @@
 //! on one thread, which made attention dropout about a tenth of a CPU training step. CUDA keeps
 //! libtorch's fused kernel.
 
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::c_void;
 
 use tch::{Device, Kind, Tensor};
 
 extern "C" {
     fn medqa_dropout_mask(like: *mut c_void, p: f64, seed: u64, out: *mut *mut c_void) -> i32;
-    fn medqa_last_error() -> *const c_char;
 }
 
 /// In training, `x` with each element zeroed with probability `p` and the others scaled by `1 / (1 - p)`;
@@ -38,9 +37,7 @@ fn mask_like(x: &Tensor, p: f64) -> Result<Tensor, String> {
     // that tch then owns and frees.
     let rc = unsafe { medqa_dropout_mask(x.as_ptr() as *mut c_void, p, seed, &mut out) };
     if rc != 0 || out.is_null() {
-        // SAFETY: the shim returns a NUL-terminated thread-local string.
-        let msg = unsafe { CStr::from_ptr(medqa_last_error()) };
-        return Err(msg.to_string_lossy().into_owned());
+        return Err(crate::shim::last_error());
     }
     // SAFETY: `out` is a heap-allocated at::Tensor, the representation tch's handles have.
     Ok(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) })

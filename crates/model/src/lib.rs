@@ -18,6 +18,7 @@ pub mod pretrained;
 pub mod qa;
 pub mod runconfig;
 pub mod shards;
+mod shim;
 pub mod tokenizer;
 pub mod train;
 pub mod xlm_roberta;

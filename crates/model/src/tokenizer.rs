@@ -222,24 +222,6 @@ pub struct PairWindows {
     added: usize,
 }
 
-impl PairWindows {
-    /// tokenizers panics, rather than failing, when a context must be cut but the question leaves it
-    /// no more room than the stride (run_qa.py dies there too); here that is an error naming the sizes.
-    fn check_room(&self, question_tokens: usize, context_tokens: usize) -> Result<()> {
-        let room = self.max_length.saturating_sub(question_tokens + self.added);
-        if question_tokens + context_tokens + self.added > self.max_length && room <= self.stride {
-            bail!(
-                "a {question_tokens}-token question leaves {room} tokens for the context in windows \
-                 of {} with doc_stride {}: cut questions shorter (max_query_length) or make the \
-                 windows longer",
-                self.max_length,
-                self.stride
-            );
-        }
-        Ok(())
-    }
-}
-
 /// One side of a (question, context) pair, tokenized once: many questions on one context (a SQuAD
 /// paragraph, a document asked for every concept) share its tokenization.
 #[derive(Clone, Debug)]
@@ -262,6 +244,27 @@ impl Piece {
 }
 
 impl PairWindows {
+    /// Context tokens a window has beside a question of this many tokens.
+    fn room(&self, question_tokens: usize) -> usize {
+        self.max_length.saturating_sub(question_tokens + self.added)
+    }
+
+    /// tokenizers panics, rather than failing, when a context must be cut but the question leaves it
+    /// no more room than the stride (run_qa.py dies there too); here that is an error naming the sizes.
+    fn check_room(&self, question_tokens: usize, context_tokens: usize) -> Result<()> {
+        let room = self.room(question_tokens);
+        if question_tokens + context_tokens + self.added > self.max_length && room <= self.stride {
+            bail!(
+                "a {question_tokens}-token question leaves {room} tokens for the context in windows \
+                 of {} with doc_stride {}: cut questions shorter (max_query_length) or make the \
+                 windows longer",
+                self.max_length,
+                self.stride
+            );
+        }
+        Ok(())
+    }
+
     /// Tokenizes one side of a pair, for `encode_pieces`.
     pub fn piece(&self, text: &str) -> Result<Piece> {
         self.raw
@@ -287,9 +290,14 @@ impl PairWindows {
         Ok(split_windows(e))
     }
 
-    /// `<s> question </s></s> context-part </s>` for each part of the context, in order.
+    /// `<s> question </s></s> context-part </s>` for each part of the context, in order: the pair
+    /// tokenized whole (what `encode_pieces` is tested against).
     pub fn encode(&self, question: &str, context: &str) -> Result<Vec<Window>> {
-        self.check_room(self.piece(question)?.len(), self.piece(context)?.len())?;
+        let question_tokens = self.piece(question)?.len();
+        // Only a question that leaves no more room than the stride needs the context's length.
+        if self.room(question_tokens) <= self.stride {
+            self.check_room(question_tokens, self.piece(context)?.len())?;
+        }
         let e = self
             .inner
             .encode_char_offsets((question, context), true)

@@ -39,7 +39,6 @@ pub fn decays(name: &str) -> bool {
 
 extern "C" {
     fn medqa_clear_grads(params: *mut *mut std::ffi::c_void, n: i32);
-    fn medqa_last_error() -> *const std::os::raw::c_char;
     fn medqa_foreach_clip_grad_norm(
         grads: *mut *mut std::ffi::c_void,
         n: i32,
@@ -159,11 +158,9 @@ impl AdamW {
                 return unsafe { Tensor::from_ptr(total) };
             }
             // Only an exotic gradient layout gets here; the per-tensor path below handles it.
-            // SAFETY: the shim returns a NUL-terminated thread-local string.
-            let msg = unsafe { std::ffi::CStr::from_ptr(medqa_last_error()) };
             eprintln!(
                 "warning: foreach gradient clipping failed ({}); clipping tensor by tensor",
-                msg.to_string_lossy()
+                crate::shim::last_error()
             );
         }
         let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
@@ -255,11 +252,7 @@ impl AdamW {
                 )
             };
             if rc != 0 {
-                // SAFETY: the shim returns a NUL-terminated thread-local string.
-                let msg = unsafe { std::ffi::CStr::from_ptr(medqa_last_error()) }
-                    .to_string_lossy()
-                    .into_owned();
-                bail!("fused AdamW failed: {msg}");
+                bail!("fused AdamW failed: {}", crate::shim::last_error());
             }
         }
         for (key, skip) in &skips {
