@@ -1,3 +1,4 @@
 fn main() {
     medqa_build::link_libtorch();
+    medqa_build::shared_data_cfg();
 }

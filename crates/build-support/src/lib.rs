@@ -59,3 +59,16 @@ pub fn compile_cpp(name: &str, sources: &[&str]) {
         .files(sources)
         .compile(name);
 }
+
+/// Sets `cfg(shared_data)` when the real data sets beside the checkout (`../shared/data`) are there.
+/// Tests that need them carry `#[cfg_attr(not(shared_data), ignore = "...")]`, so that where the data
+/// is absent they are reported as ignored (skipped) rather than passing without running.
+pub fn shared_data_cfg() {
+    println!("cargo::rustc-check-cfg=cfg(shared_data)");
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let dir = manifest.join("../../../shared/data");
+    println!("cargo:rerun-if-changed={}", dir.display());
+    if dir.is_dir() {
+        println!("cargo:rustc-cfg=shared_data");
+    }
+}

@@ -208,35 +208,69 @@ impl SplitWriter {
     }
 }
 
-/// Cleaned documents of all sources, with rejects, for tokenizer training and for `build`.
+/// Documents handed on at a time: a file is never held whole, so memory is bounded by this many
+/// records (plus the dedup keys of kept documents), whatever the size of the input files.
+const CHUNK: usize = 4096;
+
+/// Cleaned documents of all sources, with rejects, for tokenizer training and for `build`; the
+/// documents come in chunks of at most `CHUNK`, streamed from each file as it is read.
 pub fn for_each_document(
     cfg: &CorpusConfig,
     base: &Path,
     mut f: impl FnMut(&Source, Vec<(Record, String)>) -> Result<()>,
     mut on_reject: impl FnMut(Reject),
 ) -> Result<()> {
-    const CHUNK: usize = 4096;
-    for source in &cfg.sources {
-        for file in source.files(base)? {
-            let mut records = Vec::new();
-            source.read(&file, &mut |r| records.push(r), &mut on_reject)?;
-            for chunk in records.chunks_mut(CHUNK) {
-                let cleaned: Vec<String> = chunk.par_iter().map(|r| clean(&r.text)).collect();
-                let pairs = chunk
-                    .iter_mut()
-                    .map(|r| Record {
-                        text: std::mem::take(&mut r.text),
-                        file: r.file.clone(),
-                        line: r.line,
-                        lang: r.lang.take(),
-                    })
-                    .zip(cleaned)
-                    .collect();
-                f(source, pairs)?;
+    let files = validate_sources(cfg, base)?;
+    for (source, files) in cfg.sources.iter().zip(files) {
+        for file in files {
+            let mut chunk: Vec<Record> = Vec::with_capacity(CHUNK);
+            let mut failure = None;
+            source.read(
+                &file,
+                &mut |r| {
+                    if failure.is_some() {
+                        return;
+                    }
+                    chunk.push(r);
+                    if chunk.len() == CHUNK {
+                        if let Err(e) = f(source, clean_chunk(&mut chunk)) {
+                            failure = Some(e);
+                        }
+                    }
+                },
+                &mut on_reject,
+            )?;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            if !chunk.is_empty() {
+                f(source, clean_chunk(&mut chunk))?;
             }
         }
     }
     Ok(())
+}
+
+/// Empties `chunk` into (record, cleaned text) pairs, cleaning in parallel.
+fn clean_chunk(chunk: &mut Vec<Record>) -> Vec<(Record, String)> {
+    let cleaned: Vec<String> = chunk.par_iter().map(|r| clean(&r.text)).collect();
+    chunk.drain(..).zip(cleaned).collect()
+}
+
+/// Every source's files, checked before any document is read: a path that matches nothing or a
+/// table without its column stops the run at once, naming the source, not after earlier sources
+/// have been processed.
+pub fn validate_sources(cfg: &CorpusConfig, base: &Path) -> Result<Vec<Vec<PathBuf>>> {
+    cfg.sources
+        .iter()
+        .map(|source| {
+            let files = source.files(base)?;
+            for file in &files {
+                source.check(file)?;
+            }
+            Ok(files)
+        })
+        .collect()
 }
 
 /// Token ids of every text (no special tokens), in parallel, in order: the corpus's tokenization step.
@@ -431,10 +465,101 @@ fn copies(rate: f64, key: &[u8; 16]) -> usize {
     whole as usize + usize::from(u < rate - whole)
 }
 
+/// A corpus directory being built: everything goes into a hidden sibling directory that replaces
+/// `out` only once complete, so a failed or killed build never leaves shards that look usable, and an
+/// earlier corpus in `out` stays whole until the new one is.
+struct Staging {
+    out: PathBuf,
+    tmp: PathBuf,
+    committed: bool,
+}
+
+impl Staging {
+    fn new(out: &Path) -> Result<Self> {
+        if out.exists() {
+            let empty = std::fs::read_dir(out)
+                .with_context(|| format!("--out {} is not a readable directory", out.display()))?
+                .next()
+                .is_none();
+            if !empty && !out.join(MANIFEST).is_file() {
+                bail!(
+                    "--out {} holds files but no corpus ({MANIFEST}); choose an empty or new directory",
+                    out.display()
+                );
+            }
+        }
+        let name = out
+            .file_name()
+            .with_context(|| format!("--out {} names no directory", out.display()))?
+            .to_string_lossy()
+            .into_owned();
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)
+                .with_context(|| format!("cannot clear {}", tmp.display()))?;
+        }
+        std::fs::create_dir_all(&tmp).with_context(|| {
+            format!(
+                "cannot create {} for --out {}",
+                tmp.display(),
+                out.display()
+            )
+        })?;
+        Ok(Self {
+            out: out.to_path_buf(),
+            tmp,
+            committed: false,
+        })
+    }
+
+    fn commit(mut self) -> Result<()> {
+        let old = self.tmp.with_extension("old");
+        if self.out.exists() {
+            std::fs::rename(&self.out, &old)
+                .with_context(|| format!("cannot move the old {} aside", self.out.display()))?;
+        }
+        std::fs::rename(&self.tmp, &self.out)
+            .with_context(|| format!("cannot move the new corpus into {}", self.out.display()))?;
+        self.committed = true;
+        if old.exists() {
+            std::fs::remove_dir_all(&old)
+                .with_context(|| format!("cannot remove the old corpus {}", old.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+/// Builds the corpus of `cfg` into `out` (created, or replaced once the new corpus is complete).
 pub fn build(cfg: &CorpusConfig, base: &Path, out: &Path, strict: bool) -> Result<Report> {
     let tok_path = base.join(&cfg.tokenizer);
     let tok = XlmrTokenizer::from_file(&tok_path)?;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    validate_sources(cfg, base)?;
+    let staging = Staging::new(out)?;
+    let report = build_into(cfg, base, &staging.tmp, &tok, &tok_path, strict)?;
+    staging.commit()?;
+    Ok(report)
+}
+
+fn build_into(
+    cfg: &CorpusConfig,
+    base: &Path,
+    out: &Path,
+    tok: &XlmrTokenizer,
+    tok_path: &Path,
+    strict: bool,
+) -> Result<Report> {
     let mut report = Report {
         sampling: sampling_rates(cfg, base)?,
         ..Default::default()
@@ -474,7 +599,7 @@ pub fn build(cfg: &CorpusConfig, base: &Path, out: &Path, strict: bool) -> Resul
                 }
             }
             let keep = resolve_languages(keep, source, cfg.language_min_confidence, &mut report);
-            let ids = tokenize_all(&tok, keep.iter().map(|(t, _)| t.as_str()))?;
+            let ids = tokenize_all(tok, keep.iter().map(|(t, _)| t.as_str()))?;
             // Extra copies go after the chunk's first copies, so repeats are not back to back.
             let mut repeats: Vec<(usize, usize)> = Vec::new();
             for (i, ((text, lang), ids)) in keep.iter().zip(&ids).enumerate() {
@@ -551,7 +676,7 @@ pub fn build(cfg: &CorpusConfig, base: &Path, out: &Path, strict: bool) -> Resul
     model::fsutil::write_atomic(&out.join("statistics.parquet"), |w| {
         tables::write(&mut stats, tables::TableFormat::Parquet, w)
     })?;
-    let tok_text = std::fs::read(&tok_path)?;
+    let tok_text = std::fs::read(tok_path)?;
     model::fsutil::write_atomic(&out.join("tokenizer.json"), |w| w.write_all(&tok_text))?;
     let mut shards = train.done;
     shards.extend(validation.done);

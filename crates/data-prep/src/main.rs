@@ -113,6 +113,7 @@ fn main() -> Result<()> {
             overrides.push("tokenizer=\"-\"".to_owned());
             let (mut cfg, base) = load(&config, &overrides)?;
             cfg.tokenizer = PathBuf::new();
+            model::fsutil::check_output_file(&out)?;
             let mut texts = Vec::new();
             let mut rejects = 0;
             for_each_document(
@@ -150,6 +151,11 @@ fn main() -> Result<()> {
             if dev_permille > 0 && dev_out.is_none() {
                 bail!("--dev-permille {dev_permille} needs --dev-out");
             }
+            let rejects = rejects.unwrap_or_else(|| beside(&out, ".rejects.jsonl"));
+            let stats = stats.unwrap_or_else(|| beside(&out, ".stats.json"));
+            for path in [&out, &rejects, &stats].into_iter().chain(&dev_out) {
+                model::fsutil::check_output_file(path)?;
+            }
             let tok = tokenizer
                 .as_deref()
                 .map(model::XlmrTokenizer::from_file)
@@ -160,7 +166,6 @@ fn main() -> Result<()> {
             if let Some(dev_out) = &dev_out {
                 qa_sets::write_json(dev_out, &dev)?;
             }
-            let rejects = rejects.unwrap_or_else(|| beside(&out, ".rejects.jsonl"));
             let mut lines = String::new();
             for r in &merged.rejects {
                 lines += &(serde_json::to_string(r)? + "\n");
@@ -168,15 +173,21 @@ fn main() -> Result<()> {
             model::fsutil::write_atomic(&rejects, |w| w.write_all(lines.as_bytes()))
                 .with_context(|| format!("writing {}", rejects.display()))?;
             let groups = qa_sets::statistics(&merged, tok.as_ref(), max_seq_length, doc_stride)?;
-            let stats = stats.unwrap_or_else(|| beside(&out, ".stats.json"));
             qa_sets::write_json(
                 &stats,
                 &serde_json::json!({
-                    "files": merged.files, "groups": groups, "dev_permille": dev_permille,
+                    "files": merged.files, "groups": groups, "merged_duplicates": merged.merges,
+                    "renamed_ids": merged.renames, "dev_permille": dev_permille,
                     "max_seq_length": max_seq_length, "doc_stride": doc_stride,
                 }),
             )?;
             print!("{}", qa_sets::summary(&merged, &groups));
+            for r in &merged.renames {
+                eprintln!(
+                    "renamed: {} question '{}' is {} (its id was taken)",
+                    r.file, r.question_id, r.renamed
+                );
+            }
             let count = |v: &serde_json::Value| -> usize {
                 v["data"].as_array().map_or(0, |a| {
                     a.iter()

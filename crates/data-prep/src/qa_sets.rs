@@ -6,7 +6,7 @@
 //! white space); one whose text is nowhere in the context goes to the rejects with the reason.
 //! Output is deterministic: the same inputs give byte-identical files.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -70,8 +70,32 @@ pub struct FileReport {
     pub answers_rejected: usize,
     /// Answerable questions left with no answer after rejection: dropped.
     pub questions_dropped: usize,
-    /// Same question on the same context as one kept earlier: dropped.
+    /// Same question on the same context as one kept earlier: merged into it, its distinct answers
+    /// added to the kept question's (see `Merged::merges`).
     pub questions_duplicate: usize,
+    /// Answers those merges added to the kept questions.
+    pub answers_merged: usize,
+    /// Questions whose id was taken by an earlier question of the same source: renamed `id#N` (see
+    /// `Merged::renames`).
+    pub ids_renamed: usize,
+}
+
+/// A repeated (question, context) pair folded into the question kept first.
+#[derive(Clone, Debug, Serialize)]
+pub struct MergeNote {
+    pub file: String,
+    pub question_id: String,
+    pub into: String,
+    /// Answers (text, start) it had that the kept question lacked, now golds of the kept question.
+    pub answers_added: Vec<(String, usize)>,
+}
+
+/// A question id made unique.
+#[derive(Clone, Debug, Serialize)]
+pub struct RenameNote {
+    pub file: String,
+    pub question_id: String,
+    pub renamed: String,
 }
 
 /// One rejected answer or question, with where it was and why.
@@ -130,14 +154,24 @@ pub struct Merged {
     paragraphs: Vec<(String, String, String, Vec<Question>)>,
     pub files: Vec<FileReport>,
     pub rejects: Vec<Reject>,
+    pub merges: Vec<MergeNote>,
+    pub renames: Vec<RenameNote>,
+    /// Some input is SQuAD 2.0 (its version, or unanswerable questions): the output is too.
+    pub v2: bool,
 }
 
 /// Reads, checks and merges `inputs`. With `strict`, any rejected answer is an error.
 pub fn merge(inputs: &[QaInput], strict: bool) -> Result<Merged> {
-    let mut paragraphs = Vec::new();
-    let mut files = Vec::new();
-    let mut rejects = Vec::new();
-    let mut seen_questions: HashSet<(String, String)> = HashSet::new();
+    let mut merged = Merged {
+        paragraphs: Vec::new(),
+        files: Vec::new(),
+        rejects: Vec::new(),
+        merges: Vec::new(),
+        renames: Vec::new(),
+        v2: false,
+    };
+    // (question, context) → (paragraph, question) of the question kept first.
+    let mut kept_at: HashMap<(String, String), (usize, usize)> = HashMap::new();
     let mut seen_ids: HashSet<String> = HashSet::new();
     for input in inputs {
         let file = input.path.display().to_string();
@@ -148,6 +182,8 @@ pub fn merge(inputs: &[QaInput], strict: bool) -> Result<Merged> {
         let Some(articles) = root.get("data").and_then(Value::as_array) else {
             bail!("{file}: no \"data\" list (not a SQuAD-format file)");
         };
+        let v2_file = eval::data::version_is_v2(root.get("version"));
+        merged.v2 |= v2_file;
         let mut report = FileReport {
             file: file.clone(),
             source: input.name.clone(),
@@ -166,7 +202,13 @@ pub fn merge(inputs: &[QaInput], strict: bool) -> Result<Merged> {
                     .get("qas")
                     .and_then(Value::as_array)
                     .map_or(&[][..], |v| &v[..]);
-                let mut kept = Vec::new();
+                merged.paragraphs.push((
+                    input.name.clone(),
+                    title.clone(),
+                    context.to_owned(),
+                    Vec::new(),
+                ));
+                let here = merged.paragraphs.len() - 1;
                 for (qi, qa) in qas.iter().enumerate() {
                     report.questions += 1;
                     let local_id =
@@ -175,55 +217,60 @@ pub fn merge(inputs: &[QaInput], strict: bool) -> Result<Merged> {
                         bail!("{file}: question {local_id} (article {ai}, paragraph {pi}) has no \"question\" string");
                     };
                     let impossible = qa.get("is_impossible").and_then(Value::as_bool) == Some(true);
-                    let raw_answers = qa
-                        .get("answers")
-                        .and_then(Value::as_array)
-                        .map_or(&[][..], |v| &v[..]);
+                    merged.v2 |= impossible;
+                    let at = eval::data::QuestionAt {
+                        file: &input.path,
+                        id: &local_id,
+                        article: ai,
+                        paragraph: pi,
+                    };
+                    let given = eval::data::gold_answers(
+                        qa.get("answers"),
+                        impossible,
+                        v2_file,
+                        true,
+                        &at,
+                    )?;
                     let mut answers = Vec::new();
                     if !impossible {
-                        for a in raw_answers {
+                        for a in &given {
                             report.answers += 1;
-                            let (Some(t), Some(start)) = (
-                                a.get("text").and_then(Value::as_str),
-                                a.get("answer_start").and_then(Value::as_i64),
-                            ) else {
-                                bail!("{file}: question {local_id}: an answer needs \"text\" and an integer \"answer_start\", got {a}");
-                            };
-                            match place_answer(context, t, start) {
+                            let start = a.answer_start.expect("checked by gold_answers");
+                            match place_answer(context, &a.text, start) {
                                 Placement::Ok(s) => {
                                     report.answers_ok += 1;
-                                    answers.push((t.to_owned(), s));
+                                    answers.push((a.text.clone(), s));
                                 }
                                 Placement::Moved(s) => {
                                     report.answers_moved += 1;
-                                    answers.push((t.to_owned(), s));
+                                    answers.push((a.text.clone(), s));
                                 }
                                 Placement::Trimmed(s) => {
                                     report.answers_trimmed += 1;
-                                    answers.push((t.trim().to_owned(), s));
+                                    answers.push((a.text.trim().to_owned(), s));
                                 }
                                 Placement::NotFound => {
                                     report.answers_rejected += 1;
                                     let reason =
                                         "answer text does not occur in the context".to_owned();
                                     if strict {
-                                        bail!("{file}: question {local_id}: {reason}: {t:?}");
+                                        bail!("{at}: {reason}: {:?}", a.text);
                                     }
-                                    rejects.push(Reject {
+                                    merged.rejects.push(Reject {
                                         file: file.clone(),
                                         article: ai,
                                         paragraph: pi,
                                         question_id: local_id.clone(),
-                                        answer: Some(t.to_owned()),
+                                        answer: Some(a.text.clone()),
                                         answer_start: Some(start),
                                         reason,
                                     });
                                 }
                             }
                         }
-                        if answers.is_empty() && !raw_answers.is_empty() {
+                        if answers.is_empty() && !given.is_empty() {
                             report.questions_dropped += 1;
-                            rejects.push(Reject {
+                            merged.rejects.push(Reject {
                                 file: file.clone(),
                                 article: ai,
                                 paragraph: pi,
@@ -237,9 +284,24 @@ pub fn merge(inputs: &[QaInput], strict: bool) -> Result<Merged> {
                             continue;
                         }
                     }
-                    if !seen_questions.insert((question.trim().to_lowercase(), context.to_owned()))
-                    {
+                    let key = (question.trim().to_lowercase(), context.to_owned());
+                    if let Some(&(p, q)) = kept_at.get(&key) {
+                        // The same question on the same context: one question holding every
+                        // distinct gold answer, as SQuAD's dev set has several.
+                        let kept = &mut merged.paragraphs[p].3[q];
+                        let added: Vec<(String, usize)> = answers
+                            .into_iter()
+                            .filter(|a| !kept.answers.contains(a))
+                            .collect();
+                        kept.answers.extend(added.iter().cloned());
                         report.questions_duplicate += 1;
+                        report.answers_merged += added.len();
+                        merged.merges.push(MergeNote {
+                            file: file.clone(),
+                            question_id: local_id.clone(),
+                            into: kept.id.clone(),
+                            answers_added: added,
+                        });
                         continue;
                     }
                     let mut id = format!("{}:{local_id}", input.name);
@@ -248,13 +310,23 @@ pub fn merge(inputs: &[QaInput], strict: bool) -> Result<Merged> {
                         n += 1;
                         id = format!("{}:{local_id}#{n}", input.name);
                     }
+                    if n > 1 {
+                        report.ids_renamed += 1;
+                        merged.renames.push(RenameNote {
+                            file: file.clone(),
+                            question_id: local_id.clone(),
+                            renamed: id.clone(),
+                        });
+                    }
                     let lang = input
                         .lang
                         .clone()
                         .or_else(|| str_field(qa, "lang"))
                         .or_else(|| str_field(article, "lang"))
                         .unwrap_or_else(|| "und".to_owned());
-                    kept.push(Question {
+                    let questions = &mut merged.paragraphs[here].3;
+                    kept_at.insert(key, (here, questions.len()));
+                    questions.push(Question {
                         id,
                         question: question.to_owned(),
                         answers,
@@ -262,18 +334,14 @@ pub fn merge(inputs: &[QaInput], strict: bool) -> Result<Merged> {
                         source: input.name.clone(),
                     });
                 }
-                if !kept.is_empty() {
-                    paragraphs.push((input.name.clone(), title.clone(), context.to_owned(), kept));
-                }
             }
         }
-        files.push(report);
+        merged.files.push(report);
     }
-    Ok(Merged {
-        paragraphs,
-        files,
-        rejects,
-    })
+    // Paragraphs left without questions (all dropped or merged) are not written; their indices in
+    // `kept_at` are no longer needed.
+    merged.paragraphs.retain(|p| !p.3.is_empty());
+    Ok(merged)
 }
 
 /// The permille bucket of a context: the split depends on the text alone, never on the order.
@@ -311,7 +379,9 @@ impl Merged {
                 .expect("paragraphs is a list")
                 .push(json!({"context": context, "qas": qas}));
         }
-        json!({"version": "v2.0", "data": articles})
+        // A set made of v1.1 inputs stays v1.1, so that scoring keeps v1.1 semantics.
+        let version = if self.v2 { "v2.0" } else { "1.1" };
+        json!({"version": version, "data": articles})
     }
 
     /// (train, dev): contexts with bucket < `dev_permille` go to dev.
@@ -419,11 +489,11 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
 /// The printed summary: per file, then per language × source.
 pub fn summary(merged: &Merged, stats: &[GroupStats]) -> String {
     let mut out = String::from(
-        "file                                        questions  answers  moved  trimmed  rejected  dropped  duplicate\n",
+        "file                                        questions  answers  moved  trimmed  rejected  dropped  merged (answers added)  renamed\n",
     );
     for f in &merged.files {
         out += &format!(
-            "{:<42} {:>10} {:>8} {:>6} {:>8} {:>9} {:>8} {:>10}\n",
+            "{:<42} {:>10} {:>8} {:>6} {:>8} {:>9} {:>8} {:>23} {:>8}\n",
             f.source,
             f.questions,
             f.answers,
@@ -431,7 +501,8 @@ pub fn summary(merged: &Merged, stats: &[GroupStats]) -> String {
             f.answers_trimmed,
             f.answers_rejected,
             f.questions_dropped,
-            f.questions_duplicate
+            format!("{} ({})", f.questions_duplicate, f.answers_merged),
+            f.ids_renamed
         );
     }
     out += "\nlang/source                                 questions  answerable  context tokens (mean/max)  windows\n";

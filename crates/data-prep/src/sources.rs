@@ -1,6 +1,6 @@
 //! Corpus sources: where the text is, in which format, and which language it is.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -129,6 +129,41 @@ impl Source {
         }
         files.sort();
         Ok(files)
+    }
+
+    /// What can be known of a file before reading it: a table has the configured columns, a term list
+    /// its term columns. Errors name the source and the file.
+    pub fn check(&self, file: &Path) -> Result<()> {
+        let wanted: Vec<&str> = match self.format {
+            Format::Csv | Format::Tsv | Format::Parquet => {
+                std::iter::once(self.column.as_deref().unwrap_or("text"))
+                    .chain(self.language_column.as_deref())
+                    .collect()
+            }
+            Format::Terms => vec!["sourceString", "targetString"],
+            _ => return Ok(()),
+        };
+        let found = if self.format == Format::Terms {
+            // Term lists are CSV whatever their extension.
+            let Ok(mut reader) = csv::Reader::from_path(file) else {
+                return Ok(()); // unreadable: `read` records it as a reject
+            };
+            let headers = reader.headers().with_context(|| {
+                format!("source '{}': {}: no header row", self.name, file.display())
+            })?;
+            headers.iter().map(str::to_owned).collect()
+        } else {
+            tables::columns_of(file).with_context(|| format!("source '{}'", self.name))?
+        };
+        if let Some(missing) = wanted.iter().find(|w| !found.iter().any(|f| f == *w)) {
+            bail!(
+                "source '{}': {}: no column '{missing}' (columns: {})",
+                self.name,
+                file.display(),
+                found.join(", ")
+            );
+        }
+        Ok(())
     }
 
     /// Reads one file, calling `emit` per document and `reject` per unusable piece.
@@ -266,6 +301,9 @@ impl Source {
         }
     }
 
+    /// TMX: every `<seg>` of a kept language is a document whose line is its unit's `<tu>` line. A
+    /// segment left unclosed (its `</tuv>` or `</tu>`, or the next `<tu>`, comes first) is rejected
+    /// with that unit's line, and reading goes on with the next unit.
     fn read_tmx(
         &self,
         file: &Path,
@@ -273,61 +311,100 @@ impl Source {
         reject: &mut dyn FnMut(Reject),
     ) -> Result<()> {
         use quick_xml::events::Event;
-        let mut reader = match quick_xml::Reader::from_file(file) {
-            Ok(r) => r,
+        let f = match std::fs::File::open(file) {
+            Ok(f) => f,
             Err(e) => {
                 reject(self.reject_at(file, 0, format!("unreadable: {e}")));
                 return Ok(());
             }
         };
+        let mut reader = quick_xml::Reader::from_reader(LineCounter {
+            inner: BufReader::new(f),
+            newlines: 0,
+        });
+        // Mismatched end tags are how a broken unit shows; they are handled below, unit by unit.
+        reader.config_mut().check_end_names = false;
         let keep = |lang: &str| {
             self.language == "*" || primary_language(lang) == primary_language(&self.language)
         };
-        let (mut buf, mut unit, mut lang, mut seg) =
+        let (mut buf, mut unit_line, mut lang, mut seg) =
             (Vec::new(), 0usize, None::<String>, None::<String>);
+        // A segment still open where it cannot be: rejected with its unit's line.
+        let unclosed = |seg: &mut Option<String>, line: usize, reject: &mut dyn FnMut(Reject)| {
+            if seg.take().is_some() {
+                reject(self.reject_at(
+                    file,
+                    line,
+                    "unclosed <seg>: segment dropped, reading goes on at the next <tu>".into(),
+                ));
+            }
+        };
         loop {
+            let line_before = reader.get_ref().newlines + 1;
             match reader.read_event_into(&mut buf) {
                 Ok(Event::Start(e)) => match e.name().as_ref() {
-                    b"tu" => unit += 1,
+                    b"tu" => {
+                        unclosed(&mut seg, unit_line, reject);
+                        unit_line = line_before;
+                        lang = None;
+                    }
                     b"tuv" => {
+                        unclosed(&mut seg, unit_line, reject);
                         lang = e
                             .attributes()
                             .flatten()
                             .find(|a| a.key.as_ref() == b"xml:lang" || a.key.as_ref() == b"lang")
                             .and_then(|a| a.unescape_value().ok().map(|v| v.into_owned()));
                     }
-                    b"seg" => seg = Some(String::new()),
+                    b"seg" => {
+                        unclosed(&mut seg, unit_line, reject);
+                        seg = Some(String::new());
+                    }
                     _ => {}
                 },
                 Ok(Event::Text(t)) => {
                     if let Some(s) = seg.as_mut() {
                         match t.unescape() {
                             Ok(text) => s.push_str(&text),
-                            Err(e) => {
-                                reject(self.reject_at(file, unit, format!("bad XML text: {e}")))
-                            }
+                            Err(e) => reject(self.reject_at(
+                                file,
+                                unit_line,
+                                format!("bad XML text: {e}"),
+                            )),
                         }
                     }
                 }
-                Ok(Event::End(e)) if e.name().as_ref() == b"seg" => {
-                    let text = seg.take().unwrap_or_default();
-                    match &lang {
-                        Some(l) if keep(l) => emit(Record {
-                            text,
-                            file: file.to_path_buf(),
-                            line: unit,
-                            lang: Some(primary_language(l)),
-                        }),
-                        Some(_) => {}
-                        None => {
-                            reject(self.reject_at(file, unit, "segment without xml:lang".into()))
+                Ok(Event::End(e)) => match e.name().as_ref() {
+                    b"seg" => {
+                        let Some(text) = seg.take() else { continue };
+                        match &lang {
+                            Some(l) if keep(l) => emit(Record {
+                                text,
+                                file: file.to_path_buf(),
+                                line: unit_line,
+                                lang: Some(primary_language(l)),
+                            }),
+                            Some(_) => {}
+                            None => reject(self.reject_at(
+                                file,
+                                unit_line,
+                                "segment without xml:lang".into(),
+                            )),
                         }
                     }
+                    b"tuv" | b"tu" | b"body" => unclosed(&mut seg, unit_line, reject),
+                    _ => {}
+                },
+                Ok(Event::Eof) => {
+                    unclosed(&mut seg, unit_line, reject);
+                    break;
                 }
-                Ok(Event::Eof) => break,
                 Err(e) => {
-                    let at = reader.buffer_position();
-                    reject(self.reject_at(file, unit, format!("malformed TMX at byte {at}: {e}")));
+                    reject(self.reject_at(
+                        file,
+                        line_before,
+                        format!("malformed TMX, the rest of the file is skipped: {e}"),
+                    ));
                     break;
                 }
                 _ => {}
@@ -469,6 +546,33 @@ impl Source {
             }
         }
         Ok(())
+    }
+}
+
+/// A buffered file reader that counts the newlines its user has consumed, so that an XML event
+/// knows its line.
+struct LineCounter {
+    inner: BufReader<std::fs::File>,
+    newlines: usize,
+}
+
+impl Read for LineCounter {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.newlines += buf[..n].iter().filter(|&&b| b == b'\n').count();
+        Ok(n)
+    }
+}
+
+impl BufRead for LineCounter {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        let taken = &self.inner.buffer()[..amt.min(self.inner.buffer().len())];
+        self.newlines += taken.iter().filter(|&&b| b == b'\n').count();
+        self.inner.consume(amt);
     }
 }
 

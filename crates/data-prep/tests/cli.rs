@@ -639,3 +639,238 @@ fn near_duplicates_are_dropped_when_configured() {
         2
     );
 }
+
+/// One `[[sources]]` entry of a corpus config.
+fn source_toml(name: &str, path: &Path, format: &str, lang: &str) -> String {
+    format!(
+        "[[sources]]\nname = \"{name}\"\npath = \"{}\"\nformat = \"{format}\"\nlanguage = \"{lang}\"\nmin_chars = 3\n",
+        path.display()
+    )
+}
+
+/// A corpus config over the fixture tokenizer with these sources, in `dir/c.toml`.
+fn corpus_config(dir: &Path, sources: &[String]) -> PathBuf {
+    let tok = root().join("crates/model/tests/fixtures/tokenizer/tokenizer.json");
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "tokenizer = \"{}\"\nvalidation_permille = 0\n{}",
+            tok.display(),
+            sources.concat()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn corpus_fails(cfg: &Path, out: &Path) -> String {
+    let o = run(&[
+        "corpus",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+#[test]
+fn a_broken_tmx_unit_is_rejected_at_its_line_and_the_next_unit_is_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(
+        d.join("tm.tmx"),
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<tmx version="1.4"><header srclang="en"/><body>
+<tu tuid="1"><tuv xml:lang="en"><seg>the first unit is well formed</seg></tuv></tu>
+<tu tuid="2"><tuv xml:lang="en"><seg>the second unit is well formed too</seg></tuv></tu>
+<tu tuid="3"><tuv xml:lang="en"><seg>this segment is never closed</tuv></tu>
+<tu tuid="4"><tuv xml:lang="en"><seg>the unit after the broken one</seg></tuv></tu>
+</body></tmx>"#,
+    )
+    .unwrap();
+    let cfg = corpus_config(d, &[source_toml("tm", &d.join("tm.tmx"), "tmx", "en")]);
+    let out = d.join("out");
+    let summary = corpus_with_rows(&cfg, &out, &["en/tm/train"]);
+    assert!(summary.contains("rejected inputs: 1"), "{summary}");
+    let rejects = std::fs::read_to_string(out.join("rejects.jsonl")).unwrap();
+    let r: serde_json::Value = serde_json::from_str(rejects.trim()).unwrap();
+    assert_eq!(r["line"], 5, "the broken unit's own line: {r}");
+    assert!(
+        r["reason"].as_str().unwrap().contains("unclosed <seg>"),
+        "{r}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["extra"]["report"]["kept"]["en/tm/train"]["documents"], 3,
+        "units 1, 2 and 4 are kept"
+    );
+}
+
+#[test]
+fn every_source_is_checked_before_any_is_read_and_a_failed_build_leaves_no_corpus() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(
+        d.join("notes.txt"),
+        "Pacientul a fost internat cu AVC ischemic acut.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("table.csv"),
+        "id,body\n1,Pacient cu hemipareză stângă.\n",
+    )
+    .unwrap();
+    let good = source_toml("notes", &d.join("notes.txt"), "text", "ro");
+    let out = d.join("out");
+
+    let cfg = corpus_config(
+        d,
+        &[
+            good.clone(),
+            source_toml("later", &d.join("nothing-*.txt"), "text", "ro"),
+        ],
+    );
+    let err = corpus_fails(&cfg, &out);
+    assert!(
+        err.contains("source 'later'") && err.contains("nothing found"),
+        "{err}"
+    );
+    assert!(!out.exists(), "no half-written corpus directory");
+
+    let cfg = corpus_config(
+        d,
+        &[
+            good.clone(),
+            source_toml("table", &d.join("table.csv"), "csv", "ro"),
+        ],
+    );
+    let err = corpus_fails(&cfg, &out);
+    assert!(
+        err.contains("source 'table'") && err.contains("no column 'text'") && err.contains("body"),
+        "{err}"
+    );
+    assert!(!out.exists());
+
+    // A complete corpus stays whole when a later build of the same directory fails part-way
+    // (--strict stops after reading everything), and nothing partial is left beside it.
+    let cfg = corpus_config(d, &[good]);
+    corpus_with_rows(&cfg, &out, &["ro/notes/train"]);
+    let before = bytes_of(&out);
+    std::fs::write(
+        d.join("notes.txt"),
+        b"Pacientul a fost internat.\n\xff broken\n".as_slice(),
+    )
+    .unwrap();
+    let o = run(&[
+        "corpus",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--strict",
+    ]);
+    assert!(!o.status.success());
+    assert_eq!(bytes_of(&out), before, "the earlier corpus is untouched");
+    let leftovers: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A directory that holds something else is never taken over.
+    let other = d.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("keep.txt"), "mine").unwrap();
+    let err = corpus_fails(&cfg, &other);
+    assert!(err.contains("no corpus"), "{err}");
+    assert!(other.join("keep.txt").is_file());
+    // The tokenizer's output is checked before its documents are read and it trains.
+    let o = run(&[
+        "tokenizer",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--vocab-size",
+        "100",
+        "--out",
+        other.join("keep.txt/tok.json").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("is a file"), "{err}");
+}
+
+/// The largest resident set of a running process so far (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Runs `corpus` and returns its peak resident memory in MiB (read while it runs).
+fn corpus_peak_mib(cfg: &Path, out: &Path) -> u64 {
+    let mut child = Command::new(BIN)
+        .current_dir(root())
+        .args([
+            "corpus",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    loop {
+        if let Some(kib) = peak_rss_kib(child.id()) {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success());
+            return peak / 1024;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_large_file_is_streamed_not_held() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // 2.4 million lines, 96 MB: the same 1,000 sentences over and over (duplicates are dropped, so
+    // the time goes to reading and cleaning, which is what holds memory if a file is collected).
+    let lines: Vec<String> = (0..1000)
+        .map(|i| format!("Pacientul {i:04} a fost internat cu AVC ischemic acut.\n"))
+        .collect();
+    let block = lines.concat();
+    let mut big = std::io::BufWriter::new(std::fs::File::create(d.join("big.txt")).unwrap());
+    for _ in 0..2400 {
+        std::io::Write::write_all(&mut big, block.as_bytes()).unwrap();
+    }
+    drop(big);
+    std::fs::write(d.join("small.txt"), &block).unwrap();
+    let small = corpus_peak_mib(
+        &corpus_config(
+            d,
+            &[source_toml("notes", &d.join("small.txt"), "text", "ro")],
+        ),
+        &d.join("out-small"),
+    );
+    let big = corpus_peak_mib(
+        &corpus_config(d, &[source_toml("notes", &d.join("big.txt"), "text", "ro")]),
+        &d.join("out-big"),
+    );
+    let size_mib = std::fs::metadata(d.join("big.txt")).unwrap().len() >> 20;
+    assert!(
+        big < small + 48,
+        "peak RSS {big} MiB for a {size_mib} MiB file, {small} MiB for 1,000 lines: the file is held"
+    );
+}

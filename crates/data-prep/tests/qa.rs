@@ -1,5 +1,6 @@
-//! `data-prep qa`: answers checked and repaired, sets merged with tags, duplicates dropped, split by
-//! context, the same bytes on a re-run; on ../shared/data/qa when present.
+//! `data-prep qa`: answers checked and repaired, sets merged with tags, repeated questions merged with
+//! their answers, renamed ids reported, split by context, the same bytes on a re-run; bad input is an
+//! error naming the question; on ../shared/data/qa when present.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -102,9 +103,16 @@ fn answers_are_repaired_or_rejected_and_sets_merge_deterministically() {
     let ids: Vec<&str> = qs.iter().map(|q| q["id"].as_str().unwrap()).collect();
     assert_eq!(
         ids,
-        ["notes:ok", "notes:off", "notes:ws", "notes:none", "notes:7", "b:a0-p0-q1"],
-        "the duplicate question (same context, same text up to case and spaces) and the one with no \
-         locatable answer are dropped"
+        [
+            "notes:ok",
+            "notes:off",
+            "notes:ws",
+            "notes:none",
+            "notes:7",
+            "b:a0-p0-q1"
+        ],
+        "the repeated question (same context, same text up to case and spaces) is merged into the \
+         first, and the one with no locatable answer is dropped"
     );
     let ctx = merged["data"][0]["paragraphs"][0]["context"]
         .as_str()
@@ -248,12 +256,9 @@ fn the_split_is_by_context_and_windows_are_counted_with_a_tokenizer() {
 }
 
 #[test]
+#[cfg_attr(not(shared_data), ignore = "needs ../shared/data")]
 fn covid_qa_offsets_are_all_recovered() {
     let file = root().join("../shared/data/qa/covid-qa-200423.en.json");
-    if !file.exists() {
-        eprintln!("skipped: {} is absent", file.display());
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("covid.json");
     ok(run(&[
@@ -268,4 +273,205 @@ fn covid_qa_offsets_are_all_recovered() {
     assert_eq!(f["answers"], 1380);
     assert_eq!(f["answers_moved"], 234, "{f}");
     assert_eq!(f["answers_rejected"], 0, "{f}");
+    // 18 groups of repeated questions (20 repeats), each with other answers: all 1,380 golds stay.
+    assert_eq!(
+        (
+            f["questions_duplicate"].as_u64(),
+            f["answers_merged"].as_u64()
+        ),
+        (Some(20), Some(20)),
+        "{f}"
+    );
+    let kept: usize = questions(&read(&out))
+        .iter()
+        .map(|q| q["answers"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(kept, 1380, "no gold answer lost");
+}
+
+/// Writes `body` (the `data` list of a SQuAD file, with `version` if given) to `dir/name`.
+fn squad_file(dir: &Path, name: &str, version: Option<&str>, data: &str) -> String {
+    let path = dir.join(name);
+    let version = version.map_or(String::new(), |v| format!("\"version\": \"{v}\", "));
+    std::fs::write(&path, format!("{{{version}\"data\": {data}}}")).unwrap();
+    path.display().to_string()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        !out.status.success(),
+        "should fail: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn a_v1_question_without_answers_is_an_error_naming_it_never_a_no_answer_question() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let out = d.join("out.json");
+    let para = |qas: &str| {
+        format!(r#"[{{"paragraphs": [{{"context": "NIHSS 12 la internare.", "qas": [{qas}]}}]}}]"#)
+    };
+    let ok_q =
+        r#"{"id": "fine", "question": "NIHSS?", "answers": [{"text": "12", "answer_start": 6}]}"#;
+    let missing = squad_file(
+        d,
+        "missing.json",
+        Some("1.1"),
+        &para(&format!(
+            r#"{ok_q}, {{"id": "q-missing", "question": "Scor?"}}"#
+        )),
+    );
+    let err = fails(&["qa", "--input", &missing, "--out", out.to_str().unwrap()]);
+    assert!(
+        err.contains("q-missing") && err.contains("missing.json") && err.contains("no answers"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing written for a broken input");
+    let empty = squad_file(
+        d,
+        "empty.json",
+        None,
+        &para(r#"{"id": "q-empty", "question": "Scor?", "answers": []}"#),
+    );
+    let err = fails(&["qa", "--input", &empty, "--out", out.to_str().unwrap()]);
+    assert!(err.contains("q-empty"), "{err}");
+    let typed = squad_file(
+        d,
+        "typed.json",
+        Some("1.1"),
+        &para(r#"{"id": "q-typed", "question": "Scor?", "answers": "12"}"#),
+    );
+    let err = fails(&["qa", "--input", &typed, "--out", out.to_str().unwrap()]);
+    assert!(
+        err.contains("q-typed") && err.contains("must be a list"),
+        "{err}"
+    );
+    let no_start = squad_file(
+        d,
+        "nostart.json",
+        Some("1.1"),
+        &para(r#"{"id": "q-start", "question": "Scor?", "answers": [{"text": "12"}]}"#),
+    );
+    let err = fails(&["qa", "--input", &no_start, "--out", out.to_str().unwrap()]);
+    assert!(
+        err.contains("q-start") && err.contains("answer_start"),
+        "{err}"
+    );
+
+    // A v1.1 set stays v1.1; a v2.0 file (or is_impossible) may have questions without answers.
+    let v1 = squad_file(d, "v1.json", Some("1.1"), &para(ok_q));
+    ok(run(&["qa", "--input", &v1, "--out", out.to_str().unwrap()]));
+    let merged = read(&out);
+    assert_eq!(merged["version"], "1.1");
+    assert_eq!(questions(&merged)[0]["is_impossible"], false);
+    let v2 = squad_file(
+        d,
+        "v2.json",
+        Some("v2.0"),
+        &para(&format!(
+            r#"{ok_q}, {{"id": "q-none", "question": "Scor?"}}"#
+        )),
+    );
+    ok(run(&["qa", "--input", &v2, "--out", out.to_str().unwrap()]));
+    let merged = read(&out);
+    assert_eq!(merged["version"], "v2.0");
+    assert_eq!(questions(&merged)[1]["is_impossible"], true);
+}
+
+#[test]
+fn repeated_questions_merge_their_answers_and_renamed_ids_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let ctx = "Tratament: alteplază 0,9 mg/kg, apoi aspirină 100 mg.";
+    let first = squad_file(
+        d,
+        "first.json",
+        Some("1.1"),
+        &format!(
+            r#"[{{"paragraphs": [{{"context": "{ctx}", "qas": [
+        {{"id": "q1", "question": "Ce tratament?", "answers": [{{"text": "alteplază", "answer_start": 11}}]}},
+        {{"id": "q2", "question": "ce tratament? ", "answers": [{{"text": "aspirină 100 mg", "answer_start": 37}},
+                                                            {{"text": "alteplază", "answer_start": 11}}]}},
+        {{"id": "q3", "question": "Doza?", "answers": [{{"text": "0,9 mg/kg", "answer_start": 21}}]}}]}}]}}]"#
+        ),
+    );
+    // Another file under the same source name, reusing id q3 for a different question.
+    let second = squad_file(
+        d,
+        "second.json",
+        Some("1.1"),
+        &format!(
+            r#"[{{"paragraphs": [{{"context": "{ctx}", "qas": [
+        {{"id": "q3", "question": "Antiagregant?", "answers": [{{"text": "aspirină", "answer_start": 37}}]}}]}}]}}]"#
+        ),
+    );
+    let out = d.join("out.json");
+    let printed = ok(run(&[
+        "qa",
+        "--input",
+        &format!("{first}:name=notes"),
+        "--input",
+        &format!("{second}:name=notes"),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let qs = questions(&read(&out));
+    let ids: Vec<&str> = qs.iter().map(|q| q["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["notes:q1", "notes:q3", "notes:q3#2"]);
+    let golds: Vec<&str> = qs[0]["answers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        golds,
+        ["alteplază", "aspirină 100 mg"],
+        "every distinct gold answer kept"
+    );
+    let stats = read(&d.join("out.json.stats.json"));
+    assert_eq!(
+        (
+            stats["files"][0]["questions_duplicate"].as_u64(),
+            stats["files"][0]["answers_merged"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(stats["merged_duplicates"][0]["question_id"], "q2");
+    assert_eq!(stats["merged_duplicates"][0]["into"], "notes:q1");
+    assert_eq!(stats["files"][1]["ids_renamed"], 1);
+    assert_eq!(stats["renamed_ids"][0]["renamed"], "notes:q3#2");
+    assert!(
+        printed.contains("1 (1)"),
+        "merge counted in the summary:\n{printed}"
+    );
+}
+
+#[test]
+fn output_locations_are_checked_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _) = inputs(tmp.path());
+    std::fs::write(tmp.path().join("blocker"), b"a file").unwrap();
+    let inside_file = tmp.path().join("blocker/out.json");
+    let err = fails(&["qa", "--input", &a, "--out", inside_file.to_str().unwrap()]);
+    assert!(
+        err.contains("blocker") && err.contains("is a file"),
+        "{err}"
+    );
+    let out = tmp.path().join("fine.json");
+    let err = fails(&[
+        "qa",
+        "--input",
+        &a,
+        "--out",
+        out.to_str().unwrap(),
+        "--rejects",
+        inside_file.to_str().unwrap(),
+    ]);
+    assert!(err.contains("is a file"), "{err}");
+    assert!(!out.exists(), "checked before the merged set was written");
 }

@@ -33,17 +33,105 @@ pub struct Qa {
     /// PoQuAD has none: `position_id` names such questions by their place in the file.
     #[serde(default, deserialize_with = "id_string")]
     pub id: Option<String>,
+    /// As the file has it; `gold_answers` checks it.
     #[serde(default)]
-    pub answers: Vec<Answer>,
+    pub answers: Option<Value>,
     #[serde(default)]
     pub is_impossible: Option<bool>,
     #[serde(default)]
     pub lang: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-pub struct Answer {
+/// Whether a SQuAD file's `version` says 2.x, where questions may have no answers.
+pub fn version_is_v2(version: Option<&Value>) -> bool {
+    match version {
+        Some(Value::String(v)) => v.trim_start_matches('v').starts_with('2'),
+        Some(Value::Number(n)) => n.as_f64().is_some_and(|v| v >= 2.0),
+        _ => false,
+    }
+}
+
+/// Where a question is in its file, for error messages.
+pub struct QuestionAt<'a> {
+    pub file: &'a Path,
+    pub id: &'a str,
+    pub article: usize,
+    pub paragraph: usize,
+}
+
+impl std::fmt::Display for QuestionAt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: question '{}' (article {}, paragraph {})",
+            self.file.display(),
+            self.id,
+            self.article,
+            self.paragraph
+        )
+    }
+}
+
+/// One gold answer as the file gives it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GoldAnswer {
     pub text: String,
+    /// Required where answers are placed (training, data-prep); scoring reads only the text.
+    pub answer_start: Option<i64>,
+}
+
+/// A question's `answers`, checked. A question may have none (missing, null or an empty list) only
+/// in a SQuAD 2.0 file or with `"is_impossible": true`: in a v1.1 file a question without answers is
+/// an error, never silently a no-answer question. Anything but a list of `{"text": string,
+/// "answer_start": integer}` objects is an error naming the question.
+pub fn gold_answers(
+    raw: Option<&Value>,
+    impossible: bool,
+    v2_file: bool,
+    need_start: bool,
+    at: &QuestionAt,
+) -> Result<Vec<GoldAnswer>> {
+    let list: &[Value] = match raw {
+        None | Some(Value::Null) => &[],
+        Some(Value::Array(list)) => list,
+        Some(other) => bail!(
+            "{at}: \"answers\" must be a list of {{\"text\", \"answer_start\"}} objects, got {}",
+            kind_of(other)
+        ),
+    };
+    if list.is_empty() && !impossible && !v2_file {
+        bail!(
+            "{at} has no answers; in a SQuAD v1.1 file every question needs them (only a \"version\": \"v2.0\" \
+             file or \"is_impossible\": true allows a question without answers)"
+        );
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let Some(text) = a.get("text").and_then(Value::as_str) else {
+                bail!("{at}: answer {i} has no \"text\" string: {a}");
+            };
+            let answer_start = a.get("answer_start").and_then(Value::as_i64);
+            if need_start && answer_start.is_none() {
+                bail!("{at}: answer {i} has no integer \"answer_start\": {a}");
+            }
+            Ok(GoldAnswer {
+                text: text.to_owned(),
+                answer_start,
+            })
+        })
+        .collect()
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// One question as scoring needs it.
@@ -69,11 +157,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, what: &str) -> Result<T>
 
 pub fn load_dataset(path: &Path) -> Result<Dataset> {
     let file: SquadFile = read_json(path, "data set")?;
-    let version_v2 = match &file.version {
-        Some(Value::String(v)) => v.trim_start_matches('v').starts_with('2'),
-        Some(Value::Number(n)) => n.as_f64().is_some_and(|v| v >= 2.0),
-        _ => false,
-    };
+    let version_v2 = version_is_v2(file.version.as_ref());
     let mut questions = Vec::new();
     let mut any_impossible = false;
     let mut seen = std::collections::HashSet::new();
@@ -87,10 +171,18 @@ pub fn load_dataset(path: &Path) -> Result<Dataset> {
                         path.display(),
                     );
                 }
-                any_impossible |= qa.is_impossible == Some(true) || qa.answers.is_empty();
+                let impossible = qa.is_impossible == Some(true);
+                let at = QuestionAt {
+                    file: path,
+                    id: &id,
+                    article: a,
+                    paragraph: pi,
+                };
+                let golds = gold_answers(qa.answers.as_ref(), impossible, version_v2, false, &at)?;
+                any_impossible |= golds.is_empty();
                 questions.push(Question {
                     id,
-                    golds: qa.answers.iter().map(|x| x.text.clone()).collect(),
+                    golds: golds.into_iter().map(|g| g.text).collect(),
                     lang: qa.lang.clone().or_else(|| article.lang.clone()),
                 });
             }

@@ -163,6 +163,9 @@ fn main() -> Result<()> {
             markdown: md,
             per_question,
         } => {
+            for path in md.iter().chain(&per_question) {
+                fsutil::check_output_file(path)?;
+            }
             let dataset = load_dataset(&data)?;
             let preds = load_predictions(&predictions)?;
             let na = na_probs.as_deref().map(load_na_probs).transpose()?;

@@ -5,14 +5,9 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_eval");
 
-fn shared_qa() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/qa");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: {} is absent", dir.display());
-        None
-    }
+/// The real QA sets; the tests that read them are ignored (reported as skipped) where they are absent.
+fn shared_qa() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/qa")
 }
 
 fn score(args: &[&str]) -> (bool, serde_json::Value, String) {
@@ -44,8 +39,9 @@ fn predictions(data: &Path, out: &Path, pick: impl Fn(&[serde_json::Value]) -> S
 }
 
 #[test]
+#[cfg_attr(not(shared_data), ignore = "needs ../shared/data")]
 fn squad_v1_gold_answers_score_100_and_missing_ones_count_as_zero() {
-    let Some(qa) = shared_qa() else { return };
+    let qa = shared_qa();
     let data = qa.join("squad-v1.1-dev.en.json");
     let tmp = tempfile::tempdir().unwrap();
     let preds = tmp.path().join("p.json");
@@ -92,8 +88,9 @@ fn squad_v1_gold_answers_score_100_and_missing_ones_count_as_zero() {
 }
 
 #[test]
+#[cfg_attr(not(shared_data), ignore = "needs ../shared/data")]
 fn squad_v2_spanish_empty_predictions_get_exactly_the_no_answer_share() {
-    let Some(qa) = shared_qa() else { return };
+    let qa = shared_qa();
     let data = qa.join("squad-es-v2.0-dev-small.es.json");
     let tmp = tempfile::tempdir().unwrap();
     let preds = tmp.path().join("p.json");
@@ -174,8 +171,9 @@ fn bad_input_names_the_file_and_place() {
 }
 
 #[test]
+#[cfg_attr(not(shared_data), ignore = "needs ../shared/data")]
 fn bioasq_snippets_merge_into_questions() {
-    let Some(qa) = shared_qa() else { return };
+    let qa = shared_qa();
     let data = qa.join("bioasq-7b-test-factoid-goldspans.en.json");
     let d: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&data).unwrap()).unwrap();
@@ -252,4 +250,62 @@ fn questions_without_ids_are_named_by_position() {
     let set = eval::data::load_dataset(&data).unwrap();
     let ids: Vec<&str> = set.questions.iter().map(|q| q.id.as_str()).collect();
     assert_eq!(ids, ["a0-p0-q0", "a1-p0-q0", "a1-p0-q1"]);
+}
+
+#[test]
+fn a_v1_question_without_answers_is_an_error_and_outputs_are_checked_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, preds) = (tmp.path().join("d.json"), tmp.path().join("p.json"));
+    std::fs::write(&preds, r#"{"q1": "x", "q2": "y"}"#).unwrap();
+    let with = |qa2: &str, version: &str| {
+        std::fs::write(
+            &data,
+            format!(
+                r#"{{"version": "{version}", "data": [{{"paragraphs": [{{"qas": [
+                {{"id": "q1", "answers": [{{"text": "x"}}]}}, {qa2}]}}]}}]}}"#
+            ),
+        )
+        .unwrap();
+    };
+    let args = [
+        "--data",
+        data.to_str().unwrap(),
+        "--predictions",
+        preds.to_str().unwrap(),
+    ];
+    // Missing, empty or mistyped answers in a v1.1 file: an error naming the question, never a
+    // switch of the whole file to SQuAD 2.0 scoring.
+    for (qa2, needle) in [
+        (r#"{"id": "q2"}"#, "no answers"),
+        (r#"{"id": "q2", "answers": []}"#, "no answers"),
+        (
+            r#"{"id": "q2", "answers": {"text": "y"}}"#,
+            "must be a list",
+        ),
+        (r#"{"id": "q2", "answers": [{"txt": "y"}]}"#, "no \"text\""),
+    ] {
+        with(qa2, "1.1");
+        let (ok, _, err) = score(&args);
+        assert!(
+            !ok && err.contains("'q2'") && err.contains("d.json") && err.contains(needle),
+            "{qa2}: {err}"
+        );
+    }
+    // In a v2.0 file a question without answers is unanswerable.
+    with(r#"{"id": "q2"}"#, "v2.0");
+    let (ok, r, err) = score(&args);
+    assert!(ok, "{err}");
+    assert_eq!(r["version"], "2.0");
+    assert_eq!(r["overall"]["NoAns_total"], 1);
+
+    // Outputs are checked before the files are read and scored.
+    std::fs::write(tmp.path().join("blocker"), "a file").unwrap();
+    let bad = tmp.path().join("blocker/table.md");
+    let mut with_md = args.to_vec();
+    with_md.extend(["--markdown", bad.to_str().unwrap()]);
+    let (ok, _, err) = score(&with_md);
+    assert!(
+        !ok && err.contains("is a file") && !err.contains("| "),
+        "{err}"
+    );
 }

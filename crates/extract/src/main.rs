@@ -68,6 +68,11 @@ fn main() -> Result<()> {
         .as_deref()
         .map(tables::TableFormat::from_path)
         .transpose()?;
+    // Every output location is checked before the model loads and the questions run.
+    model::fsutil::check_output_file(&cli.out)?;
+    for path in cli.wide.iter().chain(&cli.linked_data) {
+        model::fsutil::check_output_file(path)?;
+    }
     let mut catalogue = Catalogue::load(&cli.concepts)?;
     if let Some(p) = cli.min_probability {
         if !(0.0..=1.0).contains(&p) {

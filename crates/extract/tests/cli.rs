@@ -208,3 +208,39 @@ fn jsonl_and_csv_documents_and_bad_arguments() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown table format"));
 }
+
+#[test]
+fn every_output_location_is_checked_before_the_model_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = qa_model(tmp.path());
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(
+        docs.join("n1.en.txt"),
+        "Male, 67. NIHSS 12 on admission; alteplase given.",
+    )
+    .unwrap();
+    std::fs::write(tmp.path().join("blocker"), "a file").unwrap();
+    let good = tmp.path().join("out.csv");
+    let bad = tmp.path().join("blocker/x.csv");
+    for (out, extra) in [
+        (&bad, None),
+        (&good, Some(("--wide", "csv"))),
+        (&good, Some(("--linked-data", "nt"))),
+    ] {
+        let mut a = args(&model, &docs, out);
+        if let Some((flag, ext)) = extra {
+            a.extend([
+                flag.to_owned(),
+                bad.with_extension(ext).display().to_string(),
+            ]);
+        }
+        let o = run(&a);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains("is a file"), "{err}");
+        assert!(
+            !good.exists(),
+            "nothing extracted before the outputs were checked"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! `scripts/demo.sh --quick`, the README's main job as a smoke run, on the binaries this workspace's
 //! test build made (`cargo test --release --workspace` builds every crate's binaries): every step
-//! runs and leaves its outputs.
+//! runs, leaves its outputs and gives the published quick-run EM/F1. (`scripts/test.sh` first runs the
+//! same demo with its own build step, as on a fresh clone.)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,6 +14,10 @@ fn root() -> PathBuf {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "the demo runs release binaries: cargo test --release --workspace"
+)]
 fn quick_demo_runs_every_step() {
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_extract"))
         .parent()
@@ -20,10 +25,11 @@ fn quick_demo_runs_every_step() {
         .to_path_buf();
     let root = root();
     // The script runs target/release/*: only a release test build has them all.
-    if bin_dir != root.join("target/release") {
-        eprintln!("skipped: the demo runs release binaries (cargo test --release --workspace)");
-        return;
-    }
+    assert_eq!(
+        bin_dir,
+        root.join("target/release"),
+        "not a release test build"
+    );
     for b in [
         "data-prep",
         "mlm-pretrain",
@@ -74,4 +80,27 @@ fn quick_demo_runs_every_step() {
     for lang in ["bg", "cs", "el", "en", "es", "pl", "ro", "all"] {
         assert!(md.contains(&format!("| sample-dev | {lang} |")), "{md}");
     }
+    // The quick demo's held-out scores, as the README's quick-run figures: every step is seeded, so
+    // on this machine kind (2 x86-64 cores, libtorch's CPU kernels) they repeat exactly. A change of
+    // code that moves them must come with the new figures.
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
+    let (em, f1) = (
+        eval["overall"]["exact"].as_f64().unwrap(),
+        eval["overall"]["f1"].as_f64().unwrap(),
+    );
+    assert_eq!(
+        (
+            format!("{em:.2}"),
+            format!("{f1:.2}"),
+            eval["overall"]["total"].as_u64()
+        ),
+        ("0.49".to_owned(), "1.24".to_owned(), Some(1428)),
+        "quick demo EM/F1 moved\n{log}"
+    );
+    let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("| sample-dev | all | 1428 | **0.49** | **1.24** |"),
+        "{summary}"
+    );
 }

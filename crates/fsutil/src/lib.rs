@@ -38,6 +38,35 @@ pub fn write_atomic(
     Ok(())
 }
 
+/// Checks, before any long work, that `path` can be written later: its directory exists or can be
+/// created, a file can be made in it, and `path` itself is not a directory. Creates the directory.
+pub fn check_output_file(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        anyhow::bail!("output {} is a directory, not a file", path.display());
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    check_output_dir(dir).with_context(|| format!("cannot write output {}", path.display()))
+}
+
+/// Checks, before any long work, that files can be written in `dir` (created if missing).
+pub fn check_output_dir(dir: &Path) -> Result<()> {
+    if let Some(file) = dir.ancestors().find(|a| a.is_file()) {
+        anyhow::bail!(
+            "output directory {}: {} is a file",
+            dir.display(),
+            file.display()
+        );
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("directory {} is not writable", dir.display()))?;
+    Ok(())
+}
+
 /// SHA-256 of a file's bytes as lower-case hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
@@ -78,5 +107,21 @@ mod tests {
         );
         let err = sha256_file(&dir.path().join("absent")).unwrap_err();
         assert!(format!("{err:#}").contains("absent"), "{err:#}");
+    }
+
+    #[test]
+    fn output_checks_create_directories_and_refuse_files_and_directories_in_the_way() {
+        let dir = tempfile::tempdir().unwrap();
+        check_output_file(&dir.path().join("a/b/out.json")).unwrap();
+        assert!(dir.path().join("a/b").is_dir());
+        let err = check_output_file(&dir.path().join("a")).unwrap_err();
+        assert!(format!("{err:#}").contains("is a directory"), "{err:#}");
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        let err = check_output_file(&dir.path().join("f/out.json")).unwrap_err();
+        assert!(format!("{err:#}").contains("is a file"), "{err:#}");
+        let err = check_output_dir(&dir.path().join("f")).unwrap_err();
+        assert!(format!("{err:#}").contains("is a file"), "{err:#}");
+        let err = check_output_dir(&dir.path().join("f/g/h")).unwrap_err();
+        assert!(format!("{err:#}").contains("f is a file"), "{err:#}");
     }
 }

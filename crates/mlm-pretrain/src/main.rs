@@ -70,7 +70,7 @@ fn train(args: RunArgs) -> Result<()> {
     let (cfg, resolved): (MlmConfig, _) = args.config()?;
     let device = args.device.resolve()?;
     let inputs = cfg.open_inputs()?;
-    let resume_from = run_dir::prepare(&cfg.output_dir, &args.start())?;
+    let (_lock, resume_from) = run_dir::prepare(&cfg.output_dir, &args.start())?;
     let model = cfg.build_model(&inputs.tokenizer, device)?;
     let mut hashed = vec![
         cfg.data.shards.join(model::shards::MANIFEST),

@@ -183,12 +183,39 @@ fn sigkill_and_resume_gives_bitwise_the_same_losses() {
     );
     let partial = losses(&killed).len();
     assert!(partial < steps as usize, "killed after {partial} steps");
+    let log_before = std::fs::read_to_string(killed.join("train_log.jsonl")).unwrap();
+    let resumed_at = model::train::checkpoint::list(&killed)
+        .unwrap()
+        .last()
+        .unwrap()
+        .0;
+    // What a kill or a full disk leaves mid-write must not stop the resume.
+    let stale = killed.join("checkpoints/.tmp-step-000099-4242");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("model.safetensors"), b"half").unwrap();
 
     let out = run(&["--config", cfg.to_str().unwrap(), "--resume"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stale.exists(), "the unfinished checkpoint is cleared");
+    // The history up to the checkpoint resumed from stays byte for byte.
+    let kept: String = log_before
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s <= resumed_at)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let log_after = std::fs::read_to_string(killed.join("train_log.jsonl")).unwrap();
+    assert!(
+        log_after.starts_with(&kept),
+        "records up to step {resumed_at} were rewritten"
     );
     assert_eq!(
         losses(&killed),
@@ -223,6 +250,58 @@ fn sigkill_and_resume_gives_bitwise_the_same_losses() {
         3,
         "{text}"
     );
+}
+
+#[test]
+fn a_running_run_holds_its_directory_against_a_second_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = tmp.path().join("corpus");
+    make_shards(&shards);
+    let dir = tmp.path().join("run");
+    let cfg = write_config(tmp.path(), &shards, &dir, 1_000_000);
+    let mut child = Command::new(BIN)
+        .args(["--config", cfg.to_str().unwrap(), "--device", "cpu"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while dir
+        .join("checkpoints")
+        .read_dir()
+        .map_or(true, |mut d| d.next().is_none())
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the run did not get going"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A second run, resuming or overwriting, is refused with the holder's pid and changes nothing.
+    for second in ["--resume", "--overwrite"] {
+        let out = run(&["--config", cfg.to_str().unwrap(), second]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && err.contains("in use by another run")
+                && err.contains(&format!("pid {}", child.id())),
+            "{second}: {err}"
+        );
+        assert!(dir.join("manifest.json").is_file() && dir.join("checkpoints").is_dir());
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the first run goes on");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The OS released the lock with the process: resuming now works (and is stopped at once).
+    let out = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--resume",
+        "--set",
+        "train.max_steps=4",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("in use"), "{err}");
 }
 
 fn check_with_transformers(dir: &Path) {

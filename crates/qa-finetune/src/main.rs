@@ -72,6 +72,11 @@ fn main() -> Result<()> {
             precision,
         }) => {
             let device = device.resolve()?;
+            // Checked before the model loads and the windows run, not after.
+            model::fsutil::check_output_dir(&out)?;
+            if let Some(path) = &dump_features {
+                model::fsutil::check_output_file(path)?;
+            }
             let (
                 examples,
                 qa_finetune::Prediction {
@@ -88,8 +93,14 @@ fn main() -> Result<()> {
                 device,
                 precision,
             )?;
-            std::fs::create_dir_all(&out)
-                .with_context(|| format!("cannot create {}", out.display()))?;
+            if !preds.blank_contexts.is_empty() {
+                eprintln!(
+                    "warning: {} question(s) have an empty or white-space context and are answered \
+                     as no-answer: {}",
+                    preds.blank_contexts.len(),
+                    preds.blank_contexts.join(", ")
+                );
+            }
             write_json(&out.join("predictions.json"), &preds.answers)?;
             write_json(&out.join("nbest_predictions.json"), &preds.nbest)?;
             if !preds.null_odds.is_empty() {
@@ -130,8 +141,9 @@ fn train(args: RunArgs) -> Result<()> {
     }
     let (cfg, resolved): (QaConfig, _) = args.config()?;
     let device = args.device.resolve()?;
+    // The run directory is locked and checked before the windows are built.
+    let (_lock, resume_from) = run_dir::prepare(&cfg.output_dir, &args.start())?;
     let mut task = QaTask::new(&cfg, device)?;
-    let resume_from = run_dir::prepare(&cfg.output_dir, &args.start())?;
     let mut inputs: Vec<PathBuf> = cfg
         .data
         .train

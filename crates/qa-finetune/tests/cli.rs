@@ -349,3 +349,94 @@ fn two_runs_with_one_seed_give_the_same_numbers() {
     assert_eq!(log_a, log_b);
     assert!(weights_a == weights_b, "the trained weights differ");
 }
+
+#[test]
+fn bad_questions_are_errors_or_reported_and_outputs_are_checked_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = setup(tmp.path(), false, 1);
+    let train = tmp.path().join("train.json");
+    let good_train = std::fs::read_to_string(&train).unwrap();
+    // A v1.1 training question without "answers" is an error naming it, before any training.
+    let mut broken: serde_json::Value = serde_json::from_str(&good_train).unwrap();
+    broken["data"][0]["paragraphs"][0]["qas"][1]
+        .as_object_mut()
+        .unwrap()
+        .remove("answers");
+    std::fs::write(&train, broken.to_string()).unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", cfg.to_str().unwrap(), "--device", "cpu"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("'t0-1'") && err.contains("train.json"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("run/checkpoints").exists());
+
+    // A model to predict with.
+    std::fs::write(&train, good_train).unwrap();
+    ok(Command::new(BIN)
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--overwrite",
+        ])
+        .args(["--set", "train.max_steps=1"])
+        .output()
+        .unwrap());
+    let model = tmp.path().join("run/final");
+    // Questions on an empty or blank context: answered as no-answer and listed.
+    let data = tmp.path().join("blank.json");
+    std::fs::write(
+        &data,
+        r#"{"version": "v2.0", "data": [{"paragraphs": [
+            {"context": "", "qas": [{"id": "empty-ctx", "question": "What was the NIHSS score?"}]},
+            {"context": "  \n ", "qas": [{"id": "blank-ctx", "question": "What was the glucose?"}]},
+            {"context": "NIHSS score on admission was 12.", "qas": [{"id": "fine", "question": "What was the NIHSS score?",
+             "answers": [{"text": "12", "answer_start": 29}]}]}]}]}"#,
+    )
+    .unwrap();
+    let pred_dir = tmp.path().join("pred");
+    let predict = |out_dir: &Path| {
+        Command::new(BIN)
+            .args(["predict", "--model", model.to_str().unwrap(), "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(out_dir)
+            .args(["--device", "cpu"])
+            .output()
+            .unwrap()
+    };
+    let out = predict(&pred_dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("2 question(s) have an empty or white-space context"),
+        "{err}"
+    );
+    assert!(
+        err.contains("empty-ctx") && err.contains("blank-ctx"),
+        "{err}"
+    );
+    let preds: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pred_dir.join("predictions.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (preds["empty-ctx"].as_str(), preds["blank-ctx"].as_str()),
+        (Some(""), Some(""))
+    );
+    assert_eq!(
+        preds.as_object().unwrap().len(),
+        3,
+        "every question answered: {preds}"
+    );
+
+    // The output directory is checked before the model loads.
+    std::fs::write(tmp.path().join("blocker"), "a file").unwrap();
+    let out = predict(&tmp.path().join("blocker/pred"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("is a file"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("questions"));
+}

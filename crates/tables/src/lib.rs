@@ -102,6 +102,40 @@ fn read_columns(path: &Path, columns: Option<&[&str]>) -> Result<DataFrame> {
     df.with_context(|| format!("cannot read the table {}", path.display()))
 }
 
+/// The column names of a table file, read from its header (CSV/TSV) or schema (Parquet) alone.
+pub fn columns_of(path: &Path) -> Result<Vec<String>> {
+    let format = TableFormat::from_path(path)?;
+    let names = match format {
+        TableFormat::Parquet => {
+            let file =
+                File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            ParquetReader::new(file)
+                .schema()
+                .with_context(|| format!("cannot read the schema of {}", path.display()))?
+                .iter_names()
+                .map(|n| n.to_string())
+                .collect()
+        }
+        _ => {
+            let separator = if format == TableFormat::Tsv {
+                b'\t'
+            } else {
+                b','
+            };
+            let df = CsvReadOptions::default()
+                .with_has_header(true)
+                .with_infer_schema_length(Some(0))
+                .with_n_rows(Some(0))
+                .with_parse_options(CsvParseOptions::default().with_separator(separator))
+                .try_into_reader_with_file_path(Some(path.to_path_buf()))
+                .and_then(|r| r.finish())
+                .with_context(|| format!("cannot read the header of {}", path.display()))?;
+            column_names(&df)
+        }
+    };
+    Ok(names)
+}
+
 /// The names of a table's columns, for error messages.
 fn column_names(df: &DataFrame) -> Vec<String> {
     df.get_column_names()

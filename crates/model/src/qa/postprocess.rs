@@ -48,6 +48,9 @@ pub struct Predictions {
     pub nbest: BTreeMap<String, Vec<NbestEntry>>,
     /// id → null score − best non-null score (SQuAD v2 only; `null_odds.json`).
     pub null_odds: BTreeMap<String, f64>,
+    /// Questions whose context is empty or only white space: answered "" (no answer) with an empty
+    /// n-best list, for the caller to report, where `utils_qa.py` would answer its placeholder "empty".
+    pub blank_contexts: Vec<String>,
 }
 
 struct Candidate {
@@ -79,6 +82,15 @@ pub fn postprocess(
     }
     let mut out = Predictions::default();
     for (ei, ex) in examples.iter().enumerate() {
+        if ex.context.trim().is_empty() {
+            out.blank_contexts.push(ex.id.clone());
+            out.answers.insert(ex.id.clone(), String::new());
+            out.nbest.insert(ex.id.clone(), Vec::new());
+            if cfg.version_2_with_negative {
+                out.null_odds.insert(ex.id.clone(), f64::MAX);
+            }
+            continue;
+        }
         let mut prelim: Vec<Candidate> = Vec::new();
         let mut null: Option<Candidate> = None;
         for &f in &per_example[ei] {

@@ -51,12 +51,6 @@ pub struct AnswerRepairs {
     pub unlocated: usize,
 }
 
-#[derive(Deserialize)]
-struct RawAnswer {
-    text: String,
-    answer_start: i64,
-}
-
 /// The answer's character offset: the given one if the text is there, else the nearest exact
 /// occurrence (`None` when the text is nowhere in the context).
 pub fn locate_answer(context: &str, text: &str, given: i64) -> Option<usize> {
@@ -76,6 +70,8 @@ pub fn locate_answer(context: &str, text: &str, given: i64) -> Option<usize> {
 
 #[derive(Deserialize)]
 struct File {
+    #[serde(default)]
+    version: Option<serde_json::Value>,
     data: Vec<Article>,
 }
 #[derive(Deserialize)]
@@ -95,8 +91,9 @@ struct Qa {
     #[serde(default, deserialize_with = "eval::data::id_string")]
     id: Option<String>,
     question: String,
+    /// Checked by `eval::data::gold_answers`.
     #[serde(default)]
-    answers: Vec<RawAnswer>,
+    answers: Option<serde_json::Value>,
     #[serde(default)]
     is_impossible: Option<bool>,
     #[serde(default)]
@@ -129,16 +126,28 @@ pub fn load_with_repairs(
         .with_context(|| format!("cannot read QA set {}", path.display()))?;
     let file: File = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a SQuAD-format file", path.display()))?;
+    let v2_file = eval::data::version_is_v2(file.version.as_ref());
     let mut out = Vec::new();
     for (ai, article) in file.data.into_iter().enumerate() {
         for (pi, p) in article.paragraphs.into_iter().enumerate() {
             for (qi, qa) in p.qas.into_iter().enumerate() {
+                let id = qa.id.unwrap_or_else(|| eval::data::position_id(ai, pi, qi));
+                let impossible = qa.is_impossible == Some(true);
+                let at = eval::data::QuestionAt {
+                    file: path,
+                    id: &id,
+                    article: ai,
+                    paragraph: pi,
+                };
+                let given =
+                    eval::data::gold_answers(qa.answers.as_ref(), impossible, v2_file, true, &at)?;
                 let (mut answers, mut unlocated) = (Vec::new(), Vec::new());
-                if qa.is_impossible != Some(true) {
-                    for a in qa.answers {
-                        match locate_answer(&p.context, &a.text, a.answer_start) {
+                if !impossible {
+                    for a in given {
+                        let answer_start = a.answer_start.unwrap_or(-1);
+                        match locate_answer(&p.context, &a.text, answer_start) {
                             Some(start) => {
-                                repairs.moved += usize::from(start as i64 != a.answer_start);
+                                repairs.moved += usize::from(start as i64 != answer_start);
                                 answers.push(AnswerSpan {
                                     text: a.text,
                                     answer_start: start,
@@ -152,7 +161,7 @@ pub fn load_with_repairs(
                     }
                 }
                 out.push(QaExample {
-                    id: qa.id.unwrap_or_else(|| eval::data::position_id(ai, pi, qi)),
+                    id,
                     question: qa.question,
                     context: p.context.clone(),
                     answers,

@@ -77,6 +77,51 @@ pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>> {
     Ok(list(run_dir)?.pop().map(|(_, p)| p))
 }
 
+/// Clears what an interrupted `save` left in `checkpoints/` (a kill, a full disk): half-written
+/// `.tmp-step-*` directories are removed, and a `.old-step-N-*` whose replacement never arrived is put
+/// back as `step-N`. Only for a run whose lock is held (no save is under way).
+pub fn clear_unfinished(run_dir: &Path) -> Result<Vec<PathBuf>> {
+    let dir = run_dir.join("checkpoints");
+    let mut cleared = Vec::new();
+    if !dir.exists() {
+        return Ok(cleared);
+    }
+    for entry in
+        std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
+    {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        if name.starts_with(".tmp-step-") {
+            std::fs::remove_dir_all(&path).with_context(|| {
+                format!("cannot remove unfinished checkpoint {}", path.display())
+            })?;
+            cleared.push(path);
+        } else if let Some(rest) = name.strip_prefix(".old-step-") {
+            let step = rest.split('-').next().unwrap_or_default();
+            let current = dir.join(format!("step-{step}"));
+            if current.join(STATE_FILE).is_file() {
+                std::fs::remove_dir_all(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+            } else {
+                if current.exists() {
+                    std::fs::remove_dir_all(&current)?;
+                }
+                std::fs::rename(&path, &current)
+                    .with_context(|| format!("cannot restore {}", current.display()))?;
+            }
+            cleared.push(path);
+        }
+    }
+    for path in &cleared {
+        eprintln!("cleared unfinished checkpoint {}", path.display());
+    }
+    Ok(cleared)
+}
+
 fn sync_dir(dir: &Path) {
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
@@ -113,12 +158,19 @@ pub fn save<T: Task>(
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp)?;
     }
-    std::fs::create_dir_all(&tmp)?;
-    task.save_model(&tmp)?;
-    optimizer.save(&tmp.join(OPTIMIZER_FILE))?;
-    let text = serde_json::to_string_pretty(state)? + "\n";
-    std::fs::write(tmp.join(STATE_FILE), text)?;
-    sync_tree(&tmp).with_context(|| format!("cannot sync {}", tmp.display()))?;
+    let written = (|| -> Result<()> {
+        std::fs::create_dir_all(&tmp)?;
+        task.save_model(&tmp)?;
+        optimizer.save(&tmp.join(OPTIMIZER_FILE))?;
+        let text = serde_json::to_string_pretty(state)? + "\n";
+        std::fs::write(tmp.join(STATE_FILE), text)?;
+        sync_tree(&tmp).with_context(|| format!("cannot sync {}", tmp.display()))
+    })();
+    if let Err(e) = written {
+        // A full disk must not stay full of half a checkpoint.
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e).with_context(|| format!("cannot write checkpoint {}", final_dir.display()));
+    }
     if final_dir.exists() {
         let old = parent.join(format!(
             ".old-step-{:06}-{}",

@@ -70,15 +70,19 @@ pub struct History {
 
 impl History {
     /// Opens the history, dropping records after `keep_through_step` (the steps a crash lost and a
-    /// resume will redo), so that the file reads as one uninterrupted run.
+    /// resume will redo), so that the file reads as one uninterrupted run. The records kept are the
+    /// file's own lines, byte for byte: parsing and printing a float again could change its last digit.
     pub fn open(path: &Path, keep_through_step: u64) -> Result<Self> {
-        let kept = read_history(path)?
-            .into_iter()
-            .filter(|r| r.step <= keep_through_step);
+        #[derive(Deserialize)]
+        struct Step {
+            step: u64,
+        }
         let mut text = String::new();
-        for r in kept {
-            text.push_str(&serde_json::to_string(&r)?);
-            text.push('\n');
+        for line in read_lines(path)? {
+            if serde_json::from_str::<Step>(&line).is_ok_and(|r| r.step <= keep_through_step) {
+                text.push_str(&line);
+                text.push('\n');
+            }
         }
         crate::fsutil::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
         let file = OpenOptions::new()
@@ -102,30 +106,42 @@ impl History {
     }
 }
 
-/// Reads `train_log.jsonl`; a missing file is an empty history.
-pub fn read_history(path: &Path) -> Result<Vec<LogRecord>> {
+/// The complete records of `train_log.jsonl` as the lines they are; a missing file has none.
+fn read_lines(path: &Path) -> Result<Vec<String>> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    let mut records = Vec::new();
+    let mut lines = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("cannot read {}", path.display()))?;
         if line.trim().is_empty() {
             continue;
         }
         // A kill can cut the last line short; everything before it is intact.
-        match serde_json::from_str(&line) {
-            Ok(r) => records.push(r),
-            Err(_) => eprintln!(
+        if serde_json::from_str::<serde_json::Value>(&line).is_ok() {
+            lines.push(line);
+        } else {
+            eprintln!(
                 "warning: {}:{}: incomplete record ignored",
                 path.display(),
                 i + 1
-            ),
+            );
         }
     }
-    Ok(records)
+    Ok(lines)
+}
+
+/// Reads `train_log.jsonl`; a missing file is an empty history.
+pub fn read_history(path: &Path) -> Result<Vec<LogRecord>> {
+    read_lines(path)?
+        .iter()
+        .map(|line| {
+            serde_json::from_str(line)
+                .with_context(|| format!("{}: not a history record: {line}", path.display()))
+        })
+        .collect()
 }
 
 /// A bar with rate and ETA; indicatif hides it when stderr is not a terminal.

@@ -1,10 +1,17 @@
-//! The run directory: refuse to mix two runs in one, unless asked to resume or overwrite.
+//! The run directory: one run at a time holds it (an advisory lock the OS releases when the process
+//! dies, so a crash never leaves a stale lock), and two runs are never mixed in it unless asked to
+//! resume or overwrite.
 
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use super::checkpoint;
+
+/// The lock file inside a run directory; it holds the pid of the run that has the lock.
+pub const LOCK_FILE: &str = ".medqa.lock";
 
 /// What to do with an existing run directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,37 +22,90 @@ pub enum Start {
     Overwrite,
 }
 
-/// Checks and prepares `dir` before any compute; returns the checkpoint to resume from, if any.
-pub fn prepare(dir: &Path, start: &Start) -> Result<Option<PathBuf>> {
-    let occupied = dir.exists()
-        && std::fs::read_dir(dir)
-            .with_context(|| format!("cannot read {}", dir.display()))?
-            .next()
-            .is_some();
+/// The exclusive hold on a run directory; dropping it (or the process ending, however) releases it.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+/// Takes `dir`'s lock, or fails naming the pid of the run that holds it.
+pub fn lock(dir: &Path) -> Result<RunLock> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    let path = dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("run directory {} is not writable", dir.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            bail!(
+                "run directory {} is in use by another run (pid {}); wait for it to end or stop it \
+                 (the lock goes with its process)",
+                dir.display(),
+                holder.trim()
+            );
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    file.sync_all()?;
+    Ok(RunLock { _file: file })
+}
+
+/// Locks `dir`, then checks and prepares it before any compute; returns the lock (hold it for the
+/// whole run) and the checkpoint to resume from, if any.
+pub fn prepare(dir: &Path, start: &Start) -> Result<(RunLock, Option<PathBuf>)> {
+    let held = lock(dir)?;
+    // Everything but the lock file counts as a run.
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let path = entry?.path();
+        if path.file_name().is_some_and(|n| n != LOCK_FILE) {
+            entries.push(path);
+        }
+    }
     match start {
-        Start::Fresh if occupied => bail!(
+        Start::Fresh if !entries.is_empty() => bail!(
             "run directory {} already holds a run; pass --resume to continue it or --overwrite to replace it",
             dir.display()
         ),
-        Start::Overwrite if occupied => {
-            std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+        Start::Overwrite => {
+            for path in entries {
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                removed.with_context(|| format!("cannot clear {}", path.display()))?;
+            }
         }
         Start::Resume(explicit) => {
+            checkpoint::clear_unfinished(dir)?;
             let ckpt = match explicit {
                 Some(p) => p.clone(),
-                None => checkpoint::latest(dir)?
-                    .with_context(|| format!("--resume: {} has no complete checkpoint", dir.display()))?,
+                None => checkpoint::latest(dir)?.with_context(|| {
+                    format!("--resume: {} has no complete checkpoint", dir.display())
+                })?,
             };
-            return Ok(Some(ckpt));
+            return Ok((held, Some(ckpt)));
         }
-        _ => {}
+        Start::Fresh => {}
     }
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create run directory {}", dir.display()))?;
     // Fail now, not after hours of training, if nothing can be written here.
     let probe = dir.join(".write-test");
     std::fs::write(&probe, b"")
         .with_context(|| format!("run directory {} is not writable", dir.display()))?;
     std::fs::remove_file(&probe).ok();
-    Ok(None)
+    Ok((held, None))
 }

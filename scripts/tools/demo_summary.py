@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""The figures of one demo run, read from its files, as Markdown.
+
+    scripts/tools/demo_summary.py runs/demo                     print them
+    scripts/tools/demo_summary.py runs/demo --readme README.md  also put them into the README, between
+                                                                 the demo-figures markers
+
+scripts/demo.sh calls it at its end (runs/demo/summary.md), so a figure the README gives about the demo is
+always one a run printed, never one typed. Standard library only.
+"""
+import argparse
+import csv
+import datetime
+import json
+import platform
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BEGIN = "<!-- demo-figures:begin (scripts/tools/demo_summary.py writes this block) -->"
+END = "<!-- demo-figures:end -->"
+
+STEPS = [
+    ("data-prep-tokenizer-corpus", "data-prep: tokenizer and corpus shards"),
+    ("data-prep-qa", "data-prep: QA-set validation"),
+    ("mlm", "MLM pre-training"),
+    ("qa", "QA fine-tuning"),
+    ("predict-eval", "predict + eval"),
+    ("extract", "extraction, own-language questions"),
+    ("extract-en", "extraction, English questions"),
+    ("nightly", "nightly evaluation"),
+    ("curves", "training curves"),
+    ("parity", "parity report"),
+]
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def last_step(log):
+    step = 0
+    with open(log, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                step = max(step, json.loads(line)["step"])
+    return step
+
+
+def gold_matches(run, root):
+    """How many English-question extractions equal the gold value of their note and concept."""
+    gold = {}
+    with open(root / "data/sample/notes/gold.jsonl", encoding="utf-8") as f:
+        for line in f:
+            g = json.loads(line)
+            gold[(g["doc_id"], g["concept"])] = g["answer"]
+    rows = list(csv.DictReader(open(run / "extraction-en-questions.csv", encoding="utf-8")))
+    same = sum(1 for r in rows if r["answer"] and r["answer"] == gold.get((r["doc_id"], r["concept"])))
+    return same, len(rows)
+
+
+def commit(root):
+    try:
+        return subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def summary(run, root):
+    timings = {}
+    for line in open(run / "timings.tsv", encoding="utf-8"):
+        name, secs = line.rstrip("\n").split("\t")
+        timings[name] = int(secs)
+    total = sum(timings.values())
+    ev = read_json(run / "eval.json")
+    mlm_eval = read_json(run / "mlm/eval_results.json")
+    mlm_cfg = read_json(run / "mlm/manifest.json")["config"]
+    qa_cfg = read_json(run / "qa/manifest.json")["config"]
+    extraction_rows = sum(1 for _ in open(run / "extraction-en-questions.csv", encoding="utf-8")) - 1
+    same, asked = gold_matches(run, root)
+    quick = run.name.endswith("quick")
+    cmd = "scripts/demo.sh --quick" if quick else "scripts/demo.sh"
+    out = []
+    out.append(f"Measured by `{cmd}` on {datetime.date.today().isoformat()} ({os.cpu_count()} CPU cores, "
+               f"{platform.machine()}, commit {commit(root)}), after the build: **{total} s** of pipeline.")
+    out.append("")
+    out.append("| step | seconds |")
+    out.append("|---|---:|")
+    for key, label in STEPS:
+        if key in timings:
+            out.append(f"| {label} | {timings[key]} |")
+    out.append("")
+    shape = mlm_cfg["model"].get("shape", {})
+    out.append(f"MLM: {last_step(run / 'mlm/train_log.jsonl')} steps (hidden {shape.get('hidden_size', '?')}, "
+               f"{shape.get('num_hidden_layers', '?')} layers, learning rate {mlm_cfg['train']['learning_rate']}), "
+               f"eval perplexity {mlm_eval.get('eval/perplexity', float('nan')):.1f}. "
+               f"QA: {last_step(run / 'qa/train_log.jsonl')} steps of {qa_cfg['train']['per_device_train_batch_size']} "
+               f"windows. Extraction: {extraction_rows} note × concept questions in {timings.get('extract-en', 0)} s "
+               f"with English questions, {same} of {asked} equal to the gold value.")
+    out.append("")
+    out.append("| held-out questions | lang | questions | EM | F1 |")
+    out.append("|---|---|---:|---:|---:|")
+    for lang, s in sorted(ev["by_language"].items()):
+        out.append(f"| sample-dev | {lang} | {s['total']} | {s['exact']:.2f} | {s['f1']:.2f} |")
+    o = ev["overall"]
+    out.append(f"| sample-dev | all | {o['total']} | **{o['exact']:.2f}** | **{o['f1']:.2f}** |")
+    return "\n".join(out) + "\n"
+
+
+def update_readme(readme, text):
+    body = readme.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+    if not pattern.search(body):
+        sys.exit(f"{readme}: no demo-figures markers")
+    readme.write_text(pattern.sub(lambda _: f"{BEGIN}\n{text}{END}", body), encoding="utf-8")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path, help="the demo's output directory (runs/demo or runs/demo-quick)")
+    ap.add_argument("--readme", type=Path, help="replace the demo-figures block of this file")
+    args = ap.parse_args()
+    root = Path(__file__).resolve().parents[2]
+    text = summary(args.run, root)
+    print(text, end="")
+    if args.readme:
+        update_readme(args.readme, text)
+
+
+if __name__ == "__main__":
+    main()
