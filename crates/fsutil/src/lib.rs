@@ -67,6 +67,19 @@ pub fn check_output_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// medqa's download cache: `$MEDQA_CACHE`, else `$XDG_CACHE_HOME/medqa`, else `~/.cache/medqa`.
+pub fn cache_dir() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    if let Some(dir) = std::env::var_os("MEDQA_CACHE") {
+        return dir.into();
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+        .join("medqa")
+}
+
 /// SHA-256 of a file's bytes as lower-case hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
