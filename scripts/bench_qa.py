@@ -41,9 +41,9 @@ def load_examples(path):
     return out
 
 
-def encode(tok, examples):
+def encode(tok, examples, max_len=MAX_LEN, stride=STRIDE):
     return tok([e["question"].lstrip() for e in examples], [e["context"] for e in examples],
-               truncation="only_second", max_length=MAX_LEN, stride=STRIDE, return_overflowing_tokens=True,
+               truncation="only_second", max_length=max_len, stride=stride, return_overflowing_tokens=True,
                return_offsets_mapping=True, padding="max_length")
 
 
@@ -68,8 +68,8 @@ def check_windows(tok, examples, enc):
                              "(0.23.1 and 0.23.2 do); use 0.23.3 or later")
 
 
-def train_features(tok, examples):
-    enc = encode(tok, examples)
+def train_features(tok, examples, max_len=MAX_LEN, stride=STRIDE):
+    enc = encode(tok, examples, max_len, stride)
     check_windows(tok, examples, enc)
     starts, ends = [], []
     for i, offsets in enumerate(enc["offset_mapping"]):

@@ -57,7 +57,8 @@ def gold_matches(run, root):
         for line in f:
             g = json.loads(line)
             gold[(g["doc_id"], g["concept"])] = g["answer"]
-    rows = list(csv.DictReader(open(run / "extraction-en-questions.csv", encoding="utf-8")))
+    with open(run / "extraction-en-questions.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
     same = sum(1 for r in rows if r["answer"] and r["answer"] == gold.get((r["doc_id"], r["concept"])))
     return same, len(rows)
 
@@ -80,7 +81,6 @@ def summary(run, root):
     mlm_eval = read_json(run / "mlm/eval_results.json")
     mlm_cfg = read_json(run / "mlm/manifest.json")["config"]
     qa_cfg = read_json(run / "qa/manifest.json")["config"]
-    extraction_rows = sum(1 for _ in open(run / "extraction-en-questions.csv", encoding="utf-8")) - 1
     same, asked = gold_matches(run, root)
     quick = run.name.endswith("quick")
     cmd = "scripts/demo.sh --quick" if quick else "scripts/demo.sh"
@@ -99,7 +99,7 @@ def summary(run, root):
                f"{shape.get('num_hidden_layers', '?')} layers, learning rate {mlm_cfg['train']['learning_rate']}), "
                f"eval perplexity {mlm_eval.get('eval/perplexity', float('nan')):.1f}. "
                f"QA: {last_step(run / 'qa/train_log.jsonl')} steps of {qa_cfg['train']['per_device_train_batch_size']} "
-               f"windows. Extraction: {extraction_rows} note × concept questions in {timings.get('extract-en', 0)} s "
+               f"windows. Extraction: {asked} note × concept questions in {timings.get('extract-en', 0)} s "
                f"with English questions, {same} of {asked} equal to the gold value.")
     out.append("")
     out.append("| held-out questions | lang | questions | EM | F1 |")

@@ -68,28 +68,19 @@ pub fn train_unigram(texts: &[String], vocab_size: u32, out: &Path) -> Result<us
         .collect();
     // Pieces of equal score come out in hash order; order them by score, then text (specials stay first).
     vocab[SPECIALS.len()..].sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    // The trainer appends required single characters below every learnt piece with scores that step
-    // down in hash order; give that tail the same steps in character order instead.
-    let floor = vocab[SPECIALS.len()..]
-        .iter()
-        .filter(|(p, _)| p.chars().count() > 1)
-        .map(|(_, s)| *s)
-        .fold(f64::INFINITY, f64::min);
-    let tail_start = vocab
-        .iter()
-        .position(|(p, s)| *s < floor && p.chars().count() == 1)
-        .filter(|&i| {
-            i >= SPECIALS.len()
-                && vocab[i..]
-                    .iter()
-                    .all(|(p, s)| *s < floor && p.chars().count() == 1)
-        });
-    if let Some(start) = tail_start {
-        let scores: Vec<f64> = vocab[start..].iter().map(|(_, s)| *s).collect();
-        vocab[start..].sort_by(|a, b| a.0.cmp(&b.0));
-        for ((_, s), score) in vocab[start..].iter_mut().zip(scores) {
-            *s = score;
-        }
+    // Below every learnt piece the trainer appends the pieces it must keep (required characters, and
+    // pieces that fill the vocabulary), their scores stepping down by 1e-4 in hash order, so which piece
+    // gets which step changes from run to run. That tail is the longest suffix whose scores step by at
+    // most that much (it may hold multi-character pieces); it keeps its scores, given in piece order.
+    const TAIL_STEP: f64 = 1.5e-4;
+    let mut start = vocab.len() - 1;
+    while start > SPECIALS.len() && vocab[start - 1].1 - vocab[start].1 <= TAIL_STEP {
+        start -= 1;
+    }
+    let scores: Vec<f64> = vocab[start..].iter().map(|(_, s)| *s).collect();
+    vocab[start..].sort_by(|a, b| a.0.cmp(&b.0));
+    for ((_, s), score) in vocab[start..].iter_mut().zip(scores) {
+        *s = score;
     }
     let rounded = Unigram::from(vocab, unk_id, false).map_err(err)?;
     tokenizer.with_model(rounded);

@@ -95,12 +95,12 @@ fn quick_demo_runs_every_step() {
             format!("{f1:.2}"),
             eval["overall"]["total"].as_u64()
         ),
-        ("0.49".to_owned(), "1.24".to_owned(), Some(1428)),
+        ("0.49".to_owned(), "1.26".to_owned(), Some(1428)),
         "quick demo EM/F1 moved\n{log}"
     );
     let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
     assert!(
-        summary.contains("| sample-dev | all | 1428 | **0.49** | **1.24** |"),
+        summary.contains("| sample-dev | all | 1428 | **0.49** | **1.26** |"),
         "{summary}"
     );
 }

@@ -321,3 +321,60 @@ fn non_finite_steps_are_skipped_and_a_run_of_them_stops_training() {
     let err = train(&mut task, &cfg, Device::Cpu, run.path(), None).unwrap_err();
     assert!(err.to_string().contains("3 steps in a row"), "{err:#}");
 }
+
+#[test]
+fn frozen_parameters_stay_as_they_are_and_a_frozen_run_resumes_exactly() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = TrainConfig {
+        freeze: vec![
+            "*word_embeddings*".into(),
+            "*layer.0.attention.self.*".into(),
+        ],
+        ..config()
+    };
+    let straight = tempfile::tempdir().unwrap();
+    let mut task = ToyQa::new(1, None);
+    let before: HashMap<String, Tensor> = task
+        .variables()
+        .into_iter()
+        .map(|(k, v)| (k, v.detach().copy()))
+        .collect();
+    train(&mut task, &cfg, Device::Cpu, straight.path(), None).unwrap();
+    let after = task.variables();
+    let mut frozen = 0;
+    for (name, was) in &before {
+        let same = was.equal(&after[name]);
+        let expect_frozen =
+            name.contains("word_embeddings") || name.contains("layer.0.attention.self.");
+        assert_eq!(same, expect_frozen, "{name}");
+        frozen += usize::from(same);
+    }
+    assert_eq!(
+        frozen, 7,
+        "word embeddings and layer 0's query, key and value"
+    );
+
+    // Crash after the step-8 checkpoint and resume: the same losses as the straight run.
+    let crashed = tempfile::tempdir().unwrap();
+    let mut task = ToyQa::new(1, Some(21));
+    train(&mut task, &cfg, Device::Cpu, crashed.path(), None).unwrap_err();
+    let latest = checkpoint::latest(crashed.path()).unwrap().unwrap();
+    let mut task = ToyQa::new(99, None);
+    train(&mut task, &cfg, Device::Cpu, crashed.path(), Some(&latest)).unwrap();
+    assert_eq!(losses(straight.path()), losses(crashed.path()));
+
+    // A pattern that matches nothing is an error, not a silent full fine-tuning.
+    let typo = TrainConfig {
+        freeze: vec!["*word_embedings*".into()],
+        ..config()
+    };
+    let err = train(
+        &mut ToyQa::new(1, None),
+        &typo,
+        Device::Cpu,
+        tempfile::tempdir().unwrap().path(),
+        None,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("matches no parameter"), "{err}");
+}

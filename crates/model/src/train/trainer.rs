@@ -85,6 +85,11 @@ pub struct TrainConfig {
     pub precision: Precision,
     /// Batches of similar lengths (less padding), as `transformers`' `group_by_length`.
     pub group_by_length: bool,
+    /// Parameters left as they are: glob patterns over `transformers`' names (`*` matches dots too),
+    /// e.g. `["*word_embeddings*"]` to keep a 250k-row vocabulary fixed while the encoder learns. Each
+    /// pattern must match something; frozen parameters get no gradient and no optimizer state, and a
+    /// resume must freeze the same ones (the optimizer file holds the others only).
+    pub freeze: Vec<String>,
 }
 
 impl Default for TrainConfig {
@@ -113,6 +118,7 @@ impl Default for TrainConfig {
             max_nonfinite_steps_in_a_row: 10,
             precision: Precision::Fp32,
             group_by_length: false,
+            freeze: Vec::new(),
         }
     }
 }
@@ -175,6 +181,47 @@ impl TrainConfig {
     }
 }
 
+/// The variables that train: all but those `freeze` names, which stop requiring gradients.
+fn trainable(
+    mut variables: HashMap<String, Tensor>,
+    freeze: &[String],
+) -> Result<HashMap<String, Tensor>> {
+    if freeze.is_empty() {
+        return Ok(variables);
+    }
+    let patterns = freeze
+        .iter()
+        .map(|p| glob::Pattern::new(p).with_context(|| format!("train.freeze: bad pattern {p:?}")))
+        .collect::<Result<Vec<_>>>()?;
+    let mut frozen: Vec<String> = Vec::new();
+    for (pattern, text) in patterns.iter().zip(freeze) {
+        let hits: Vec<String> = variables
+            .keys()
+            .filter(|name| pattern.matches(name))
+            .cloned()
+            .collect();
+        if hits.is_empty() {
+            let mut names: Vec<&String> = variables.keys().collect();
+            names.sort();
+            bail!(
+                "train.freeze: {text:?} matches no parameter (names look like {:?})",
+                &names[..names.len().min(3)]
+            );
+        }
+        frozen.extend(hits);
+    }
+    let (mut tensors, mut count) = (0, 0);
+    for name in &frozen {
+        if let Some(t) = variables.remove(name) {
+            tensors += 1;
+            count += t.numel();
+            let _ = t.set_requires_grad(false);
+        }
+    }
+    eprintln!("frozen: {tensors} tensors, {count} parameters");
+    Ok(variables)
+}
+
 /// Seeds everything random in a micro-batch (dropout, masking) from the run seed and its index.
 pub fn micro_batch_seed(seed: u64, index: u64) -> u64 {
     derive_seed(seed, 2, index)
@@ -224,7 +271,7 @@ pub fn train<T: Task>(
     let examples = sampling.epoch_len();
     let total_steps = cfg.total_steps(examples);
     let schedule = cfg.schedule(total_steps);
-    let mut optimizer = AdamW::new(task.variables(), cfg.adamw());
+    let mut optimizer = AdamW::new(trainable(task.variables(), &cfg.freeze)?, cfg.adamw());
     let mut state = TrainState::new(cfg.seed);
     if let Some(dir) = resume {
         state = checkpoint::load(dir, task, &mut optimizer)

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""The transformers side of scripts/experiment-e5.sh: extractive QA fine-tuning with transformers' Trainer
+on run_qa.py's features, and prediction with utils_qa-style post-processing, at the hyperparameters medqa
+gets.
+
+    qa_trainer_reference.py train --model DIR --train F [F ...] --out DIR --seed S --learning-rate LR
+        --epochs E --batch B --warmup-steps W --weight-decay WD --max-seq-length L --doc-stride S
+        [--freeze PATTERN ...] [--threads T]
+    qa_trainer_reference.py predict --model DIR --data F --out DIR --max-seq-length L --doc-stride S
+
+Features and post-processing are bench_qa.py's (run_qa.py's windows and labels, top-20 × top-20 spans of
+at most 30 tokens); answers are scored by medqa's `eval score`, the same scorer as medqa's runs.
+"""
+import argparse
+import fnmatch
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import torch
+from transformers import Trainer, TrainingArguments, XLMRobertaForQuestionAnswering
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import bench_qa  # noqa: E402  (scripts/bench_qa.py: run_qa's features, utils_qa's post-processing)
+
+
+class Windows(torch.utils.data.Dataset):
+    def __init__(self, ids, mask, starts, ends):
+        self.rows = (ids, mask, starts, ends)
+
+    def __len__(self):
+        return len(self.rows[0])
+
+    def __getitem__(self, i):
+        ids, mask, starts, ends = self.rows
+        return {"input_ids": ids[i], "attention_mask": mask[i], "start_positions": starts[i],
+                "end_positions": ends[i]}
+
+
+def train(a):
+    torch.set_num_threads(a.threads)
+    tok = bench_qa.tokenizer(os.path.join(a.model, "tokenizer.json"))
+    examples = [e for f in a.train for e in bench_qa.load_examples(f)]
+    data = Windows(*bench_qa.train_features(tok, examples, a.max_seq_length, a.doc_stride))
+    torch.manual_seed(a.seed)  # the fresh QA head, as medqa draws it from train.seed
+    model = XLMRobertaForQuestionAnswering.from_pretrained(a.model)
+    frozen = 0
+    for name, p in model.named_parameters():
+        if any(fnmatch.fnmatchcase(name, pat) for pat in a.freeze):
+            p.requires_grad = False
+            frozen += p.numel()
+    args = TrainingArguments(
+        output_dir=a.out, per_device_train_batch_size=a.batch, learning_rate=a.learning_rate,
+        num_train_epochs=a.epochs, warmup_steps=a.warmup_steps, weight_decay=a.weight_decay,
+        lr_scheduler_type="linear", max_grad_norm=1.0, seed=a.seed, data_seed=a.seed, logging_steps=50,
+        save_strategy="no", report_to=[], use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+        bf16=a.bf16)
+    result = Trainer(model=model, args=args, train_dataset=data).train()
+    os.makedirs(a.out, exist_ok=True)
+    model.save_pretrained(os.path.join(a.out, "final"))
+    shutil.copy(os.path.join(a.model, "tokenizer.json"), os.path.join(a.out, "final", "tokenizer.json"))
+    print(json.dumps({"impl": "transformers", "windows": len(data), "steps": result.global_step,
+                      "train_loss": result.training_loss, "frozen_parameters": frozen}))
+
+
+def predict(a):
+    torch.set_num_threads(a.threads)
+    model = XLMRobertaForQuestionAnswering.from_pretrained(a.model).eval()
+    tok = bench_qa.tokenizer(os.path.join(a.model, "tokenizer.json"))
+    examples = bench_qa.load_examples(a.data)
+    enc = bench_qa.encode(tok, examples, a.max_seq_length, a.doc_stride)
+    ids, mask = torch.tensor(enc["input_ids"]), torch.tensor(enc["attention_mask"])
+    starts, ends = [], []
+    with torch.no_grad():
+        for b in range(0, len(ids), 64):
+            out = model(input_ids=ids[b:b + 64], attention_mask=mask[b:b + 64])
+            starts.append(out.start_logits.numpy()), ends.append(out.end_logits.numpy())
+    answers = bench_qa.postprocess(examples, enc, np.concatenate(starts), np.concatenate(ends))
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "predictions.json"), "w", encoding="utf-8") as f:
+        json.dump(answers, f, ensure_ascii=False)
+    print(json.dumps({"impl": "transformers", "questions": len(examples), "windows": len(ids)}))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--train", nargs="+", required=True)
+    t.add_argument("--seed", type=int, required=True)
+    t.add_argument("--learning-rate", type=float, required=True)
+    t.add_argument("--epochs", type=float, required=True)
+    t.add_argument("--batch", type=int, required=True)
+    t.add_argument("--warmup-steps", type=int, default=0)
+    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--freeze", nargs="*", default=[])
+    t.add_argument("--bf16", action="store_true")
+    p = sub.add_parser("predict")
+    p.add_argument("--data", required=True)
+    for s in (t, p):
+        s.add_argument("--model", required=True)
+        s.add_argument("--out", required=True)
+        s.add_argument("--max-seq-length", type=int, required=True)
+        s.add_argument("--doc-stride", type=int, required=True)
+        s.add_argument("--threads", type=int, default=os.cpu_count())
+    a = ap.parse_args()
+    (train if a.cmd == "train" else predict)(a)
+
+
+if __name__ == "__main__":
+    main()
