@@ -192,9 +192,11 @@ impl MlmConfig {
             }
             _ => bail!("[model] needs exactly one of init_from (a checkpoint directory) or shape (a new model)"),
         };
-        if model.config.vocab_size != tok.vocab_size() as i64 {
+        // More embedding rows than pieces is fine (multilingual-e5-small pads 250,002 to 250,037, as
+        // transformers allows); fewer would index past the embeddings.
+        if model.config.vocab_size < tok.vocab_size() as i64 {
             bail!(
-                "the model's vocabulary ({}) is not the tokenizer's ({})",
+                "the model's vocabulary ({}) is smaller than the tokenizer's ({})",
                 model.config.vocab_size,
                 tok.vocab_size()
             );

@@ -162,9 +162,11 @@ impl QaTask {
         if let Some(r) = model.report.as_ref().filter(|r| !r.is_exact()) {
             eprintln!("loading {}: {r}", cfg.init_from.display());
         }
-        if model.config.vocab_size != tokenizer.vocab_size() as i64 {
+        // More embedding rows than pieces is fine (multilingual-e5-small pads 250,002 to 250,037, as
+        // transformers allows); fewer would index past the embeddings.
+        if model.config.vocab_size < tokenizer.vocab_size() as i64 {
             bail!(
-                "the model's vocabulary ({}) is not the tokenizer's ({})",
+                "the model's vocabulary ({}) is smaller than the tokenizer's ({})",
                 model.config.vocab_size,
                 tokenizer.vocab_size()
             );

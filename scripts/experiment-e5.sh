@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# The seed's two training steps on a real pretrained multilingual encoder (issue 15), medqa beside
+# transformers, writing docs/EXPERIMENTS.md itself:
+#   1. QA fine-tuning of multilingual-e5-small (imported as XLM-R by `data-prep import-e5`) on SQuAD-es,
+#      PoQuAD, Romanian COVID-QA and BioASQ 7b (+ COVID-QA in --full), each split 80/20 by context
+#      (`data-prep qa`); the same windows, hyperparameters and frozen word embeddings for medqa
+#      (`qa-finetune`) and transformers' Trainer (scripts/tools/qa_trainer_reference.py), 3 seeds each;
+#      both scored by `eval score` on every held-out split.
+#   2. Domain adaptation: MLM (`mlm-pretrain`) from the same encoder on ../shared/data/corpus, then the
+#      same QA fine-tuning with medqa: with versus without adaptation.
+#
+#   scripts/experiment-e5.sh           CPU variant: subsets (TRAIN_Q training and DEV_Q held-out questions
+#                                      per set), 192-token windows; under an hour on 2 cores
+#   scripts/experiment-e5.sh --full    GPU variant: every question, 384-token windows, a longer MLM step
+#
+# Needs the release build (scripts/setup.sh --test && cargo build --release --workspace --bins) and
+# ../shared/data. SEEDS, TRAIN_Q, DEV_Q, EPOCHS, MLM_STEPS override the variant's sizes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=cpu
+[ "${1:-}" = "--full" ] && mode=full
+bin=target/release
+py=.venv/bin/python
+shared=../shared/data
+[ -d "$shared/qa" ] || { echo "experiment-e5.sh: $shared is absent" >&2; exit 1; }
+for b in data-prep qa-finetune mlm-pretrain eval; do
+  [ -x "$bin/$b" ] || { echo "experiment-e5.sh: build first (cargo build --release --workspace --bins)" >&2; exit 1; }
+done
+SEEDS=${SEEDS:-"1 2 3"}
+if [ "$mode" = cpu ]; then
+  TRAIN_Q=${TRAIN_Q:-60}; DEV_Q=${DEV_Q:-50}; EPOCHS=${EPOCHS:-2}; SEQ=192; STRIDE=64; BATCH=16; LR=1e-4
+  MLM_STEPS=${MLM_STEPS:-40}; MLM_BATCH=16; MLM_SEQ=128; DEVICE=cpu
+  SETS="squad-es:es:squad-es-v1.1-dev-small.es.json poquad:pl:poquad-dev.pl.json ro-covid:ro:ro-covid-squad-train.ro.json bioasq:en:bioasq-7b-train-factoid.en.json"
+else
+  TRAIN_Q=${TRAIN_Q:-0}; DEV_Q=${DEV_Q:-0}; EPOCHS=${EPOCHS:-2}; SEQ=384; STRIDE=128; BATCH=32; LR=5e-5
+  MLM_STEPS=${MLM_STEPS:-3000}; MLM_BATCH=64; MLM_SEQ=256; DEVICE=cuda
+  SETS="squad-es:es:squad-es-v1.1-dev-small.es.json poquad:pl:poquad-dev.pl.json ro-covid:ro:ro-covid-squad-train.ro.json bioasq:en:bioasq-7b-train-factoid.en.json covid-qa:en:covid-qa-200423.en.json"
+fi
+out=runs/e5-experiment-$mode
+mkdir -p "$out/data" "$out/scores"
+start=$(date +%s)
+step() { echo; echo "== [$(( $(date +%s) - start )) s] $*"; }
+
+step "import multilingual-e5-small as XLM-R"
+[ -f "$out/e5/import.json" ] || "$bin/data-prep" import-e5 --out "$out/e5"
+
+step "data: each set split 80/20 by context; answerable questions; $([ "$TRAIN_Q" = 0 ] && echo all || echo "first $TRAIN_Q / $DEV_Q") per set"
+train_files=(); dev_sets=()
+for s in $SETS; do
+  IFS=: read -r name lang file <<< "$s"
+  "$bin/data-prep" qa --input "$shared/qa/$file:lang=$lang:name=$name" --out "$out/data/$name.split-train.json" \
+    --dev-permille 200 --dev-out "$out/data/$name.split-dev.json" > "$out/data/$name.log"
+  for part in train:$TRAIN_Q dev:$DEV_Q; do
+    IFS=: read -r which n <<< "$part"
+    "$py" - "$out/data/$name.split-$which.json" "$out/data/$name.$which.json" "$n" <<'PY'
+import json, sys
+src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+data, kept = json.load(open(src, encoding="utf-8")), 0
+articles = []
+for a in data["data"]:
+    paragraphs = []
+    for p in a["paragraphs"]:
+        qas = [q for q in p["qas"] if q["answers"] and not q.get("is_impossible")]
+        if n:
+            qas = qas[:max(0, n - kept)]
+        kept += len(qas)
+        if qas:
+            paragraphs.append({"context": p["context"], "qas": qas})
+    if paragraphs:
+        articles.append({"title": a.get("title", ""), "paragraphs": paragraphs})
+json.dump({"version": "1.1", "data": articles}, open(dst, "w", encoding="utf-8"), ensure_ascii=False)
+PY
+  done
+  train_files+=("$out/data/$name.train.json"); dev_sets+=("$name")
+done
+
+toml_list() { local sep=""; printf '['; for f in "$@"; do printf '%s{ path = "%s" }' "$sep" "$f"; sep=", "; done; printf ']'; }
+# medqa's QA fine-tuning from MODEL into RUN with SEED, then prediction and scoring of every held-out set.
+medqa_qa() {
+  local model=$1 run=$2 seed=$3 tag=$4
+  cat > "$run.toml" <<TOML
+output_dir = "$run"
+init_from = "$model"
+[data]
+train = $(toml_list "${train_files[@]}")
+max_seq_length = $SEQ
+doc_stride = $STRIDE
+max_query_length = 128
+eval_batch_size = 64
+[train]
+seed = $seed
+learning_rate = $LR
+num_train_epochs = $EPOCHS
+per_device_train_batch_size = $BATCH
+warmup_ratio = 0.1
+weight_decay = 0.01
+logging_steps = 10
+eval_steps = 0
+save_steps = 0
+save_total_limit = 1
+freeze = ["*word_embeddings*"]
+TOML
+  "$bin/qa-finetune" --config "$run.toml" --overwrite --device "$DEVICE" > "$run.log" 2>&1
+  for name in "${dev_sets[@]}"; do
+    "$bin/qa-finetune" predict --model "$run/final" --data "$out/data/$name.dev.json" --out "$run/pred-$name" \
+      --device "$DEVICE" >> "$run.log" 2>&1
+    "$bin/eval" score --data "$out/data/$name.dev.json" --predictions "$run/pred-$name/predictions.json" \
+      > "$out/scores/$tag-seed$seed-$name.json" 2>> "$run.log"
+  done
+}
+echo "see $out/*.log for each run"
+for seed in $SEEDS; do
+  step "medqa QA fine-tuning, seed $seed"
+  medqa_qa "$out/e5" "$out/medqa-seed$seed" "$seed" medqa
+  step "transformers Trainer QA fine-tuning, seed $seed"
+  run="$out/transformers-seed$seed"
+  # The same warm-up as medqa's: ceil(0.1 × optimizer steps), its steps read from medqa's run of this seed.
+  steps=$("$py" -c "import json,sys; print(max(json.loads(l)['step'] for l in open(sys.argv[1]) if l.strip()))" \
+    "$out/medqa-seed$seed/train_log.jsonl")
+  "$py" scripts/tools/qa_trainer_reference.py train --model "$out/e5" --train "${train_files[@]}" --out "$run" \
+    --seed "$seed" --learning-rate "$LR" --epochs "$EPOCHS" --batch "$BATCH" \
+    --warmup-steps "$(( (steps + 9) / 10 ))" --weight-decay 0.01 --max-seq-length "$SEQ" --doc-stride "$STRIDE" \
+    --freeze '*word_embeddings*' > "$run.log" 2>&1
+  for name in "${dev_sets[@]}"; do
+    "$py" scripts/tools/qa_trainer_reference.py predict --model "$run/final" --data "$out/data/$name.dev.json" \
+      --out "$run/pred-$name" --max-seq-length "$SEQ" --doc-stride "$STRIDE" >> "$run.log" 2>&1
+    "$bin/eval" score --data "$out/data/$name.dev.json" --predictions "$run/pred-$name/predictions.json" \
+      > "$out/scores/transformers-seed$seed-$name.json" 2>> "$run.log"
+  done
+done
+
+step "domain adaptation: MLM from the encoder on ../shared/data/corpus ($MLM_STEPS steps)"
+# configs/corpus-shared.toml without its QA-context sources: the held-out splits' contexts must not be
+# in the adaptation corpus.
+"$py" - configs/corpus-shared.toml "$out/corpus.toml" "$out/e5/tokenizer.json" <<'PY'
+import json, sys, tomllib
+cfg = tomllib.load(open(sys.argv[1], "rb"))
+cfg["tokenizer"] = sys.argv[3]
+sources = [s for s in cfg.pop("sources") if s["format"] != "squad"]
+lines = [f"{k} = {json.dumps(v)}" for k, v in cfg.items() if not isinstance(v, dict)]
+for s in sources:
+    lines += ["", "[[sources]]"] + [f"{k} = {json.dumps(v)}" for k, v in s.items()]
+open(sys.argv[2], "w", encoding="utf-8").write("\n".join(lines) + "\n")
+PY
+"$bin/data-prep" corpus --config "$out/corpus.toml" --out "$out/corpus" > "$out/corpus.log"
+cat > "$out/mlm.toml" <<TOML
+output_dir = "$out/mlm"
+[model]
+init_from = "$out/e5"
+[data]
+shards = "$out/corpus"
+max_seq_length = $MLM_SEQ
+[train]
+seed = 1
+learning_rate = $LR
+max_steps = $MLM_STEPS
+per_device_train_batch_size = $MLM_BATCH
+warmup_ratio = 0.1
+weight_decay = 0.01
+logging_steps = 10
+eval_steps = 0
+save_steps = 0
+save_total_limit = 1
+freeze = ["*word_embeddings*"]
+TOML
+"$bin/mlm-pretrain" --config "$out/mlm.toml" --overwrite --device "$DEVICE" > "$out/mlm.log" 2>&1
+for seed in $SEEDS; do
+  step "medqa QA fine-tuning from the adapted encoder, seed $seed"
+  medqa_qa "$out/mlm/final" "$out/adapted-seed$seed" "$seed" adapted
+done
+
+step "tables → docs/EXPERIMENTS.md"
+"$py" scripts/tools/experiment_table.py --out "$out" --mode "$mode" --seeds "$SEEDS" --sets "$SETS" \
+  --command "scripts/experiment-e5.sh $*" --elapsed "$(( $(date +%s) - start ))" \
+  --settings "train_q=$TRAIN_Q dev_q=$DEV_Q epochs=$EPOCHS seq=$SEQ stride=$STRIDE batch=$BATCH lr=$LR mlm_steps=$MLM_STEPS mlm_batch=$MLM_BATCH mlm_seq=$MLM_SEQ" \
+  --doc docs/EXPERIMENTS.md
+step "done"

