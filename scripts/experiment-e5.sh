@@ -101,11 +101,16 @@ save_total_limit = 1
 freeze = ["*word_embeddings*"]
 TOML
   "$bin/qa-finetune" --config "$run.toml" --overwrite --device "$DEVICE" > "$run.log" 2>&1
+  score_held_out "$run" "$tag-seed$seed" "$bin/qa-finetune" predict --device "$DEVICE"
+}
+# Predicts every held-out set with the model in RUN/final by PREDICTOR... (which takes --model, --data and
+# --out), and scores each with medqa's eval into scores/TAG-SET.json.
+score_held_out() {
+  local run=$1 tag=$2; shift 2
   for name in "${dev_sets[@]}"; do
-    "$bin/qa-finetune" predict --model "$run/final" --data "$out/data/$name.dev.json" --out "$run/pred-$name" \
-      --device "$DEVICE" >> "$run.log" 2>&1
+    "$@" --model "$run/final" --data "$out/data/$name.dev.json" --out "$run/pred-$name" >> "$run.log" 2>&1
     "$bin/eval" score --data "$out/data/$name.dev.json" --predictions "$run/pred-$name/predictions.json" \
-      > "$out/scores/$tag-seed$seed-$name.json" 2>> "$run.log"
+      > "$out/scores/$tag-$name.json" 2>> "$run.log"
   done
 }
 echo "see $out/*.log for each run"
@@ -121,12 +126,8 @@ for seed in $SEEDS; do
     --seed "$seed" --learning-rate "$LR" --epochs "$EPOCHS" --batch "$BATCH" \
     --warmup-steps "$(( (steps + 9) / 10 ))" --weight-decay 0.01 --max-seq-length "$SEQ" --doc-stride "$STRIDE" \
     --freeze '*word_embeddings*' > "$run.log" 2>&1
-  for name in "${dev_sets[@]}"; do
-    "$py" scripts/tools/qa_trainer_reference.py predict --model "$run/final" --data "$out/data/$name.dev.json" \
-      --out "$run/pred-$name" --max-seq-length "$SEQ" --doc-stride "$STRIDE" >> "$run.log" 2>&1
-    "$bin/eval" score --data "$out/data/$name.dev.json" --predictions "$run/pred-$name/predictions.json" \
-      > "$out/scores/transformers-seed$seed-$name.json" 2>> "$run.log"
-  done
+  score_held_out "$run" "transformers-seed$seed" "$py" scripts/tools/qa_trainer_reference.py predict \
+    --max-seq-length "$SEQ" --doc-stride "$STRIDE"
 done
 
 step "domain adaptation: MLM from the encoder on ../shared/data/corpus ($MLM_STEPS steps)"

@@ -6,9 +6,11 @@
 #   scripts/bench/corpus-memory.sh            0.3 GB and 3 GB files (about 5 GB of /tmp at peak)
 #   scripts/bench/corpus-memory.sh 0.1 1      other sizes, in GB
 #
-# The file is the sample corpus's English sentences, numbered so that no two documents are equal,
-# in paragraphs of ten lines (about 1.3 kB a document), tokenized with the demo's tokenizer. What grows
-# with the number of documents kept is the exact-dedup set (16-byte keys): about 40 bytes a document.
+# The file is the sample corpus's English sentences in paragraphs of ten lines (about 1.3 kB a document),
+# numbered so that there are 50,000 distinct documents, repeated to the size asked: every document is
+# read and cleaned and hashed, the repeats are dropped as duplicates, so the documents kept (and the
+# exact-dedup set, 16 bytes each, which is what grows with distinct documents) are the same at every
+# size and what grows with the file is what must stream. Tokenization is the demo's tokenizer.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(0.3 3)
@@ -30,7 +32,8 @@ lines = [l.strip() for l in open("data/sample/corpus/en.txt", encoding="utf-8") 
 target, n, written = int(gb * 1e9), 0, 0
 with open(path, "w", encoding="utf-8") as f:
     while written < target:
-        block = "".join(f"{n}.{i} {lines[(n + i) % len(lines)]}\n" for i in range(10)) + "\n"
+        k = n % 50000
+        block = "".join(f"{k}.{i} {lines[(k + i) % len(lines)]}\n" for i in range(10)) + "\n"
         f.write(block)
         written += len(block.encode())
         n += 1

@@ -115,6 +115,25 @@ fn fails_with_override(cfg: &Path, set: &str, needle: &str) {
     );
 }
 
+/// Starts a training run of `cfg` in the background and returns once `ready` holds (2 minutes at most).
+fn spawn_until(cfg: &Path, ready: impl Fn() -> bool) -> std::process::Child {
+    let child = Command::new(BIN)
+        .args(["--config", cfg.to_str().unwrap(), "--device", "cpu"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the run did not get going"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child
+}
+
 fn losses(run_dir: &Path) -> Vec<(u64, u64)> {
     read_history(&run_dir.join("train_log.jsonl"))
         .unwrap()
@@ -157,24 +176,7 @@ fn sigkill_and_resume_gives_bitwise_the_same_losses() {
     // The same run, killed with SIGKILL once it has passed a checkpoint, then resumed.
     let killed = tmp.path().join("killed");
     let cfg = write_config(tmp.path(), &shards, &killed, steps);
-    let mut child = Command::new(BIN)
-        .args(["--config", cfg.to_str().unwrap(), "--device", "cpu"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        let done = losses(&killed).last().map_or(0, |(s, _)| *s);
-        if done >= 9 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the run did not get going"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let mut child = spawn_until(&cfg, || losses(&killed).last().map_or(0, |(s, _)| *s) >= 9);
     child.kill().unwrap(); // SIGKILL on Unix
     let status = child.wait().unwrap();
     assert!(
@@ -259,24 +261,11 @@ fn a_running_run_holds_its_directory_against_a_second_one() {
     make_shards(&shards);
     let dir = tmp.path().join("run");
     let cfg = write_config(tmp.path(), &shards, &dir, 1_000_000);
-    let mut child = Command::new(BIN)
-        .args(["--config", cfg.to_str().unwrap(), "--device", "cpu"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while dir
-        .join("checkpoints")
-        .read_dir()
-        .map_or(true, |mut d| d.next().is_none())
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the run did not get going"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = spawn_until(&cfg, || {
+        dir.join("checkpoints")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some())
+    });
     // A second run, resuming or overwriting, is refused with the holder's pid and changes nothing.
     for second in ["--resume", "--overwrite"] {
         let out = run(&["--config", cfg.to_str().unwrap(), second]);
