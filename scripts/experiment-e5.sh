@@ -74,6 +74,12 @@ PY
   train_files+=("$out/data/$name.train.json"); dev_sets+=("$name")
 done
 
+# The [train] keys both fine-tunings and the MLM step share: 10% warm-up, weight decay 0.01, no evaluation
+# or checkpoints during the run, frozen word embeddings (96 M of the 117 M parameters).
+train_common() {
+  printf '%s\n' 'warmup_ratio = 0.1' 'weight_decay = 0.01' 'logging_steps = 10' 'eval_steps = 0' 'save_steps = 0' \
+    'save_total_limit = 1' 'freeze = ["*word_embeddings*"]'
+}
 toml_list() { local sep=""; printf '['; for f in "$@"; do printf '%s{ path = "%s" }' "$sep" "$f"; sep=", "; done; printf ']'; }
 # medqa's QA fine-tuning from MODEL into RUN with SEED, then prediction and scoring of every held-out set.
 medqa_qa() {
@@ -92,13 +98,7 @@ seed = $seed
 learning_rate = $LR
 num_train_epochs = $EPOCHS
 per_device_train_batch_size = $BATCH
-warmup_ratio = 0.1
-weight_decay = 0.01
-logging_steps = 10
-eval_steps = 0
-save_steps = 0
-save_total_limit = 1
-freeze = ["*word_embeddings*"]
+$(train_common)
 TOML
   "$bin/qa-finetune" --config "$run.toml" --overwrite --device "$DEVICE" > "$run.log" 2>&1
   score_held_out "$run" "$tag-seed$seed" "$bin/qa-finetune" predict --device "$DEVICE"
@@ -156,13 +156,7 @@ seed = 1
 learning_rate = $LR
 max_steps = $MLM_STEPS
 per_device_train_batch_size = $MLM_BATCH
-warmup_ratio = 0.1
-weight_decay = 0.01
-logging_steps = 10
-eval_steps = 0
-save_steps = 0
-save_total_limit = 1
-freeze = ["*word_embeddings*"]
+$(train_common)
 TOML
 "$bin/mlm-pretrain" --config "$out/mlm.toml" --overwrite --device "$DEVICE" > "$out/mlm.log" 2>&1
 for seed in $SEEDS; do

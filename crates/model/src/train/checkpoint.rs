@@ -43,13 +43,13 @@ pub fn dir_for(run_dir: &Path, step: u64) -> PathBuf {
     run_dir.join("checkpoints").join(format!("step-{step:06}"))
 }
 
-/// Completed checkpoints of a run, oldest first.
-pub fn list(run_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+/// The entries of a run's `checkpoints/` with their file names (none when it does not exist).
+fn entries(run_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     let dir = run_dir.join("checkpoints");
     if !dir.exists() {
         return Ok(Vec::new());
     }
-    let mut found = Vec::new();
+    let mut out = Vec::new();
     for entry in
         std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
     {
@@ -59,6 +59,15 @@ pub fn list(run_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
+        out.push((name, path));
+    }
+    Ok(out)
+}
+
+/// Completed checkpoints of a run, oldest first.
+pub fn list(run_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    for (name, path) in entries(run_dir)? {
         if let Some(step) = name
             .strip_prefix("step-")
             .and_then(|s| s.parse::<u64>().ok())
@@ -83,18 +92,7 @@ pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>> {
 pub fn clear_unfinished(run_dir: &Path) -> Result<Vec<PathBuf>> {
     let dir = run_dir.join("checkpoints");
     let mut cleared = Vec::new();
-    if !dir.exists() {
-        return Ok(cleared);
-    }
-    for entry in
-        std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
-    {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
+    for (name, path) in entries(run_dir)? {
         if name.starts_with(".tmp-step-") {
             std::fs::remove_dir_all(&path).with_context(|| {
                 format!("cannot remove unfinished checkpoint {}", path.display())
