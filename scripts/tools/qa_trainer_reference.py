@@ -39,6 +39,19 @@ class Windows(torch.utils.data.Dataset):
                 "end_positions": ends[i]}
 
 
+class PaddingOutOfLoss(Trainer):
+    """run_qa's loss with padding left out of the start/end softmax, as medqa computes it (--mask-padding)."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        starts, ends = inputs.pop("start_positions"), inputs.pop("end_positions")
+        out = model(**inputs)
+        pad = inputs["attention_mask"] == 0
+        ce = torch.nn.functional.cross_entropy
+        loss = (ce(out.start_logits.masked_fill(pad, float("-inf")), starts)
+                + ce(out.end_logits.masked_fill(pad, float("-inf")), ends)) / 2
+        return (loss, out) if return_outputs else loss
+
+
 def train(a):
     torch.set_num_threads(a.threads)
     tok = bench_qa.tokenizer(os.path.join(a.model, "tokenizer.json"))
@@ -57,7 +70,8 @@ def train(a):
         lr_scheduler_type="linear", max_grad_norm=1.0, seed=a.seed, data_seed=a.seed, logging_steps=50,
         save_strategy="no", report_to=[], use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
         bf16=a.bf16)
-    result = Trainer(model=model, args=args, train_dataset=data).train()
+    trainer = PaddingOutOfLoss if a.mask_padding else Trainer
+    result = trainer(model=model, args=args, train_dataset=data).train()
     os.makedirs(a.out, exist_ok=True)
     model.save_pretrained(os.path.join(a.out, "final"))
     shutil.copy(os.path.join(a.model, "tokenizer.json"), os.path.join(a.out, "final", "tokenizer.json"))
@@ -97,6 +111,8 @@ def main():
     t.add_argument("--weight-decay", type=float, default=0.0)
     t.add_argument("--freeze", nargs="*", default=[])
     t.add_argument("--bf16", action="store_true")
+    t.add_argument("--mask-padding", action="store_true",
+                   help="leave padding out of the start/end softmax, as medqa does (a diagnostic)")
     p = sub.add_parser("predict")
     p.add_argument("--data", required=True)
     for s in (t, p):
