@@ -59,6 +59,20 @@ pub fn write(df: &mut DataFrame, format: TableFormat, w: &mut dyn Write) -> std:
     result.map_err(std::io::Error::other)
 }
 
+/// How CSV and TSV are read: a header row, and every column as text (an id column of digits must not
+/// turn into numbers).
+fn csv_options(format: TableFormat) -> CsvReadOptions {
+    let separator = if format == TableFormat::Tsv {
+        b'\t'
+    } else {
+        b','
+    };
+    CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .with_parse_options(CsvParseOptions::default().with_separator(separator))
+}
+
 /// Reads a whole table (Parquet, CSV or TSV; CSV/TSV with a header row, every column as text).
 pub fn read(path: &Path) -> Result<DataFrame> {
     read_columns(path, None)
@@ -74,23 +88,12 @@ fn read_columns(path: &Path, columns: Option<&[&str]>) -> Result<DataFrame> {
                 .with_columns(columns.map(|c| c.iter().map(|s| s.to_string()).collect()))
                 .finish()
         }
-        TableFormat::Csv | TableFormat::Tsv => {
-            let separator = if format == TableFormat::Tsv {
-                b'\t'
-            } else {
-                b','
-            };
-            CsvReadOptions::default()
-                .with_has_header(true)
-                // Text stays text: an id column of digits must not turn into numbers.
-                .with_infer_schema_length(Some(0))
-                .with_columns(
-                    columns.map(|c| c.iter().map(|s| PlSmallStr::from(*s)).collect::<Arc<[_]>>()),
-                )
-                .with_parse_options(CsvParseOptions::default().with_separator(separator))
-                .try_into_reader_with_file_path(Some(path.to_path_buf()))
-                .and_then(|r| r.finish())
-        }
+        TableFormat::Csv | TableFormat::Tsv => csv_options(format)
+            .with_columns(
+                columns.map(|c| c.iter().map(|s| PlSmallStr::from(*s)).collect::<Arc<[_]>>()),
+            )
+            .try_into_reader_with_file_path(Some(path.to_path_buf()))
+            .and_then(|r| r.finish()),
         TableFormat::Jsonl => {
             let file =
                 File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -116,22 +119,16 @@ pub fn columns_of(path: &Path) -> Result<Vec<String>> {
                 .map(|n| n.to_string())
                 .collect()
         }
-        _ => {
-            let separator = if format == TableFormat::Tsv {
-                b'\t'
-            } else {
-                b','
-            };
-            let df = CsvReadOptions::default()
-                .with_has_header(true)
-                .with_infer_schema_length(Some(0))
+        TableFormat::Csv | TableFormat::Tsv => {
+            let df = csv_options(format)
                 .with_n_rows(Some(0))
-                .with_parse_options(CsvParseOptions::default().with_separator(separator))
                 .try_into_reader_with_file_path(Some(path.to_path_buf()))
                 .and_then(|r| r.finish())
                 .with_context(|| format!("cannot read the header of {}", path.display()))?;
             column_names(&df)
         }
+        // JSON lines have no header: the keys are those of the rows.
+        TableFormat::Jsonl => column_names(&read(path)?),
     };
     Ok(names)
 }
