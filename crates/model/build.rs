@@ -9,6 +9,7 @@ fn main() {
             "csrc/sdpa.cpp",
             "csrc/transfer.cpp",
             "csrc/fused_adamw.cpp",
+            "csrc/profiler.cpp",
         ],
     );
 }

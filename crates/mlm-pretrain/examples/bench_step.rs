@@ -1,9 +1,11 @@
 //! One MLM training step, timed: what scripts/bench-mlm.sh compares with transformers.
 //!
 //!     bench_step [--hidden 256 --layers 4 --heads 4 --intermediate 1024 --vocab 250002
-//!                 --batch 16 --seq 128 --threads 2 --warmup 1 --steps 3 --device cpu]
+//!                 --batch 16 --seq 128 --threads 2 --warmup 1 --steps 3 --device cpu
+//!                 --precision fp32|bf16 --phases false --profile TRACE.json]
 //!
-//! Prints one JSON line: tokens/s and peak resident memory.
+//! Prints one JSON line: tokens/s and peak resident memory. `--profile` writes libtorch's profile of the
+//! timed steps (a Chrome trace; `scripts/tools/profile_summary.py` reads it).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -76,47 +78,68 @@ fn main() -> Result<()> {
     let ids = Tensor::randint_low(4, vocab - 1, [batch, seq], (Kind::Int64, device));
     let mask = ids.ones_like();
 
-    let mut timed = 0.0;
+    // By default the host waits for the device once per step, as the reference does (`loss.item()`);
+    // `--phases true` waits after each phase too, to time them apart. `host_seconds` is how long the host
+    // took to queue a step's work: near `seconds_per_step`, the device waits for the host.
+    let phased = args.get("phases").is_some_and(|v| v == "true");
+    let profile_path = args.get("profile").map(std::path::PathBuf::from);
+    let mut profile = None;
+    let (mut timed, mut host) = (0.0, 0.0);
     let mut phases = [0.0f64; 3];
     for step in 0..warmup + steps {
+        if step == warmup && profile_path.is_some() {
+            profile = Some(model::profiler::Profile::start(device.is_cuda())?);
+        }
         let start = Instant::now();
         // 15% of positions, as the collator chooses them (the 80/10/10 split does not change the cost).
         let chosen = Tensor::rand([batch, seq], (Kind::Float, device)).lt(0.15);
-        let labels = ids.where_self(&chosen, &Tensor::from(IGNORE).to_device(device));
+        let labels = ids.masked_fill(&chosen.logical_not(), IGNORE);
         let inputs = ids.masked_fill(&chosen, vocab - 1);
         let (positions, targets) = labelled_positions(&labels);
         opt.zero_grad();
         let loss = {
             let _ac = model::autocast::AutocastGuard::for_precision(precision, device)?;
             m.model
-                .forward_at(&inputs, &mask, None, &positions, true)
+                .loss_logits_at(&inputs, &mask, None, &positions, true)
                 .cross_entropy_for_logits(&targets)
         };
         loss.backward();
-        let _ = loss.double_value(&[]); // waits for the device
+        if phased {
+            let _ = loss.double_value(&[]); // waits for the device
+        }
         let t_fwd_bwd = start.elapsed().as_secs_f64();
-        let _ = opt.clip_grad_norm(1.0).double_value(&[]); // waits, to time the phases apart
+        let norm = opt.clip_grad_norm(1.0);
+        if phased {
+            let _ = norm.double_value(&[]);
+        }
         let t_clip = start.elapsed().as_secs_f64();
         opt.step(1e-4, None)?;
+        let queued = start.elapsed().as_secs_f64();
         let _ = loss.double_value(&[]);
         if step >= warmup {
             let total = start.elapsed().as_secs_f64();
             timed += total;
+            host += queued;
             phases[0] += t_fwd_bwd;
             phases[1] += t_clip - t_fwd_bwd;
             phases[2] += total - t_clip;
         }
     }
+    if let (Some(profile), Some(path)) = (profile, &profile_path) {
+        profile.save(path)?;
+    }
     let tokens = (batch * seq * steps) as f64;
-    println!(
-        "{}",
-        serde_json::json!({
-            "impl": "medqa", "device": format!("{device:?}"), "precision": format!("{precision:?}"),
-            "tokens_per_sec": tokens / timed, "seconds_per_step": timed / steps as f64,
-            "peak_rss_mib": peak_rss_mib(), "params": m.num_parameters(),
-            "seconds_forward_backward": phases[0] / steps as f64, "seconds_clip": phases[1] / steps as f64,
-            "seconds_optimizer": phases[2] / steps as f64,
-        })
-    );
+    let per_step = |x: f64| x / steps as f64;
+    let mut report = serde_json::json!({
+        "impl": "medqa", "device": format!("{device:?}"), "precision": format!("{precision:?}"),
+        "tokens_per_sec": tokens / timed, "seconds_per_step": per_step(timed),
+        "host_seconds": per_step(host), "peak_rss_mib": peak_rss_mib(), "params": m.num_parameters(),
+    });
+    if phased {
+        report["seconds_forward_backward"] = per_step(phases[0]).into();
+        report["seconds_clip"] = per_step(phases[1]).into();
+        report["seconds_optimizer"] = per_step(phases[2]).into();
+    }
+    println!("{report}");
     Ok(())
 }

@@ -270,7 +270,7 @@ impl MlmTask {
     fn logits(&self, b: &MlmBatch, train: bool) -> Tensor {
         self.model
             .model
-            .forward_at(&b.input_ids, &b.attention_mask, None, &b.positions, train)
+            .loss_logits_at(&b.input_ids, &b.attention_mask, None, &b.positions, train)
     }
 }
 

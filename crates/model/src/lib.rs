@@ -15,6 +15,7 @@ pub mod language;
 pub mod mlm;
 pub mod parity;
 pub mod pretrained;
+pub mod profiler;
 pub mod qa;
 pub mod runconfig;
 pub mod shards;

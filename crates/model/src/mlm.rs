@@ -250,7 +250,8 @@ impl Masker {
                 chosen = score.le_tensor(&lowest).logical_and(&maskable);
             }
         }
-        let labels = ids.where_self(&chosen, &Tensor::from(IGNORE).to_device(ids.device()));
+        // A scalar fill, not a tensor of IGNORE: copying a host scalar to CUDA makes the host wait.
+        let labels = ids.masked_fill(&chosen.logical_not(), IGNORE);
         let roll = ids.rand_like_f64();
         let to_mask = chosen.logical_and(&roll.lt(self.cfg.mask_replace_prob));
         let to_random = chosen
@@ -286,12 +287,10 @@ impl Masker {
             .index_select(0, &ids.flatten(0, -1))
             .view_as(ids)
             .logical_not()
-            .roll([1], [1])
-            .index_fill(
-                1,
-                &Tensor::from_slice(&[0i64]).to_device(ids.device()),
-                1i64,
-            );
+            .roll([1], [1]);
+        // Filled in place rather than by `index_fill` with an index tensor, whose copy to CUDA would
+        // make the host wait.
+        let _ = after_special.narrow(1, 0, 1).fill_(1i64);
         let starts = starts.logical_or(&after_special);
         let seq = ids.size()[1];
         let positions = Tensor::arange(seq, (Kind::Int64, ids.device())).expand_as(ids);
