@@ -5,7 +5,7 @@ gets.
 
     qa_trainer_reference.py train --model DIR --train F [F ...] --out DIR --seed S --learning-rate LR
         --epochs E --batch B --warmup-steps W --weight-decay WD --max-seq-length L --doc-stride S
-        [--freeze PATTERN ...] [--threads T]
+        [--freeze PATTERN ...] [--threads T] [--max-steps N] [--log-history FILE] [--mask-padding]
     qa_trainer_reference.py predict --model DIR --data F --out DIR --max-seq-length L --doc-stride S
 
 Features and post-processing are bench_qa.py's (run_qa.py's windows and labels, top-20 × top-20 spans of
@@ -67,11 +67,16 @@ def train(a):
     args = TrainingArguments(
         output_dir=a.out, per_device_train_batch_size=a.batch, learning_rate=a.learning_rate,
         num_train_epochs=a.epochs, warmup_steps=a.warmup_steps, weight_decay=a.weight_decay,
-        lr_scheduler_type="linear", max_grad_norm=1.0, seed=a.seed, data_seed=a.seed, logging_steps=50,
+        lr_scheduler_type="linear", max_grad_norm=1.0, seed=a.seed, data_seed=a.seed,
+        max_steps=a.max_steps or -1, logging_steps=1 if a.log_history else 50,
         save_strategy="no", report_to=[], use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
         bf16=a.bf16)
     trainer = PaddingOutOfLoss if a.mask_padding else Trainer
-    result = trainer(model=model, args=args, train_dataset=data).train()
+    run = trainer(model=model, args=args, train_dataset=data)
+    result = run.train()
+    if a.log_history:  # every step's loss, grad_norm (before clipping) and learning_rate
+        with open(a.log_history, "w", encoding="utf-8") as f:
+            json.dump([h for h in run.state.log_history if "loss" in h], f)
     os.makedirs(a.out, exist_ok=True)
     model.save_pretrained(os.path.join(a.out, "final"))
     shutil.copy(os.path.join(a.model, "tokenizer.json"), os.path.join(a.out, "final", "tokenizer.json"))
@@ -110,6 +115,8 @@ def main():
     t.add_argument("--warmup-steps", type=int, default=0)
     t.add_argument("--weight-decay", type=float, default=0.0)
     t.add_argument("--freeze", nargs="*", default=[])
+    t.add_argument("--max-steps", type=int, default=0, help="stop after N optimizer steps (0: by --epochs)")
+    t.add_argument("--log-history", help="write each step's loss, grad_norm and learning_rate here")
     t.add_argument("--bf16", action="store_true")
     t.add_argument("--mask-padding", action="store_true",
                    help="leave padding out of the start/end softmax, as medqa does (a diagnostic)")
