@@ -1,4 +1,3 @@
 fn main() {
-    medqa_build::link_libtorch();
     medqa_build::shared_data_cfg();
 }

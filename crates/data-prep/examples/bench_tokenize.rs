@@ -12,14 +12,14 @@ use anyhow::{Context, Result};
 use data_prep::corpus::{for_each_document, tokenize_all, CorpusConfig};
 
 fn main() -> Result<()> {
-    let args = model::train::cli::flag_pairs();
+    let args = text::flags::flag_pairs();
     let get = |k: &str| args.get(k).with_context(|| format!("--{k} is required"));
     let repeat: usize = args.get("repeat").map_or(Ok(3), |v| v.parse())?;
-    let (cfg, _): (CorpusConfig, _) = model::runconfig::load(
+    let (cfg, _): (CorpusConfig, _) = text::runconfig::load(
         Some(Path::new(get("config")?)),
         &["tokenizer=\"-\"".to_owned()],
     )?;
-    let tok = model::XlmrTokenizer::from_file(Path::new(get("tokenizer")?))?;
+    let tok = text::XlmrTokenizer::from_file(Path::new(get("tokenizer")?))?;
     let mut texts = Vec::new();
     for_each_document(
         &cfg,

@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use model::shards::{ShardInfo, ShardManifest, ShardWriter, FORMAT, MANIFEST};
-use model::XlmrTokenizer;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use text::shards::{ShardInfo, ShardManifest, ShardWriter, FORMAT, MANIFEST};
+use text::XlmrTokenizer;
 
 use crate::clean::{clean, dedup_key, split_bucket};
 use crate::near_dup::{signature, NearDupConfig, NearDupIndex};
@@ -493,7 +493,7 @@ fn build_into(
     let mut dedup = Dedup::new(cfg)?;
     let mut train = SplitWriter::new(out, "train", cfg.shard_tokens);
     let mut validation = SplitWriter::new(out, "validation", cfg.shard_tokens);
-    let bar = model::train::log::progress_bar(cfg.sources.len() as u64, 0, "sources");
+    let bar = text::progress::progress_bar(cfg.sources.len() as u64, 0, "sources");
     let mut last_source = String::new();
 
     for_each_document(
@@ -594,26 +594,26 @@ fn build_into(
         .iter()
         .map(|r| serde_json::to_string(r).unwrap_or_default() + "\n")
         .collect();
-    model::fsutil::write_atomic(&out.join("rejects.jsonl"), |w| {
+    fsutil::write_atomic(&out.join("rejects.jsonl"), |w| {
         w.write_all(rejects_text.as_bytes())
     })?;
     let mut stats = statistics_table(&report)?;
-    model::fsutil::write_atomic(&out.join("statistics.parquet"), |w| {
+    fsutil::write_atomic(&out.join("statistics.parquet"), |w| {
         tables::write(&mut stats, tables::TableFormat::Parquet, w)
     })?;
     let tok_text = std::fs::read(tok_path)?;
-    model::fsutil::write_atomic(&out.join("tokenizer.json"), |w| w.write_all(&tok_text))?;
+    fsutil::write_atomic(&out.join("tokenizer.json"), |w| w.write_all(&tok_text))?;
     let mut shards = train.done;
     shards.extend(validation.done);
     let manifest = ShardManifest {
         format: FORMAT.to_owned(),
         vocab_size: tok.vocab_size() as u64,
-        tokenizer_sha256: model::shards::sha256_file(&out.join("tokenizer.json"))?,
+        tokenizer_sha256: text::shards::sha256_file(&out.join("tokenizer.json"))?,
         shards,
         extra: serde_json::json!({ "config": cfg, "report": report }),
     };
     let text = serde_json::to_string_pretty(&manifest)? + "\n";
-    model::fsutil::write_atomic(&out.join(MANIFEST), |w| w.write_all(text.as_bytes()))?;
+    fsutil::write_atomic(&out.join(MANIFEST), |w| w.write_all(text.as_bytes()))?;
     Ok(report)
 }
 

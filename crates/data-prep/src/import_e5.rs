@@ -174,7 +174,7 @@ pub fn xlm_roberta_tensors(file: &E5s1) -> Result<Vec<Tensor>> {
 
 /// The `config.json` of the imported encoder.
 fn config(h: &Header) -> Result<String> {
-    let mut c = model::XlmRobertaConfig::new(
+    let mut c = text::XlmRobertaConfig::new(
         h.vocab as i64,
         h.hidden as i64,
         h.layers as i64,
@@ -228,7 +228,7 @@ pub fn import(assets: &Path, out: &Path) -> Result<Imported> {
         std::fs::read(&e5_path).with_context(|| format!("cannot read {}", e5_path.display()))?;
     let file = E5s1::parse(&data).with_context(|| format!("{}", e5_path.display()))?;
     let h = file.header;
-    let tokenizer = model::XlmrTokenizer::from_file(&tok_path)?;
+    let tokenizer = text::XlmrTokenizer::from_file(&tok_path)?;
     ensure!(
         tokenizer.vocab_size() == h.pieces && h.pieces <= h.vocab,
         "{} has {} pieces; the weights were trained with {} (embedding rows {})",

@@ -6,7 +6,7 @@ pub mod corpus;
 pub mod e5s1;
 pub mod import_e5;
 /// Language identification lives in the model crate, shared with concept extraction.
-pub use model::language;
+pub use text::language;
 pub mod near_dup;
 pub mod qa_sets;
 pub mod sources;

@@ -100,7 +100,7 @@ fn beside(out: &Path, suffix: &str) -> PathBuf {
 }
 
 fn load(config: &Path, overrides: &[String]) -> Result<(CorpusConfig, PathBuf)> {
-    let (cfg, _): (CorpusConfig, _) = model::runconfig::load(Some(config), overrides)?;
+    let (cfg, _): (CorpusConfig, _) = text::runconfig::load(Some(config), overrides)?;
     // Paths in configs are relative to the working directory (the project root in scripts), as in
     // every medqa config.
     Ok((cfg, PathBuf::new()))
@@ -129,7 +129,7 @@ fn main() -> Result<()> {
             overrides.push("tokenizer=\"-\"".to_owned());
             let (mut cfg, base) = load(&config, &overrides)?;
             cfg.tokenizer = PathBuf::new();
-            model::fsutil::check_output_file(&out)?;
+            fsutil::check_output_file(&out)?;
             let mut texts = Vec::new();
             let mut rejects = 0;
             for_each_document(
@@ -175,11 +175,11 @@ fn main() -> Result<()> {
             let rejects = rejects.unwrap_or_else(|| beside(&out, ".rejects.jsonl"));
             let stats = stats.unwrap_or_else(|| beside(&out, ".stats.json"));
             for path in [&out, &rejects, &stats].into_iter().chain(&dev_out) {
-                model::fsutil::check_output_file(path)?;
+                fsutil::check_output_file(path)?;
             }
             let tok = tokenizer
                 .as_deref()
-                .map(model::XlmrTokenizer::from_file)
+                .map(text::XlmrTokenizer::from_file)
                 .transpose()?;
             let merged = qa_sets::merge(&inputs, strict)?;
             let (train, dev) = merged.split(dev_permille);
@@ -191,7 +191,7 @@ fn main() -> Result<()> {
             for r in &merged.rejects {
                 lines += &(serde_json::to_string(r)? + "\n");
             }
-            model::fsutil::write_atomic(&rejects, |w| w.write_all(lines.as_bytes()))
+            fsutil::write_atomic(&rejects, |w| w.write_all(lines.as_bytes()))
                 .with_context(|| format!("writing {}", rejects.display()))?;
             let groups = qa_sets::statistics(&merged, tok.as_ref(), max_seq_length, doc_stride)?;
             qa_sets::write_json(
@@ -234,7 +234,7 @@ fn main() -> Result<()> {
 
 fn import_e5(out: &Path, assets: Option<PathBuf>, python: &str) -> Result<()> {
     use data_prep::import_e5;
-    model::fsutil::check_output_dir(out.parent().unwrap_or(Path::new(".")))?;
+    fsutil::check_output_dir(out.parent().unwrap_or(Path::new(".")))?;
     let assets = assets.unwrap_or_else(import_e5::default_assets_dir);
     import_e5::ensure_assets(&assets, python)?;
     let done = import_e5::import(&assets, out)?;

@@ -120,11 +120,11 @@ pub enum Placement {
     NotFound,
 }
 
-/// Where `text` is in `context`, given the file's `answer_start`: `model::qa::squad::locate_answer`
+/// Where `text` is in `context`, given the file's `answer_start`: `text::qa::squad::locate_answer`
 /// (given offset, else nearest exact occurrence), then the same for the text without surrounding
 /// white space.
 pub fn place_answer(context: &str, text: &str, given: i64) -> Placement {
-    use model::qa::squad::locate_answer;
+    use text::qa::squad::locate_answer;
     if text.is_empty() {
         return Placement::NotFound;
     }
@@ -182,7 +182,7 @@ pub fn merge(inputs: &[QaInput], strict: bool) -> Result<Merged> {
         let Some(articles) = root.get("data").and_then(Value::as_array) else {
             bail!("{file}: no \"data\" list (not a SQuAD-format file)");
         };
-        let v2_file = eval::data::version_is_v2(root.get("version"));
+        let v2_file = text::qa::data::version_is_v2(root.get("version"));
         merged.v2 |= v2_file;
         let mut report = FileReport {
             file: file.clone(),
@@ -211,20 +211,20 @@ pub fn merge(inputs: &[QaInput], strict: bool) -> Result<Merged> {
                 let here = merged.paragraphs.len() - 1;
                 for (qi, qa) in qas.iter().enumerate() {
                     report.questions += 1;
-                    let local_id =
-                        str_field(qa, "id").unwrap_or_else(|| eval::data::position_id(ai, pi, qi));
+                    let local_id = str_field(qa, "id")
+                        .unwrap_or_else(|| text::qa::data::position_id(ai, pi, qi));
                     let Some(question) = qa.get("question").and_then(Value::as_str) else {
                         bail!("{file}: question {local_id} (article {ai}, paragraph {pi}) has no \"question\" string");
                     };
                     let impossible = qa.get("is_impossible").and_then(Value::as_bool) == Some(true);
                     merged.v2 |= impossible;
-                    let at = eval::data::QuestionAt {
+                    let at = text::qa::data::QuestionAt {
                         file: &input.path,
                         id: &local_id,
                         article: ai,
                         paragraph: pi,
                     };
-                    let given = eval::data::gold_answers(
+                    let given = text::qa::data::gold_answers(
                         qa.get("answers"),
                         impossible,
                         v2_file,
@@ -418,13 +418,13 @@ pub struct GroupStats {
 /// Per language × source statistics; token counts and windows with a tokenizer.
 pub fn statistics(
     merged: &Merged,
-    tokenizer: Option<&model::XlmrTokenizer>,
+    tokenizer: Option<&text::XlmrTokenizer>,
     max_seq_length: usize,
     doc_stride: usize,
 ) -> Result<Vec<GroupStats>> {
     use rayon::prelude::*;
     let maker = tokenizer
-        .map(|t| model::qa::features::FeatureMaker::new(t, max_seq_length, doc_stride, 64))
+        .map(|t| text::qa::features::FeatureMaker::new(t, max_seq_length, doc_stride, 64))
         .transpose()?;
     let rows: Vec<(&str, &Question)> = merged.questions().collect();
     let measured: Vec<Option<(usize, usize)>> = rows
@@ -434,7 +434,7 @@ pub fn statistics(
                 return Ok(None);
             };
             let tokens = tok.encode_ids(context)?.len();
-            let ex = model::qa::squad::QaExample {
+            let ex = text::qa::squad::QaExample {
                 id: q.id.clone(),
                 question: q.question.clone(),
                 context: (*context).to_owned(),
@@ -482,7 +482,7 @@ pub fn statistics(
 /// Writes JSON (pretty, with a final newline) atomically.
 pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value)? + "\n";
-    model::fsutil::write_atomic(path, |w| w.write_all(text.as_bytes()))
+    fsutil::write_atomic(path, |w| w.write_all(text.as_bytes()))
         .with_context(|| format!("writing {}", path.display()))
 }
 

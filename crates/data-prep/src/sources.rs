@@ -89,7 +89,7 @@ pub struct Record {
     pub lang: Option<String>,
 }
 
-pub use model::language::primary_language;
+pub use text::language::primary_language;
 
 /// An input that could not be used, with where and why.
 #[derive(Clone, Debug, Serialize, Deserialize)]

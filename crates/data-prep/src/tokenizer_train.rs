@@ -87,6 +87,6 @@ pub fn train_unigram(texts: &[String], vocab_size: u32, out: &Path) -> Result<us
     tokenizer.add_special_tokens(&SPECIALS.map(|t| AddedToken::from(t, true)));
     tokenizer.add_special_tokens(&[AddedToken::from("<mask>", true).lstrip(true)]);
     let json = tokenizer.to_string(false).map_err(err)?;
-    model::fsutil::write_atomic(out, |w| w.write_all(json.as_bytes()))?;
+    fsutil::write_atomic(out, |w| w.write_all(json.as_bytes()))?;
     Ok(tokenizer.get_vocab_size(true))
 }

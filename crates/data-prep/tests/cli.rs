@@ -117,7 +117,7 @@ fn tokenizer_and_corpus_from_the_sample() {
             "Tensión arterial 172/94 mmHg; glucemia 146 mg/dl."
         ]
     ]);
-    let tokenizer = model::XlmrTokenizer::from_file(&tok).unwrap();
+    let tokenizer = text::XlmrTokenizer::from_file(&tok).unwrap();
     assert_eq!(
         (
             tokenizer.bos_id,
@@ -193,7 +193,7 @@ print(json.dumps(out))
             "{summary}"
         );
     }
-    let corpus = model::shards::Corpus::open(&a, "train").unwrap();
+    let corpus = text::shards::Corpus::open(&a, "train").unwrap();
     let mut ids = Vec::new();
     corpus.read(0, 0..corpus.document_len(0), &mut ids);
     let bg = std::fs::read_to_string(root().join("data/sample/corpus/bg.txt")).unwrap();
@@ -333,8 +333,8 @@ fn tmx_term_lists_and_squad_contexts() {
         "{rejects}"
     );
     // The entity is decoded; the description joins the source term.
-    let corpus = model::shards::Corpus::open(&out, "train").unwrap();
-    let tokenizer = model::XlmrTokenizer::from_file(&tok).unwrap();
+    let corpus = text::shards::Corpus::open(&out, "train").unwrap();
+    let tokenizer = text::XlmrTokenizer::from_file(&tok).unwrap();
     let texts: Vec<String> = (0..corpus.documents())
         .map(|i| {
             let mut ids = Vec::new();
@@ -513,7 +513,7 @@ fn source_weights_and_language_balancing_resample_the_training_split() {
             .as_u64()
             .unwrap()
     };
-    let corpus = model::shards::Corpus::open(&out, "train").unwrap();
+    let corpus = text::shards::Corpus::open(&out, "train").unwrap();
     assert_eq!(corpus.documents() as u64, 2 * docs("bg") + docs("ro"));
     assert_eq!(report["sampling"]["bg/s-bg"]["rate"], 2.0);
     assert_eq!(report["sampling"]["en/s-en"]["tokens_written"], 0);
@@ -633,7 +633,7 @@ fn near_duplicates_are_dropped_when_configured() {
     let near = build(&config("[near_duplicates]\nthreshold = 0.7"), "near");
     assert!(near.contains("dropped (near_duplicate): 1"), "{near}");
     assert_eq!(
-        model::shards::Corpus::open(&tmp.path().join("near"), "train")
+        text::shards::Corpus::open(&tmp.path().join("near"), "train")
             .unwrap()
             .documents(),
         2

@@ -3,7 +3,7 @@
 
 pub mod bioasq;
 pub mod curves;
-pub mod data;
+pub use text::qa::data;
 pub mod history;
 pub mod nightly;
 pub mod normalize;

@@ -7,20 +7,19 @@
 
 pub mod autocast;
 pub mod checkpoint;
-pub mod config;
+pub use text::config;
 pub mod device;
 pub mod dropout;
 pub mod fsutil;
-pub mod language;
+pub use text::language;
 pub mod mlm;
 pub mod parity;
 pub mod pretrained;
 pub mod profiler;
 pub mod qa;
-pub mod runconfig;
-pub mod shards;
+pub use text::{runconfig, shards};
 mod shim;
-pub mod tokenizer;
+pub use text::tokenizer;
 pub mod train;
 pub mod xlm_roberta;
 

@@ -59,6 +59,17 @@ fn embedding(
     emb
 }
 
+/// `config.json`'s `hidden_act` on a tensor.
+fn activate(act: crate::config::HiddenAct, x: &Tensor) -> Tensor {
+    use crate::config::HiddenAct;
+    match act {
+        HiddenAct::Gelu => x.gelu("none"),
+        HiddenAct::GeluNew | HiddenAct::GeluPytorchTanh => x.gelu("tanh"),
+        HiddenAct::Relu => x.relu(),
+        HiddenAct::Silu | HiddenAct::Swish => x.silu(),
+    }
+}
+
 /// RoBERTa's position ids: padding keeps `pad`, real tokens count from `pad + 1` (fairseq's scheme).
 pub fn position_ids(input_ids: &Tensor, pad_token_id: i64) -> Tensor {
     let mask = input_ids.ne(pad_token_id).to_kind(Kind::Int64);
@@ -236,7 +247,7 @@ impl Layer {
 
     fn forward_t(&self, x: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
         let x = self.attention.forward_t(x, mask, train);
-        let h = self.act.apply(&self.intermediate.forward(&x));
+        let h = activate(self.act, &self.intermediate.forward(&x));
         let h = dropout(&self.output.forward(&h), self.dropout, train);
         self.layer_norm.forward(&(h + x))
     }

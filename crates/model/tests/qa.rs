@@ -188,7 +188,7 @@ fn squad_files_with_numeric_ids_and_impossible_questions_load() {
     assert_eq!(ex[2].id, "a0-p0-q2");
     assert_eq!(
         ex[2].id,
-        eval::data::position_id(0, 0, 2),
+        model::qa::data::position_id(0, 0, 2),
         "eval names it alike"
     );
     assert_eq!(

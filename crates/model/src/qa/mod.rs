@@ -1,7 +1,5 @@
-//! Extractive QA on top of the encoder: SQuAD-format examples, `run_qa.py`'s features (windows and
-//! labels) and post-processing (n-best spans → answers), shared by qa-finetune and extraction.
+//! Extractive QA on top of the encoder: batched inference here; the SQuAD format, `run_qa.py`'s
+//! features and post-processing live in the torch-free `text` crate and are re-exported.
 
-pub mod features;
 pub mod inference;
-pub mod postprocess;
-pub mod squad;
+pub use text::qa::{data, features, postprocess, squad};

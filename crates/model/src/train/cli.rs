@@ -49,10 +49,4 @@ impl RunArgs {
     }
 }
 
-/// `--key value` pairs of the process's arguments, for the benchmark examples (which take only those).
-pub fn flag_pairs() -> std::collections::HashMap<String, String> {
-    let raw: Vec<String> = std::env::args().skip(1).collect();
-    raw.chunks(2)
-        .filter_map(|c| Some((c[0].trim_start_matches("--").to_owned(), c.get(1)?.clone())))
-        .collect()
-}
+pub use text::flags::flag_pairs;

@@ -10,7 +10,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tensorboard_rs::summary_writer::SummaryWriter;
 
@@ -144,15 +143,4 @@ pub fn read_history(path: &Path) -> Result<Vec<LogRecord>> {
         .collect()
 }
 
-/// A bar with rate and ETA; indicatif hides it when stderr is not a terminal.
-pub fn progress_bar(total: u64, start: u64, unit: &str) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    let template = format!(
-        "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {unit} ({{per_sec}}, ETA {{eta}}) {{msg}}"
-    );
-    if let Ok(style) = ProgressStyle::with_template(&template) {
-        bar.set_style(style);
-    }
-    bar.set_position(start);
-    bar
-}
+pub use text::progress::progress_bar;

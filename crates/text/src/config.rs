@@ -22,17 +22,6 @@ pub enum HiddenAct {
     Swish,
 }
 
-impl HiddenAct {
-    pub fn apply(self, x: &tch::Tensor) -> tch::Tensor {
-        match self {
-            Self::Gelu => x.gelu("none"),
-            Self::GeluNew | Self::GeluPytorchTanh => x.gelu("tanh"),
-            Self::Relu => x.relu(),
-            Self::Silu | Self::Swish => x.silu(),
-        }
-    }
-}
-
 /// The fields of a Hugging Face XLM-R `config.json` that matter here; unknown fields are kept in
 /// `extra` so that a config we load and save again loses nothing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

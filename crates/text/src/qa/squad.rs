@@ -88,10 +88,10 @@ struct Paragraph {
 #[derive(Deserialize)]
 struct Qa {
     /// PoQuAD has none: `position_id` names such questions by their place in the file.
-    #[serde(default, deserialize_with = "eval::data::id_string")]
+    #[serde(default, deserialize_with = "crate::qa::data::id_string")]
     id: Option<String>,
     question: String,
-    /// Checked by `eval::data::gold_answers`.
+    /// Checked by `crate::qa::data::gold_answers`.
     #[serde(default)]
     answers: Option<serde_json::Value>,
     #[serde(default)]
@@ -126,21 +126,28 @@ pub fn load_with_repairs(
         .with_context(|| format!("cannot read QA set {}", path.display()))?;
     let file: File = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a SQuAD-format file", path.display()))?;
-    let v2_file = eval::data::version_is_v2(file.version.as_ref());
+    let v2_file = crate::qa::data::version_is_v2(file.version.as_ref());
     let mut out = Vec::new();
     for (ai, article) in file.data.into_iter().enumerate() {
         for (pi, p) in article.paragraphs.into_iter().enumerate() {
             for (qi, qa) in p.qas.into_iter().enumerate() {
-                let id = qa.id.unwrap_or_else(|| eval::data::position_id(ai, pi, qi));
+                let id = qa
+                    .id
+                    .unwrap_or_else(|| crate::qa::data::position_id(ai, pi, qi));
                 let impossible = qa.is_impossible == Some(true);
-                let at = eval::data::QuestionAt {
+                let at = crate::qa::data::QuestionAt {
                     file: path,
                     id: &id,
                     article: ai,
                     paragraph: pi,
                 };
-                let given =
-                    eval::data::gold_answers(qa.answers.as_ref(), impossible, v2_file, true, &at)?;
+                let given = crate::qa::data::gold_answers(
+                    qa.answers.as_ref(),
+                    impossible,
+                    v2_file,
+                    true,
+                    &at,
+                )?;
                 let (mut answers, mut unlocated) = (Vec::new(), Vec::new());
                 if !impossible {
                     for a in given {

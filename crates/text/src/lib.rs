@@ -1,0 +1,20 @@
+//! Text and data for medqa, without libtorch: what data-prep, eval and the model crate share.
+//!
+//! - [`tokenizer`]: `tokenizer.json`, single texts and question/context windows with character offsets;
+//! - [`shards`]: the tokenized corpus format; [`language`]: language identification;
+//! - [`qa`]: the SQuAD format ([`qa::data`] for question ids and answers, [`qa::squad`] for examples),
+//!   `run_qa.py`'s features and `utils_qa.py`'s post-processing;
+//! - [`config`]: `config.json`; [`runconfig`]: TOML run configs with `--set` overrides;
+//! - [`progress`]: progress bars; [`flags`]: the benchmark examples' `--key value` arguments.
+
+pub mod config;
+pub mod flags;
+pub mod language;
+pub mod progress;
+pub mod qa;
+pub mod runconfig;
+pub mod shards;
+pub mod tokenizer;
+
+pub use config::XlmRobertaConfig;
+pub use tokenizer::XlmrTokenizer;

@@ -1,0 +1,16 @@
+//! Progress bars for long work.
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A bar with rate and ETA; indicatif hides it when stderr is not a terminal.
+pub fn progress_bar(total: u64, start: u64, unit: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    let template = format!(
+        "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {unit} ({{per_sec}}, ETA {{eta}}) {{msg}}"
+    );
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar.set_position(start);
+    bar
+}
