@@ -10,9 +10,11 @@ pub mod optim;
 pub mod run_dir;
 pub mod sampling;
 pub mod schedule;
+pub mod task;
 pub mod trainer;
 
 pub use optim::{AdamW, AdamWConfig};
 pub use sampling::{Sampling, Source};
 pub use schedule::{Schedule, ScheduleKind};
-pub use trainer::{train, Task, TrainConfig, TrainOutcome};
+pub use task::Task;
+pub use trainer::{train, TrainConfig, TrainOutcome};

@@ -17,37 +17,15 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::checkpoint::{self, TrainState};
+use indicatif::ProgressBar;
+
 use super::log::{progress_bar, History, LogRecord, Tensorboard};
 use super::optim::{AdamW, AdamWConfig};
-use super::sampling::{derive_seed, DataOrder, Sampling};
+use super::sampling::{derive_seed, DataOrder};
 use super::schedule::{Schedule, ScheduleKind};
 use crate::autocast::{AutocastGuard, Precision};
 
-/// What a training run needs from its task (MLM, QA).
-pub trait Task {
-    type Batch;
-
-    /// Number of training examples (sequences, QA features).
-    fn train_len(&self) -> usize;
-    /// Sources with mixing weights and example lengths; by default one source, weight 1, no lengths.
-    fn sampling(&self) -> Sampling {
-        Sampling::uniform(self.train_len())
-    }
-    /// The examples at `indices`, on the training device.
-    fn batch(&self, indices: &[usize]) -> Result<Self::Batch>;
-    /// Tokens in a batch that count towards tokens/s.
-    fn tokens(&self, batch: &Self::Batch) -> usize;
-    /// The scalar loss of a batch (mean over its examples).
-    fn loss(&self, batch: &Self::Batch, train: bool) -> Tensor;
-    /// Held-out metrics (`eval/loss`, `eval/f1`, …), computed without gradients.
-    fn evaluate(&mut self) -> Result<BTreeMap<String, f64>>;
-    /// The trainable variables under their checkpoint names.
-    fn variables(&self) -> HashMap<String, Tensor>;
-    /// Writes the model as a Hugging Face directory.
-    fn save_model(&self, dir: &Path) -> Result<()>;
-    /// Reads back what `save_model` wrote, into the same variables (in place).
-    fn load_model(&mut self, dir: &Path) -> Result<()>;
-}
+pub use super::task::Task;
 
 /// Loop settings, with `transformers`' `TrainingArguments` names where one exists.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -262,63 +240,155 @@ pub fn train<T: Task>(
     run_dir: &Path,
     resume: Option<&Path>,
 ) -> Result<TrainOutcome> {
-    cfg.validate()?;
-    let sampling = task.sampling();
-    sampling.validate()?;
-    if cfg.group_by_length && sampling.lengths.is_none() {
-        bail!("group_by_length: this task does not report example lengths");
-    }
-    let examples = sampling.epoch_len();
-    let total_steps = cfg.total_steps(examples);
-    let schedule = cfg.schedule(total_steps);
-    let mut optimizer = AdamW::new(trainable(task.variables(), &cfg.freeze)?, cfg.adamw());
-    let mut state = TrainState::new(cfg.seed);
-    if let Some(dir) = resume {
-        state = checkpoint::load(dir, task, &mut optimizer)
-            .with_context(|| format!("cannot resume from {}", dir.display()))?;
-        if state.seed != cfg.seed {
-            bail!(
-                "{}: saved with seed {}, but this run has seed {}",
-                dir.display(),
-                state.seed,
-                cfg.seed
-            );
-        }
-        eprintln!("resuming from {} at step {}", dir.display(), state.step);
-    }
-    let mut history = History::open(&run_dir.join("train_log.jsonl"), state.step)?;
-    let mut tb = Tensorboard::new(&run_dir.join("tb"));
-    let bar = progress_bar(total_steps, state.step, "steps");
-    let mut data = DataOrder::new(
-        cfg.seed,
-        cfg.per_device_train_batch_size,
-        sampling,
-        cfg.group_by_length,
-    );
-    let accum = cfg.gradient_accumulation_steps as u64;
-    let mut window = LogWindow::default();
-    let mut last_eval = BTreeMap::new();
-    let (mut checkpoint_seconds, mut eval_seconds) = (0.0, 0.0);
-    let mut pending: Vec<PendingStep> = Vec::new();
+    Trainer::new(task, cfg, device, run_dir, resume)?.run()
+}
 
-    while state.step < total_steps {
-        let lr = cfg.learning_rate * schedule.multiplier(state.step);
-        optimizer.zero_grad();
+/// One run of the loop: what it keeps from step to step.
+struct Trainer<'a, T: Task> {
+    task: &'a mut T,
+    cfg: &'a TrainConfig,
+    device: tch::Device,
+    run_dir: &'a Path,
+    total_steps: u64,
+    schedule: Schedule,
+    optimizer: AdamW,
+    state: TrainState,
+    data: DataOrder,
+    history: History,
+    tb: Tensorboard,
+    bar: ProgressBar,
+    window: LogWindow,
+    /// Steps whose numbers are still on the device.
+    pending: Vec<PendingStep>,
+    last_eval: BTreeMap<String, f64>,
+    checkpoint_seconds: f64,
+    eval_seconds: f64,
+}
+
+impl<'a, T: Task> Trainer<'a, T> {
+    /// Checks the settings, builds the optimizer and data order, and with `resume` restores the state.
+    fn new(
+        task: &'a mut T,
+        cfg: &'a TrainConfig,
+        device: tch::Device,
+        run_dir: &'a Path,
+        resume: Option<&Path>,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let sampling = task.sampling();
+        sampling.validate()?;
+        if cfg.group_by_length && sampling.lengths.is_none() {
+            bail!("group_by_length: this task does not report example lengths");
+        }
+        let total_steps = cfg.total_steps(sampling.epoch_len());
+        let mut optimizer = AdamW::new(trainable(task.variables(), &cfg.freeze)?, cfg.adamw());
+        let mut state = TrainState::new(cfg.seed);
+        if let Some(dir) = resume {
+            state = checkpoint::load(dir, task, &mut optimizer)
+                .with_context(|| format!("cannot resume from {}", dir.display()))?;
+            if state.seed != cfg.seed {
+                bail!(
+                    "{}: saved with seed {}, but this run has seed {}",
+                    dir.display(),
+                    state.seed,
+                    cfg.seed
+                );
+            }
+            eprintln!("resuming from {} at step {}", dir.display(), state.step);
+        }
+        Ok(Self {
+            history: History::open(&run_dir.join("train_log.jsonl"), state.step)?,
+            tb: Tensorboard::new(&run_dir.join("tb")),
+            bar: progress_bar(total_steps, state.step, "steps"),
+            data: DataOrder::new(
+                cfg.seed,
+                cfg.per_device_train_batch_size,
+                sampling,
+                cfg.group_by_length,
+            ),
+            schedule: cfg.schedule(total_steps),
+            task,
+            cfg,
+            device,
+            run_dir,
+            total_steps,
+            optimizer,
+            state,
+            window: LogWindow::default(),
+            pending: Vec::new(),
+            last_eval: BTreeMap::new(),
+            checkpoint_seconds: 0.0,
+            eval_seconds: 0.0,
+        })
+    }
+
+    fn run(mut self) -> Result<TrainOutcome> {
+        let cfg = self.cfg;
+        while self.state.step < self.total_steps {
+            let lr = cfg.learning_rate * self.schedule.multiplier(self.state.step);
+            self.step(lr)?;
+            let step = self.state.step;
+            let at_end = step == self.total_steps;
+            let logging = step.is_multiple_of(cfg.logging_steps.max(1)) || at_end;
+            let evaluating = (cfg.eval_steps > 0 && step.is_multiple_of(cfg.eval_steps)) || at_end;
+            let saving = (cfg.save_steps > 0 && step.is_multiple_of(cfg.save_steps)) || at_end;
+            let overdue = self.pending.len() >= cfg.max_nonfinite_steps_in_a_row.max(1) as usize;
+            if logging || evaluating || saving || overdue {
+                record_steps(
+                    &mut self.pending,
+                    &mut self.state,
+                    cfg,
+                    &mut self.history,
+                    &mut self.window,
+                )?;
+            }
+            if logging {
+                self.log(lr);
+            }
+            self.bar.set_position(step);
+            if evaluating {
+                self.evaluate()?;
+            }
+            if saving {
+                self.save()?;
+            }
+        }
+        self.bar.finish_and_clear();
+        self.tb.flush();
+        Ok(TrainOutcome {
+            steps: self.state.step,
+            best_checkpoint: self
+                .state
+                .best_step
+                .map(|s| checkpoint::dir_for(self.run_dir, s)),
+            skipped_nonfinite_steps: self.state.skipped_nonfinite_steps,
+            last_eval: self.last_eval,
+            checkpoint_seconds: self.checkpoint_seconds,
+            eval_seconds: self.eval_seconds,
+        })
+    }
+
+    /// One optimizer step at learning rate `lr`: forward and backward of every micro-batch, clipping,
+    /// AdamW. Its losses and gradient norm stay on the device, in `pending`.
+    fn step(&mut self, lr: f64) -> Result<()> {
+        let (cfg, accum) = (self.cfg, self.cfg.gradient_accumulation_steps as u64);
+        self.optimizer.zero_grad();
         let mut losses = Vec::with_capacity(accum as usize);
         for micro in 0..accum {
-            let index = state.step * accum + micro;
+            let index = self.state.step * accum + micro;
             tch::manual_seed(micro_batch_seed(cfg.seed, index) as i64);
-            let batch = task.batch(&data.micro_batch(index))?;
-            window.tokens += task.tokens(&batch) as u64;
+            let batch = self.task.batch(&self.data.micro_batch(index))?;
+            self.window.tokens += self.task.tokens(&batch) as u64;
             let loss = {
-                let _autocast = AutocastGuard::for_precision(cfg.precision, device)?;
-                task.loss(&batch, true).to_kind(Kind::Float)
+                let _autocast = AutocastGuard::for_precision(cfg.precision, self.device)?;
+                self.task.loss(&batch, true).to_kind(Kind::Float)
             };
             (&loss / accum as f64).backward();
             losses.push(loss.detach());
         }
         let losses = Tensor::stack(&losses, 0);
-        let grad_norm = optimizer
+        let grad_norm = self
+            .optimizer
             .clip_grad_norm(cfg.max_grad_norm)
             .to_kind(Kind::Float)
             .to_device(losses.device());
@@ -331,89 +401,77 @@ pub fn train<T: Task>(
             .logical_and(&grad_norm.isfinite())
             .logical_not()
             .to_kind(Kind::Float);
-        optimizer.step(lr, Some(&found_inf))?;
-        state.step += 1;
-        pending.push(PendingStep {
-            step: state.step,
+        self.optimizer.step(lr, Some(&found_inf))?;
+        self.state.step += 1;
+        self.pending.push(PendingStep {
+            step: self.state.step,
             lr,
             numbers: Tensor::cat(&[losses, grad_norm.reshape([1])], 0),
         });
-
-        let at_end = state.step == total_steps;
-        let logging = state.step.is_multiple_of(cfg.logging_steps.max(1)) || at_end;
-        let evaluating =
-            (cfg.eval_steps > 0 && state.step.is_multiple_of(cfg.eval_steps)) || at_end;
-        let saving = (cfg.save_steps > 0 && state.step.is_multiple_of(cfg.save_steps)) || at_end;
-        if logging
-            || evaluating
-            || saving
-            || pending.len() >= cfg.max_nonfinite_steps_in_a_row.max(1) as usize
-        {
-            record_steps(&mut pending, &mut state, cfg, &mut history, &mut window)?;
-        }
-        if logging {
-            let (loss, norm, tokens_per_sec) = window.take();
-            tb.scalar("train/loss", loss, state.step);
-            tb.scalar("lr", lr, state.step);
-            tb.scalar("grad_norm", norm, state.step);
-            tb.scalar("tokens_per_sec", tokens_per_sec, state.step);
-            tb.flush();
-            bar.set_message(format!(
-                "loss {loss:.4} lr {lr:.2e} {tokens_per_sec:.0} tok/s"
-            ));
-        }
-        bar.set_position(state.step);
-
-        if evaluating {
-            settle(device);
-            let started = Instant::now();
-            last_eval = {
-                let _autocast = AutocastGuard::for_precision(cfg.precision, device)?;
-                tch::no_grad(|| task.evaluate())?
-            };
-            for (k, v) in &last_eval {
-                tb.scalar(k, *v, state.step);
-            }
-            tb.flush();
-            history.append(&LogRecord {
-                step: state.step,
-                values: last_eval.clone(),
-            })?;
-            bar.println(format!(
-                "step {}: {}",
-                state.step,
-                format_metrics(&last_eval)
-            ));
-            eval_seconds += started.elapsed().as_secs_f64();
-            if let Some(&value) = last_eval.get(&cfg.metric_for_best_model) {
-                let better = match state.best_metric {
-                    None => true,
-                    Some(best) if cfg.greater_is_better => value > best,
-                    Some(best) => value < best,
-                };
-                if better {
-                    state.best_metric = Some(value);
-                    state.best_step = Some(state.step);
-                }
-            }
-        }
-        if saving {
-            settle(device);
-            let started = Instant::now();
-            checkpoint::save(run_dir, task, &optimizer, &state, cfg.save_total_limit)?;
-            checkpoint_seconds += started.elapsed().as_secs_f64();
-        }
+        Ok(())
     }
-    bar.finish_and_clear();
-    tb.flush();
-    Ok(TrainOutcome {
-        steps: state.step,
-        last_eval,
-        best_checkpoint: state.best_step.map(|s| checkpoint::dir_for(run_dir, s)),
-        skipped_nonfinite_steps: state.skipped_nonfinite_steps,
-        checkpoint_seconds,
-        eval_seconds,
-    })
+
+    /// The logging window's means to TensorBoard and the progress bar.
+    fn log(&mut self, lr: f64) {
+        let step = self.state.step;
+        let (loss, norm, tokens_per_sec) = self.window.take();
+        self.tb.scalar("train/loss", loss, step);
+        self.tb.scalar("lr", lr, step);
+        self.tb.scalar("grad_norm", norm, step);
+        self.tb.scalar("tokens_per_sec", tokens_per_sec, step);
+        self.tb.flush();
+        self.bar.set_message(format!(
+            "loss {loss:.4} lr {lr:.2e} {tokens_per_sec:.0} tok/s"
+        ));
+    }
+
+    /// Held-out metrics, recorded everywhere, and the best step so far by `metric_for_best_model`.
+    fn evaluate(&mut self) -> Result<()> {
+        settle(self.device);
+        let started = Instant::now();
+        let step = self.state.step;
+        self.last_eval = {
+            let _autocast = AutocastGuard::for_precision(self.cfg.precision, self.device)?;
+            tch::no_grad(|| self.task.evaluate())?
+        };
+        for (k, v) in &self.last_eval {
+            self.tb.scalar(k, *v, step);
+        }
+        self.tb.flush();
+        self.history.append(&LogRecord {
+            step,
+            values: self.last_eval.clone(),
+        })?;
+        self.bar
+            .println(format!("step {step}: {}", format_metrics(&self.last_eval)));
+        self.eval_seconds += started.elapsed().as_secs_f64();
+        if let Some(&value) = self.last_eval.get(&self.cfg.metric_for_best_model) {
+            let better = match self.state.best_metric {
+                None => true,
+                Some(best) if self.cfg.greater_is_better => value > best,
+                Some(best) => value < best,
+            };
+            if better {
+                self.state.best_metric = Some(value);
+                self.state.best_step = Some(step);
+            }
+        }
+        Ok(())
+    }
+
+    fn save(&mut self) -> Result<()> {
+        settle(self.device);
+        let started = Instant::now();
+        checkpoint::save(
+            self.run_dir,
+            &*self.task,
+            &self.optimizer,
+            &self.state,
+            self.cfg.save_total_limit,
+        )?;
+        self.checkpoint_seconds += started.elapsed().as_secs_f64();
+        Ok(())
+    }
 }
 
 /// A step whose losses (one per micro-batch) and gradient norm are still on the device.

@@ -1,0 +1,36 @@
+//! What the one training loop needs from a task (MLM, QA): its examples, batches and loss, held-out
+//! metrics, and its model's variables and files.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use anyhow::Result;
+use tch::Tensor;
+
+use super::sampling::Sampling;
+
+/// What a training run needs from its task (MLM, QA).
+pub trait Task {
+    type Batch;
+
+    /// Number of training examples (sequences, QA features).
+    fn train_len(&self) -> usize;
+    /// Sources with mixing weights and example lengths; by default one source, weight 1, no lengths.
+    fn sampling(&self) -> Sampling {
+        Sampling::uniform(self.train_len())
+    }
+    /// The examples at `indices`, on the training device.
+    fn batch(&self, indices: &[usize]) -> Result<Self::Batch>;
+    /// Tokens in a batch that count towards tokens/s.
+    fn tokens(&self, batch: &Self::Batch) -> usize;
+    /// The scalar loss of a batch (mean over its examples).
+    fn loss(&self, batch: &Self::Batch, train: bool) -> Tensor;
+    /// Held-out metrics (`eval/loss`, `eval/f1`, …), computed without gradients.
+    fn evaluate(&mut self) -> Result<BTreeMap<String, f64>>;
+    /// The trainable variables under their checkpoint names.
+    fn variables(&self) -> HashMap<String, Tensor>;
+    /// Writes the model as a Hugging Face directory.
+    fn save_model(&self, dir: &Path) -> Result<()>;
+    /// Reads back what `save_model` wrote, into the same variables (in place).
+    fn load_model(&mut self, dir: &Path) -> Result<()>;
+}
