@@ -8,12 +8,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use model::checkpoint::{load_safetensors, SaveDtype};
-use model::mlm::{
-    labelled_positions, masked_loss_parts, pad_batch, Masker, MaskingConfig, Sequences,
-};
+use model::batch::pad_batch;
+use model::mlm::{labelled_positions, masked_loss_parts, Masker, MaskingConfig, Sequences};
 use model::shards::{Corpus, ShardManifest};
 use model::train::TrainConfig;
+use model::weights::{load_safetensors, SaveDtype};
 use model::{Pretrained, XlmRobertaConfig, XlmRobertaForMaskedLM, XlmrTokenizer};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};

@@ -1,17 +1,13 @@
 //! Mixed precision: autocast regions with a chosen dtype (bf16 on CUDA), through a small C++ shim
 //! (`csrc/autocast.cpp`), since tch can only switch autocast on with fp16.
 
+use crate::ffi::{
+    medqa_autocast_decrement_nesting, medqa_autocast_get_dtype, medqa_autocast_increment_nesting,
+    medqa_autocast_is_enabled, medqa_autocast_set,
+};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
-
-extern "C" {
-    fn medqa_autocast_is_enabled(device_type: i32) -> i32;
-    fn medqa_autocast_get_dtype(device_type: i32) -> i32;
-    fn medqa_autocast_set(device_type: i32, enabled: i32, scalar_type: i32) -> i32;
-    fn medqa_autocast_increment_nesting() -> i32;
-    fn medqa_autocast_decrement_nesting() -> i32;
-}
 
 /// The precision of forward passes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]

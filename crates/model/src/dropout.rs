@@ -4,11 +4,8 @@
 
 use std::ffi::c_void;
 
+use crate::ffi::medqa_dropout_mask;
 use tch::{Device, Kind, Tensor};
-
-extern "C" {
-    fn medqa_dropout_mask(like: *mut c_void, p: f64, seed: u64, out: *mut *mut c_void) -> i32;
-}
 
 /// In training, `x` with each element zeroed with probability `p` and the others scaled by `1 / (1 - p)`;
 /// otherwise `x` itself.
@@ -37,7 +34,7 @@ fn mask_like(x: &Tensor, p: f64) -> Result<Tensor, String> {
     // that tch then owns and frees.
     let rc = unsafe { medqa_dropout_mask(x.as_ptr() as *mut c_void, p, seed, &mut out) };
     if rc != 0 || out.is_null() {
-        return Err(crate::shim::last_error());
+        return Err(crate::ffi::last_error());
     }
     // SAFETY: `out` is a heap-allocated at::Tensor, the representation tch's handles have.
     Ok(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) })

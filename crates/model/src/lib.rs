@@ -5,8 +5,9 @@
 //! - [`tokenizer`]: `tokenizer.json`, single texts and question/context windows with character offsets;
 //! - [`device`]: `--device` handling; [`fsutil`]: atomic writes.
 
+pub mod attention;
 pub mod autocast;
-pub mod checkpoint;
+pub mod batch;
 pub use text::config;
 pub mod device;
 pub mod dropout;
@@ -18,9 +19,10 @@ pub mod pretrained;
 pub mod profiler;
 pub mod qa;
 pub use text::{runconfig, shards};
-mod shim;
+mod ffi;
 pub use text::tokenizer;
 pub mod train;
+pub mod weights;
 pub mod xlm_roberta;
 
 pub use config::XlmRobertaConfig;

@@ -6,8 +6,8 @@ use anyhow::{bail, Context, Result};
 use tch::nn::{self, VarStore};
 use tch::Device;
 
-use crate::checkpoint::{load_safetensors, save_safetensors, LoadReport, SaveDtype};
 use crate::config::XlmRobertaConfig;
+use crate::weights::{load_safetensors, save_safetensors, LoadReport, SaveDtype};
 use crate::xlm_roberta::{
     Architecture, XlmRobertaForMaskedLM, XlmRobertaForQuestionAnswering, XlmRobertaModel,
 };

@@ -6,12 +6,8 @@
 use std::ffi::CString;
 use std::path::Path;
 
+use crate::ffi::{medqa_profiler_start, medqa_profiler_stop};
 use anyhow::{bail, Context, Result};
-
-extern "C" {
-    fn medqa_profiler_start(with_cuda: i32) -> i32;
-    fn medqa_profiler_stop(path: *const std::os::raw::c_char) -> i32;
-}
 
 /// A running profile; [`Profile::save`] stops it and writes the trace. Dropping it unsaved stops it and
 /// writes nothing.
@@ -26,7 +22,7 @@ impl Profile {
         if unsafe { medqa_profiler_start(i32::from(cuda)) } != 0 {
             bail!(
                 "cannot start libtorch's profiler: {}",
-                crate::shim::last_error()
+                crate::ffi::last_error()
             );
         }
         Ok(Self { running: true })
@@ -42,7 +38,7 @@ impl Profile {
             bail!(
                 "cannot write the profile to {}: {}",
                 path.display(),
-                crate::shim::last_error()
+                crate::ffi::last_error()
             );
         }
         Ok(())

@@ -2,7 +2,8 @@
 
 mod common;
 
-use model::mlm::{labelled_positions, pad_batch, Masker, MaskingConfig, Sequences, IGNORE};
+use model::batch::pad_batch;
+use model::mlm::{labelled_positions, Masker, MaskingConfig, Sequences, IGNORE};
 use model::shards::{Corpus, ShardManifest, ShardWriter, FORMAT};
 use model::{Pretrained, XlmRobertaConfig, XlmRobertaForMaskedLM, XlmrTokenizer};
 use tch::{Device, Kind, Tensor};

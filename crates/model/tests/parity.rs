@@ -3,7 +3,7 @@
 mod common;
 
 use common::{fixtures, max_abs_diff, model_dirs, read_tensors};
-use model::checkpoint::LoadReport;
+use model::weights::LoadReport;
 use model::{Pretrained, XlmRobertaForMaskedLM, XlmRobertaForQuestionAnswering, XlmRobertaModel};
 use tch::{Device, Kind, Tensor};
 

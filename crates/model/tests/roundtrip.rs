@@ -6,8 +6,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use model::checkpoint::SaveDtype;
 use model::pretrained::FromConfig;
+use model::weights::SaveDtype;
 use model::{
     Pretrained, XlmRobertaConfig, XlmRobertaForMaskedLM, XlmRobertaForQuestionAnswering,
     XlmrTokenizer,

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{bail, Result};
-use model::checkpoint::{load_safetensors, SaveDtype};
 use model::train::log::read_history;
 use model::train::{checkpoint, train, Task, TrainConfig};
+use model::weights::{load_safetensors, SaveDtype};
 use model::{Pretrained, XlmRobertaConfig, XlmRobertaForQuestionAnswering};
 use tch::{Device, Kind, Tensor};
 

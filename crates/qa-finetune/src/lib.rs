@@ -9,11 +9,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use model::checkpoint::{load_safetensors, SaveDtype};
 use model::qa::features::{FeatureMaker, QaFeature};
 use model::qa::postprocess::{postprocess, PostprocessConfig, Predictions};
 use model::qa::squad::{self, QaExample};
 use model::train::TrainConfig;
+use model::weights::{load_safetensors, SaveDtype};
 use model::{Pretrained, XlmRobertaForQuestionAnswering, XlmrTokenizer};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};

@@ -42,7 +42,7 @@ impl QaSettings {
 pub fn pad(features: &[&QaFeature], pad_id: u32, device: Device) -> (Tensor, Tensor) {
     let seqs: Vec<Vec<u32>> = features.iter().map(|f| f.input_ids.clone()).collect();
     let multiple = if device.is_cuda() { 64 } else { 8 };
-    let (ids, mask) = crate::mlm::pad_batch(&seqs, pad_id, multiple);
+    let (ids, mask) = crate::batch::pad_batch(&seqs, pad_id, multiple);
     (
         crate::device::upload(&ids, device),
         crate::device::upload(&mask, device),

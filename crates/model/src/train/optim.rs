@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use crate::ffi::{medqa_clear_grads, medqa_foreach_clip_grad_norm, medqa_fused_adamw};
 use anyhow::{bail, Context, Result};
 use tch::{Kind, Tensor};
 
@@ -35,31 +36,6 @@ impl Default for AdamWConfig {
 /// `transformers`' rule: no weight decay for biases and LayerNorm weights.
 pub fn decays(name: &str) -> bool {
     !(name.contains("bias") || name.contains("LayerNorm.") || name.contains("layer_norm."))
-}
-
-extern "C" {
-    fn medqa_clear_grads(params: *mut *mut std::ffi::c_void, n: i32);
-    fn medqa_foreach_clip_grad_norm(
-        grads: *mut *mut std::ffi::c_void,
-        n: i32,
-        max_norm: f64,
-        total_norm: *mut *mut torch_sys::C_tensor,
-    ) -> i32;
-    #[allow(clippy::too_many_arguments)]
-    fn medqa_fused_adamw(
-        params: *mut *mut std::ffi::c_void,
-        grads: *mut *mut std::ffi::c_void,
-        exp_avgs: *mut *mut std::ffi::c_void,
-        exp_avg_sqs: *mut *mut std::ffi::c_void,
-        steps: *mut *mut std::ffi::c_void,
-        n: i32,
-        lr: f64,
-        beta1: f64,
-        beta2: f64,
-        weight_decay: f64,
-        eps: f64,
-        found_inf: *mut std::ffi::c_void,
-    ) -> i32;
 }
 
 struct ParamState {
@@ -160,7 +136,7 @@ impl AdamW {
             // Only an exotic gradient layout gets here; the per-tensor path below handles it.
             eprintln!(
                 "warning: foreach gradient clipping failed ({}); clipping tensor by tensor",
-                crate::shim::last_error()
+                crate::ffi::last_error()
             );
         }
         let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
@@ -252,7 +228,7 @@ impl AdamW {
                 )
             };
             if rc != 0 {
-                bail!("fused AdamW failed: {}", crate::shim::last_error());
+                bail!("fused AdamW failed: {}", crate::ffi::last_error());
             }
         }
         for (key, skip) in &skips {

@@ -1,0 +1,68 @@
+//! Every function of the C++ shim (`csrc/*.cpp`, compiled by `build.rs` against libtorch's headers),
+//! declared in one place. Tensors cross as `at::Tensor*` (tch's `as_ptr`); a call that fails returns
+//! non-zero and leaves its message for [`last_error`] (`csrc/shim_error.h`).
+
+use std::ffi::c_void;
+use std::os::raw::c_char;
+
+extern "C" {
+    fn medqa_last_error() -> *const c_char;
+
+    // csrc/autocast.cpp: libtorch's autocast switch per device type.
+    pub(crate) fn medqa_autocast_is_enabled(device_type: i32) -> i32;
+    pub(crate) fn medqa_autocast_get_dtype(device_type: i32) -> i32;
+    pub(crate) fn medqa_autocast_set(device_type: i32, enabled: i32, scalar_type: i32) -> i32;
+    pub(crate) fn medqa_autocast_increment_nesting() -> i32;
+    pub(crate) fn medqa_autocast_decrement_nesting() -> i32;
+
+    // csrc/dropout.cpp: CPU keep masks drawn on every core.
+    pub(crate) fn medqa_dropout_mask(
+        like: *mut c_void,
+        p: f64,
+        seed: u64,
+        out: *mut *mut c_void,
+    ) -> i32;
+
+    // csrc/fused_adamw.cpp: set-to-none gradients, foreach clipping, the fused AdamW kernel.
+    pub(crate) fn medqa_clear_grads(params: *mut *mut c_void, n: i32);
+    pub(crate) fn medqa_foreach_clip_grad_norm(
+        grads: *mut *mut c_void,
+        n: i32,
+        max_norm: f64,
+        total_norm: *mut *mut torch_sys::C_tensor,
+    ) -> i32;
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn medqa_fused_adamw(
+        params: *mut *mut c_void,
+        grads: *mut *mut c_void,
+        exp_avgs: *mut *mut c_void,
+        exp_avg_sqs: *mut *mut c_void,
+        steps: *mut *mut c_void,
+        n: i32,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+        found_inf: *mut c_void,
+    ) -> i32;
+
+    // csrc/sdpa.cpp: which attention kernels CUDA may pick.
+    pub(crate) fn medqa_sdp_set_enabled(bits: i32) -> i32;
+    pub(crate) fn medqa_sdp_enabled() -> i32;
+
+    // csrc/transfer.cpp: pinned, non-blocking uploads.
+    pub(crate) fn medqa_upload(src: *mut c_void, device_index: i32, out: *mut *mut c_void) -> i32;
+
+    // csrc/profiler.cpp: libtorch's Kineto profiler.
+    pub(crate) fn medqa_profiler_start(with_cuda: i32) -> i32;
+    pub(crate) fn medqa_profiler_stop(path: *const c_char) -> i32;
+}
+
+/// The message of this thread's last failed shim call.
+pub(crate) fn last_error() -> String {
+    // SAFETY: the shim returns a NUL-terminated thread-local string that lives until the next call.
+    unsafe { std::ffi::CStr::from_ptr(medqa_last_error()) }
+        .to_string_lossy()
+        .into_owned()
+}
