@@ -612,8 +612,7 @@ fn build_into(
         shards,
         extra: serde_json::json!({ "config": cfg, "report": report }),
     };
-    let text = serde_json::to_string_pretty(&manifest)? + "\n";
-    fsutil::write_atomic(&out.join(MANIFEST), |w| w.write_all(text.as_bytes()))?;
+    fsutil::write_json(&out.join(MANIFEST), &manifest)?;
     Ok(report)
 }
 

@@ -7,7 +7,7 @@
 //! Output is deterministic: the same inputs give byte-identical files.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -479,12 +479,7 @@ pub fn statistics(
         .collect())
 }
 
-/// Writes JSON (pretty, with a final newline) atomically.
-pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value)? + "\n";
-    fsutil::write_atomic(path, |w| w.write_all(text.as_bytes()))
-        .with_context(|| format!("writing {}", path.display()))
-}
+pub use fsutil::write_json;
 
 /// The printed summary: per file, then per language × source.
 pub fn summary(merged: &Merged, stats: &[GroupStats]) -> String {

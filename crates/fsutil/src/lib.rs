@@ -38,6 +38,14 @@ pub fn write_atomic(
     Ok(())
 }
 
+/// `value` as pretty JSON with a final newline, written atomically (manifests, settings, reports).
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .with_context(|| format!("cannot serialise {}", path.display()))?
+        + "\n";
+    write_atomic(path, |w| w.write_all(text.as_bytes()))
+}
+
 /// Checks, before any long work, that `path` can be written later: its directory exists or can be
 /// created, a file can be made in it, and `path` itself is not a directory. Creates the directory.
 pub fn check_output_file(path: &Path) -> Result<()> {

@@ -40,7 +40,7 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn main() -> Result<()> {
-    let args = model::train::cli::flag_pairs();
+    let args = text::flags::flag_pairs();
     let (hidden, layers, heads, inter, vocab) = (
         arg(&args, "hidden", 256)?,
         arg(&args, "layers", 4)?,

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use model::batch::pad_batch;
 use model::mlm::{labelled_positions, masked_loss_parts, Masker, MaskingConfig, Sequences};
 use model::shards::{Corpus, ShardManifest};
@@ -353,13 +353,54 @@ impl model::train::Task for MlmTask {
     }
 }
 
-/// Where the finished model goes.
-pub fn final_dir(output_dir: &Path) -> PathBuf {
-    output_dir.join("final")
-}
+/// What `mlm-pretrain` adds to the common run (`run::train`).
+impl run::Job for MlmConfig {
+    type Task = MlmTask;
+    const NAME: &'static str = "mlm-pretrain";
 
-pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value)? + "\n";
-    model::fsutil::write_atomic(path, |w| w.write_all(text.as_bytes()))
-        .with_context(|| format!("writing {}", path.display()))
+    fn output_dir(&self) -> &Path {
+        &self.output_dir
+    }
+
+    fn train_config(&self) -> &TrainConfig {
+        &self.train
+    }
+
+    fn task(&self, device: Device) -> Result<MlmTask> {
+        let inputs = self.open_inputs()?;
+        let model = self.build_model(&inputs.tokenizer, device)?;
+        MlmTask::new(self, model, inputs, device)
+    }
+
+    fn inputs(&self, _task: &MlmTask) -> Vec<PathBuf> {
+        let mut files = vec![
+            self.data.shards.join(model::shards::MANIFEST),
+            self.tokenizer_path(),
+        ];
+        files.extend(
+            self.model
+                .init_from
+                .as_ref()
+                .map(|d| d.join(model::pretrained::WEIGHTS_FILE)),
+        );
+        files
+    }
+
+    fn describe(&self, task: &MlmTask) -> String {
+        format!(
+            "{} parameters, {} train sequences, {} validation sequences",
+            task.model.num_parameters(),
+            task.inputs.train.len(),
+            task.inputs.eval.as_ref().map_or(0, |e| e.len()),
+        )
+    }
+
+    fn save_final(
+        &self,
+        task: &mut MlmTask,
+        _: &model::train::TrainOutcome,
+        dir: &Path,
+    ) -> Result<()> {
+        model::train::Task::save_model(task, dir)
+    }
 }

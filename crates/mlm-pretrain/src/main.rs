@@ -4,12 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use mlm_pretrain::{fill_mask::fill_mask, final_dir, write_json, MlmConfig, MlmTask};
+use mlm_pretrain::{fill_mask::fill_mask, MlmConfig};
 use model::device::DeviceChoice;
-use model::train::cli::RunArgs;
-use model::train::manifest::Manifest;
-use model::train::run_dir;
-use model::train::trainer::format_metrics;
+use run::RunArgs;
 
 /// Domain-adaptive masked-language-model training of XLM-RoBERTa on data-prep's token shards.
 ///
@@ -58,71 +55,6 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        None => train(cli.train),
+        None => run::train::<MlmConfig>(&cli.train, env!("CARGO_PKG_VERSION")),
     }
-}
-
-fn train(args: RunArgs) -> Result<()> {
-    if args.check_device {
-        println!("{}", model::device::report(args.device)?);
-        return Ok(());
-    }
-    let (cfg, resolved): (MlmConfig, _) = args.config()?;
-    let device = args.device.resolve()?;
-    let inputs = cfg.open_inputs()?;
-    let (_lock, resume_from) = run_dir::prepare(&cfg.output_dir, &args.start())?;
-    let model = cfg.build_model(&inputs.tokenizer, device)?;
-    let mut hashed = vec![
-        cfg.data.shards.join(model::shards::MANIFEST),
-        inputs.tokenizer_path.clone(),
-    ];
-    hashed.extend(
-        cfg.model
-            .init_from
-            .as_ref()
-            .map(|d| d.join(model::pretrained::WEIGHTS_FILE)),
-    );
-    let hashed: Vec<&std::path::Path> = hashed.iter().map(PathBuf::as_path).collect();
-    let manifest = Manifest::new(
-        "mlm-pretrain",
-        env!("CARGO_PKG_VERSION"),
-        cfg.train.seed,
-        device,
-        resolved,
-        &hashed,
-    )?;
-    manifest.write(&cfg.output_dir)?;
-    eprintln!(
-        "mlm-pretrain: {} parameters, {} train sequences, {} validation sequences, device {device:?}",
-        model.num_parameters(),
-        inputs.train.len(),
-        inputs.eval.as_ref().map_or(0, |e| e.len()),
-    );
-    let mut task = MlmTask::new(&cfg, model, inputs, device)?;
-    let outcome = model::train::train(
-        &mut task,
-        &cfg.train,
-        device,
-        &cfg.output_dir,
-        resume_from.as_deref(),
-    )?;
-    let out = final_dir(&cfg.output_dir);
-    model::train::Task::save_model(&task, &out)?;
-    write_json(
-        &cfg.output_dir.join("eval_results.json"),
-        &outcome.last_eval,
-    )?;
-    println!(
-        "trained {} steps; {}",
-        outcome.steps,
-        format_metrics(&outcome.last_eval)
-    );
-    if outcome.skipped_nonfinite_steps > 0 {
-        println!(
-            "skipped {} steps with a non-finite loss or gradient",
-            outcome.skipped_nonfinite_steps
-        );
-    }
-    println!("model: {}", out.display());
-    Ok(())
 }

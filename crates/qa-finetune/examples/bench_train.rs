@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use qa_finetune::{DataConfig, QaConfig, QaFile, QaTask};
 
 fn main() -> Result<()> {
-    let args = model::train::cli::flag_pairs();
+    let args = text::flags::flag_pairs();
     let get = |k: &str| args.get(k).with_context(|| format!("--{k} is required"));
     let num = |k: &str, d: usize| -> Result<usize> {
         args.get(k)

@@ -250,8 +250,7 @@ impl QaTask {
     pub fn save_final(&self, dir: &Path) -> Result<()> {
         self.model
             .save(dir, SaveDtype::F32, Some(&self.tokenizer_path))?;
-        let text = serde_json::to_string_pretty(&self.settings)? + "\n";
-        model::fsutil::write_atomic(&dir.join(SETTINGS_FILE), |w| w.write_all(text.as_bytes()))
+        model::fsutil::write_json(&dir.join(SETTINGS_FILE), &self.settings)
     }
 }
 
@@ -372,4 +371,54 @@ pub fn predict(
     let examples = squad::load(data, lang)?;
     let prediction = qa.predict(&examples, batch_size, precision)?;
     Ok((examples, prediction))
+}
+
+/// What `qa-finetune` adds to the common run (`run::train`).
+impl run::Job for QaConfig {
+    type Task = QaTask;
+    const NAME: &'static str = "qa-finetune";
+
+    fn output_dir(&self) -> &Path {
+        &self.output_dir
+    }
+
+    fn train_config(&self) -> &TrainConfig {
+        &self.train
+    }
+
+    fn task(&self, device: Device) -> Result<QaTask> {
+        QaTask::new(self, device)
+    }
+
+    fn inputs(&self, _task: &QaTask) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = (self.data.train.iter().chain(&self.data.validation))
+            .map(|f| f.path.clone())
+            .collect();
+        files.push(self.init_from.join(model::pretrained::WEIGHTS_FILE));
+        files
+    }
+
+    fn describe(&self, task: &QaTask) -> String {
+        format!(
+            "{} parameters, {} training windows, {} validation questions",
+            task.model.num_parameters(),
+            task.train_features(),
+            task.eval_examples().len()
+        )
+    }
+
+    fn save_final(
+        &self,
+        task: &mut QaTask,
+        outcome: &model::train::TrainOutcome,
+        dir: &Path,
+    ) -> Result<()> {
+        // SQuAD v2: the no-answer threshold that maximised validation F1 goes with the model.
+        if task.settings.postprocess.version_2_with_negative {
+            if let Some(t) = outcome.last_eval.get("eval/best_f1_thresh") {
+                task.settings.postprocess.null_score_diff_threshold = *t;
+            }
+        }
+        task.save_final(dir)
+    }
 }

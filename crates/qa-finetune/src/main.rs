@@ -1,15 +1,12 @@
 //! `qa-finetune`: extractive QA fine-tuning of XLM-RoBERTa, and prediction.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use model::device::DeviceChoice;
-use model::train::cli::RunArgs;
-use model::train::manifest::Manifest;
-use model::train::run_dir;
-use model::train::trainer::format_metrics;
-use qa_finetune::{predict, QaConfig, QaTask};
+use qa_finetune::{predict, QaConfig};
+use run::{write_json, RunArgs};
 
 /// Fine-tune XLM-RoBERTa for extractive question answering (start/end token classification).
 ///
@@ -50,12 +47,6 @@ enum Command {
         #[arg(long, default_value = "fp32")]
         precision: model::autocast::Precision,
     },
-}
-
-fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value)? + "\n";
-    model::fsutil::write_atomic(path, |w| w.write_all(text.as_bytes()))
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn main() -> Result<()> {
@@ -130,68 +121,6 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
-        None => train(cli.train),
+        None => run::train::<QaConfig>(&cli.train, env!("CARGO_PKG_VERSION")),
     }
-}
-
-fn train(args: RunArgs) -> Result<()> {
-    if args.check_device {
-        println!("{}", model::device::report(args.device)?);
-        return Ok(());
-    }
-    let (cfg, resolved): (QaConfig, _) = args.config()?;
-    let device = args.device.resolve()?;
-    // The run directory is locked and checked before the windows are built.
-    let (_lock, resume_from) = run_dir::prepare(&cfg.output_dir, &args.start())?;
-    let mut task = QaTask::new(&cfg, device)?;
-    let mut inputs: Vec<PathBuf> = cfg
-        .data
-        .train
-        .iter()
-        .chain(&cfg.data.validation)
-        .map(|f| f.path.clone())
-        .collect();
-    inputs.push(cfg.init_from.join(model::pretrained::WEIGHTS_FILE));
-    let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
-    Manifest::new(
-        "qa-finetune",
-        env!("CARGO_PKG_VERSION"),
-        cfg.train.seed,
-        device,
-        resolved,
-        &inputs,
-    )?
-    .write(&cfg.output_dir)?;
-    eprintln!(
-        "qa-finetune: {} parameters, {} training windows, {} validation questions, device {device:?}",
-        task.model.num_parameters(),
-        task.train_features(),
-        task.eval_examples().len()
-    );
-    let outcome = model::train::train(
-        &mut task,
-        &cfg.train,
-        device,
-        &cfg.output_dir,
-        resume_from.as_deref(),
-    )?;
-    // SQuAD v2: the no-answer threshold that maximised validation F1 goes with the model.
-    if task.settings.postprocess.version_2_with_negative {
-        if let Some(t) = outcome.last_eval.get("eval/best_f1_thresh") {
-            task.settings.postprocess.null_score_diff_threshold = *t;
-        }
-    }
-    let out = cfg.output_dir.join("final");
-    task.save_final(&out)?;
-    write_json(
-        &cfg.output_dir.join("eval_results.json"),
-        &outcome.last_eval,
-    )?;
-    println!(
-        "trained {} steps; {}",
-        outcome.steps,
-        format_metrics(&outcome.last_eval)
-    );
-    println!("model: {}", out.display());
-    Ok(())
 }

@@ -67,10 +67,7 @@ impl Manifest {
     }
 
     pub fn write(&self, run_dir: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self)? + "\n";
-        crate::fsutil::write_atomic(&run_dir.join("manifest.json"), |w| {
-            w.write_all(text.as_bytes())
-        })
+        crate::fsutil::write_json(&run_dir.join("manifest.json"), self)
     }
 }
 

@@ -3,7 +3,6 @@
 //! progress, TensorBoard and history (`log`), and the run manifest (`manifest`).
 
 pub mod checkpoint;
-pub mod cli;
 pub mod log;
 pub mod manifest;
 pub mod optim;

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::de::DeserializeOwned;
 
-use super::run_dir::Start;
-use crate::device::DeviceChoice;
+use model::device::DeviceChoice;
+use model::train::run_dir::Start;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -37,7 +37,7 @@ impl RunArgs {
             .config
             .as_deref()
             .context("--config is required to train (see configs/)")?;
-        crate::runconfig::load(Some(file), &self.overrides)
+        model::runconfig::load(Some(file), &self.overrides)
     }
 
     pub fn start(&self) -> Start {
@@ -48,5 +48,3 @@ impl RunArgs {
         }
     }
 }
-
-pub use text::flags::flag_pairs;
