@@ -159,6 +159,7 @@ mod tests {
 
     #[test]
     fn attention_kernels_reach_libtorch() {
+        let _global = crate::global_state_lock();
         // Only cuDNN's switch is toggled: it means nothing on the CPU, so tests beside this one are
         // unaffected.
         let before = AttentionKernels::current();

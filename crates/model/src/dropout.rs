@@ -56,6 +56,7 @@ mod tests {
 
     #[test]
     fn masks_depend_on_the_seed_not_on_the_thread_count() {
+        let _global = crate::global_state_lock();
         let a = mask(7, 1);
         let b = mask(7, 2);
         let c = mask(8, 2);
@@ -66,6 +67,7 @@ mod tests {
 
     #[test]
     fn drops_the_share_asked_for_and_rescales_the_rest() {
+        let _global = crate::global_state_lock();
         let m = mask(3, 1);
         let n = m.numel() as f64;
         let dropped = m.eq(0.0).sum(Kind::Float).double_value(&[]) / n;
@@ -88,6 +90,7 @@ mod tests {
 
     #[test]
     fn gradients_flow_through_the_kept_elements_only() {
+        let _global = crate::global_state_lock();
         tch::manual_seed(1);
         let x = Tensor::ones([4, 1000], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let y = dropout(&x, 0.5, true);

@@ -29,3 +29,12 @@ pub use config::XlmRobertaConfig;
 pub use pretrained::Pretrained;
 pub use tokenizer::XlmrTokenizer;
 pub use xlm_roberta::{XlmRobertaForMaskedLM, XlmRobertaForQuestionAnswering, XlmRobertaModel};
+
+/// Held by every unit test that sets or draws from libtorch's process-wide state (the default
+/// generator, the thread count, the attention switches): tests run in parallel threads, and one test's
+/// `manual_seed` must not be consumed by another's draw.
+#[cfg(test)]
+pub(crate) fn global_state_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

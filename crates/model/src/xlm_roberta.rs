@@ -523,6 +523,7 @@ mod tests {
 
     #[test]
     fn padded_decoder_gives_the_same_loss_and_gradients() {
+        let _global = crate::global_state_lock();
         tch::manual_seed(3);
         let opts = (Kind::Float, Device::Cpu);
         let x = Tensor::randn([6, 16], opts);
@@ -559,6 +560,7 @@ mod tests {
 
     #[test]
     fn cpu_attention_with_dropout_is_sdpa_arithmetic() {
+        let _global = crate::global_state_lock();
         tch::manual_seed(0);
         let opts = (Kind::Float, Device::Cpu);
         let (q, k, v) = (
