@@ -1,12 +1,10 @@
-//! Extractive-QA evaluation: EM/F1 with the official SQuAD scripts' behaviour, answer normalisation for
-//! many languages, BioASQ factoid metrics, and nightly evaluation with a history and plots.
+//! The eval tool's library: nightly evaluation of a model on a suite of data sets, with a history, its
+//! deltas and plots (`nightly`, `history`, `plot`, `curves`). Scoring itself (EM/F1, normalisation,
+//! reports, BioASQ) is the `scoring` crate, re-exported here under its module names.
 
-pub mod bioasq;
 pub mod curves;
-pub use text::qa::data;
 pub mod history;
 pub mod nightly;
-pub mod normalize;
 pub mod plot;
-pub mod report;
-pub mod score;
+
+pub use scoring::{bioasq, data, normalize, report, score};

@@ -91,10 +91,10 @@ pub fn load_examples(files: &[QaFile]) -> Result<Vec<QaExample>> {
 }
 
 /// EM/F1 of predictions with the eval crate, as v2.0 when the set has unanswerable questions.
-pub fn score(examples: &[QaExample], preds: &Predictions) -> eval::report::Report {
-    let questions: Vec<eval::data::Question> = examples
+pub fn score(examples: &[QaExample], preds: &Predictions) -> scoring::report::Report {
+    let questions: Vec<scoring::data::Question> = examples
         .iter()
-        .map(|e| eval::data::Question {
+        .map(|e| scoring::data::Question {
             id: e.id.clone(),
             golds: e.gold_texts(),
             lang: e.lang.clone(),
@@ -103,13 +103,13 @@ pub fn score(examples: &[QaExample], preds: &Predictions) -> eval::report::Repor
     let is_v2 = examples
         .iter()
         .any(|e| e.answers.is_empty() && e.unlocated.is_empty());
-    let dataset = eval::data::Dataset { questions, is_v2 };
+    let dataset = scoring::data::Dataset { questions, is_v2 };
     let na: Vec<(String, f64)> = preds
         .null_odds
         .iter()
         .map(|(k, v)| (k.clone(), *v))
         .collect();
-    let opts = eval::report::Options {
+    let opts = scoring::report::Options {
         version: None,
         lang: None,
         na_probs: (!na.is_empty()).then_some(na),
@@ -120,7 +120,7 @@ pub fn score(examples: &[QaExample], preds: &Predictions) -> eval::report::Repor
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    eval::report::evaluate(&dataset, &answers, &opts)
+    scoring::report::evaluate(&dataset, &answers, &opts)
 }
 
 pub struct QaBatch {

@@ -130,9 +130,8 @@ pub fn evaluate(data: &Dataset, preds: &HashMap<String, String>, opts: &Options)
     }
 }
 
-/// A Markdown table (built as a polars DataFrame): one row per language plus the total.
+/// A Markdown table: one row per language plus the total; numbers right-aligned, two decimals.
 pub fn markdown(name: &str, r: &Report) -> anyhow::Result<String> {
-    use tables::polars::prelude::Column;
     let mut rows: Vec<(&str, &Summary)> =
         r.by_language.iter().map(|(l, m)| (l.as_str(), m)).collect();
     if r.by_language.len() > 1 {
@@ -142,34 +141,22 @@ pub fn markdown(name: &str, r: &Report) -> anyhow::Result<String> {
         (Some(e), Some(f)) => format!("{e:.2} / {f:.2}"),
         _ => "–".to_owned(),
     };
-    let df = tables::frame(vec![
-        Column::new("data set".into(), vec![name.to_owned(); rows.len()]),
-        Column::new(
-            "language".into(),
-            rows.iter().map(|r| r.0.to_owned()).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "EM".into(),
-            rows.iter().map(|r| r.1.exact).collect::<Vec<_>>(),
-        ),
-        Column::new("F1".into(), rows.iter().map(|r| r.1.f1).collect::<Vec<_>>()),
-        Column::new(
-            "questions".into(),
-            rows.iter().map(|r| r.1.total as u64).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "HasAns EM/F1".into(),
-            rows.iter().map(|r| has(r.1)).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "NoAns EM".into(),
-            rows.iter()
-                .map(|r| {
-                    r.1.no_ans_exact
-                        .map_or("–".to_owned(), |e| format!("{e:.2}"))
-                })
-                .collect::<Vec<_>>(),
-        ),
-    ])?;
-    Ok(tables::markdown(&df, 2))
+    let cell = |s: &str| s.replace('|', "\\|");
+    let mut out = String::from(
+        "| data set | language | EM | F1 | questions | HasAns EM/F1 | NoAns EM |\n|---|---|---:|---:|---:|---|---|\n",
+    );
+    for (language, m) in rows {
+        let no_ans = m.no_ans_exact.map_or("–".to_owned(), |e| format!("{e:.2}"));
+        out.push_str(&format!(
+            "| {} | {} | {:.2} | {:.2} | {} | {} | {} |\n",
+            cell(name),
+            cell(language),
+            m.exact,
+            m.f1,
+            m.total,
+            has(m),
+            no_ans
+        ));
+    }
+    Ok(out)
 }
