@@ -438,11 +438,7 @@ impl XlmRobertaForMaskedLM {
         positions: &Tensor,
         train: bool,
     ) -> Tensor {
-        let hidden = self
-            .roberta
-            .forward_t(input_ids, attention_mask, token_type_ids, train);
-        let hidden_size = hidden.size().last().copied().unwrap_or(0);
-        let selected = hidden.reshape([-1, hidden_size]).index_select(0, positions);
+        let selected = self.hidden_at(input_ids, attention_mask, token_type_ids, positions, train);
         self.lm_head.forward(&selected)
     }
 
@@ -456,12 +452,24 @@ impl XlmRobertaForMaskedLM {
         positions: &Tensor,
         train: bool,
     ) -> Tensor {
+        let selected = self.hidden_at(input_ids, attention_mask, token_type_ids, positions, train);
+        self.lm_head.forward_padded(&selected)
+    }
+
+    /// The encoder's last hidden states at `positions` (flat indices into `batch * seq`).
+    fn hidden_at(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        positions: &Tensor,
+        train: bool,
+    ) -> Tensor {
         let hidden = self
             .roberta
             .forward_t(input_ids, attention_mask, token_type_ids, train);
         let hidden_size = hidden.size().last().copied().unwrap_or(0);
-        let selected = hidden.reshape([-1, hidden_size]).index_select(0, positions);
-        self.lm_head.forward_padded(&selected)
+        hidden.reshape([-1, hidden_size]).index_select(0, positions)
     }
 }
 
