@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use anyhow::{Context, Result};
 
 use crate::qa::squad::QaExample;
-use crate::tokenizer::{PairWindows, Piece, XlmrTokenizer};
+use crate::qa::windows::{PairWindows, Piece};
+use crate::tokenizer::XlmrTokenizer;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QaFeature {
