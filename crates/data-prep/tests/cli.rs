@@ -3,15 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use test_support::{ok, root};
 
 const BIN: &str = env!("CARGO_BIN_EXE_data-prep");
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
 
 fn run(args: &[&str]) -> std::process::Output {
     Command::new(BIN)
@@ -19,16 +13,6 @@ fn run(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn ok(out: std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 /// A 600-token tokenizer trained on the sample corpus, in `dir`.

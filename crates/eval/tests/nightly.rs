@@ -4,12 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use test_support::root;
 
 const BIN: &str = env!("CARGO_BIN_EXE_eval");
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn predictor() -> PathBuf {
     let p = Path::new(BIN).with_file_name("qa-finetune");

@@ -4,12 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use test_support::{ok_all as ok, root};
 
 const BIN: &str = env!("CARGO_BIN_EXE_extract");
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// The fixture checkpoint with a (random) QA head, the fixture tokenizer and window settings.
 fn qa_model(dir: &Path) -> PathBuf {
@@ -50,20 +47,6 @@ fn args(model: &Path, docs: &Path, out: &Path) -> Vec<String> {
     .into_iter()
     .flat_map(|(k, v)| [k.to_owned(), v])
     .collect()
-}
-
-fn ok(out: std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn column(df: &tables::polars::prelude::DataFrame, name: &str) -> Vec<String> {

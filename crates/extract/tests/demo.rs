@@ -3,15 +3,9 @@
 //! runs, leaves its outputs and gives the published quick-run EM/F1. (`scripts/test.sh` first runs the
 //! same demo with its own build step, as on a fresh clone.)
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use test_support::root;
 
 #[test]
 #[cfg_attr(

@@ -9,12 +9,9 @@ use std::time::{Duration, Instant};
 use model::shards::{ShardInfo, ShardManifest, ShardWriter, FORMAT};
 use model::train::log::read_history;
 use model::XlmrTokenizer;
+use test_support::fixtures;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mlm-pretrain");
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures")
-}
 
 const SENTENCES: &[&str] = &[
     "The patient was admitted with acute ischemic stroke and left-sided hemiparesis.",

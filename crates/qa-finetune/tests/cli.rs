@@ -3,12 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use test_support::{ok, root};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qa-finetune");
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// Contexts with three facts each, asked about in English; with `unanswerable`, a fourth question
 /// that the context cannot answer.
@@ -88,16 +85,6 @@ logging_steps = 20
     let file = dir.join("qa.toml");
     std::fs::write(&file, cfg).unwrap();
     file
-}
-
-fn ok(out: std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 fn eval_results(dir: &Path) -> serde_json::Value {

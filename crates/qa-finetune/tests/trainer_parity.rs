@@ -7,33 +7,11 @@
 //! The reference loss leaves padding out of the start/end softmax (`qa_trainer_reference.py
 //! --mask-padding`), as medqa's does; run_qa.py's model includes it (see docs/EXPERIMENTS.md).
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
+use test_support::{python, root, run_ok as run};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qa-finetune");
 const STEPS: usize = 8;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python() -> PathBuf {
-    std::env::var("MEDQA_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join(".venv/bin/python"))
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("the command starts");
-    assert!(
-        out.status.success(),
-        "{:?}\n{}\n{}",
-        cmd,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Four short notes in four languages, one longer than a window, three questions each.
 fn questions() -> serde_json::Value {

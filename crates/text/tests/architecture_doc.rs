@@ -1,11 +1,8 @@
 //! docs/ARCHITECTURE.md names every module of the model and text crates and every C++ source of the
 //! shim: a file added or renamed without the doc fails here.
 
-use std::path::{Path, PathBuf};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::path::Path;
+use test_support::root;
 
 /// The modules a `lib.rs`/`mod.rs` declares (`mod x;`, `pub mod x;`), as file names under `prefix`.
 fn modules(file: &Path, prefix: &str) -> Vec<String> {

@@ -1,0 +1,55 @@
+//! What medqa's integration tests share (a dev-dependency of the crates that run binaries or Python):
+//! where the workspace and its fixtures are, which Python has the reference libraries, and a command
+//! that must succeed, with its output in the failure message.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    here.canonicalize().unwrap_or(here)
+}
+
+/// The model crate's test fixtures: tiny models, a tokenizer, reference outputs.
+pub fn fixtures() -> PathBuf {
+    root().join("crates/model/tests/fixtures")
+}
+
+/// The Python with torch and transformers: `MEDQA_PYTHON`, else the set-up's `.venv`.
+pub fn python() -> PathBuf {
+    std::env::var("MEDQA_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join(".venv/bin/python"))
+}
+
+/// A finished command's standard output; fails the test with both streams unless it succeeded.
+pub fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// As [`ok`], with the standard error after the standard output.
+pub fn ok_all(out: Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out) + &err
+}
+
+/// Runs `cmd`, which must succeed; its standard output.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?} did not start: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
