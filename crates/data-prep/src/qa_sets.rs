@@ -162,18 +162,53 @@ pub struct Merged {
 
 /// Reads, checks and merges `inputs`. With `strict`, any rejected answer is an error.
 pub fn merge(inputs: &[QaInput], strict: bool) -> Result<Merged> {
-    let mut merged = Merged {
-        paragraphs: Vec::new(),
-        files: Vec::new(),
-        rejects: Vec::new(),
-        merges: Vec::new(),
-        renames: Vec::new(),
-        v2: false,
+    let mut merger = Merger {
+        strict,
+        merged: Merged {
+            paragraphs: Vec::new(),
+            files: Vec::new(),
+            rejects: Vec::new(),
+            merges: Vec::new(),
+            renames: Vec::new(),
+            v2: false,
+        },
+        kept_at: HashMap::new(),
+        seen_ids: HashSet::new(),
     };
-    // (question, context) → (paragraph, question) of the question kept first.
-    let mut kept_at: HashMap<(String, String), (usize, usize)> = HashMap::new();
-    let mut seen_ids: HashSet<String> = HashSet::new();
     for input in inputs {
+        merger.file(input)?;
+    }
+    let mut merged = merger.merged;
+    // Paragraphs left without questions (all dropped or merged) are not written; their indices in
+    // `kept_at` are no longer needed.
+    merged.paragraphs.retain(|p| !p.3.is_empty());
+    Ok(merged)
+}
+
+/// What `merge` keeps while it reads the files.
+struct Merger {
+    strict: bool,
+    merged: Merged,
+    /// (question, context) → (paragraph, question) of the question kept first.
+    kept_at: HashMap<(String, String), (usize, usize)>,
+    seen_ids: HashSet<String>,
+}
+
+/// The file, article and paragraph a question is read from.
+struct Site<'a> {
+    input: &'a QaInput,
+    file: &'a str,
+    v2_file: bool,
+    article: &'a Value,
+    ai: usize,
+    pi: usize,
+    /// Its paragraph's index in `Merged::paragraphs`.
+    here: usize,
+    context: &'a str,
+}
+
+impl Merger {
+    fn file(&mut self, input: &QaInput) -> Result<()> {
         let file = input.path.display().to_string();
         let text = std::fs::read_to_string(&input.path)
             .with_context(|| format!("cannot read QA set {file}"))?;
@@ -183,7 +218,7 @@ pub fn merge(inputs: &[QaInput], strict: bool) -> Result<Merged> {
             bail!("{file}: no \"data\" list (not a SQuAD-format file)");
         };
         let v2_file = text::qa::data::version_is_v2(root.get("version"));
-        merged.v2 |= v2_file;
+        self.merged.v2 |= v2_file;
         let mut report = FileReport {
             file: file.clone(),
             source: input.name.clone(),
@@ -202,146 +237,181 @@ pub fn merge(inputs: &[QaInput], strict: bool) -> Result<Merged> {
                     .get("qas")
                     .and_then(Value::as_array)
                     .map_or(&[][..], |v| &v[..]);
-                merged.paragraphs.push((
-                    input.name.clone(),
-                    title.clone(),
-                    context.to_owned(),
-                    Vec::new(),
-                ));
-                let here = merged.paragraphs.len() - 1;
+                let (source, title) = (input.name.clone(), title.clone());
+                self.merged
+                    .paragraphs
+                    .push((source, title, context.to_owned(), Vec::new()));
+                let site = Site {
+                    input,
+                    file: &file,
+                    v2_file,
+                    article,
+                    ai,
+                    pi,
+                    here: self.merged.paragraphs.len() - 1,
+                    context,
+                };
                 for (qi, qa) in qas.iter().enumerate() {
-                    report.questions += 1;
-                    let local_id = str_field(qa, "id")
-                        .unwrap_or_else(|| text::qa::data::position_id(ai, pi, qi));
-                    let Some(question) = qa.get("question").and_then(Value::as_str) else {
-                        bail!("{file}: question {local_id} (article {ai}, paragraph {pi}) has no \"question\" string");
-                    };
-                    let impossible = qa.get("is_impossible").and_then(Value::as_bool) == Some(true);
-                    merged.v2 |= impossible;
-                    let at = text::qa::data::QuestionAt {
-                        file: &input.path,
-                        id: &local_id,
-                        article: ai,
-                        paragraph: pi,
-                    };
-                    let given = text::qa::data::gold_answers(
-                        qa.get("answers"),
-                        impossible,
-                        v2_file,
-                        true,
-                        &at,
-                    )?;
-                    let mut answers = Vec::new();
-                    if !impossible {
-                        for a in &given {
-                            report.answers += 1;
-                            let start = a.answer_start.expect("checked by gold_answers");
-                            match place_answer(context, &a.text, start) {
-                                Placement::Ok(s) => {
-                                    report.answers_ok += 1;
-                                    answers.push((a.text.clone(), s));
-                                }
-                                Placement::Moved(s) => {
-                                    report.answers_moved += 1;
-                                    answers.push((a.text.clone(), s));
-                                }
-                                Placement::Trimmed(s) => {
-                                    report.answers_trimmed += 1;
-                                    answers.push((a.text.trim().to_owned(), s));
-                                }
-                                Placement::NotFound => {
-                                    report.answers_rejected += 1;
-                                    let reason =
-                                        "answer text does not occur in the context".to_owned();
-                                    if strict {
-                                        bail!("{at}: {reason}: {:?}", a.text);
-                                    }
-                                    merged.rejects.push(Reject {
-                                        file: file.clone(),
-                                        article: ai,
-                                        paragraph: pi,
-                                        question_id: local_id.clone(),
-                                        answer: Some(a.text.clone()),
-                                        answer_start: Some(start),
-                                        reason,
-                                    });
-                                }
-                            }
-                        }
-                        if answers.is_empty() && !given.is_empty() {
-                            report.questions_dropped += 1;
-                            merged.rejects.push(Reject {
-                                file: file.clone(),
-                                article: ai,
-                                paragraph: pi,
-                                question_id: local_id.clone(),
-                                answer: None,
-                                answer_start: None,
-                                reason:
-                                    "question dropped: none of its answers occurs in the context"
-                                        .into(),
-                            });
-                            continue;
-                        }
+                    self.question(&site, qi, qa, &mut report)?;
+                }
+            }
+        }
+        self.merged.files.push(report);
+        Ok(())
+    }
+
+    /// One question: checked, its answers placed, then kept, merged into an earlier one, or dropped.
+    fn question(
+        &mut self,
+        site: &Site,
+        qi: usize,
+        qa: &Value,
+        report: &mut FileReport,
+    ) -> Result<()> {
+        let (ai, pi) = (site.ai, site.pi);
+        report.questions += 1;
+        let local_id =
+            str_field(qa, "id").unwrap_or_else(|| text::qa::data::position_id(ai, pi, qi));
+        let Some(question) = qa.get("question").and_then(Value::as_str) else {
+            bail!(
+                "{}: question {local_id} (article {ai}, paragraph {pi}) has no \"question\" string",
+                site.file
+            );
+        };
+        let impossible = qa.get("is_impossible").and_then(Value::as_bool) == Some(true);
+        self.merged.v2 |= impossible;
+        let at = text::qa::data::QuestionAt {
+            file: &site.input.path,
+            id: &local_id,
+            article: ai,
+            paragraph: pi,
+        };
+        let given =
+            text::qa::data::gold_answers(qa.get("answers"), impossible, site.v2_file, true, &at)?;
+        let answers = if impossible {
+            Vec::new()
+        } else {
+            self.place_answers(site, &at, &given, report)?
+        };
+        if !impossible && answers.is_empty() && !given.is_empty() {
+            report.questions_dropped += 1;
+            self.merged.rejects.push(Reject {
+                file: site.file.to_owned(),
+                article: ai,
+                paragraph: pi,
+                question_id: local_id.clone(),
+                answer: None,
+                answer_start: None,
+                reason: "question dropped: none of its answers occurs in the context".into(),
+            });
+            return Ok(());
+        }
+        let key = (question.trim().to_lowercase(), site.context.to_owned());
+        if let Some(&(p, q)) = self.kept_at.get(&key) {
+            // The same question on the same context: one question holding every distinct gold
+            // answer, as SQuAD's dev set has several.
+            let kept = &mut self.merged.paragraphs[p].3[q];
+            let added: Vec<(String, usize)> = answers
+                .into_iter()
+                .filter(|a| !kept.answers.contains(a))
+                .collect();
+            kept.answers.extend(added.iter().cloned());
+            report.questions_duplicate += 1;
+            report.answers_merged += added.len();
+            self.merged.merges.push(MergeNote {
+                file: site.file.to_owned(),
+                question_id: local_id.clone(),
+                into: kept.id.clone(),
+                answers_added: added,
+            });
+            return Ok(());
+        }
+        let id = self.unique_id(site, &local_id, report);
+        let lang = site
+            .input
+            .lang
+            .clone()
+            .or_else(|| str_field(qa, "lang"))
+            .or_else(|| str_field(site.article, "lang"))
+            .unwrap_or_else(|| "und".to_owned());
+        let questions = &mut self.merged.paragraphs[site.here].3;
+        self.kept_at.insert(key, (site.here, questions.len()));
+        questions.push(Question {
+            id,
+            question: question.to_owned(),
+            answers,
+            lang,
+            source: site.input.name.clone(),
+        });
+        Ok(())
+    }
+
+    /// Each gold answer at its place in the context: as given, moved to the nearest occurrence, trimmed,
+    /// or rejected (an error with `strict`).
+    fn place_answers(
+        &mut self,
+        site: &Site,
+        at: &text::qa::data::QuestionAt,
+        given: &[text::qa::data::GoldAnswer],
+        report: &mut FileReport,
+    ) -> Result<Vec<(String, usize)>> {
+        let mut answers = Vec::new();
+        for a in given {
+            report.answers += 1;
+            let start = a.answer_start.expect("checked by gold_answers");
+            match place_answer(site.context, &a.text, start) {
+                Placement::Ok(s) => {
+                    report.answers_ok += 1;
+                    answers.push((a.text.clone(), s));
+                }
+                Placement::Moved(s) => {
+                    report.answers_moved += 1;
+                    answers.push((a.text.clone(), s));
+                }
+                Placement::Trimmed(s) => {
+                    report.answers_trimmed += 1;
+                    answers.push((a.text.trim().to_owned(), s));
+                }
+                Placement::NotFound => {
+                    report.answers_rejected += 1;
+                    let reason = "answer text does not occur in the context".to_owned();
+                    if self.strict {
+                        bail!("{at}: {reason}: {:?}", a.text);
                     }
-                    let key = (question.trim().to_lowercase(), context.to_owned());
-                    if let Some(&(p, q)) = kept_at.get(&key) {
-                        // The same question on the same context: one question holding every
-                        // distinct gold answer, as SQuAD's dev set has several.
-                        let kept = &mut merged.paragraphs[p].3[q];
-                        let added: Vec<(String, usize)> = answers
-                            .into_iter()
-                            .filter(|a| !kept.answers.contains(a))
-                            .collect();
-                        kept.answers.extend(added.iter().cloned());
-                        report.questions_duplicate += 1;
-                        report.answers_merged += added.len();
-                        merged.merges.push(MergeNote {
-                            file: file.clone(),
-                            question_id: local_id.clone(),
-                            into: kept.id.clone(),
-                            answers_added: added,
-                        });
-                        continue;
-                    }
-                    let mut id = format!("{}:{local_id}", input.name);
-                    let mut n = 1;
-                    while !seen_ids.insert(id.clone()) {
-                        n += 1;
-                        id = format!("{}:{local_id}#{n}", input.name);
-                    }
-                    if n > 1 {
-                        report.ids_renamed += 1;
-                        merged.renames.push(RenameNote {
-                            file: file.clone(),
-                            question_id: local_id.clone(),
-                            renamed: id.clone(),
-                        });
-                    }
-                    let lang = input
-                        .lang
-                        .clone()
-                        .or_else(|| str_field(qa, "lang"))
-                        .or_else(|| str_field(article, "lang"))
-                        .unwrap_or_else(|| "und".to_owned());
-                    let questions = &mut merged.paragraphs[here].3;
-                    kept_at.insert(key, (here, questions.len()));
-                    questions.push(Question {
-                        id,
-                        question: question.to_owned(),
-                        answers,
-                        lang,
-                        source: input.name.clone(),
+                    self.merged.rejects.push(Reject {
+                        file: site.file.to_owned(),
+                        article: site.ai,
+                        paragraph: site.pi,
+                        question_id: at.id.to_owned(),
+                        answer: Some(a.text.clone()),
+                        answer_start: Some(start),
+                        reason,
                     });
                 }
             }
         }
-        merged.files.push(report);
+        Ok(answers)
     }
-    // Paragraphs left without questions (all dropped or merged) are not written; their indices in
-    // `kept_at` are no longer needed.
-    merged.paragraphs.retain(|p| !p.3.is_empty());
-    Ok(merged)
+
+    /// `source:id`, with `#2`, `#3`, … when that id was taken (reported as a rename).
+    fn unique_id(&mut self, site: &Site, local_id: &str, report: &mut FileReport) -> String {
+        let name = &site.input.name;
+        let mut id = format!("{name}:{local_id}");
+        let mut n = 1;
+        while !self.seen_ids.insert(id.clone()) {
+            n += 1;
+            id = format!("{name}:{local_id}#{n}");
+        }
+        if n > 1 {
+            report.ids_renamed += 1;
+            self.merged.renames.push(RenameNote {
+                file: site.file.to_owned(),
+                question_id: local_id.to_owned(),
+                renamed: id.clone(),
+            });
+        }
+        id
+    }
 }
 
 /// The permille bucket of a context: the split depends on the text alone, never on the order.
