@@ -174,32 +174,38 @@ impl Source {
         reject: &mut dyn FnMut(Reject),
     ) -> Result<()> {
         match self.format {
-            Format::Tmx => return self.read_tmx(file, emit, reject),
-            Format::Terms => return self.read_terms(file, emit, reject),
-            Format::Squad => return self.read_squad(file, emit, reject),
-            Format::Csv | Format::Tsv | Format::Parquet => {
-                return self.read_table(file, emit, reject)
-            }
-            Format::Text | Format::Jsonl => {}
+            Format::Tmx => self.read_tmx(file, emit, reject),
+            Format::Terms => self.read_terms(file, emit, reject),
+            Format::Squad => self.read_squad(file, emit, reject),
+            Format::Csv | Format::Tsv | Format::Parquet => self.read_table(file, emit, reject),
+            Format::Text | Format::Jsonl => self.read_lines(file, emit, reject),
         }
-        let rej = |line: usize, reason: String| Reject {
-            source: self.name.clone(),
-            file: file.display().to_string(),
-            line,
-            reason,
-        };
+    }
+
+    /// Plain text (by line, paragraph or file) and JSON lines, streamed line by line; a line that is not
+    /// UTF-8 is rejected alone.
+    fn read_lines(
+        &self,
+        file: &Path,
+        emit: &mut dyn FnMut(Record),
+        reject: &mut dyn FnMut(Reject),
+    ) -> Result<()> {
         let f = match std::fs::File::open(file) {
             Ok(f) => f,
             Err(e) => {
-                reject(rej(0, format!("unreadable: {e}")));
+                reject(self.reject_at(file, 0, format!("unreadable: {e}")));
                 return Ok(());
             }
         };
+        let record = |text: String, line: usize| Record {
+            text,
+            file: file.to_path_buf(),
+            line,
+            lang: None,
+        };
         let mut reader = BufReader::new(f);
-        let mut buf = Vec::new();
-        let mut lineno = 0;
-        let mut block = String::new();
-        let mut block_start = 1;
+        let (mut buf, mut lineno) = (Vec::new(), 0);
+        let mut block = Block::default();
         loop {
             buf.clear();
             let n = reader
@@ -212,84 +218,44 @@ impl Source {
             let line = match std::str::from_utf8(&buf) {
                 Ok(s) => s.trim_end_matches(['\n', '\r']),
                 Err(e) => {
-                    reject(rej(
-                        lineno,
-                        format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-                    ));
+                    let reason = format!("invalid UTF-8 at byte {}", e.valid_up_to());
+                    reject(self.reject_at(file, lineno, reason));
                     continue;
                 }
             };
             match (self.format, self.unit) {
-                (Format::Jsonl, _) => {
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    let field = self.field.as_deref().unwrap_or("text");
-                    match serde_json::from_str::<serde_json::Value>(line) {
-                        Ok(v) => match v.get(field).and_then(|t| t.as_str()) {
-                            Some(t) => emit(Record {
-                                text: t.to_owned(),
-                                file: file.to_path_buf(),
-                                line: lineno,
-                                lang: None,
-                            }),
-                            None => reject(rej(lineno, format!("no string field '{field}'"))),
-                        },
-                        Err(e) => reject(rej(lineno, format!("malformed JSON: {e}"))),
+                (Format::Jsonl, _) if line.trim().is_empty() => {}
+                (Format::Jsonl, _) => match self.jsonl_text(line) {
+                    Ok(text) => emit(record(text, lineno)),
+                    Err(reason) => reject(self.reject_at(file, lineno, reason)),
+                },
+                (_, Unit::Line) => emit(record(line.to_owned(), lineno)),
+                (_, Unit::Paragraph) if line.trim().is_empty() => {
+                    if let Some((text, start)) = block.take() {
+                        emit(record(text, start));
                     }
                 }
-                (Format::Text, Unit::Line) => emit(Record {
-                    text: line.to_owned(),
-                    file: file.to_path_buf(),
-                    line: lineno,
-                    lang: None,
-                }),
-                (Format::Text, Unit::Paragraph) => {
-                    if line.trim().is_empty() {
-                        if !block.is_empty() {
-                            emit(Record {
-                                text: std::mem::take(&mut block),
-                                file: file.to_path_buf(),
-                                line: block_start,
-                                lang: None,
-                            });
-                        }
-                    } else {
-                        if block.is_empty() {
-                            block_start = lineno;
-                        } else {
-                            block.push('\n');
-                        }
-                        block.push_str(line);
-                    }
-                }
-                (Format::Text, Unit::File) => {
-                    if !block.is_empty() {
-                        block.push('\n');
-                    }
-                    block.push_str(line);
-                }
-                // Read by their own readers above.
-                (
-                    Format::Tmx
-                    | Format::Terms
-                    | Format::Squad
-                    | Format::Csv
-                    | Format::Tsv
-                    | Format::Parquet,
-                    _,
-                ) => {}
+                (_, Unit::Paragraph | Unit::File) => block.push(line, lineno),
             }
         }
-        if !block.is_empty() {
-            emit(Record {
-                text: block,
-                file: file.to_path_buf(),
-                line: block_start,
-                lang: None,
-            });
+        if let Some((text, start)) = block.take() {
+            // A whole file is one document from line 1, even when it opens with blank lines.
+            let start = if self.unit == Unit::File { 1 } else { start };
+            emit(record(text, start));
         }
         Ok(())
+    }
+
+    /// The text field of one JSON line, or why there is none.
+    fn jsonl_text(&self, line: &str) -> std::result::Result<String, String> {
+        let field = self.field.as_deref().unwrap_or("text");
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("malformed JSON: {e}"))?;
+        value
+            .get(field)
+            .and_then(|t| t.as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| format!("no string field '{field}'"))
     }
 
     fn reject_at(&self, file: &Path, line: usize, reason: String) -> Reject {
@@ -589,4 +555,96 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
+}
+/// Lines gathered into one document (a paragraph, or a whole file), with the line it starts at.
+#[derive(Default)]
+struct Block {
+    text: String,
+    start: usize,
+}
+
+impl Block {
+    fn push(&mut self, line: &str, lineno: usize) {
+        if self.text.is_empty() {
+            self.start = lineno;
+        } else {
+            self.text.push('\n');
+        }
+        self.text.push_str(line);
+    }
+
+    fn take(&mut self) -> Option<(String, usize)> {
+        (!self.text.is_empty()).then(|| (std::mem::take(&mut self.text), self.start))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (text, line) of every document and (line, reason) of every reject.
+    type Read = (Vec<(String, usize)>, Vec<(usize, String)>);
+
+    /// What `source` reads from `content`.
+    fn read(source: serde_json::Value, content: &[u8]) -> Read {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("input");
+        std::fs::write(&file, content).unwrap();
+        let mut fields = serde_json::json!({"name": "t", "path": "input", "language": "en"});
+        fields
+            .as_object_mut()
+            .unwrap()
+            .extend(source.as_object().unwrap().clone());
+        let source: Source = serde_json::from_value(fields).unwrap();
+        let (mut docs, mut rejects) = (Vec::new(), Vec::new());
+        source
+            .read(
+                &file,
+                &mut |r: Record| docs.push((r.text, r.line)),
+                &mut |r: Reject| rejects.push((r.line, r.reason)),
+            )
+            .unwrap();
+        (docs, rejects)
+    }
+
+    const TEXT: &[u8] = b"\n\nfirst line\nsecond line\n\n\nlast\n";
+
+    #[test]
+    fn text_is_read_by_line_paragraph_or_file() {
+        let (lines, _) = read(serde_json::json!({"format": "text"}), TEXT);
+        let texts: Vec<&str> = lines.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(texts, ["", "", "first line", "second line", "", "", "last"]);
+        assert_eq!(lines[2].1, 3);
+        let (paragraphs, _) = read(
+            serde_json::json!({"format": "text", "unit": "paragraph"}),
+            TEXT,
+        );
+        assert_eq!(
+            paragraphs,
+            [
+                ("first line\nsecond line".to_owned(), 3),
+                ("last".to_owned(), 7)
+            ]
+        );
+        let (whole, _) = read(serde_json::json!({"format": "text", "unit": "file"}), TEXT);
+        assert_eq!(whole, [("first line\nsecond line\n\n\nlast".to_owned(), 1)]);
+    }
+
+    #[test]
+    fn json_lines_and_bad_bytes_are_rejected_by_line() {
+        let content = b"{\"body\": \"kept\"}\n\n{\"other\": 1}\nnot json\n\xff\xfe\n";
+        let (docs, rejects) = read(
+            serde_json::json!({"format": "jsonl", "field": "body"}),
+            content,
+        );
+        assert_eq!(docs, [("kept".to_owned(), 1)]);
+        let lines: Vec<usize> = rejects.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, [3, 4, 5], "{rejects:?}");
+        assert!(
+            rejects[0].1.contains("no string field 'body'"),
+            "{rejects:?}"
+        );
+        assert!(rejects[1].1.starts_with("malformed JSON"), "{rejects:?}");
+        assert!(rejects[2].1.starts_with("invalid UTF-8"), "{rejects:?}");
+    }
 }
