@@ -59,6 +59,45 @@ if [ "$(readlink libtorch 2>/dev/null || true)" != "$target" ]; then
   log "libtorch -> $target"
 fi
 
+# Gloo's headers, which the torch wheel lacks and c10d's Gloo process group includes (data-parallel
+# training, issue 17): Debian's libgloo-dev, fetched with apt-get download (no root needed) at a pinned
+# version and sha256, unpacked into .deps/; nothing is installed system-wide.
+GLOO_DEB_VERSION=0.0~git20220518.5b14351-3
+GLOO_DEB_SHA256=80529c9fd8af452faf489e686b94bf87075965c40673803810c4f41634b1e299
+ensure_gloo() {
+  local dest=.deps/libgloo-dev
+  if [ "$(cat "$dest/.medqa-version" 2>/dev/null)" = "$GLOO_DEB_VERSION" ]; then
+    log "gloo headers already in $dest"; return
+  fi
+  command -v apt-get >/dev/null || { echo "setup.sh: apt-get not found; install Gloo's headers and set MEDQA_GLOO_INCLUDE" >&2; exit 1; }
+  local tmp; tmp=$(mktemp -d)
+  log "fetching Debian's libgloo-dev=$GLOO_DEB_VERSION (headers for c10d's Gloo backend)"
+  if ! (cd "$tmp" && apt-get download -q "libgloo-dev=$GLOO_DEB_VERSION" >/dev/null 2>&1); then
+    # A fresh container may have no package lists yet.
+    if [ "$(id -u)" = 0 ]; then apt-get update -qq >/dev/null; fi
+    (cd "$tmp" && apt-get download -q "libgloo-dev=$GLOO_DEB_VERSION" >/dev/null 2>&1) || {
+      echo "setup.sh: apt-get download libgloo-dev=$GLOO_DEB_VERSION failed (run 'apt-get update' as root, or install Gloo's headers and set MEDQA_GLOO_INCLUDE)" >&2; exit 1; }
+  fi
+  local deb; deb=$(ls "$tmp"/libgloo-dev_*.deb)
+  echo "$GLOO_DEB_SHA256  $deb" | sha256sum -c --quiet - || { echo "setup.sh: $deb: sha256 mismatch" >&2; exit 1; }
+  rm -rf "$dest"; mkdir -p "$dest"
+  dpkg-deb -x "$deb" "$dest"
+  echo "$GLOO_DEB_VERSION" > "$dest/.medqa-version"
+  rm -rf "$tmp"
+}
+ensure_gloo
+
+# NCCL for data-parallel training on CUDA: the headers torch's dependencies lack (the wheel case only;
+# a user's own CUDA libtorch finds them through MEDQA_NVIDIA_INCLUDE_ROOT).
+if [ -z "${LIBTORCH:-}" ] && [ -f "$target/lib/libtorch_cuda.so" ]; then
+  stamp=.venv/.medqa-nccl-requirements
+  if ! cmp -s scripts/requirements-nccl.txt "$stamp" 2>/dev/null; then
+    log "installing the CUDA headers NCCL's process group needs (scripts/requirements-nccl.txt)"
+    "$venv_python" -m pip install -q --no-deps --require-hashes -r scripts/requirements-nccl.txt
+    cp scripts/requirements-nccl.txt "$stamp"
+  fi
+fi
+
 if [ "$want_test" = 1 ]; then
   ensure_torch
   stamp=.venv/.medqa-test-requirements

@@ -12,4 +12,14 @@ fn main() {
             "csrc/profiler.cpp",
         ],
     );
+    // The distributed shim needs Gloo's headers, and NCCL's where this libtorch has CUDA.
+    println!("cargo::rustc-check-cfg=cfg(medqa_nccl)");
+    let mut includes = vec![medqa_build::gloo_include()];
+    let mut defines = vec!["USE_C10D_GLOO"];
+    if let Some(dirs) = medqa_build::nccl_includes() {
+        includes.extend(dirs);
+        defines.extend(["USE_C10D_NCCL", "MEDQA_WITH_NCCL"]);
+        println!("cargo:rustc-cfg=medqa_nccl");
+    }
+    medqa_build::compile_cpp_with("medqa_dist", &["csrc/dist.cpp"], &includes, &defines);
 }

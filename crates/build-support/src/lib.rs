@@ -39,25 +39,96 @@ fn libtorch_lib_dir() -> Option<PathBuf> {
 
 /// Compiles C++ sources against libtorch's headers into a static library linked into this crate.
 pub fn compile_cpp(name: &str, sources: &[&str]) {
+    compile_cpp_with(name, sources, &[], &[]);
+}
+
+/// As [`compile_cpp`], with more include directories and `-D` definitions (the distributed shim's).
+pub fn compile_cpp_with(name: &str, sources: &[&str], includes: &[PathBuf], defines: &[&str]) {
     for src in sources {
         println!("cargo:rerun-if-changed={src}");
     }
-    let Some(lib_dir) = libtorch_lib_dir() else {
-        panic!("libtorch's lib dir is unknown: depend on torch-sys, or set LIBTORCH");
-    };
-    let root = lib_dir.canonicalize().unwrap_or(lib_dir).join("..");
+    let root = libtorch_root();
     let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    build
         .cpp(true)
         .pic(true)
         .warnings(false)
         .include(root.join("include"))
         .include(root.join("include/torch/csrc/api/include"))
+        .includes(includes)
         .flag("-std=c++17")
-        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
-        .files(sources)
-        .compile(name);
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"));
+    for define in defines {
+        build.define(define, None);
+    }
+    build.files(sources).compile(name);
+}
+
+/// libtorch's root directory (`include/`, `lib/`).
+pub fn libtorch_root() -> PathBuf {
+    let Some(lib_dir) = libtorch_lib_dir() else {
+        panic!("libtorch's lib dir is unknown: depend on torch-sys, or set LIBTORCH");
+    };
+    lib_dir.canonicalize().unwrap_or(lib_dir).join("..")
+}
+
+/// Where Gloo's headers are, which the torch wheel lacks and c10d's Gloo header includes:
+/// `MEDQA_GLOO_INCLUDE`, the copy `scripts/setup.sh` unpacks from Debian's `libgloo-dev` into
+/// `.deps/`, or a system-wide install.
+pub fn gloo_include() -> PathBuf {
+    println!("cargo:rerun-if-env-changed=MEDQA_GLOO_INCLUDE");
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let unpacked = manifest.join("../../.deps/libgloo-dev/usr/include");
+    println!("cargo:rerun-if-changed={}", unpacked.display());
+    let candidates = env::var_os("MEDQA_GLOO_INCLUDE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([unpacked, PathBuf::from("/usr/include")]);
+    for dir in candidates {
+        if dir.join("gloo/config.h").is_file() {
+            return dir.canonicalize().unwrap_or(dir);
+        }
+    }
+    panic!(
+        "Gloo's headers were not found (needed for data-parallel training on c10d): run scripts/setup.sh, \
+         which unpacks Debian's libgloo-dev into .deps/, or set MEDQA_GLOO_INCLUDE to a dir holding gloo/config.h"
+    );
+}
+
+/// The include directories NCCL's process group compiles against, when this libtorch has CUDA and the
+/// headers are there: `nccl.h` of the NCCL torch itself depends on (`nvidia/nccl`) and the CUDA
+/// runtime, `crt` and `cccl` headers of the `nvidia-cuda-*` wheels (`scripts/setup.sh` installs the
+/// two that torch's own dependencies lack). None otherwise: medqa then offers Gloo only.
+pub fn nccl_includes() -> Option<Vec<PathBuf>> {
+    let root = libtorch_root();
+    if !root.join("lib/libtorch_cuda.so").exists() {
+        return None;
+    }
+    // The torch wheel sits in site-packages beside `nvidia/`; a user's own libtorch may name them.
+    let nvidia = match env::var_os("MEDQA_NVIDIA_INCLUDE_ROOT") {
+        Some(dir) => PathBuf::from(dir),
+        None => root.join("../nvidia"),
+    };
+    println!("cargo:rerun-if-env-changed=MEDQA_NVIDIA_INCLUDE_ROOT");
+    let cuda = ["cu13", "cuda_runtime"]
+        .iter()
+        .map(|d| nvidia.join(d).join("include"))
+        .find(|d| d.join("cuda_runtime.h").is_file())?;
+    let nccl = nvidia.join("nccl/include");
+    println!("cargo:rerun-if-changed={}", cuda.join("crt").display());
+    if !(nccl.join("nccl.h").is_file()
+        && cuda.join("crt/host_config.h").is_file()
+        && cuda.join("nv/target").is_file())
+    {
+        return None;
+    }
+    let mut dirs = vec![cuda.clone(), nccl];
+    if cuda.join("cccl").is_dir() {
+        dirs.push(cuda.join("cccl"));
+    }
+    Some(dirs)
 }
 
 /// Sets `cfg(shared_data)` when the real data sets beside the checkout (`../shared/data`) are there.

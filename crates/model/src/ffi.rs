@@ -54,6 +54,23 @@ extern "C" {
     // csrc/transfer.cpp: pinned, non-blocking uploads.
     pub(crate) fn medqa_upload(src: *mut c_void, device_index: i32, out: *mut *mut c_void) -> i32;
 
+    // csrc/dist.cpp: c10d's store, Gloo/NCCL process group and collectives.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn medqa_dist_init(
+        backend: *const c_char,
+        master_addr: *const c_char,
+        port: i32,
+        rank: i32,
+        world_size: i32,
+        host_store: i32,
+        timeout_ms: i64,
+        out: *mut *mut c_void,
+    ) -> i32;
+    pub(crate) fn medqa_dist_with_nccl() -> i32;
+    pub(crate) fn medqa_dist_allreduce(group: *mut c_void, tensor: *mut c_void, op: i32) -> i32;
+    pub(crate) fn medqa_dist_broadcast(group: *mut c_void, tensor: *mut c_void, root: i32) -> i32;
+    pub(crate) fn medqa_dist_free(group: *mut c_void);
+
     // csrc/profiler.cpp: libtorch's Kineto profiler.
     pub(crate) fn medqa_profiler_start(with_cuda: i32) -> i32;
     pub(crate) fn medqa_profiler_stop(path: *const c_char) -> i32;

@@ -10,6 +10,7 @@ pub mod autocast;
 pub mod batch;
 pub use text::config;
 pub mod device;
+pub mod dist;
 pub mod dropout;
 pub mod fsutil;
 pub use text::language;

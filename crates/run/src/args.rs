@@ -28,6 +28,11 @@ pub struct RunArgs {
     /// Print the libtorch build, CUDA availability and the chosen device, then exit.
     #[arg(long)]
     pub check_device: bool,
+    /// Data-parallel runs (torchrun, SLURM): seconds a rank waits for the others at any collective
+    /// before it stops with an error, so a rank that died never leaves the rest hanging. Rank 0's
+    /// evaluations and checkpoints must fit in it.
+    #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
+    pub dist_timeout: u64,
 }
 
 impl RunArgs {

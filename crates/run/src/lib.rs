@@ -7,8 +7,9 @@ mod args;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
-use model::train::manifest::Manifest;
+use anyhow::{bail, Result};
+use model::dist::{ProcessGroup, World};
+use model::train::manifest::{hash_path, Manifest};
 use model::train::trainer::format_metrics;
 use model::train::{run_dir, Task, TrainConfig, TrainOutcome};
 use serde::de::DeserializeOwned;
@@ -35,26 +36,100 @@ pub trait Job: DeserializeOwned {
 }
 
 /// Trains `J` as `args` say; `version` is the binary's (`env!("CARGO_PKG_VERSION")`).
+///
+/// Launched by torchrun or SLURM (see `model::dist::World`), this process is one rank of a
+/// data-parallel run: every rank builds the task, the ranks check they agree on configuration, model
+/// and inputs, and rank 0 alone locks and writes the run directory (which must be on a file system
+/// every rank reads, for `--resume`).
 pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
     if args.check_device {
         println!("{}", model::device::report(args.device)?);
         return Ok(());
     }
+    let world = World::from_env()?;
     let (job, resolved): (J, _) = args.config()?;
-    let device = args.device.resolve()?;
+    let device = rank_device(&world, args.device.resolve()?)?;
+    let group = if world.size > 1 {
+        let timeout = std::time::Duration::from_secs(args.dist_timeout);
+        Some(ProcessGroup::join(&world, device, timeout)?)
+    } else {
+        None
+    };
     let out = job.output_dir().to_owned();
-    // Locked and checked before the task reads or builds anything.
-    let (_lock, resume_from) = run_dir::prepare(&out, &args.start())?;
+    // Locked and checked before the task reads or builds anything; the other ranks wait for it.
+    let prepared = world
+        .is_main()
+        .then(|| run_dir::prepare(&out, &args.start()));
+    if let Some(group) = &group {
+        let ok = prepared.as_ref().is_none_or(|p| p.is_ok());
+        if !group.all_ok(ok)? && ok {
+            bail!(
+                "rank 0 could not prepare the run directory {} (its message says why)",
+                out.display()
+            );
+        }
+    }
+    let (_lock, resume_from) = match prepared {
+        Some(prepared) => {
+            let (lock, resume) = prepared?;
+            (Some(lock), resume)
+        }
+        None => (None, run_dir::resume_point(&out, &args.start())?),
+    };
     let mut task = job.task(device)?;
-    let inputs = job.inputs(&task);
-    let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    let inputs = job
+        .inputs(&task)
+        .iter()
+        .map(|p| hash_path(p))
+        .collect::<Result<Vec<_>>>()?;
     let cfg = job.train_config();
-    Manifest::new(J::NAME, version, cfg.seed, device, resolved, &inputs)?.write(&out)?;
-    eprintln!("{}: {}, device {device:?}", J::NAME, job.describe(&task));
-    let outcome = model::train::train(&mut task, cfg, device, &out, resume_from.as_deref())?;
+    if let Some(group) = &group {
+        group.check_same("the configuration", &serde_json::to_vec(&resolved)?)?;
+        group.check_same("the model's parameters", &parameter_shapes(&task))?;
+        group.check_same("the input files", &serde_json::to_vec(&inputs)?)?;
+    }
+    if world.is_main() {
+        Manifest::with_hashes(
+            J::NAME,
+            version,
+            cfg.seed,
+            device,
+            resolved,
+            inputs,
+            world.size as u64,
+        )
+        .write(&out)?;
+        let ranks = match world.size {
+            1 => String::new(),
+            n => format!(", {n} processes ({:?})", world.launcher),
+        };
+        eprintln!(
+            "{}: {}, device {device:?}{ranks}",
+            J::NAME,
+            job.describe(&task)
+        );
+    }
+    let outcome = model::train::train_in_group(
+        &mut task,
+        cfg,
+        device,
+        &out,
+        resume_from.as_deref(),
+        group.as_ref(),
+    )?;
+    if !world.is_main() {
+        // Stay in the group until rank 0 has written the model (the store may be ours to host).
+        return group.map_or(Ok(()), |g| g.barrier());
+    }
     let final_dir = out.join("final");
-    job.save_final(&mut task, &outcome, &final_dir)?;
-    write_json(&out.join("eval_results.json"), &outcome.last_eval)?;
+    let finished = (|| -> Result<()> {
+        job.save_final(&mut task, &outcome, &final_dir)?;
+        write_json(&out.join("eval_results.json"), &outcome.last_eval)
+    })();
+    if let Some(group) = &group {
+        group.barrier()?;
+    }
+    finished?;
     println!(
         "trained {} steps; {}",
         outcome.steps,
@@ -68,4 +143,30 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
     }
     println!("model: {}", final_dir.display());
     Ok(())
+}
+
+/// The device this rank trains on: on CUDA, the GPU of its local rank.
+fn rank_device(world: &World, chosen: tch::Device) -> Result<tch::Device> {
+    let device = world.device(chosen);
+    if let tch::Device::Cuda(index) = device {
+        let count = tch::Cuda::device_count() as usize;
+        if index >= count {
+            bail!(
+                "local rank {} needs CUDA device {index}, but only {count} are visible",
+                world.local_rank
+            );
+        }
+    }
+    Ok(device)
+}
+
+/// Every variable's name, shape and kind, in name order: what must agree between ranks.
+fn parameter_shapes<T: Task>(task: &T) -> Vec<u8> {
+    let mut shapes: Vec<String> = task
+        .variables()
+        .iter()
+        .map(|(name, t)| format!("{name} {:?} {:?}", t.size(), t.kind()))
+        .collect();
+    shapes.sort();
+    shapes.join("\n").into_bytes()
 }

@@ -24,6 +24,13 @@ pub struct TrainState {
     pub best_step: Option<u64>,
     pub nonfinite_in_a_row: u64,
     pub skipped_nonfinite_steps: u64,
+    /// Processes that trained (data-parallel world size); absent in checkpoints from before it was kept.
+    #[serde(default)]
+    pub world_size: Option<u64>,
+    /// Micro-batches per optimizer step over all processes (world size × accumulation): a resume must
+    /// keep it, since step `s` covers micro-batches `s·m … s·m + m - 1` of the data order.
+    #[serde(default)]
+    pub micro_batches_per_step: Option<u64>,
 }
 
 impl TrainState {
@@ -35,6 +42,8 @@ impl TrainState {
             best_step: None,
             nonfinite_in_a_row: 0,
             skipped_nonfinite_steps: 0,
+            world_size: None,
+            micro_batches_per_step: None,
         }
     }
 }

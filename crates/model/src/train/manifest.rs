@@ -28,6 +28,9 @@ pub struct Manifest {
     pub config: serde_json::Value,
     pub inputs: Vec<InputHash>,
     pub started_at_unix: u64,
+    /// Data-parallel processes (1: a plain run); absent in manifests written before it was kept.
+    #[serde(default)]
+    pub world_size: Option<u64>,
 }
 
 impl Manifest {
@@ -40,8 +43,30 @@ impl Manifest {
         config: serde_json::Value,
         inputs: &[&Path],
     ) -> Result<Self> {
+        let inputs = inputs.iter().map(|p| hash_path(p)).collect::<Result<_>>()?;
+        Ok(Self::with_hashes(
+            tool,
+            tool_version,
+            seed,
+            device,
+            config,
+            inputs,
+            1,
+        ))
+    }
+
+    /// As [`Manifest::new`], with the inputs already hashed, for a run of `world_size` processes.
+    pub fn with_hashes(
+        tool: &str,
+        tool_version: &str,
+        seed: u64,
+        device: tch::Device,
+        config: serde_json::Value,
+        inputs: Vec<InputHash>,
+        world_size: u64,
+    ) -> Self {
         let (git_commit, git_dirty) = git_state();
-        Ok(Self {
+        Self {
             tool: tool.to_owned(),
             tool_version: tool_version.to_owned(),
             command_line: std::env::args().collect(),
@@ -58,12 +83,13 @@ impl Manifest {
             }),
             device: crate::device::describe(device),
             config,
-            inputs: inputs.iter().map(|p| hash_path(p)).collect::<Result<_>>()?,
+            inputs,
             started_at_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
-        })
+            world_size: Some(world_size),
+        }
     }
 
     pub fn write(&self, run_dir: &Path) -> Result<()> {

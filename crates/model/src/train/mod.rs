@@ -16,4 +16,4 @@ pub use optim::{AdamW, AdamWConfig};
 pub use sampling::{Sampling, Source};
 pub use schedule::{Schedule, ScheduleKind};
 pub use task::Task;
-pub use trainer::{train, TrainConfig, TrainOutcome};
+pub use trainer::{train, train_in_group, TrainConfig, TrainOutcome};

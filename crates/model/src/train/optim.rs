@@ -88,6 +88,24 @@ impl AdamW {
             .map_or(self.step, |t| t.double_value(&[]) as i64)
     }
 
+    /// The trainable parameters' gradients in name order, for summing over ranks; every one must be
+    /// there (ranks must send the same buffers, so a parameter that got no gradient is an error).
+    pub fn gradients(&self) -> Result<Vec<Tensor>> {
+        self.params
+            .iter()
+            .map(|(name, s)| {
+                let grad = s.param.grad();
+                if !grad.defined() {
+                    bail!(
+                        "parameter '{name}' got no gradient in this step; data-parallel training needs \
+                         every trainable parameter to take part (freeze it with train.freeze)"
+                    );
+                }
+                Ok(grad)
+            })
+            .collect()
+    }
+
     /// Drops all gradients (`zero_grad(set_to_none=True)`): the next backward allocates them afresh.
     pub fn zero_grad(&mut self) {
         let mut handles: Vec<*mut std::ffi::c_void> = self

@@ -90,15 +90,9 @@ pub fn prepare(dir: &Path, start: &Start) -> Result<(RunLock, Option<PathBuf>)> 
                 removed.with_context(|| format!("cannot clear {}", path.display()))?;
             }
         }
-        Start::Resume(explicit) => {
+        Start::Resume(_) => {
             checkpoint::clear_unfinished(dir)?;
-            let ckpt = match explicit {
-                Some(p) => p.clone(),
-                None => checkpoint::latest(dir)?.with_context(|| {
-                    format!("--resume: {} has no complete checkpoint", dir.display())
-                })?,
-            };
-            return Ok((held, Some(ckpt)));
+            return Ok((held, resume_point(dir, start)?));
         }
         Start::Fresh => {}
     }
@@ -108,4 +102,16 @@ pub fn prepare(dir: &Path, start: &Start) -> Result<(RunLock, Option<PathBuf>)> 
         .with_context(|| format!("run directory {} is not writable", dir.display()))?;
     std::fs::remove_file(&probe).ok();
     Ok((held, None))
+}
+
+/// The checkpoint `start` continues from, without locking or changing anything: what the other ranks
+/// of a data-parallel run read once rank 0 has prepared the directory.
+pub fn resume_point(dir: &Path, start: &Start) -> Result<Option<PathBuf>> {
+    match start {
+        Start::Resume(Some(explicit)) => Ok(Some(explicit.clone())),
+        Start::Resume(None) => Ok(Some(checkpoint::latest(dir)?.with_context(|| {
+            format!("--resume: {} has no complete checkpoint", dir.display())
+        })?)),
+        Start::Fresh | Start::Overwrite => Ok(None),
+    }
 }

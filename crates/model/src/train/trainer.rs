@@ -7,6 +7,14 @@
 //! Exact resumption needs no saved random state: before each micro-batch the torch generator is
 //! seeded from (seed, micro-batch index), and the data order of each epoch is a permutation drawn
 //! from (seed, epoch). A resumed run therefore replays the same dropout masks and batches.
+//!
+//! Data-parallel (a [`ProcessGroup`] of `W` ranks): optimizer step `s` takes the micro-batches
+//! `s·A·W … (s+1)·A·W - 1` of that one data order (`A` = gradient accumulation), rank `r` the ones
+//! whose index is `r` modulo `W`, each seeded by its index as above. So the ranks' micro-batches
+//! together are the single-process global batch (batch × W × A), dropout differs per micro-batch and
+//! so per rank, and a run on `W` ranks computes what one process with accumulation `A·W` does: each
+//! micro-batch's loss is divided by `A·W` and the gradients are summed over the ranks. Rank 0 alone
+//! evaluates, logs and writes checkpoints; the others wait for it at the next collective.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -24,6 +32,7 @@ use super::optim::{AdamW, AdamWConfig};
 use super::sampling::{derive_seed, DataOrder};
 use super::schedule::{Schedule, ScheduleKind};
 use crate::autocast::{AutocastGuard, Precision};
+use crate::dist::{ProcessGroup, ReduceOp};
 
 pub use super::task::Task;
 
@@ -129,13 +138,21 @@ impl TrainConfig {
 
     /// Optimizer steps of the whole run.
     pub fn total_steps(&self, examples: usize) -> u64 {
+        self.total_steps_on(examples, 1)
+    }
+
+    /// Optimizer steps of the whole run on `world` data-parallel processes.
+    pub fn total_steps_on(&self, examples: usize, world: usize) -> u64 {
         if let Some(steps) = self.max_steps {
             return steps;
         }
         let micro = (self.batches_per_epoch(examples) as f64 * self.num_train_epochs).ceil() as u64;
-        micro
-            .div_ceil(self.gradient_accumulation_steps as u64)
-            .max(1)
+        micro.div_ceil(self.micro_batches_per_step(world)).max(1)
+    }
+
+    /// Micro-batches that make one optimizer step over `world` processes.
+    pub fn micro_batches_per_step(&self, world: usize) -> u64 {
+        (self.gradient_accumulation_steps * world.max(1)) as u64
     }
 
     pub fn schedule(&self, total_steps: u64) -> Schedule {
@@ -240,7 +257,20 @@ pub fn train<T: Task>(
     run_dir: &Path,
     resume: Option<&Path>,
 ) -> Result<TrainOutcome> {
-    Trainer::new(task, cfg, device, run_dir, resume)?.run()
+    Trainer::new(task, cfg, device, run_dir, resume, None)?.run()
+}
+
+/// As [`train`], as one rank of `group` when given (data-parallel; see the module's notes): every
+/// rank calls it with the same task, settings and `run_dir`, and rank 0 alone writes there.
+pub fn train_in_group<T: Task>(
+    task: &mut T,
+    cfg: &TrainConfig,
+    device: tch::Device,
+    run_dir: &Path,
+    resume: Option<&Path>,
+    group: Option<&ProcessGroup>,
+) -> Result<TrainOutcome> {
+    Trainer::new(task, cfg, device, run_dir, resume, group)?.run()
 }
 
 /// One run of the loop: what it keeps from step to step.
@@ -249,13 +279,19 @@ struct Trainer<'a, T: Task> {
     cfg: &'a TrainConfig,
     device: tch::Device,
     run_dir: &'a Path,
+    /// The data-parallel group this process trains in, if any.
+    group: Option<&'a ProcessGroup>,
+    /// This process's rank and the number of processes (0 and 1 without a group).
+    rank: u64,
+    world: u64,
     total_steps: u64,
     schedule: Schedule,
     optimizer: AdamW,
     state: TrainState,
     data: DataOrder,
-    history: History,
-    tb: Tensorboard,
+    /// Rank 0's alone.
+    history: Option<History>,
+    tb: Option<Tensorboard>,
     bar: ProgressBar,
     window: LogWindow,
     /// Steps whose numbers are still on the device.
@@ -273,6 +309,7 @@ impl<'a, T: Task> Trainer<'a, T> {
         device: tch::Device,
         run_dir: &'a Path,
         resume: Option<&Path>,
+        group: Option<&'a ProcessGroup>,
     ) -> Result<Self> {
         cfg.validate()?;
         let sampling = task.sampling();
@@ -280,7 +317,9 @@ impl<'a, T: Task> Trainer<'a, T> {
         if cfg.group_by_length && sampling.lengths.is_none() {
             bail!("group_by_length: this task does not report example lengths");
         }
-        let total_steps = cfg.total_steps(sampling.epoch_len());
+        let (rank, world) = group.map_or((0, 1), |g| (g.world().rank, g.world().size));
+        let main = rank == 0;
+        let total_steps = cfg.total_steps_on(sampling.epoch_len(), world);
         let mut optimizer = AdamW::new(trainable(task.variables(), &cfg.freeze)?, cfg.adamw());
         let mut state = TrainState::new(cfg.seed);
         if let Some(dir) = resume {
@@ -294,12 +333,32 @@ impl<'a, T: Task> Trainer<'a, T> {
                     cfg.seed
                 );
             }
-            eprintln!("resuming from {} at step {}", dir.display(), state.step);
+            check_resumable(dir, &state, cfg, world)?;
+            if main {
+                eprintln!("resuming from {} at step {}", dir.display(), state.step);
+            }
+        }
+        state.world_size = Some(world as u64);
+        state.micro_batches_per_step = Some(cfg.micro_batches_per_step(world));
+        if let Some(group) = group {
+            // Every rank starts from rank 0's weights (a fresh head's random init included).
+            let mut variables: Vec<(String, Tensor)> = task.variables().into_iter().collect();
+            variables.sort_by(|a, b| a.0.cmp(&b.0));
+            let tensors: Vec<Tensor> = variables.into_iter().map(|(_, t)| t).collect();
+            group.broadcast_from_main(&tensors)?;
         }
         Ok(Self {
-            history: History::open(&run_dir.join("train_log.jsonl"), state.step)?,
-            tb: Tensorboard::new(&run_dir.join("tb")),
-            bar: progress_bar(total_steps, state.step, "steps"),
+            history: if main {
+                Some(History::open(&run_dir.join("train_log.jsonl"), state.step)?)
+            } else {
+                None
+            },
+            tb: main.then(|| Tensorboard::new(&run_dir.join("tb"))),
+            bar: if main {
+                progress_bar(total_steps, state.step, "steps")
+            } else {
+                ProgressBar::hidden()
+            },
             data: DataOrder::new(
                 cfg.seed,
                 cfg.per_device_train_batch_size,
@@ -311,6 +370,9 @@ impl<'a, T: Task> Trainer<'a, T> {
             cfg,
             device,
             run_dir,
+            group,
+            rank: rank as u64,
+            world: world as u64,
             total_steps,
             optimizer,
             state,
@@ -338,7 +400,7 @@ impl<'a, T: Task> Trainer<'a, T> {
                     &mut self.pending,
                     &mut self.state,
                     cfg,
-                    &mut self.history,
+                    self.history.as_mut(),
                     &mut self.window,
                 )?;
             }
@@ -346,7 +408,7 @@ impl<'a, T: Task> Trainer<'a, T> {
                 self.log(lr);
             }
             self.bar.set_position(step);
-            if evaluating {
+            if evaluating && self.rank == 0 {
                 self.evaluate()?;
             }
             if saving {
@@ -354,7 +416,9 @@ impl<'a, T: Task> Trainer<'a, T> {
             }
         }
         self.bar.finish_and_clear();
-        self.tb.flush();
+        if let Some(tb) = &mut self.tb {
+            tb.flush();
+        }
         Ok(TrainOutcome {
             steps: self.state.step,
             best_checkpoint: self
@@ -372,10 +436,11 @@ impl<'a, T: Task> Trainer<'a, T> {
     /// AdamW. Its losses and gradient norm stay on the device, in `pending`.
     fn step(&mut self, lr: f64) -> Result<()> {
         let (cfg, accum) = (self.cfg, self.cfg.gradient_accumulation_steps as u64);
+        let micro_batches = accum * self.world;
         self.optimizer.zero_grad();
         let mut losses = Vec::with_capacity(accum as usize);
         for micro in 0..accum {
-            let index = self.state.step * accum + micro;
+            let index = (self.state.step * accum + micro) * self.world + self.rank;
             tch::manual_seed(micro_batch_seed(cfg.seed, index) as i64);
             let batch = self.task.batch(&self.data.micro_batch(index))?;
             self.window.tokens += self.task.tokens(&batch) as u64;
@@ -383,10 +448,18 @@ impl<'a, T: Task> Trainer<'a, T> {
                 let _autocast = AutocastGuard::for_precision(cfg.precision, self.device)?;
                 self.task.loss(&batch, true).to_kind(Kind::Float)
             };
-            (&loss / accum as f64).backward();
+            (&loss / micro_batches as f64).backward();
             losses.push(loss.detach());
         }
-        let losses = Tensor::stack(&losses, 0);
+        let mut losses = Tensor::stack(&losses, 0);
+        if let Some(group) = self.group {
+            group.sum_gradients(&self.optimizer.gradients()?)?;
+            // Slot k becomes the ranks' mean loss of their k-th micro-batch, so the step's loss is the
+            // mean over all of them, and non-finite on every rank if it is on one: all ranks then
+            // make the same skip decision (the gradients, and so their norm, are already the same).
+            group.all_reduce(&losses, ReduceOp::Sum)?;
+            losses /= self.world as f64;
+        }
         let grad_norm = self
             .optimizer
             .clip_grad_norm(cfg.max_grad_norm)
@@ -415,11 +488,14 @@ impl<'a, T: Task> Trainer<'a, T> {
     fn log(&mut self, lr: f64) {
         let step = self.state.step;
         let (loss, norm, tokens_per_sec) = self.window.take();
-        self.tb.scalar("train/loss", loss, step);
-        self.tb.scalar("lr", lr, step);
-        self.tb.scalar("grad_norm", norm, step);
-        self.tb.scalar("tokens_per_sec", tokens_per_sec, step);
-        self.tb.flush();
+        let Some(tb) = &mut self.tb else { return };
+        // Tokens of this rank times the ranks: the run's rate, as the ranks' batches are alike.
+        let tokens_per_sec = tokens_per_sec * self.world as f64;
+        tb.scalar("train/loss", loss, step);
+        tb.scalar("lr", lr, step);
+        tb.scalar("grad_norm", norm, step);
+        tb.scalar("tokens_per_sec", tokens_per_sec, step);
+        tb.flush();
         self.bar.set_message(format!(
             "loss {loss:.4} lr {lr:.2e} {tokens_per_sec:.0} tok/s"
         ));
@@ -434,14 +510,18 @@ impl<'a, T: Task> Trainer<'a, T> {
             let _autocast = AutocastGuard::for_precision(self.cfg.precision, self.device)?;
             tch::no_grad(|| self.task.evaluate())?
         };
-        for (k, v) in &self.last_eval {
-            self.tb.scalar(k, *v, step);
+        if let Some(tb) = &mut self.tb {
+            for (k, v) in &self.last_eval {
+                tb.scalar(k, *v, step);
+            }
+            tb.flush();
         }
-        self.tb.flush();
-        self.history.append(&LogRecord {
-            step,
-            values: self.last_eval.clone(),
-        })?;
+        if let Some(history) = &mut self.history {
+            history.append(&LogRecord {
+                step,
+                values: self.last_eval.clone(),
+            })?;
+        }
         self.bar
             .println(format!("step {step}: {}", format_metrics(&self.last_eval)));
         self.eval_seconds += started.elapsed().as_secs_f64();
@@ -459,19 +539,55 @@ impl<'a, T: Task> Trainer<'a, T> {
         Ok(())
     }
 
+    /// Rank 0 writes the checkpoint; with a group, every rank then waits until it is complete (so a
+    /// run stopped after this step can resume from it) and learns whether it was written.
     fn save(&mut self) -> Result<()> {
         settle(self.device);
         let started = Instant::now();
-        checkpoint::save(
-            self.run_dir,
-            &*self.task,
-            &self.optimizer,
-            &self.state,
-            self.cfg.save_total_limit,
-        )?;
+        let saved = if self.rank == 0 {
+            checkpoint::save(
+                self.run_dir,
+                &*self.task,
+                &self.optimizer,
+                &self.state,
+                self.cfg.save_total_limit,
+            )
+        } else {
+            Ok(())
+        };
+        if let Some(group) = self.group {
+            if !group.all_ok(saved.is_ok())? && saved.is_ok() {
+                bail!(
+                    "rank 0 could not write the checkpoint of step {}",
+                    self.state.step
+                );
+            }
+        }
+        saved?;
         self.checkpoint_seconds += started.elapsed().as_secs_f64();
         Ok(())
     }
+}
+
+/// A checkpoint continues only with the same micro-batches per step (world size × accumulation): the
+/// data position and every random draw follow from the micro-batch index. So 2 ranks × 4 may resume
+/// as 4 ranks × 2 or 1 × 8, exactly; anything else is refused.
+fn check_resumable(dir: &Path, state: &TrainState, cfg: &TrainConfig, world: usize) -> Result<()> {
+    let now = cfg.micro_batches_per_step(world);
+    let saved = state
+        .micro_batches_per_step
+        .unwrap_or(cfg.gradient_accumulation_steps as u64);
+    if saved != now {
+        bail!(
+            "{}: trained with {saved} micro-batches per step ({} process(es) × accumulation), but this \
+             run has {now} ({world} × {}); set train.gradient_accumulation_steps so that processes × \
+             accumulation = {saved} to resume exactly",
+            dir.display(),
+            state.world_size.unwrap_or(1),
+            cfg.gradient_accumulation_steps
+        );
+    }
+    Ok(())
 }
 
 /// A step whose losses (one per micro-batch) and gradient norm are still on the device.
@@ -489,7 +605,7 @@ fn record_steps(
     pending: &mut Vec<PendingStep>,
     state: &mut TrainState,
     cfg: &TrainConfig,
-    history: &mut History,
+    mut history: Option<&mut History>,
     window: &mut LogWindow,
 ) -> Result<()> {
     if pending.is_empty() {
@@ -517,10 +633,12 @@ fn record_steps(
         } else {
             state.nonfinite_in_a_row += 1;
             state.skipped_nonfinite_steps += 1;
-            eprintln!(
-                "warning: step {}: non-finite loss or gradient, update skipped",
-                p.step
-            );
+            if history.is_some() {
+                eprintln!(
+                    "warning: step {}: non-finite loss or gradient, update skipped",
+                    p.step
+                );
+            }
             if state.nonfinite_in_a_row >= cfg.max_nonfinite_steps_in_a_row {
                 bail!(
                     "{} steps in a row had a non-finite loss or gradient; stopping",
@@ -529,10 +647,12 @@ fn record_steps(
             }
             values.insert("skipped_nonfinite".to_owned(), 1.0);
         }
-        history.append(&LogRecord {
-            step: p.step,
-            values,
-        })?;
+        if let Some(history) = history.as_deref_mut() {
+            history.append(&LogRecord {
+                step: p.step,
+                values,
+            })?;
+        }
     }
     Ok(())
 }
