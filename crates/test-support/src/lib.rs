@@ -50,3 +50,37 @@ pub fn run_ok(cmd: &mut Command) -> String {
     }
     ok(out)
 }
+
+/// `bin` as `ranks` processes under torchrun from the set-up's Python (`--standalone`: the agent picks
+/// a free port and hosts the rendezvous store), each with `args`.
+pub fn torchrun(ranks: usize, bin: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(python());
+    cmd.args(["-m", "torch.distributed.run", "--standalone"])
+        .arg(format!("--nproc-per-node={ranks}"))
+        .args(["--no-python", bin])
+        .args(args);
+    cmd
+}
+
+/// `bin` as rank `rank` of `world` processes launched by hand (torch's `env://` variables; rank 0
+/// hosts the store on `port` of the loopback).
+pub fn rank_command(bin: &str, rank: usize, world: usize, port: u16) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.env("RANK", rank.to_string())
+        .env("WORLD_SIZE", world.to_string())
+        .env("LOCAL_RANK", rank.to_string())
+        .env("MASTER_ADDR", "127.0.0.1")
+        .env("MASTER_PORT", port.to_string())
+        .env("OMP_NUM_THREADS", "1")
+        .env_remove("TORCHELASTIC_RUN_ID")
+        .env_remove("TORCHELASTIC_USE_AGENT_STORE");
+    cmd
+}
+
+/// A port of the loopback that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on the loopback")
+}

@@ -454,11 +454,16 @@ impl<'a, T: Task> Trainer<'a, T> {
         let mut losses = Tensor::stack(&losses, 0);
         if let Some(group) = self.group {
             group.sum_gradients(&self.optimizer.gradients()?)?;
-            // Slot k becomes the ranks' mean loss of their k-th micro-batch, so the step's loss is the
-            // mean over all of them, and non-finite on every rank if it is on one: all ranks then
-            // make the same skip decision (the gradients, and so their norm, are already the same).
-            group.all_reduce(&losses, ReduceOp::Sum)?;
-            losses /= self.world as f64;
+            // Every rank gets every micro-batch's loss in the single process's order (slot m·W + r;
+            // the sum adds only exact zeros to each), so the step's loss is computed as there, and is
+            // non-finite on every rank if it is on one: all ranks make the same skip decision (the
+            // gradients, and so their norm, are already the same).
+            let all = Tensor::zeros([micro_batches as i64], (Kind::Float, losses.device()));
+            all.view([accum as i64, self.world as i64])
+                .select(1, self.rank as i64)
+                .copy_(&losses);
+            group.all_reduce(&all, ReduceOp::Sum)?;
+            losses = all;
         }
         let grad_norm = self
             .optimizer
@@ -611,7 +616,8 @@ fn record_steps(
     if pending.is_empty() {
         return Ok(());
     }
-    let width = cfg.gradient_accumulation_steps + 1;
+    // The losses of every micro-batch of the step (all ranks'), then the gradient norm.
+    let width = pending[0].numbers.size()[0] as usize;
     let rows: Vec<Tensor> = pending.iter().map(|p| p.numbers.shallow_clone()).collect();
     let numbers = Vec::<f64>::try_from(
         Tensor::stack(&rows, 0)

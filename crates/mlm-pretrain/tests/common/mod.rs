@@ -1,0 +1,93 @@
+//! What the mlm-pretrain tests share: a small multilingual corpus as shards, a tiny run's
+//! configuration, and a run's logged losses.
+#![allow(dead_code)] // each test file uses its own part
+
+use std::path::{Path, PathBuf};
+
+use model::shards::{ShardInfo, ShardManifest, ShardWriter, FORMAT};
+use model::train::log::read_history;
+use model::XlmrTokenizer;
+use test_support::fixtures;
+
+const SENTENCES: &[&str] = &[
+    "The patient was admitted with acute ischemic stroke and left-sided hemiparesis.",
+    "NIHSS score on admission was 14; onset-to-door time 95 minutes.",
+    "El paciente ingresó por un ictus isquémico agudo con hemiparesia izquierda.",
+    "Pacientul a fost internat cu accident vascular cerebral ischemic acut.",
+    "Pacjent został przyjęty z powodu ostrego udaru niedokrwiennego mózgu.",
+    "Pacient byl přijat pro akutní ischemickou cévní mozkovou příhodu.",
+    "Пациентът е приет с остър исхемичен мозъчен инсулт и лявостранна хемипареза.",
+    "Ο ασθενής εισήχθη με οξύ ισχαιμικό αγγειακό εγκεφαλικό επεισόδιο.",
+];
+
+/// Shards of the sentences (many times over, shuffled in pairs) with the fixture tokenizer.
+pub fn make_shards(dir: &Path) {
+    let tok_file = fixtures().join("tokenizer/tokenizer.json");
+    let tok = XlmrTokenizer::from_file(&tok_file).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(&tok_file, dir.join("tokenizer.json")).unwrap();
+    let mut shards: Vec<ShardInfo> = Vec::new();
+    for (split, copies) in [("train", 12), ("validation", 1)] {
+        let mut w = ShardWriter::create(dir, &format!("{split}-00000"), split).unwrap();
+        for c in 0..copies {
+            for (i, s) in SENTENCES.iter().enumerate() {
+                let other = SENTENCES[(i + c) % SENTENCES.len()];
+                w.push(&tok.encode_plain(&format!("{s} {other}")).unwrap().input_ids)
+                    .unwrap();
+            }
+        }
+        shards.push(w.finish().unwrap());
+    }
+    let m = ShardManifest {
+        format: FORMAT.into(),
+        vocab_size: tok.vocab_size() as u64,
+        tokenizer_sha256: model::shards::sha256_file(&dir.join("tokenizer.json")).unwrap(),
+        shards,
+        extra: serde_json::Value::Null,
+    };
+    std::fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_string(&m).unwrap(),
+    )
+    .unwrap();
+}
+
+pub fn write_config(dir: &Path, shards: &Path, out: &Path, steps: u64) -> PathBuf {
+    let cfg = format!(
+        r#"output_dir = "{out}"
+[data]
+shards = "{shards}"
+max_seq_length = 32
+[model.shape]
+hidden_size = 64
+num_hidden_layers = 2
+num_attention_heads = 4
+intermediate_size = 128
+[train]
+seed = 3
+learning_rate = 2e-3
+max_steps = {steps}
+per_device_train_batch_size = 8
+gradient_accumulation_steps = 2
+warmup_steps = 4
+weight_decay = 0.01
+logging_steps = 5
+eval_steps = 10
+save_steps = 4
+save_total_limit = 2
+"#,
+        out = out.display(),
+        shards = shards.display()
+    );
+    let file = dir.join("mlm.toml");
+    std::fs::write(&file, cfg).unwrap();
+    file
+}
+
+pub fn losses(run_dir: &Path) -> Vec<(u64, u64)> {
+    read_history(&run_dir.join("train_log.jsonl"))
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.values.get("train/loss").map(|l| (r.step, l.to_bits())))
+        .collect()
+}
