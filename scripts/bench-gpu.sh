@@ -7,10 +7,11 @@
 #                                      tokenizers the benchmarks in BENCHES need → runs/gpu-bundle.tar.gz
 #   scripts/bench-gpu.sh run [OUT]     on the GPU machine: unpacks the bundle, runs the benchmarks named
 #                                      in BENCHES (default: mlm mlm-profile predict-base train-base;
-#                                      also: probe extract-small predict-small extract-base), appends each
+#                                      also: dist probe extract-small predict-small extract-base), appends each
 #                                      result to OUT/bench-gpu.log as it comes
 # mlm: MLM training at the xlm-roberta-base shape, bf16, batch 16, 32 and 64 × 512 (MFU, peak memory);
 # mlm-profile: where a step's device time goes at 32×512, both sides (scripts/tools/profile_summary.py).
+# dist: mlm-pretrain alone and under torchrun as a c10d NCCL group of one (scripts/bench-dist.sh).
 # The QA benchmarks' base shape uses XLM-R's real 250,002-piece tokenizer (the e5 assets that
 # `scripts/setup.sh --test` fetches), so the model is xlm-roberta-base's shape, vocabulary included.
 # The bundle carries the tokenizers 0.23.3 wheel, put first on PYTHONPATH: 0.23.1 and 0.23.2 (seen on a
@@ -26,6 +27,7 @@ bundle)
   rm -rf runs/gpu-bundle && mkdir -p runs/gpu-bundle/bin runs/gpu-bundle/data/qa
   bins=(target/release/qa-finetune target/release/examples/bench_train target/release/examples/bench_step)
   want extract && bins+=(target/release/extract)
+  want dist && bins+=(target/release/mlm-pretrain target/release/data-prep)
   for b in "${bins[@]}"; do
     strip -o "runs/gpu-bundle/bin/$(basename "$b")" "$b"
   done
@@ -81,6 +83,7 @@ run)
   # The traces stay in runs/ (tens of MB); the summary comes back with the log.
   want mlm-profile && step PYTHON="$py" PROFILE=runs/profile-mlm scripts/bench_mlm_gpu.sh $b/bin/bench_step \
     $mlm_base --batch 32 --warmup 3 --steps 5 && cp runs/profile-mlm/summary.json "$out/profile-mlm.json"
+  want dist && step MEDQA_BIN=$b/bin DEVICE=cuda PYTHON="$py" scripts/bench-dist.sh
   want probe && step "$py" scripts/probe_shape_cost.py
   want extract-small && step "${small[@]}" PRECISION=fp32 scripts/bench-extract.sh
   want predict-small && step "${covid[@]}" PARTS=predict PRECISION=fp32 scripts/bench-qa.sh 20 40

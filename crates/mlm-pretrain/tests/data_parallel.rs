@@ -109,7 +109,7 @@ fn two_ranks_train_as_one_process_over_the_same_global_batches() {
             .output()
             .unwrap(),
     );
-    assert!(log.contains("2 processes (Torchrun)"), "{log}");
+    assert!(log.contains("2 process(es) (Torchrun)"), "{log}");
     assert_eq!(
         losses(&one).len(),
         steps as usize,

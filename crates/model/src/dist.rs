@@ -90,7 +90,9 @@ impl World {
         if size == 0 || rank >= size {
             bail!("rank {rank} is not below the world size {size}");
         }
-        if size == 1 {
+        // One SLURM task is an ordinary job; one torchrun process (MASTER_ADDR set) still forms a
+        // group of one, as torch's DDP does: the collectives run, which checks the NCCL path on one GPU.
+        if size == 1 && (launcher == Launcher::Slurm || get("MASTER_ADDR").is_none()) {
             return Ok(Self::single());
         }
         let hint = match launcher {
@@ -119,6 +121,11 @@ impl World {
         self.rank == 0
     }
 
+    /// Whether this process trains in a process group (launched by torchrun, SLURM or by hand).
+    pub fn is_distributed(&self) -> bool {
+        self.master.is_some()
+    }
+
     /// Under torchrun the agent already hosts the store and every rank connects to it (a second server
     /// on the port would fail); otherwise rank 0 hosts it.
     fn hosts_store(&self, vars_say_agent: bool) -> bool {
@@ -128,7 +135,7 @@ impl World {
     /// The device of this rank: `cuda:LOCAL_RANK` when the run is on CUDA.
     pub fn device(&self, chosen: Device) -> Device {
         match chosen {
-            Device::Cuda(_) if self.size > 1 => Device::Cuda(self.local_rank),
+            Device::Cuda(_) if self.is_distributed() => Device::Cuda(self.local_rank),
             other => other,
         }
     }
@@ -365,9 +372,21 @@ mod tests {
     #[test]
     fn no_variables_mean_one_process() {
         assert_eq!(World::from_vars(&vars(&[])).unwrap(), World::single());
-        // One SLURM task (an ordinary batch job) is one process too.
+        // One SLURM task (an ordinary batch job) is one process too, as is a stray WORLD_SIZE=1.
         let one = vars(&[("SLURM_NTASKS", "1"), ("SLURM_PROCID", "0")]);
         assert_eq!(World::from_vars(&one).unwrap(), World::single());
+        let stray = vars(&[("WORLD_SIZE", "1"), ("RANK", "0")]);
+        assert_eq!(World::from_vars(&stray).unwrap(), World::single());
+        // torchrun --nproc-per-node 1 makes a group of one.
+        let torchrun = vars(&[
+            ("WORLD_SIZE", "1"),
+            ("RANK", "0"),
+            ("MASTER_ADDR", "127.0.0.1"),
+            ("MASTER_PORT", "29500"),
+            ("TORCHELASTIC_RUN_ID", "x"),
+        ]);
+        let w = World::from_vars(&torchrun).unwrap();
+        assert!(w.is_distributed() && w.size == 1);
     }
 
     #[test]
@@ -420,6 +439,24 @@ mod tests {
             ("MASTER_PORT", "99999")
         ])
         .contains("MASTER_PORT"));
+    }
+
+    /// With the set-up's CUDA wheel (NCCL's headers beside it, the CUDA ones installed by set-up) NCCL is
+    /// built in; a build that lost the headers would silently offer Gloo only.
+    #[test]
+    fn nccl_is_built_in_with_the_cuda_wheel() {
+        let libtorch = std::path::PathBuf::from(
+            std::env::var("LIBTORCH").expect("LIBTORCH (set by .cargo/config.toml)"),
+        );
+        let libtorch = libtorch.canonicalize().unwrap_or(libtorch);
+        let wheel_with_cuda = libtorch.join("lib/libtorch_cuda.so").exists()
+            && libtorch.join("../nvidia/nccl/include/nccl.h").exists();
+        assert_eq!(
+            has_nccl(),
+            wheel_with_cuda,
+            "libtorch at {}",
+            libtorch.display()
+        );
     }
 
     #[test]

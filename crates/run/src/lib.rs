@@ -49,7 +49,7 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
     let world = World::from_env()?;
     let (job, resolved): (J, _) = args.config()?;
     let device = rank_device(&world, args.device.resolve()?)?;
-    let group = if world.size > 1 {
+    let group = if world.is_distributed() {
         let timeout = std::time::Duration::from_secs(args.dist_timeout);
         Some(ProcessGroup::join(&world, device, timeout)?)
     } else {
@@ -99,9 +99,9 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
             world.size as u64,
         )
         .write(&out)?;
-        let ranks = match world.size {
-            1 => String::new(),
-            n => format!(", {n} processes ({:?})", world.launcher),
+        let ranks = match group {
+            None => String::new(),
+            Some(_) => format!(", {} process(es) ({:?})", world.size, world.launcher),
         };
         eprintln!(
             "{}: {}, device {device:?}{ranks}",
