@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainingArguments, XLMRobertaForQuestionAnswering
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import bench_qa  # noqa: E402  (scripts/bench_qa.py: run_qa's features, utils_qa's post-processing)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+import bench_qa  # noqa: E402  (scripts/bench/bench_qa.py: run_qa's features, utils_qa's post-processing)
 
 
 class Windows(torch.utils.data.Dataset):

@@ -1,6 +1,6 @@
 //! Corpus tokenization throughput: the cleaned documents of a corpus config, tokenized as
 //! `data-prep corpus` does (`tokenize_all`), timed. Also writes the documents as JSONL (one JSON
-//! string a line) so that scripts/bench_tokenize.py encodes exactly the same texts.
+//! string a line) so that scripts/bench/bench_tokenize.py encodes exactly the same texts.
 //!
 //!     bench_tokenize --config configs/corpus-*.toml --tokenizer tokenizer.json --dump docs.jsonl [--repeat 3]
 

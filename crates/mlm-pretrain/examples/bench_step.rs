@@ -1,4 +1,4 @@
-//! One MLM training step, timed: what scripts/bench-mlm.sh compares with transformers.
+//! One MLM training step, timed: what scripts/bench/mlm.sh compares with transformers.
 //!
 //!     bench_step [--hidden 256 --layers 4 --heads 4 --intermediate 1024 --vocab 250002
 //!                 --batch 16 --seq 128 --threads 2 --warmup 1 --steps 3 --device cpu

@@ -1,6 +1,7 @@
 //! Data-parallel MLM on c10d with Gloo, 2 CPU processes (issue 17): under torchrun the ranks compute
 //! what one process computes over the same global batches; a 2-rank run resumes exactly; a rank that
-//! dies stops the other in bounded time; ranks that disagree stop before training.
+//! dies stops the other in bounded time (launched as SLURM's srun would); ranks that disagree stop
+//! before training.
 //!
 //! What holds bitwise: the ranks' micro-batches, masks and dropout are exactly the single process's,
 //! and every micro-batch's loss reaches every rank in the single process's order. With one micro-batch
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::{losses, make_shards, write_config};
 use model::train::log::read_history;
 use tch::Tensor;
-use test_support::{free_port, ok_all, rank_command, run_ok, torchrun};
+use test_support::{free_port, ok_all, rank_command, run_ok, slurm_rank_command, torchrun};
 
 mod common;
 
@@ -232,9 +233,15 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn spawn_rank(cfg: &Path, rank: usize, port: u16, extra: &[&str]) -> Child {
-    rank_command(BIN, rank, 2, port)
-        .args(args(cfg, 1))
+/// Rank `rank` of 2, launched as torch's `env://` (`RANK`, `WORLD_SIZE`) or, with `slurm`, as `srun`
+/// starts tasks.
+fn spawn_rank(cfg: &Path, rank: usize, port: u16, slurm: bool, extra: &[&str]) -> Child {
+    let mut cmd = if slurm {
+        slurm_rank_command(BIN, rank, 2, port)
+    } else {
+        rank_command(BIN, rank, 2, port)
+    };
+    cmd.args(args(cfg, 1))
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -267,8 +274,9 @@ fn a_rank_that_dies_stops_the_other_with_a_clear_message() {
     let dir = tmp.path().join("run");
     let cfg = write_config(tmp.path(), &shards, &dir, 1_000_000);
     let port = free_port();
-    let main = spawn_rank(&cfg, 0, port, &[]);
-    let mut other = spawn_rank(&cfg, 1, port, &[]);
+    // Launched as srun would: SLURM's variables are enough to train.
+    let main = spawn_rank(&cfg, 0, port, true, &[]);
+    let mut other = spawn_rank(&cfg, 1, port, true, &[]);
     // Both are training once rank 0 has logged a few steps.
     let started = Instant::now();
     while read_history(&dir.join("train_log.jsonl")).map_or(0, |h| h.len()) < 3 {
@@ -294,8 +302,8 @@ fn ranks_that_disagree_on_the_configuration_stop_before_training() {
     let dir = tmp.path().join("run");
     let cfg = write_config(tmp.path(), &shards, &dir, 8);
     let port = free_port();
-    let main = spawn_rank(&cfg, 0, port, &[]);
-    let other = spawn_rank(&cfg, 1, port, &["--set", "train.learning_rate=1e-3"]);
+    let main = spawn_rank(&cfg, 0, port, false, &[]);
+    let other = spawn_rank(&cfg, 1, port, false, &["--set", "train.learning_rate=1e-3"]);
     for child in [main, other] {
         let (status, err, _) = wait_for(child, Duration::from_secs(90));
         assert!(!status.success());

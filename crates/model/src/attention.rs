@@ -17,7 +17,7 @@ pub const ATTENTION_KERNELS_ENV: &str = "MEDQA_ATTENTION_KERNELS";
 /// medqa leaves cuDNN's out by default: cuDNN attention builds an execution plan for every new batch
 /// shape, and medqa's batches change length from step to step (length grouping, padding to the longest
 /// window, longest-first inference). On an H200 (torch 2.11, bf16, xlm-roberta-base shape, 16 windows;
-/// `scripts/probe_shape_cost.py`) a forward + backward at a new length cost 168 ms more with cuDNN and
+/// `scripts/bench/probe_shape_cost.py`) a forward + backward at a new length cost 168 ms more with cuDNN and
 /// 9 ms with the memory-efficient kernel, which was also the faster one per step (38.2 vs 39.8 ms).
 /// `MEDQA_ATTENTION_KERNELS=libtorch` keeps libtorch's defaults; a list such as `efficient,math`
 /// allows exactly those.

@@ -1,4 +1,4 @@
-//! QA training throughput (features/s) of the shared loop: what scripts/bench-qa.sh compares with
+//! QA training throughput (features/s) of the shared loop: what scripts/bench/qa.sh compares with
 //! transformers, which pads every window to 384.
 //!
 //!     bench_train --model DIR --data FILE [--steps 30 --batch 16 --threads 2 --group-by-length true

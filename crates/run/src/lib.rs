@@ -56,26 +56,7 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
         None
     };
     let out = job.output_dir().to_owned();
-    // Locked and checked before the task reads or builds anything; the other ranks wait for it.
-    let prepared = world
-        .is_main()
-        .then(|| run_dir::prepare(&out, &args.start()));
-    if let Some(group) = &group {
-        let ok = prepared.as_ref().is_none_or(|p| p.is_ok());
-        if !group.all_ok(ok)? && ok {
-            bail!(
-                "rank 0 could not prepare the run directory {} (its message says why)",
-                out.display()
-            );
-        }
-    }
-    let (_lock, resume_from) = match prepared {
-        Some(prepared) => {
-            let (lock, resume) = prepared?;
-            (Some(lock), resume)
-        }
-        None => (None, run_dir::resume_point(&out, &args.start())?),
-    };
+    let (_lock, resume_from) = prepare_run_dir(&out, &args.start(), &world, group.as_ref())?;
     let mut task = job.task(device)?;
     let inputs = job
         .inputs(&task)
@@ -89,16 +70,9 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
         group.check_same("the input files", &serde_json::to_vec(&inputs)?)?;
     }
     if world.is_main() {
-        Manifest::with_hashes(
-            J::NAME,
-            version,
-            cfg.seed,
-            device,
-            resolved,
-            inputs,
-            world.size as u64,
-        )
-        .write(&out)?;
+        let size = world.size as u64;
+        Manifest::with_hashes(J::NAME, version, cfg.seed, device, resolved, inputs, size)
+            .write(&out)?;
         let ranks = match group {
             None => String::new(),
             Some(_) => format!(", {} process(es) ({:?})", world.size, world.launcher),
@@ -109,14 +83,9 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
             job.describe(&task)
         );
     }
-    let outcome = model::train::train_in_group(
-        &mut task,
-        cfg,
-        device,
-        &out,
-        resume_from.as_deref(),
-        group.as_ref(),
-    )?;
+    let resume = resume_from.as_deref();
+    let outcome =
+        model::train::train_in_group(&mut task, cfg, device, &out, resume, group.as_ref())?;
     if !world.is_main() {
         // Stay in the group until rank 0 has written the model (the store may be ours to host).
         return group.map_or(Ok(()), |g| g.barrier());
@@ -130,6 +99,38 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
         group.barrier()?;
     }
     finished?;
+    report(&outcome, &final_dir);
+    Ok(())
+}
+
+/// Rank 0 locks and checks the run directory before the task reads or builds anything (the lock is held
+/// for the whole run); the other ranks wait for it, then read where to resume from.
+fn prepare_run_dir(
+    out: &Path,
+    start: &run_dir::Start,
+    world: &World,
+    group: Option<&ProcessGroup>,
+) -> Result<(Option<run_dir::RunLock>, Option<PathBuf>)> {
+    let prepared = world.is_main().then(|| run_dir::prepare(out, start));
+    if let Some(group) = group {
+        let ok = prepared.as_ref().is_none_or(|p| p.is_ok());
+        if !group.all_ok(ok)? && ok {
+            bail!(
+                "rank 0 could not prepare the run directory {} (its message says why)",
+                out.display()
+            );
+        }
+    }
+    Ok(match prepared {
+        Some(prepared) => {
+            let (lock, resume) = prepared?;
+            (Some(lock), resume)
+        }
+        None => (None, run_dir::resume_point(out, start)?),
+    })
+}
+
+fn report(outcome: &TrainOutcome, final_dir: &Path) {
     println!(
         "trained {} steps; {}",
         outcome.steps,
@@ -142,7 +143,6 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
         );
     }
     println!("model: {}", final_dir.display());
-    Ok(())
 }
 
 /// The device this rank trains on: on CUDA, the GPU of its local rank.

@@ -77,6 +77,28 @@ pub fn rank_command(bin: &str, rank: usize, world: usize, port: u16) -> Command 
     cmd
 }
 
+/// `bin` as task `rank` of `world` as `srun` starts it (SLURM's variables, with the `MASTER_ADDR` and
+/// `MASTER_PORT` a batch script exports; rank 0 hosts the store).
+pub fn slurm_rank_command(bin: &str, rank: usize, world: usize, port: u16) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.env("SLURM_PROCID", rank.to_string())
+        .env("SLURM_NTASKS", world.to_string())
+        .env("SLURM_LOCALID", rank.to_string())
+        .env("MASTER_ADDR", "127.0.0.1")
+        .env("MASTER_PORT", port.to_string())
+        .env("OMP_NUM_THREADS", "1");
+    for torchrun in [
+        "RANK",
+        "WORLD_SIZE",
+        "LOCAL_RANK",
+        "TORCHELASTIC_RUN_ID",
+        "TORCHELASTIC_USE_AGENT_STORE",
+    ] {
+        cmd.env_remove(torchrun);
+    }
+    cmd
+}
+
 /// A port of the loopback that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

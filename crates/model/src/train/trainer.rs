@@ -341,11 +341,7 @@ impl<'a, T: Task> Trainer<'a, T> {
         state.world_size = Some(world as u64);
         state.micro_batches_per_step = Some(cfg.micro_batches_per_step(world));
         if let Some(group) = group {
-            // Every rank starts from rank 0's weights (a fresh head's random init included).
-            let mut variables: Vec<(String, Tensor)> = task.variables().into_iter().collect();
-            variables.sort_by(|a, b| a.0.cmp(&b.0));
-            let tensors: Vec<Tensor> = variables.into_iter().map(|(_, t)| t).collect();
-            group.broadcast_from_main(&tensors)?;
+            broadcast_weights(&*task, group)?;
         }
         Ok(Self {
             history: if main {
@@ -572,6 +568,14 @@ impl<'a, T: Task> Trainer<'a, T> {
         self.checkpoint_seconds += started.elapsed().as_secs_f64();
         Ok(())
     }
+}
+
+/// Every rank starts from rank 0's weights (a fresh head's random init included).
+fn broadcast_weights<T: Task>(task: &T, group: &ProcessGroup) -> Result<()> {
+    let mut variables: Vec<(String, Tensor)> = task.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    let tensors: Vec<Tensor> = variables.into_iter().map(|(_, t)| t).collect();
+    group.broadcast_from_main(&tensors)
 }
 
 /// A checkpoint continues only with the same micro-batches per step (world size × accumulation): the

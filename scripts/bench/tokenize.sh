@@ -4,7 +4,7 @@
 # same run; prints both (best of 3) and the ratio. Uses configs/corpus-shared.toml (../shared/data)
 # when present, else the project's sample corpus.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 scripts/setup.sh --test >/dev/null
 cargo build --release -p data-prep --bin data-prep --example bench_tokenize >/dev/null
 if [ -d ../shared/data/corpus ]; then cfg=configs/corpus-shared.toml; tok=runs/real/tokenizer.json
@@ -13,7 +13,7 @@ else cfg=configs/corpus-demo.toml; tok=runs/demo/tokenizer.json; fi
 mkdir -p runs/bench-tokenize
 docs=runs/bench-tokenize/docs.jsonl
 ours=$(target/release/examples/bench_tokenize --config "$cfg" --tokenizer "$tok" --dump "$docs" | tail -n 1)
-theirs=$(.venv/bin/python scripts/bench_tokenize.py "$tok" "$docs" | tail -n 1)
+theirs=$(.venv/bin/python scripts/bench/bench_tokenize.py "$tok" "$docs" | tail -n 1)
 echo "$ours"
 echo "$theirs"
 .venv/bin/python - "$ours" "$theirs" <<'PY'

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The reference for scripts/bench-qa.sh: transformers' extractive QA as run_qa.py does it.
+"""The reference for scripts/bench/qa.sh: transformers' extractive QA as run_qa.py does it.
 
   make-model DIR --tokenizer T [shape]   a random XLMRobertaForQuestionAnswering both sides load
   train --model DIR --data F [--steps N --batch B --threads T]
@@ -197,7 +197,7 @@ def predict(a):
     json.dump(answers, open(os.path.join(a.out, "predictions.json"), "w", encoding="utf-8"), ensure_ascii=False)
     seconds = time.perf_counter() - start
     check_windows(tok, examples, enc)
-    # Not run_qa's work: bench-qa.sh takes check_seconds off the process's time.
+    # Not run_qa's work: bench/qa.sh takes check_seconds off the process's time.
     print(json.dumps({"impl": "transformers", "questions": len(examples), "windows": len(ids),
                       "seconds": seconds, "check_seconds": time.perf_counter() - start - seconds, "questions_per_sec": len(examples) / seconds,
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

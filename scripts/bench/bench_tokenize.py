@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The reference for scripts/bench-tokenize.sh: Python `tokenizers` batch encoding of the same texts
+"""The reference for scripts/bench/tokenize.sh: Python `tokenizers` batch encoding of the same texts
 with the same tokenizer.json (no special tokens), best of N runs; prints one JSON line."""
 import json
 import sys

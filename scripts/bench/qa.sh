@@ -7,8 +7,8 @@
 # Model: random XLM-R QA, hidden 256, 4 layers, 4 heads, intermediate 1024, a 16k tokenizer trained on
 # the corpus; 2 threads. Uses ../shared/data when present, else the project's sample questions.
 #
-#   scripts/bench-qa.sh [TRAIN_ARTICLES=20] [PREDICT_ARTICLES=4]
-#   MEDQA_BIN=dir PYTHON=python3 DEVICE=cuda PRECISION=bf16 STEPS=200 scripts/bench-qa.sh 20 40
+#   scripts/bench/qa.sh [TRAIN_ARTICLES=20] [PREDICT_ARTICLES=4]
+#   MEDQA_BIN=dir PYTHON=python3 DEVICE=cuda PRECISION=bf16 STEPS=200 scripts/bench/qa.sh 20 40
 #       (prebuilt binaries, e.g. on a GPU machine without a Rust toolchain; torch from PYTHON)
 #   MODEL_ARGS="--hidden 768 --layers 12 --heads 12 --intermediate 3072": the xlm-roberta-base shape
 #   TRAIN_SET=../shared/data/qa/bioasq-7b-train-factoid.en.json: train on BioASQ's short snippets instead
@@ -18,13 +18,12 @@
 # Prediction is timed twice: the whole process on both sides (start-up, loading, CUDA set-up included),
 # and from after the model is loaded (medqa: its windows + forward + post-processing seconds).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 device=${DEVICE:-cpu}
 precision=${PRECISION:-fp32}
 if [ -n "${MEDQA_BIN:-}" ]; then
   bin=$MEDQA_BIN; py=${PYTHON:-python3}; bench=$bin/bench_train
-  torch_lib=$($py -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-  export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  . scripts/bench/torch-lib.sh && use_torch_lib "$py"
 else
   scripts/setup.sh --test >/dev/null
   cargo build --release -p data-prep -p qa-finetune --bins --example bench_train >/dev/null
@@ -53,7 +52,7 @@ for src, dst, n in [(sys.argv[1], sys.argv[2], int(sys.argv[3])), (sys.argv[4], 
     json.dump(d, open(dst, "w", encoding="utf-8"), ensure_ascii=False)
 PY
 # shellcheck disable=SC2086
-$py scripts/bench_qa.py make-model "$work/model" --tokenizer "$tok" ${MODEL_ARGS:-}
+$py scripts/bench/bench_qa.py make-model "$work/model" --tokenizer "$tok" ${MODEL_ARGS:-}
 steps=${STEPS:-30}
 
 if [[ $parts == *train* ]]; then
@@ -66,7 +65,7 @@ if [[ $parts == *train* ]]; then
     all_kernels=$(MEDQA_ATTENTION_KERNELS=libtorch "$bench" --model "$work/model" --data "$work/train.json" --steps "$steps" "${opts[@]}" | tail -n 1)
     echo "medqa grouped, libtorch's attention kernels: $all_kernels"
   fi
-  theirs=$($py scripts/bench_qa.py train --model "$work/model" --data "$work/train.json" --steps "$steps" "${opts[@]}" | tail -n 1)
+  theirs=$($py scripts/bench/bench_qa.py train --model "$work/model" --data "$work/train.json" --steps "$steps" "${opts[@]}" | tail -n 1)
   printf '%s\n%s\n%s\n' "$ours" "$ungrouped" "$theirs"
   $py - "$ours" "$ungrouped" "$theirs" <<'PY'
 import json, sys
@@ -87,7 +86,7 @@ wall "$bin"/qa-finetune predict --model "$work/model" --data "$work/predict.json
 ours_s=$(secs)
 pred=$(tail -n 1 "$work/pred-medqa.log")
 echo "medqa: $pred; ${ours_s} s"
-wall $py scripts/bench_qa.py predict --model "$work/model" --data "$work/predict.json" --out "$work/pred-transformers" \
+wall $py scripts/bench/bench_qa.py predict --model "$work/model" --data "$work/predict.json" --out "$work/pred-transformers" \
   "${opts[@]}" >"$work/pred-transformers.log"
 theirs_s=$(secs)
 theirs_p=$(tail -n 1 "$work/pred-transformers.log")

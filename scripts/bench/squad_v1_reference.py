@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""SQuAD v1.1 EM/F1 written for scripts/bench-eval.sh from the behaviour the official evaluate-v1.1.py
+"""SQuAD v1.1 EM/F1 written for scripts/bench/eval.sh from the behaviour the official evaluate-v1.1.py
 documents (lower-case, drop ASCII punctuation, drop a/an/the, collapse white space; token-bag F1; max
 over gold answers; a question without a prediction scores 0). Not the official file, which cannot be
-installed here; give its path as EVAL_SCRIPT to bench-eval.sh to time the real one.
+installed here; give its path as EVAL_SCRIPT to bench/eval.sh to time the real one.
 
   squad_v1_reference.py DATA.json PREDICTIONS.json   → {"exact_match": …, "f1": …}
 """

@@ -2,10 +2,10 @@
 # SQuAD v1.1 scoring speed: `eval score` against a Python scorer on the same files, end to end (process
 # start to exit, JSON reading included), best of 3, with the scores compared. The Python side is
 # EVAL_SCRIPT when given (the official evaluate-v1.1.py: `python evaluate-v1.1.py DATA PREDS`), else
-# scripts/squad_v1_reference.py (the same rules, written here). Data: ../shared/data/qa/squad-v1.1-dev.en.json,
+# scripts/bench/squad_v1_reference.py (the same rules, written here). Data: ../shared/data/qa/squad-v1.1-dev.en.json,
 # else the sample dev set; predictions are made from the golds with edits, so scores are not trivial.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 scripts/setup.sh --test >/dev/null
 cargo build --release -p eval >/dev/null
 py=.venv/bin/python
@@ -24,7 +24,7 @@ for i, qa in enumerate(q for a in json.load(open(sys.argv[1], encoding="utf-8"))
     preds[qa["id"]] = " ".join(gold.split()[1:]) if i % 3 == 1 else ("The " + gold + "!" if i % 3 == 2 else gold)
 json.dump(preds, open(sys.argv[2], "w", encoding="utf-8"), ensure_ascii=False)
 PY
-script=${EVAL_SCRIPT:-scripts/squad_v1_reference.py}
+script=${EVAL_SCRIPT:-scripts/bench/squad_v1_reference.py}
 best() {  # best wall time of 3 runs of "$@", and the last run's stdout
   local b=999999999999999 out t0 t1
   for _ in 1 2 3; do

@@ -4,23 +4,22 @@
 # same documents, questions, model, window settings, post-processing and threads (a run_qa-style loop:
 # transformers 5 has no question-answering pipeline), in the same run; prints the ratio.
 # Documents: the 42 held-out sample notes (7 languages) × the 34 concepts of configs/concepts-stroke.toml.
-# Model: random XLM-R QA (scripts/bench_qa.py make-model; MODEL_ARGS changes the shape, default hidden
+# Model: random XLM-R QA (scripts/bench/bench_qa.py make-model; MODEL_ARGS changes the shape, default hidden
 # 256, 4 layers), a 4,000-piece tokenizer trained on the demo corpus, windows 384/128; 2 threads.
 #
-#   scripts/bench-extract.sh            MODEL_ARGS="--hidden 768 --layers 12 --heads 12 --intermediate 3072"
-#   MEDQA_BIN=dir PYTHON=python3 TOKENIZER=tok.json DEVICE=cuda PRECISION=bf16 COPIES=10 scripts/bench-extract.sh
+#   scripts/bench/extract.sh            MODEL_ARGS="--hidden 768 --layers 12 --heads 12 --intermediate 3072"
+#   MEDQA_BIN=dir PYTHON=python3 TOKENIZER=tok.json DEVICE=cuda PRECISION=bf16 COPIES=10 scripts/bench/extract.sh
 #       (prebuilt binaries, e.g. on a GPU machine without a Rust toolchain; torch from PYTHON; COPIES
 #       repeats the notes under new names, for a run long enough to time throughput rather than start-up;
 #       CONCEPTS_JSON=f.json gives the reference the catalogue as JSON where Python has no tomllib)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 device=${DEVICE:-cpu}
 precision=${PRECISION:-fp32}
 work=${WORK:-runs/bench-extract}
 if [ -n "${MEDQA_BIN:-}" ]; then
   bin=$MEDQA_BIN; py=${PYTHON:-python3}
-  torch_lib=$($py -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-  export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  . scripts/bench/torch-lib.sh && use_torch_lib "$py"
 else
   scripts/setup.sh --test >/dev/null
   cargo build --release -p data-prep -p extract >/dev/null
@@ -41,14 +40,14 @@ else
     --vocab-size 4000 --out "$work/tokenizer.json" >/dev/null
 fi
 # shellcheck disable=SC2086
-$py scripts/bench_qa.py make-model "$work/model" --tokenizer "$work/tokenizer.json" ${MODEL_ARGS:-}
+$py scripts/bench/bench_qa.py make-model "$work/model" --tokenizer "$work/tokenizer.json" ${MODEL_ARGS:-}
 export OMP_NUM_THREADS=2
 start=$(date +%s%N)
 "$bin"/extract --model "$work/model" --concepts configs/concepts-stroke.toml --docs "$work/docs" \
   --out "$work/medqa.csv" --device "$device" --precision "$precision" --batch-size 64 | tail -n 1
 ours=$(( ($(date +%s%N) - start) / 1000000 ))
 start=$(date +%s%N)
-PYTHONPATH=scripts${PYTHONPATH:+:$PYTHONPATH} $py scripts/bench_extract.py --model "$work/model" --concepts "${CONCEPTS_JSON:-configs/concepts-stroke.toml}" \
+PYTHONPATH=scripts/bench${PYTHONPATH:+:$PYTHONPATH} $py scripts/bench/bench_extract.py --model "$work/model" --concepts "${CONCEPTS_JSON:-configs/concepts-stroke.toml}" \
   --docs "$work/docs" --out "$work/transformers.csv" --batch 64 --device "$device" --precision "$precision" \
   | tee "$work/transformers.log"
 # Its window check is not run_qa's work: its seconds come off the reference's time.

@@ -5,7 +5,7 @@ For the xlm-roberta-base shape in bf16 (16 windows, a padding mask as QA batches
 and the second forward + backward at each sequence length, with SDPA's default choice and with each
 backend forced; each backend gets lengths of its own so that no cache is shared between them.
 
-    python3 scripts/probe_shape_cost.py [--vocab 16000]
+    python3 scripts/bench/probe_shape_cost.py [--vocab 16000]
 """
 import argparse
 import time
