@@ -9,10 +9,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use text::qa::data::{Article, Qa};
 
 /// One `--input FILE[:lang=xx][:name=yy]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -140,14 +141,6 @@ pub fn place_answer(context: &str, text: &str, given: i64) -> Placement {
     locate_answer(context, trimmed, given).map_or(Placement::NotFound, Placement::Trimmed)
 }
 
-fn str_field(v: &Value, key: &str) -> Option<String> {
-    match v.get(key)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 /// The merged set, in input order, with per-file counts and rejects.
 pub struct Merged {
     /// (source, article title, context, questions), in input order.
@@ -199,7 +192,7 @@ struct Site<'a> {
     input: &'a QaInput,
     file: &'a str,
     v2_file: bool,
-    article: &'a Value,
+    article: &'a Article,
     ai: usize,
     pi: usize,
     /// Its paragraph's index in `Merged::paragraphs`.
@@ -210,33 +203,21 @@ struct Site<'a> {
 impl Merger {
     fn file(&mut self, input: &QaInput) -> Result<()> {
         let file = input.path.display().to_string();
-        let text = std::fs::read_to_string(&input.path)
-            .with_context(|| format!("cannot read QA set {file}"))?;
-        let root: Value =
-            serde_json::from_str(&text).with_context(|| format!("{file} is not valid JSON"))?;
-        let Some(articles) = root.get("data").and_then(Value::as_array) else {
-            bail!("{file}: no \"data\" list (not a SQuAD-format file)");
-        };
-        let v2_file = text::qa::data::version_is_v2(root.get("version"));
+        let squad = text::qa::data::read_squad(&input.path)?;
+        let v2_file = text::qa::data::version_is_v2(squad.version.as_ref());
         self.merged.v2 |= v2_file;
         let mut report = FileReport {
             file: file.clone(),
             source: input.name.clone(),
             ..Default::default()
         };
-        for (ai, article) in articles.iter().enumerate() {
-            let title = str_field(article, "title").unwrap_or_else(|| ai.to_string());
-            let Some(paras) = article.get("paragraphs").and_then(Value::as_array) else {
-                bail!("{file}: article {ai} has no \"paragraphs\" list");
-            };
-            for (pi, para) in paras.iter().enumerate() {
-                let Some(context) = para.get("context").and_then(Value::as_str) else {
+        for (ai, article) in squad.data.iter().enumerate() {
+            let title = article.title.clone().unwrap_or_else(|| ai.to_string());
+            for (pi, para) in article.paragraphs.iter().enumerate() {
+                let Some(context) = para.context.as_deref() else {
                     bail!("{file}: article {ai}, paragraph {pi} has no \"context\" string");
                 };
-                let qas = para
-                    .get("qas")
-                    .and_then(Value::as_array)
-                    .map_or(&[][..], |v| &v[..]);
+                let qas = &para.qas;
                 let (source, title) = (input.name.clone(), title.clone());
                 self.merged
                     .paragraphs
@@ -261,24 +242,17 @@ impl Merger {
     }
 
     /// One question: checked, its answers placed, then kept, merged into an earlier one, or dropped.
-    fn question(
-        &mut self,
-        site: &Site,
-        qi: usize,
-        qa: &Value,
-        report: &mut FileReport,
-    ) -> Result<()> {
+    fn question(&mut self, site: &Site, qi: usize, qa: &Qa, report: &mut FileReport) -> Result<()> {
         let (ai, pi) = (site.ai, site.pi);
         report.questions += 1;
-        let local_id =
-            str_field(qa, "id").unwrap_or_else(|| text::qa::data::position_id(ai, pi, qi));
-        let Some(question) = qa.get("question").and_then(Value::as_str) else {
+        let local_id = qa.id_at(ai, pi, qi);
+        let Some(question) = qa.question.as_deref() else {
             bail!(
                 "{}: question {local_id} (article {ai}, paragraph {pi}) has no \"question\" string",
                 site.file
             );
         };
-        let impossible = qa.get("is_impossible").and_then(Value::as_bool) == Some(true);
+        let impossible = qa.is_impossible == Some(true);
         self.merged.v2 |= impossible;
         let at = text::qa::data::QuestionAt {
             file: &site.input.path,
@@ -287,7 +261,7 @@ impl Merger {
             paragraph: pi,
         };
         let given =
-            text::qa::data::gold_answers(qa.get("answers"), impossible, site.v2_file, true, &at)?;
+            text::qa::data::gold_answers(qa.answers.as_ref(), impossible, site.v2_file, true, &at)?;
         let answers = if impossible {
             Vec::new()
         } else {
@@ -331,8 +305,8 @@ impl Merger {
             .input
             .lang
             .clone()
-            .or_else(|| str_field(qa, "lang"))
-            .or_else(|| str_field(site.article, "lang"))
+            .or_else(|| qa.lang.clone())
+            .or_else(|| site.article.lang.clone())
             .unwrap_or_else(|| "und".to_owned());
         let questions = &mut self.merged.paragraphs[site.here].3;
         self.kept_at.insert(key, (site.here, questions.len()));

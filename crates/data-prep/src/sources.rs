@@ -486,24 +486,18 @@ impl Source {
         emit: &mut dyn FnMut(Record),
         reject: &mut dyn FnMut(Reject),
     ) -> Result<()> {
-        let text = match std::fs::read_to_string(file) {
-            Ok(t) => t,
+        let squad = match std::fs::read_to_string(file) {
+            Ok(content) => text::qa::data::parse_squad(&content, file)?,
             Err(e) => {
                 reject(self.reject_at(file, 0, format!("unreadable: {e}")));
                 return Ok(());
             }
         };
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a SQuAD-format file", file.display()))?;
-        let paragraphs = v["data"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|a| a["paragraphs"].as_array().into_iter().flatten());
+        let paragraphs = squad.data.into_iter().flat_map(|a| a.paragraphs);
         for (i, p) in paragraphs.enumerate() {
-            match p["context"].as_str() {
+            match p.context {
                 Some(c) => emit(Record {
-                    text: c.to_owned(),
+                    text: c,
                     file: file.to_path_buf(),
                     line: i + 1,
                     lang: None,

@@ -11,31 +11,6 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
-struct File {
-    data: Vec<Article>,
-}
-#[derive(Deserialize)]
-struct Article {
-    paragraphs: Vec<Paragraph>,
-}
-#[derive(Deserialize)]
-struct Paragraph {
-    qas: Vec<Qa>,
-}
-#[derive(Deserialize)]
-struct Qa {
-    id: String,
-    #[serde(default)]
-    answers: Vec<Answer>,
-    #[serde(default)]
-    all_golden_answers: Option<Vec<String>>,
-}
-#[derive(Deserialize)]
-struct Answer {
-    text: String,
-}
-
-#[derive(Deserialize)]
 pub struct NbestEntry {
     pub text: String,
     pub probability: f64,
@@ -67,25 +42,34 @@ pub fn question_id(id: &str) -> &str {
 
 /// Golden answers per question, in data-set order.
 pub fn load_golden(path: &Path) -> Result<BTreeMap<String, HashSet<String>>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let file: File = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a SQuAD-format file", path.display()))?;
+    let file = crate::data::read_squad(path)?;
     let mut golden: BTreeMap<String, HashSet<String>> = BTreeMap::new();
-    for qa in file
-        .data
-        .iter()
-        .flat_map(|a| &a.paragraphs)
-        .flat_map(|p| &p.qas)
-    {
-        let answers: Vec<&str> = match &qa.all_golden_answers {
-            Some(list) => list.iter().map(String::as_str).collect(),
-            None => qa.answers.iter().map(|a| a.text.as_str()).collect(),
-        };
-        golden
-            .entry(question_id(&qa.id).to_owned())
-            .or_default()
-            .extend(answers.iter().map(|a| norm(a)));
+    for (ai, article) in file.data.iter().enumerate() {
+        for (pi, p) in article.paragraphs.iter().enumerate() {
+            for (qi, qa) in p.qas.iter().enumerate() {
+                let id = qa.id_at(ai, pi, qi);
+                let answers: Vec<String> = match &qa.all_golden_answers {
+                    Some(list) => list.clone(),
+                    None => {
+                        let at = crate::data::QuestionAt {
+                            file: path,
+                            id: &id,
+                            article: ai,
+                            paragraph: pi,
+                        };
+                        // Golds only: a question without answers has none to match.
+                        crate::data::gold_answers(qa.answers.as_ref(), true, true, false, &at)?
+                            .into_iter()
+                            .map(|g| g.text)
+                            .collect()
+                    }
+                };
+                golden
+                    .entry(question_id(&id).to_owned())
+                    .or_default()
+                    .extend(answers.iter().map(|a| norm(a)));
+            }
+        }
     }
     Ok(golden)
 }

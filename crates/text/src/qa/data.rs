@@ -7,6 +7,9 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::Value;
 
+/// A SQuAD-format file: the one schema every reader of such files uses (training examples, scoring,
+/// BioASQ golds, data-prep's merge and corpus contexts). Fields a file may lack are optional here; a
+/// reader that needs one (training needs `context` and `question`) says so, naming the place.
 #[derive(Debug, Deserialize)]
 pub struct SquadFile {
     #[serde(default)]
@@ -16,15 +19,18 @@ pub struct SquadFile {
 
 #[derive(Debug, Deserialize)]
 pub struct Article {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text_or_number")]
     pub title: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text_or_number")]
     pub lang: Option<String>,
     pub paragraphs: Vec<Paragraph>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct Paragraph {
+    #[serde(default)]
+    pub context: Option<String>,
+    #[serde(default)]
     pub qas: Vec<Qa>,
 }
 
@@ -33,13 +39,41 @@ pub struct Qa {
     /// PoQuAD has none: `position_id` names such questions by their place in the file.
     #[serde(default, deserialize_with = "id_string")]
     pub id: Option<String>,
+    #[serde(default)]
+    pub question: Option<String>,
     /// As the file has it; `gold_answers` checks it.
     #[serde(default)]
     pub answers: Option<Value>,
     #[serde(default)]
     pub is_impossible: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text_or_number")]
     pub lang: Option<String>,
+    /// BioASQ's SQuAD-format files: every golden answer with its synonyms.
+    #[serde(default)]
+    pub all_golden_answers: Option<Vec<String>>,
+}
+
+/// Reads a SQuAD-format file; errors name the file and, for malformed JSON or a field of the wrong
+/// type, the line and column.
+pub fn read_squad(path: &Path) -> Result<SquadFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read QA set {}", path.display()))?;
+    parse_squad(&text, path)
+}
+
+/// [`read_squad`] on text already read from `path`.
+pub fn parse_squad(text: &str, path: &Path) -> Result<SquadFile> {
+    serde_json::from_str(text)
+        .with_context(|| format!("{} is not a SQuAD-format file", path.display()))
+}
+
+impl Qa {
+    /// The question's id, or its place in the file when it has none.
+    pub fn id_at(&self, article: usize, paragraph: usize, question: usize) -> String {
+        self.id
+            .clone()
+            .unwrap_or_else(|| position_id(article, paragraph, question))
+    }
 }
 
 /// Whether a SQuAD file's `version` says 2.x, where questions may have no answers.
@@ -156,7 +190,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, what: &str) -> Result<T>
 }
 
 pub fn load_dataset(path: &Path) -> Result<Dataset> {
-    let file: SquadFile = read_json(path, "data set")?;
+    let file = read_squad(path)?;
     let version_v2 = version_is_v2(file.version.as_ref());
     let mut questions = Vec::new();
     let mut any_impossible = false;
@@ -164,7 +198,7 @@ pub fn load_dataset(path: &Path) -> Result<Dataset> {
     for (a, article) in file.data.iter().enumerate() {
         for (pi, p) in article.paragraphs.iter().enumerate() {
             for (qi, qa) in p.qas.iter().enumerate() {
-                let id = qa.id.clone().unwrap_or_else(|| position_id(a, pi, qi));
+                let id = qa.id_at(a, pi, qi);
                 if !seen.insert(id.clone()) {
                     bail!(
                         "{}: question id '{id}' occurs twice (article {a})",
@@ -235,6 +269,18 @@ pub fn id_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String
         serde_json::Value::Number(n) => Ok(Some(n.to_string())),
         other => Err(serde::de::Error::custom(format!(
             "question id {other} is neither a string nor a number"
+        ))),
+    }
+}
+
+/// Titles and language tags: a string, a number (some sets number their articles) or null.
+fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(s) => Ok(Some(s)),
+        serde_json::Value::Number(n) => Ok(Some(n.to_string())),
+        other => Err(serde::de::Error::custom(format!(
+            "{other} where a string was expected"
         ))),
     }
 }

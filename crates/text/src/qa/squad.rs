@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -68,38 +68,6 @@ pub fn locate_answer(context: &str, text: &str, given: i64) -> Option<usize> {
         .min_by_key(|&s| (s as i64 - given).unsigned_abs())
 }
 
-#[derive(Deserialize)]
-struct File {
-    #[serde(default)]
-    version: Option<serde_json::Value>,
-    data: Vec<Article>,
-}
-#[derive(Deserialize)]
-struct Article {
-    #[serde(default)]
-    lang: Option<String>,
-    paragraphs: Vec<Paragraph>,
-}
-#[derive(Deserialize)]
-struct Paragraph {
-    context: String,
-    qas: Vec<Qa>,
-}
-#[derive(Deserialize)]
-struct Qa {
-    /// PoQuAD has none: `position_id` names such questions by their place in the file.
-    #[serde(default, deserialize_with = "crate::qa::data::id_string")]
-    id: Option<String>,
-    question: String,
-    /// Checked by `crate::qa::data::gold_answers`.
-    #[serde(default)]
-    answers: Option<serde_json::Value>,
-    #[serde(default)]
-    is_impossible: Option<bool>,
-    #[serde(default)]
-    lang: Option<String>,
-}
-
 /// Reads every question of a SQuAD-format file; `lang` (if given) overrides the file's tags. Wrong
 /// answer offsets are repaired or set aside (see `AnswerRepairs`), with a warning naming the file.
 pub fn load(path: &Path, lang: Option<&str>) -> Result<Vec<QaExample>> {
@@ -122,18 +90,25 @@ pub fn load_with_repairs(
     lang: Option<&str>,
 ) -> Result<(Vec<QaExample>, AnswerRepairs)> {
     let mut repairs = AnswerRepairs::default();
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read QA set {}", path.display()))?;
-    let file: File = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a SQuAD-format file", path.display()))?;
+    let file = crate::qa::data::read_squad(path)?;
     let v2_file = crate::qa::data::version_is_v2(file.version.as_ref());
     let mut out = Vec::new();
     for (ai, article) in file.data.into_iter().enumerate() {
         for (pi, p) in article.paragraphs.into_iter().enumerate() {
+            let Some(context) = p.context else {
+                bail!(
+                    "{}: article {ai}, paragraph {pi} has no \"context\" string",
+                    path.display()
+                );
+            };
             for (qi, qa) in p.qas.into_iter().enumerate() {
-                let id = qa
-                    .id
-                    .unwrap_or_else(|| crate::qa::data::position_id(ai, pi, qi));
+                let id = qa.id_at(ai, pi, qi);
+                let Some(question) = qa.question else {
+                    bail!(
+                        "{}: question '{id}' (article {ai}, paragraph {pi}) has no \"question\" string",
+                        path.display()
+                    );
+                };
                 let impossible = qa.is_impossible == Some(true);
                 let at = crate::qa::data::QuestionAt {
                     file: path,
@@ -152,7 +127,7 @@ pub fn load_with_repairs(
                 if !impossible {
                     for a in given {
                         let answer_start = a.answer_start.unwrap_or(-1);
-                        match locate_answer(&p.context, &a.text, answer_start) {
+                        match locate_answer(&context, &a.text, answer_start) {
                             Some(start) => {
                                 repairs.moved += usize::from(start as i64 != answer_start);
                                 answers.push(AnswerSpan {
@@ -169,8 +144,8 @@ pub fn load_with_repairs(
                 }
                 out.push(QaExample {
                     id,
-                    question: qa.question,
-                    context: p.context.clone(),
+                    question,
+                    context: context.clone(),
                     answers,
                     unlocated,
                     lang: lang
