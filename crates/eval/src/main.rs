@@ -1,6 +1,6 @@
 //! `eval`: score extractive-QA predictions as the official scripts do, in many languages.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -26,34 +26,7 @@ enum VersionArg {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// EM/F1 of a predictions file against a SQuAD-format data set; JSON result on stdout.
-    Score {
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(long)]
-        predictions: PathBuf,
-        /// Normalise every answer with this language's rules (default: each question's or article's
-        /// `lang` field; without any, the official SQuAD rules).
-        #[arg(long)]
-        lang: Option<String>,
-        /// `na_prob.json` (SQuAD v2.0): adds best_exact/best_f1 and their thresholds.
-        #[arg(long)]
-        na_probs: Option<PathBuf>,
-        #[arg(long, default_value_t = 1.0)]
-        na_prob_thresh: f64,
-        /// v1 (missing predictions score 0) or v2 (missing predictions are left out); auto picks v2
-        /// for data with a 2.x version or unanswerable questions.
-        #[arg(long, value_enum, default_value = "auto")]
-        version: VersionArg,
-        /// Name of the data set in the table.
-        #[arg(long)]
-        name: Option<String>,
-        /// Write the Markdown table here too.
-        #[arg(long)]
-        markdown: Option<PathBuf>,
-        /// Write each question's EM/F1 here (JSONL).
-        #[arg(long)]
-        per_question: Option<PathBuf>,
-    },
+    Score(ScoreArgs),
     /// BioASQ factoid strict/lenient accuracy and MRR (top 5) from an n-best prediction file.
     Bioasq {
         /// SQuAD-format BioASQ set; golden answers from `all_golden_answers` (or the answers).
@@ -91,6 +64,37 @@ enum Command {
     },
 }
 
+/// `eval score`'s arguments.
+#[derive(clap::Args, Debug)]
+struct ScoreArgs {
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long)]
+    predictions: PathBuf,
+    /// Normalise every answer with this language's rules (default: each question's or article's
+    /// `lang` field; without any, the official SQuAD rules).
+    #[arg(long)]
+    lang: Option<String>,
+    /// `na_prob.json` (SQuAD v2.0): adds best_exact/best_f1 and their thresholds.
+    #[arg(long)]
+    na_probs: Option<PathBuf>,
+    #[arg(long, default_value_t = 1.0)]
+    na_prob_thresh: f64,
+    /// v1 (missing predictions score 0) or v2 (missing predictions are left out); auto picks v2
+    /// for data with a 2.x version or unanswerable questions.
+    #[arg(long, value_enum, default_value = "auto")]
+    version: VersionArg,
+    /// Name of the data set in the table.
+    #[arg(long)]
+    name: Option<String>,
+    /// Write the Markdown table here too.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Write each question's EM/F1 here (JSONL).
+    #[arg(long)]
+    per_question: Option<PathBuf>,
+}
+
 fn parse_run(run: Option<String>) -> Result<String> {
     let t = match run {
         Some(r) => chrono::DateTime::parse_from_rfc3339(&r)
@@ -107,31 +111,7 @@ fn main() -> Result<()> {
             config,
             predictor,
             run,
-        } => {
-            let cfg = eval::nightly::NightlyConfig::load(&config)?;
-            let predictor = eval::nightly::find_predictor(predictor.as_deref())?;
-            let outcome = eval::nightly::run(&cfg, &predictor, &parse_run(run)?)?;
-            print!("{}", eval::nightly::summary(&outcome));
-            println!(
-                "report: {} (report.md, results.json, predictions/, f1-*.png); history: {}",
-                outcome.dir.display(),
-                cfg.history_path().display()
-            );
-            let regressed = outcome.regressions().count();
-            if !outcome.failures.is_empty() {
-                anyhow::bail!(
-                    "{} model × set pair(s) failed (see above)",
-                    outcome.failures.len()
-                );
-            }
-            if regressed > 0 {
-                eprintln!(
-                    "REGRESSION: {regressed} result(s) lost more than {} F1 since the previous run",
-                    cfg.tolerance_f1
-                );
-                std::process::exit(2);
-            }
-        }
+        } => nightly(&config, predictor, run),
         Command::Curves {
             log,
             metric,
@@ -140,6 +120,7 @@ fn main() -> Result<()> {
         } => {
             let n = eval::curves::draw(&log, &metric, &title, &out)?;
             println!("{n} curve(s) in {}", out.display());
+            Ok(())
         }
         Command::Bioasq { data, nbest } => {
             let golden = eval::bioasq::load_golden(&data)?;
@@ -151,77 +132,117 @@ fn main() -> Result<()> {
                 );
             }
             println!("{}", serde_json::to_string_pretty(&scores)?);
+            Ok(())
         }
-        Command::Score {
-            data,
-            predictions,
-            lang,
-            na_probs,
-            na_prob_thresh,
-            version,
-            name,
-            markdown: md,
-            per_question,
-        } => {
-            for path in md.iter().chain(&per_question) {
-                fsutil::check_output_file(path)?;
-            }
-            let dataset = load_dataset(&data)?;
-            let preds = load_predictions(&predictions)?;
-            let na = na_probs.as_deref().map(load_na_probs).transpose()?;
-            let version = match version {
-                VersionArg::Auto => None,
-                VersionArg::V1 => Some(Version::V1),
-                VersionArg::V2 => Some(Version::V2),
-            };
-            let opts = Options {
-                version,
-                lang: lang.as_deref(),
-                na_probs: na,
-                na_prob_thresh,
-            };
-            let report = evaluate(&dataset, &preds, &opts);
-            if report.missing_predictions > 0 {
-                eprintln!(
-                    "warning: {} question(s) have no prediction ({})",
-                    report.missing_predictions,
-                    if report.version == "1.1" {
-                        "scored 0, as evaluate-v1.1.py does"
-                    } else {
-                        "left out, as evaluate-v2.0.py does"
-                    }
-                );
-            }
-            if report.unknown_prediction_ids > 0 {
-                eprintln!(
-                    "warning: {} prediction(s) for ids not in the data set were ignored",
-                    report.unknown_prediction_ids
-                );
-            }
-            for l in &report.unknown_languages {
-                eprintln!("warning: no normalisation rules for language '{l}'; language-neutral rules used");
-            }
-            let name = name.unwrap_or_else(|| {
-                data.file_stem()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .to_string()
-            });
-            let table = markdown(&name, &report)?;
-            eprint!("{table}");
-            if let Some(path) = md {
-                fsutil::write_atomic(&path, |w| w.write_all(table.as_bytes()))?;
-            }
-            if let Some(path) = per_question {
-                let mut text = String::new();
-                for q in &report.per_question {
-                    text.push_str(&serde_json::to_string(q)?);
-                    text.push('\n');
-                }
-                fsutil::write_atomic(&path, |w| w.write_all(text.as_bytes()))?;
-            }
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        }
+        Command::Score(args) => score(args),
+    }
+}
+
+/// `eval nightly`; exits with status 2 when an F1 fell by more than the tolerance.
+fn nightly(config: &Path, predictor: Option<PathBuf>, run: Option<String>) -> Result<()> {
+    let cfg = eval::nightly::NightlyConfig::load(config)?;
+    let predictor = eval::nightly::find_predictor(predictor.as_deref())?;
+    let outcome = eval::nightly::run(&cfg, &predictor, &parse_run(run)?)?;
+    print!("{}", eval::nightly::summary(&outcome));
+    println!(
+        "report: {} (report.md, results.json, predictions/, f1-*.png); history: {}",
+        outcome.dir.display(),
+        cfg.history_path().display()
+    );
+    let regressed = outcome.regressions().count();
+    if !outcome.failures.is_empty() {
+        anyhow::bail!(
+            "{} model × set pair(s) failed (see above)",
+            outcome.failures.len()
+        );
+    }
+    if regressed > 0 {
+        eprintln!(
+            "REGRESSION: {regressed} result(s) lost more than {} F1 since the previous run",
+            cfg.tolerance_f1
+        );
+        std::process::exit(2);
     }
     Ok(())
+}
+
+/// `eval score`: outputs checked first; warnings for missing and unknown predictions; the table on
+/// stderr, the JSON report on stdout.
+fn score(args: ScoreArgs) -> Result<()> {
+    let ScoreArgs {
+        data,
+        predictions,
+        lang,
+        na_probs,
+        na_prob_thresh,
+        version,
+        name,
+        markdown: md,
+        per_question,
+    } = args;
+    for path in md.iter().chain(&per_question) {
+        fsutil::check_output_file(path)?;
+    }
+    let dataset = load_dataset(&data)?;
+    let preds = load_predictions(&predictions)?;
+    let na = na_probs.as_deref().map(load_na_probs).transpose()?;
+    let version = match version {
+        VersionArg::Auto => None,
+        VersionArg::V1 => Some(Version::V1),
+        VersionArg::V2 => Some(Version::V2),
+    };
+    let opts = Options {
+        version,
+        lang: lang.as_deref(),
+        na_probs: na,
+        na_prob_thresh,
+    };
+    let report = evaluate(&dataset, &preds, &opts);
+    warn_about(&report);
+    let name = name.unwrap_or_else(|| {
+        data.file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string()
+    });
+    let table = markdown(&name, &report)?;
+    eprint!("{table}");
+    if let Some(path) = md {
+        fsutil::write_atomic(&path, |w| w.write_all(table.as_bytes()))?;
+    }
+    if let Some(path) = per_question {
+        let mut text = String::new();
+        for q in &report.per_question {
+            text.push_str(&serde_json::to_string(q)?);
+            text.push('\n');
+        }
+        fsutil::write_atomic(&path, |w| w.write_all(text.as_bytes()))?;
+    }
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+fn warn_about(report: &eval::report::Report) {
+    if report.missing_predictions > 0 {
+        eprintln!(
+            "warning: {} question(s) have no prediction ({})",
+            report.missing_predictions,
+            if report.version == "1.1" {
+                "scored 0, as evaluate-v1.1.py does"
+            } else {
+                "left out, as evaluate-v2.0.py does"
+            }
+        );
+    }
+    if report.unknown_prediction_ids > 0 {
+        eprintln!(
+            "warning: {} prediction(s) for ids not in the data set were ignored",
+            report.unknown_prediction_ids
+        );
+    }
+    for l in &report.unknown_languages {
+        eprintln!(
+            "warning: no normalisation rules for language '{l}'; language-neutral rules used"
+        );
+    }
 }

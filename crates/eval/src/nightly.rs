@@ -195,18 +195,7 @@ pub fn run(cfg: &NightlyConfig, predictor: &Path, run: &str) -> Result<Outcome> 
     let mut rows = Vec::new();
     let mut reports: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let mut failures = Vec::new();
-    // Each set is read and hashed once, whatever the number of models.
-    let mut loaded = HashMap::new();
-    for set in &cfg.sets {
-        let golden = (set.format == SetFormat::Bioasq)
-            .then(|| crate::bioasq::load_golden(&set.path))
-            .transpose()?;
-        let data = crate::data::load_dataset(&set.path)?;
-        loaded.insert(
-            set.name.clone(),
-            (fsutil::sha256_file(&set.path)?, data, golden),
-        );
-    }
+    let loaded = load_sets(cfg)?;
     for m in &cfg.models {
         let weights = m.path.join("model.safetensors");
         let model_sha = match fsutil::sha256_file(&weights) {
@@ -222,28 +211,8 @@ pub fn run(cfg: &NightlyConfig, predictor: &Path, run: &str) -> Result<Outcome> 
                 .join(slug(&m.name))
                 .join(slug(&set.name));
             eprintln!("nightly: {} on {}", m.name, set.name);
-            let mut cmd = Command::new(predictor);
-            cmd.arg("predict")
-                .arg("--model")
-                .arg(&m.path)
-                .arg("--data")
-                .arg(&set.path)
-                .arg("--out")
-                .arg(&out)
-                .args(["--device", &cfg.predict.device])
-                .args(["--batch-size", &cfg.predict.batch_size.to_string()])
-                .args(["--precision", &cfg.predict.precision]);
-            if let Some(l) = &set.lang {
-                cmd.args(["--lang", l]);
-            }
-            let status = cmd
-                .status()
-                .with_context(|| format!("cannot run {}", predictor.display()))?;
-            if !status.success() {
-                failures.push(format!(
-                    "{} on {}: prediction failed ({status})",
-                    m.name, set.name
-                ));
+            if let Err(failure) = predict(cfg, predictor, m, set, &out)? {
+                failures.push(failure);
                 continue;
             }
             let (set_sha, data, golden) = &loaded[&set.name];
@@ -265,20 +234,18 @@ pub fn run(cfg: &NightlyConfig, predictor: &Path, run: &str) -> Result<Outcome> 
                 bioasq_mrr: bioasq.as_ref().map(|b| 100.0 * b.mrr),
             };
             if report.by_language.len() > 1 {
-                for (lang, s) in &report.by_language {
-                    rows.push(Row {
-                        lang: lang.clone(),
-                        questions: s.total as u64,
-                        exact: s.exact,
-                        f1: s.f1,
-                        has_ans_f1: s.has_ans_f1,
-                        no_ans_exact: s.no_ans_exact,
-                        bioasq_strict: None,
-                        bioasq_lenient: None,
-                        bioasq_mrr: None,
-                        ..base.clone()
-                    });
-                }
+                rows.extend(report.by_language.iter().map(|(lang, s)| Row {
+                    lang: lang.clone(),
+                    questions: s.total as u64,
+                    exact: s.exact,
+                    f1: s.f1,
+                    has_ans_f1: s.has_ans_f1,
+                    no_ans_exact: s.no_ans_exact,
+                    bioasq_strict: None,
+                    bioasq_lenient: None,
+                    bioasq_mrr: None,
+                    ..base.clone()
+                }));
             }
             rows.push(base);
             reports.insert(
@@ -287,14 +254,88 @@ pub fn run(cfg: &NightlyConfig, predictor: &Path, run: &str) -> Result<Outcome> 
             );
         }
     }
+    let comparisons = write_results(cfg, run, &dir, &rows, &reports, &failures)?;
+    Ok(Outcome {
+        dir,
+        rows,
+        comparisons,
+        failures,
+    })
+}
 
+/// Each set read and hashed once, whatever the number of models: name → (sha256, data, BioASQ golds).
+#[allow(clippy::type_complexity)]
+fn load_sets(
+    cfg: &NightlyConfig,
+) -> Result<HashMap<String, (String, crate::data::Dataset, Option<Golden>)>> {
+    let mut loaded = HashMap::new();
+    for set in &cfg.sets {
+        let golden = (set.format == SetFormat::Bioasq)
+            .then(|| crate::bioasq::load_golden(&set.path))
+            .transpose()?;
+        let data = crate::data::load_dataset(&set.path)?;
+        loaded.insert(
+            set.name.clone(),
+            (fsutil::sha256_file(&set.path)?, data, golden),
+        );
+    }
+    Ok(loaded)
+}
+
+type Golden = BTreeMap<String, std::collections::HashSet<String>>;
+
+/// Runs `qa-finetune predict` for one model on one set into `out`; `Ok(Err(message))` when the
+/// prediction failed (recorded, the suite goes on), `Err` when the predictor could not run at all.
+fn predict(
+    cfg: &NightlyConfig,
+    predictor: &Path,
+    m: &ModelEntry,
+    set: &EvalSet,
+    out: &Path,
+) -> Result<std::result::Result<(), String>> {
+    let mut cmd = Command::new(predictor);
+    cmd.arg("predict")
+        .arg("--model")
+        .arg(&m.path)
+        .arg("--data")
+        .arg(&set.path)
+        .arg("--out")
+        .arg(out)
+        .args(["--device", &cfg.predict.device])
+        .args(["--batch-size", &cfg.predict.batch_size.to_string()])
+        .args(["--precision", &cfg.predict.precision]);
+    if let Some(l) = &set.lang {
+        cmd.args(["--lang", l]);
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {}", predictor.display()))?;
+    Ok(if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} on {}: prediction failed ({status})",
+            m.name, set.name
+        ))
+    })
+}
+
+/// The history (this run replaces an earlier one of the same time stamp), `results.json`, `report.md`
+/// and one F1 plot per set; returns the comparisons with the previous and the best runs.
+fn write_results(
+    cfg: &NightlyConfig,
+    run: &str,
+    dir: &Path,
+    rows: &[Row],
+    reports: &BTreeMap<String, serde_json::Value>,
+    failures: &[String],
+) -> Result<Vec<Comparison>> {
     let history_path = cfg.history_path();
     let mut all = history::read(&history_path)?;
     all.retain(|r| r.run != run);
-    let comparisons = history::compare(&all, &rows, cfg.tolerance_f1);
+    let comparisons = history::compare(&all, rows, cfg.tolerance_f1);
     all.extend(rows.iter().cloned());
     history::write(&history_path, &all)?;
-
     let results = serde_json::json!({
         "run": run, "tolerance_f1": cfg.tolerance_f1, "config": cfg,
         "results": reports, "comparisons": comparisons, "failures": failures,
@@ -305,7 +346,7 @@ pub fn run(cfg: &NightlyConfig, predictor: &Path, run: &str) -> Result<Outcome> 
     )?;
     write_text(
         &dir.join("report.md"),
-        &markdown(run, &rows, &comparisons, &failures)?,
+        &markdown(run, rows, &comparisons, failures)?,
     )?;
     for set in &cfg.sets {
         plot_set(
@@ -314,12 +355,7 @@ pub fn run(cfg: &NightlyConfig, predictor: &Path, run: &str) -> Result<Outcome> 
             &dir.join(format!("f1-{}.png", slug(&set.name))),
         )?;
     }
-    Ok(Outcome {
-        dir,
-        rows,
-        comparisons,
-        failures,
-    })
+    Ok(comparisons)
 }
 
 fn write_text(path: &Path, text: &str) -> Result<()> {
@@ -330,7 +366,7 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
 fn score_set(
     set: &EvalSet,
     data: &crate::data::Dataset,
-    golden: Option<&std::collections::BTreeMap<String, std::collections::HashSet<String>>>,
+    golden: Option<&Golden>,
     out: &Path,
 ) -> Result<(Report, Option<crate::bioasq::BioasqScores>)> {
     let preds = crate::data::load_predictions(&out.join("predictions.json"))?;
