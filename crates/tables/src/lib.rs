@@ -119,13 +119,24 @@ pub fn columns_of(path: &Path) -> Result<Vec<String>> {
                 .map(|n| n.to_string())
                 .collect()
         }
+        // The header row alone, read by the csv crate: polars 0.55 fails a zero-row read (and a whole
+        // read) of some files whose later rows are ragged, which only the columns read need not be.
         TableFormat::Csv | TableFormat::Tsv => {
-            let df = csv_options(format)
-                .with_n_rows(Some(0))
-                .try_into_reader_with_file_path(Some(path.to_path_buf()))
-                .and_then(|r| r.finish())
-                .with_context(|| format!("cannot read the header of {}", path.display()))?;
-            column_names(&df)
+            let delimiter = if format == TableFormat::Tsv {
+                b'\t'
+            } else {
+                b','
+            };
+            let mut reader = csv::ReaderBuilder::new()
+                .delimiter(delimiter)
+                .from_path(path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            reader
+                .headers()
+                .with_context(|| format!("cannot read the header of {}", path.display()))?
+                .iter()
+                .map(str::to_owned)
+                .collect()
         }
         // JSON lines have no header: the keys are those of the rows.
         TableFormat::Jsonl => column_names(&read(path)?),
@@ -169,6 +180,24 @@ pub fn read_text_column(
         None => vec![None; text.len()],
     };
     Ok(text.into_iter().zip(second).collect())
+}
+
+/// Several text columns of a table, column by column, as [`read_text_column`] reads one.
+pub fn read_text_columns(path: &Path, columns: &[&str]) -> Result<Vec<Vec<Option<String>>>> {
+    let df = match read_columns(path, Some(columns)) {
+        Ok(df) => df,
+        Err(e) => {
+            let names = column_names(&read(path).map_err(|_| e)?);
+            let missing = columns.iter().find(|w| !names.iter().any(|n| n == *w));
+            bail!(
+                "{}: no column '{}' (columns: {})",
+                path.display(),
+                missing.copied().unwrap_or_default(),
+                names.join(", ")
+            );
+        }
+    };
+    columns.iter().map(|c| strings(&df, c, path)).collect()
 }
 
 fn strings(df: &DataFrame, column: &str, path: &Path) -> Result<Vec<Option<String>>> {
