@@ -109,3 +109,19 @@ pub fn extract(
     }
     Ok(out)
 }
+
+/// The concepts each accepted answer may mean (none for rows without an answer), in the document's
+/// language, rows in parallel.
+pub fn link_answers(
+    index: &link::Index,
+    rows: &[Extraction],
+    opts: &link::LinkOptions,
+) -> Vec<Vec<link::Candidate>> {
+    use rayon::prelude::*;
+    rows.par_iter()
+        .map(|r| match &r.answer {
+            Some(a) => index.link(a, Some(&r.doc_lang), opts),
+            None => Vec::new(),
+        })
+        .collect()
+}

@@ -58,6 +58,17 @@ struct Cli {
     device: DeviceChoice,
     #[arg(long, default_value = "fp32")]
     precision: model::autocast::Precision,
+    /// Link every accepted answer to the concepts of this index (`link index --out DIR`): concept id,
+    /// IRI, preferred label, matched label, score and method in the long table, the concept's IRI in
+    /// the linked data.
+    #[arg(long)]
+    link_index: Option<PathBuf>,
+    /// Candidates kept per answer (all of them in the long table's link_candidates).
+    #[arg(long, default_value_t = 3)]
+    link_top_k: usize,
+    /// Least character n-gram cosine for a candidate that is not an exact match.
+    #[arg(long, default_value_t = 0.5)]
+    link_min_score: f64,
 }
 
 fn main() -> Result<()> {
@@ -100,6 +111,17 @@ fn main() -> Result<()> {
             skipped.len()
         );
     }
+    // The index is read before the model runs: a wrong path fails in a second, not after extraction.
+    let linker = cli
+        .link_index
+        .as_deref()
+        .map(link::Index::load)
+        .transpose()?;
+    if let Some(index) = &linker {
+        for stale in index.stale_sources()? {
+            eprintln!("warning: {stale} changed since the link index was built (or is gone)");
+        }
+    }
     let device = cli.device.resolve()?;
     let qa = QaModel::load(&cli.model, device)?;
     let bar = model::train::log::progress_bar(docs.len() as u64, 0, "documents");
@@ -119,7 +141,19 @@ fn main() -> Result<()> {
     bar.finish_and_clear();
     let seconds = clock.elapsed().as_secs_f64();
 
-    let mut long = output::long_table(&rows)?;
+    let links = linker.as_ref().map(|index| {
+        let opts = link::LinkOptions {
+            top_k: cli.link_top_k,
+            min_score: cli.link_min_score,
+        };
+        extract::link_answers(index, &rows, &opts)
+    });
+    if let Some(links) = &links {
+        let answered = rows.iter().filter(|r| r.answer.is_some()).count();
+        let linked = links.iter().filter(|l| !l.is_empty()).count();
+        eprintln!("linked {linked} of {answered} answers to a concept");
+    }
+    let mut long = output::long_table(&rows, links.as_deref())?;
     model::fsutil::write_atomic(&cli.out, |w| tables::write(&mut long, out_format, w))
         .with_context(|| format!("writing {}", cli.out.display()))?;
     if let (Some(path), Some(format)) = (&cli.wide, wide_format) {
@@ -127,7 +161,7 @@ fn main() -> Result<()> {
         model::fsutil::write_atomic(path, |w| tables::write(&mut wide, format, w))?;
     }
     if let Some(path) = &cli.linked_data {
-        let text = output::linked_data(&rows, &catalogue, path)?;
+        let text = output::linked_data(&rows, links.as_deref(), &catalogue, path)?;
         model::fsutil::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
     }
     if !skipped.is_empty() {

@@ -10,9 +10,14 @@ use tables::polars::prelude::{Column, DataFrame};
 use crate::concepts::Catalogue;
 use crate::Extraction;
 
-pub fn long_table(rows: &[Extraction]) -> Result<DataFrame> {
+/// With `links` (one list per row, best first), the best candidate's concept and how it matched,
+/// and every candidate as JSON in `link_candidates`.
+pub fn long_table(
+    rows: &[Extraction],
+    links: Option<&[Vec<link::Candidate>]>,
+) -> Result<DataFrame> {
     let s = |f: fn(&Extraction) -> String| rows.iter().map(f).collect::<Vec<_>>();
-    tables::frame(vec![
+    let mut columns = vec![
         Column::new("doc_id".into(), s(|r| r.doc_id.clone())),
         Column::new("doc_lang".into(), s(|r| r.doc_lang.clone())),
         Column::new("concept".into(), s(|r| r.concept.clone())),
@@ -41,7 +46,42 @@ pub fn long_table(rows: &[Extraction]) -> Result<DataFrame> {
             "null_odds".into(),
             rows.iter().map(|r| r.null_odds).collect::<Vec<_>>(),
         ),
-    ])
+    ];
+    if let Some(links) = links {
+        let best = |f: fn(&link::Candidate) -> Option<String>| {
+            links
+                .iter()
+                .map(|l| l.first().and_then(f))
+                .collect::<Vec<_>>()
+        };
+        columns.extend([
+            Column::new("concept_id".into(), best(|c| Some(c.concept_id.clone()))),
+            Column::new("concept_iri".into(), best(|c| Some(c.iri.clone()))),
+            Column::new("concept_label".into(), best(|c| Some(c.label.clone()))),
+            Column::new("concept_label_lang".into(), best(|c| c.label_lang.clone())),
+            Column::new("link_matched".into(), best(|c| Some(c.matched.clone()))),
+            Column::new("link_matched_lang".into(), best(|c| c.matched_lang.clone())),
+            Column::new(
+                "link_score".into(),
+                links
+                    .iter()
+                    .map(|l| l.first().map(|c| c.score))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "link_method".into(),
+                best(|c| Some(c.method.as_str().to_owned())),
+            ),
+            Column::new(
+                "link_candidates".into(),
+                links
+                    .iter()
+                    .map(|l| serde_json::to_string(l).unwrap_or_default())
+                    .collect::<Vec<_>>(),
+            ),
+        ]);
+    }
+    tables::frame(columns)
 }
 
 /// One row per document (in first-seen order), one column per concept (catalogue order): the
@@ -105,10 +145,19 @@ fn nt_literal(s: &str) -> String {
 
 /// The accepted answers as linked data: `.jsonld` (JSON-LD) or `.nt` (N-Triples). Each answer is a
 /// node with its document, concept, value, offsets and score.
-pub fn linked_data(rows: &[Extraction], catalogue: &Catalogue, path: &Path) -> Result<String> {
+///
+/// With `links`, an answer's best concept is the object of `linkedConcept` (its IRI, not a literal),
+/// with `linkScore` and `linkMethod`, and the concept node carries its preferred label.
+pub fn linked_data(
+    rows: &[Extraction],
+    links: Option<&[Vec<link::Candidate>]>,
+    catalogue: &Catalogue,
+    path: &Path,
+) -> Result<String> {
     let base = &catalogue.base_iri;
     let voc = format!("{base}vocab#");
-    let accepted = rows.iter().filter(|r| r.answer.is_some());
+    let best = |i: usize| links.and_then(|l| l[i].first());
+    let accepted = rows.iter().enumerate().filter(|(_, r)| r.answer.is_some());
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
@@ -117,15 +166,25 @@ pub fn linked_data(rows: &[Extraction], catalogue: &Catalogue, path: &Path) -> R
     match ext.as_str() {
         "jsonld" | "json" => {
             let graph: Vec<serde_json::Value> = accepted
-                .map(|r| {
-                    serde_json::json!({
+                .map(|(i, r)| {
+                    let mut node = serde_json::json!({
                         "@id": node(r),
                         "@type": "Extraction",
                         "document": { "@id": format!("{base}document/{}", iri_part(&r.doc_id)) },
                         "concept": { "@id": format!("{base}concept/{}", r.concept) },
                         "value": { "@value": r.answer, "@language": r.doc_lang },
                         "start": r.start, "end": r.end, "score": r.score, "probability": r.probability,
-                    })
+                    });
+                    if let Some(c) = best(i) {
+                        node["linkedConcept"] = serde_json::json!({
+                            "@id": c.iri,
+                            "http://www.w3.org/2004/02/skos/core#prefLabel":
+                                { "@value": c.label, "@language": c.label_lang },
+                        });
+                        node["linkScore"] = serde_json::json!(c.score);
+                        node["linkMethod"] = serde_json::json!(c.method.as_str());
+                    }
+                    node
                 })
                 .collect();
             let doc = serde_json::json!({
@@ -143,7 +202,7 @@ pub fn linked_data(rows: &[Extraction], catalogue: &Catalogue, path: &Path) -> R
         "nt" => {
             let mut out = String::new();
             let xsd = "http://www.w3.org/2001/XMLSchema#";
-            for r in accepted {
+            for (i, r) in accepted {
                 let n = format!("<{}>", node(r));
                 let p = |name: &str| format!("<{voc}{name}>");
                 out.push_str(&format!(
@@ -176,6 +235,29 @@ pub fn linked_data(rows: &[Extraction], catalogue: &Catalogue, path: &Path) -> R
                     p("score"),
                     r.score
                 ));
+                if let Some(c) = best(i) {
+                    out.push_str(&format!("{n} {} <{}> .\n", p("linkedConcept"), c.iri));
+                    out.push_str(&format!(
+                        "{n} {} \"{:e}\"^^<{xsd}double> .\n",
+                        p("linkScore"),
+                        c.score
+                    ));
+                    out.push_str(&format!(
+                        "{n} {} {} .\n",
+                        p("linkMethod"),
+                        nt_literal(c.method.as_str())
+                    ));
+                    let lang = c
+                        .label_lang
+                        .as_deref()
+                        .map(|l| format!("@{l}"))
+                        .unwrap_or_default();
+                    out.push_str(&format!(
+                        "<{}> <http://www.w3.org/2004/02/skos/core#prefLabel> {}{lang} .\n",
+                        c.iri,
+                        nt_literal(&c.label)
+                    ));
+                }
             }
             Ok(out)
         }
@@ -240,7 +322,7 @@ mod tests {
             md.contains("| d1 | ro |  | 7 mmol/l |") && md.contains("| d 2 | ro | 12 |  |"),
             "{md}"
         );
-        assert_eq!(long_table(&rows).unwrap().height(), 3);
+        assert_eq!(long_table(&rows, None).unwrap().height(), 3);
     }
 
     #[test]
@@ -249,15 +331,50 @@ mod tests {
             row("d 1", "nihss", Some("12 \"pts\"")),
             row("d2", "glucose", None),
         ];
-        let nt = linked_data(&rows, &catalogue(), Path::new("x.nt")).unwrap();
+        let nt = linked_data(&rows, None, &catalogue(), Path::new("x.nt")).unwrap();
         assert_eq!(nt.lines().count(), 7);
         assert!(nt.contains("<urn:medqa:document/d%201>"), "{nt}");
         assert!(nt.contains("\"12 \\\"pts\\\"\"@ro"), "{nt}");
-        let ld: serde_json::Value =
-            serde_json::from_str(&linked_data(&rows, &catalogue(), Path::new("x.jsonld")).unwrap())
-                .unwrap();
+        let ld: serde_json::Value = serde_json::from_str(
+            &linked_data(&rows, None, &catalogue(), Path::new("x.jsonld")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(ld["@graph"].as_array().unwrap().len(), 1);
         assert_eq!(ld["@graph"][0]["value"]["@value"], "12 \"pts\"");
-        assert!(linked_data(&rows, &catalogue(), Path::new("x.ttl")).is_err());
+        assert!(linked_data(&rows, None, &catalogue(), Path::new("x.ttl")).is_err());
+    }
+
+    #[test]
+    fn linked_answers_point_at_their_concept_iri() {
+        let rows = [
+            row("d1", "comorbidities", Some("hipertensiune arterială")),
+            row("d2", "comorbidities", None),
+        ];
+        let best = link::Candidate {
+            concept_id: "htn".into(),
+            iri: "http://id.nlm.nih.gov/mesh/D006973".into(),
+            label: "hipertensiune arterială".into(),
+            label_lang: Some("ro".into()),
+            matched: "hipertensiune arterială".into(),
+            matched_lang: Some("ro".into()),
+            score: 1.0,
+            method: link::Method::Exact,
+            source: "mesh".into(),
+        };
+        let links = vec![vec![best.clone()], Vec::new()];
+        let nt = linked_data(&rows, Some(&links), &catalogue(), Path::new("x.nt")).unwrap();
+        assert!(
+            nt.contains("<urn:medqa:vocab#linkedConcept> <http://id.nlm.nih.gov/mesh/D006973> ."),
+            "{nt}"
+        );
+        assert!(nt.contains("<http://id.nlm.nih.gov/mesh/D006973> <http://www.w3.org/2004/02/skos/core#prefLabel> \"hipertensiune arterială\"@ro ."), "{nt}");
+        let ld: serde_json::Value = serde_json::from_str(
+            &linked_data(&rows, Some(&links), &catalogue(), Path::new("x.jsonld")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(ld["@graph"][0]["linkedConcept"]["@id"], best.iri);
+        let long = long_table(&rows, Some(&links)).unwrap();
+        let md = tables::markdown(&long, 2);
+        assert!(md.contains("| htn |") && md.contains("| exact |"), "{md}");
     }
 }

@@ -227,3 +227,84 @@ fn every_output_location_is_checked_before_the_model_runs() {
         );
     }
 }
+
+/// `--link-index`: every accepted answer linked to the sample terminology's concepts; the long table
+/// carries the best concept, the linked data its IRI; a missing index fails before the model runs.
+#[test]
+fn answers_are_linked_to_a_terminology() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let model = qa_model(d);
+    let docs = d.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(
+        docs.join("a.ro.txt"),
+        "Tratament la externare: apixaban 5 mg de două ori pe zi. Complicații: pneumonie de aspirație.",
+    )
+    .unwrap();
+    let terms: link::TermSource = format!(
+        "{}:name=stroke-sample",
+        root().join("data/sample/terms/stroke-values.csv").display()
+    )
+    .parse()
+    .unwrap();
+    let (concepts, _) = link::terms::read_all(std::slice::from_ref(&terms)).unwrap();
+    let index_dir = d.join("index");
+    let index = link::Index::build(concepts, link::terms::hash_sources(&[terms]).unwrap(), 3);
+    index.save(&index_dir, &[]).unwrap();
+
+    let (out, ld) = (d.join("out.csv"), d.join("kg.nt"));
+    let mut a = args(&model, &docs, &out);
+    let index_arg = index_dir.to_str().unwrap().to_owned();
+    for (k, v) in [
+        ("--linked-data", ld.to_str().unwrap()),
+        ("--link-index", &index_arg),
+        ("--min-probability", "0"),
+        ("--link-min-score", "0.3"),
+    ] {
+        a.extend([k.to_owned(), v.to_owned()]);
+    }
+    let log = ok(run(&a));
+    assert!(log.contains("linked "), "{log}");
+    let table = tables::read(&out).unwrap();
+    let (ids, iris, methods, all) = (
+        column(&table, "concept_id"),
+        column(&table, "concept_iri"),
+        column(&table, "link_method"),
+        column(&table, "link_candidates"),
+    );
+    let linked: Vec<usize> = (0..table.height())
+        .filter(|&i| !ids[i].is_empty() && ids[i] != "null")
+        .collect();
+    for &i in &linked {
+        assert!(
+            index
+                .concepts
+                .iter()
+                .any(|c| c.id == ids[i] && c.iri == iris[i]),
+            "row {i}"
+        );
+        assert!(["exact", "unordered", "tfidf"].contains(&methods[i].as_str()));
+        let cands: Vec<link::Candidate> = serde_json::from_str(&all[i]).unwrap();
+        assert!(!cands.is_empty() && cands.len() <= 3 && cands[0].concept_id == ids[i]);
+    }
+    let nt = std::fs::read_to_string(&ld).unwrap();
+    assert_eq!(
+        nt.matches("<urn:medqa:vocab#linkedConcept> <urn:medqa:term:stroke-sample:")
+            .count(),
+        linked.len(),
+        "{nt}"
+    );
+
+    let mut missing = args(&model, &docs, &d.join("out2.csv"));
+    missing.extend([
+        "--link-index".to_owned(),
+        d.join("nope").display().to_string(),
+    ]);
+    let out = run(&missing);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("link index --out"),
+        "{err}"
+    );
+}
