@@ -130,11 +130,7 @@ impl FromStr for TermSource {
 
 /// `bg_BG`, `pt-BR`, `EN` → `bg`, `pt`, `en`.
 pub fn primary_language(tag: &str) -> String {
-    tag.split(['_', '-'])
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase()
+    text::language::primary_language(tag.trim())
 }
 
 /// The concepts of every source, merged by (source name, id) in reading order, and what was rejected.

@@ -1,0 +1,3 @@
+fn main() {
+    medqa_build::link_libtorch();
+}

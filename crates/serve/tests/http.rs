@@ -1,0 +1,358 @@
+//! The `serve` binary over real HTTP on the loopback, with the tiny fixture QA model: the JSON API,
+//! the Label Studio protocol, every limit and malformed input answered with a 4xx JSON error,
+//! concurrent requests (batched together) answered as one at a time, and a graceful stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use test_support::root;
+
+const BIN: &str = env!("CARGO_BIN_EXE_serve");
+
+/// The fixture checkpoint with a (random) QA head, the fixture tokenizer and window settings.
+fn qa_model(dir: &Path) -> PathBuf {
+    let fixtures = root().join("crates/model/tests/fixtures");
+    let m = dir.join("qa-model");
+    std::fs::create_dir_all(&m).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixtures.join("models/tiny-h40-l3").join(f), m.join(f)).unwrap();
+    }
+    std::fs::copy(
+        fixtures.join("tokenizer/tokenizer.json"),
+        m.join("tokenizer.json"),
+    )
+    .unwrap();
+    let settings = json!({"max_seq_length": 48, "doc_stride": 16, "max_query_length": 12,
+        "postprocess": {"n_best_size": 10, "max_answer_length": 8, "version_2_with_negative": false,
+                        "null_score_diff_threshold": 0.0}});
+    std::fs::write(m.join("medqa.json"), settings.to_string()).unwrap();
+    m
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(dir: &Path, extra: &[&str]) -> Self {
+        let model = qa_model(dir);
+        let mut child = Command::new(BIN)
+            .arg("--model")
+            .arg(&model)
+            .args([
+                "--concepts",
+                root()
+                    .join("configs/concepts-stroke.toml")
+                    .to_str()
+                    .unwrap(),
+            ])
+            .args(["--listen", "127.0.0.1:0", "--device", "cpu"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("serving on ")
+            .unwrap_or_else(|| panic!("no address: {line:?}"))
+            .to_owned();
+        Self { child, base: addr }
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into()
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        let mut r = Self::agent()
+            .get(&format!("{}{path}", self.base))
+            .call()
+            .unwrap();
+        let status = r.status().as_u16();
+        (
+            status,
+            serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap(),
+        )
+    }
+
+    fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        let mut r = Self::agent()
+            .post(&format!("{}{path}", self.base))
+            .content_type("application/json")
+            .send(body)
+            .unwrap();
+        let status = r.status().as_u16();
+        (
+            status,
+            serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap(),
+        )
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        // SIGTERM: the graceful path.
+        Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+const NOTE: &str =
+    "Pacientul, 72 de ani, NIHSS 12. Tratament la externare: apixaban 5 mg de două ori pe zi.";
+
+fn chars(text: &str, start: u64, end: u64) -> String {
+    text.chars()
+        .skip(start as usize)
+        .take((end - start) as usize)
+        .collect()
+}
+
+#[test]
+fn the_json_api_answers_with_offsets_into_the_text_sent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), &[]);
+    let (status, health) = server.get("/health");
+    assert_eq!((status, health["status"].as_str()), (200, Some("UP")));
+    let (_, info) = server.get("/model");
+    assert_eq!(info["model"]["hidden_size"], 40);
+    assert_eq!(info["catalogue"]["concepts"].as_array().unwrap().len(), 34);
+    let (_, spec) = server.get("/openapi.json");
+    assert_eq!(spec["openapi"], "3.0.3");
+
+    let (status, qa) = server.post(
+        "/qa",
+        &json!({"context": NOTE, "questions": ["Ce anticoagulant?", "Câți ani?"], "lang": "ro"})
+            .to_string(),
+    );
+    assert_eq!(status, 200, "{qa}");
+    let answers = qa["answers"].as_array().unwrap();
+    assert_eq!(answers.len(), 2);
+    for a in answers {
+        if let (Some(s), Some(e)) = (a["start"].as_u64(), a["end"].as_u64()) {
+            assert_eq!(chars(NOTE, s, e), a["text"].as_str().unwrap(), "{a}");
+        }
+    }
+
+    let (status, ex) = server.post("/extract", &json!({"text": NOTE, "id": "n1"}).to_string());
+    assert_eq!(status, 200, "{ex}");
+    assert_eq!(
+        (ex["id"].as_str(), ex["lang"].as_str()),
+        (Some("n1"), Some("ro"))
+    );
+    assert_eq!(ex["lang_source"], "detected");
+    let rows = ex["extractions"].as_array().unwrap();
+    assert_eq!(rows.len(), 34);
+    for r in rows {
+        if let (Some(s), Some(e)) = (r["start"].as_u64(), r["end"].as_u64()) {
+            assert_eq!(chars(NOTE, s, e), r["candidate"].as_str().unwrap());
+        }
+        assert!(r["links"].is_null(), "no index loaded");
+    }
+    assert!(server.stop().success());
+}
+
+#[test]
+fn bad_input_gets_a_json_4xx_and_limits_hold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        tmp.path(),
+        &[
+            "--max-body-bytes",
+            "2000",
+            "--max-text-chars",
+            "300",
+            "--max-items",
+            "3",
+        ],
+    );
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("/qa", "{not json".into(), 400, "JSON"),
+        ("/qa", json!({"context": 5, "question": "x"}).to_string(), 422, "invalid type"),
+        ("/qa", json!({"context": "abc"}).to_string(), 400, "question"),
+        ("/qa", json!({"context": "abc", "question": "x", "colour": 1}).to_string(), 422, "colour"),
+        ("/qa", json!({"context": "abc", "questions": ["a", "b", "c", "d"]}).to_string(), 413, "at most 3"),
+        ("/qa", json!({"context": "x".repeat(301), "question": "q"}).to_string(), 413, "at most 300"),
+        ("/qa", json!({"context": "x".repeat(2500), "question": "q"}).to_string(), 413, ""),
+        ("/extract", json!({"text": "   "}).to_string(), 400, "empty"),
+        ("/extract", json!({"text": "12 34 56", }).to_string(), 400, "language"),
+        ("/predict", json!({"tasks": []}).to_string(), 400, "label_config"),
+        ("/predict", json!({"tasks": [{"data": {}}], "label_config": "<View><Labels name=\"l\" toName=\"t\"><Label value=\"glucose\"/></Labels><Text name=\"t\" value=\"$text\"/></View>"}).to_string(), 400, "data.text"),
+        ("/setup", json!({"schema": "<View>"}).to_string(), 400, "Labels"),
+    ];
+    for (path, body, want, needle) in cases {
+        let (status, err) = server.post(path, &body);
+        let message = err["error"].as_str().unwrap_or_default();
+        assert_eq!(status, want, "{path} {body:.80}: {err}");
+        assert!(message.contains(needle), "{path}: {message}");
+    }
+    let mut r = Server::agent()
+        .post(&format!("{}/qa", server.base))
+        .content_type("text/plain")
+        .send("{}")
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    assert!(
+        serde_json::from_str::<Value>(&r.body_mut().read_to_string().unwrap()).unwrap()["error"]
+            .is_string()
+    );
+    assert_eq!(server.get("/nope").0, 404);
+    // The server is still there after all of that.
+    assert_eq!(server.get("/health").0, 200);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn label_studio_gets_span_pre_annotations_and_links_come_with_extractions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let terms: link::TermSource = format!(
+        "{}:name=stroke-sample",
+        root().join("data/sample/terms/stroke-values.csv").display()
+    )
+    .parse()
+    .unwrap();
+    let (concepts, _) = link::terms::read_all(std::slice::from_ref(&terms)).unwrap();
+    let index = tmp.path().join("index");
+    link::Index::build(concepts, Vec::new(), 3)
+        .save(&index, &[])
+        .unwrap();
+    let server = Server::start(
+        tmp.path(),
+        &[
+            "--link-index",
+            index.to_str().unwrap(),
+            "--link-min-score",
+            "0.3",
+            "--min-probability",
+            "0",
+        ],
+    );
+    let config = r#"<View><Labels name="concept" toName="note"><Label value="anticoagulant"/><Label value="age"/><Label value="nihss_admission"/></Labels><Text name="note" value="$report"/></View>"#;
+    let (status, setup) = server.post(
+        "/setup",
+        &json!({"project": "1", "schema": config}).to_string(),
+    );
+    assert_eq!(status, 200);
+    let version = setup["model_version"].as_str().unwrap().to_owned();
+    assert!(version.starts_with("medqa-"), "{version}");
+    let other = "NIHSS score on admission was 7. Discharged on dabigatran 150 mg twice daily.";
+    let body = json!({"tasks": [{"id": 1, "data": {"report": NOTE, "lang": "ro"}},
+                                {"id": 2, "data": {"report": other}}],
+                      "label_config": config, "project": "1", "params": {}});
+    let (status, pred) = server.post("/predict", &body.to_string());
+    assert_eq!(status, 200, "{pred}");
+    assert_eq!(pred["model_version"], version);
+    let results = pred["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    let spans: usize = results
+        .iter()
+        .map(|r| r["result"].as_array().unwrap().len())
+        .sum();
+    assert!(
+        spans >= 2,
+        "every answer is accepted at --min-probability 0: {pred}"
+    );
+    for (result, text) in results.iter().zip([NOTE, other]) {
+        for span in result["result"].as_array().unwrap() {
+            assert_eq!(
+                (span["from_name"].as_str(), span["to_name"].as_str()),
+                (Some("concept"), Some("note"))
+            );
+            assert_eq!(span["type"], "labels");
+            let label = span["value"]["labels"][0].as_str().unwrap();
+            assert!(
+                ["anticoagulant", "age", "nihss_admission"].contains(&label),
+                "{label}"
+            );
+            let v = &span["value"];
+            assert_eq!(
+                chars(
+                    text,
+                    v["start"].as_u64().unwrap(),
+                    v["end"].as_u64().unwrap()
+                ),
+                v["text"].as_str().unwrap()
+            );
+        }
+    }
+    let (_, ex) = server.post("/extract", &json!({"text": NOTE, "lang": "ro"}).to_string());
+    let rows = ex["extractions"].as_array().unwrap();
+    assert!(rows
+        .iter()
+        .all(|r| r["links"].is_array() || r["answer"].is_null()));
+    assert!(server.stop().success());
+}
+
+#[test]
+fn concurrent_requests_are_answered_as_one_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), &[]);
+    let bodies: Vec<String> = (0..12)
+        .map(|i| {
+            json!({"context": format!("{NOTE} Glicemia {}.{} mmol/l.", 5 + i, i), "questions": ["Glicemia?", "Ce anticoagulant?"], "lang": "ro"})
+                .to_string()
+        })
+        .collect();
+    let alone: Vec<Value> = bodies.iter().map(|b| server.post("/qa", b).1).collect();
+    let base = server.base.clone();
+    let together: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = bodies
+            .iter()
+            .map(|b| {
+                let url = format!("{base}/qa");
+                s.spawn(move || {
+                    let mut r = Server::agent()
+                        .post(&url)
+                        .content_type("application/json")
+                        .send(b.as_str())
+                        .unwrap();
+                    assert_eq!(r.status().as_u16(), 200);
+                    serde_json::from_str::<Value>(&r.body_mut().read_to_string().unwrap()).unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (a, t) in alone.iter().zip(&together) {
+        for (x, y) in a["answers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(t["answers"].as_array().unwrap())
+        {
+            assert_eq!(x["text"], y["text"]);
+            assert_eq!(
+                (x["start"].as_u64(), x["end"].as_u64()),
+                (y["start"].as_u64(), y["end"].as_u64())
+            );
+            let (p, q) = (
+                x["probability"].as_f64().unwrap_or(0.0),
+                y["probability"].as_f64().unwrap_or(0.0),
+            );
+            assert!(
+                (p - q).abs() < 1e-5,
+                "batched with others, the same answer: {p} vs {q}"
+            );
+        }
+    }
+    assert!(server.stop().success());
+}
