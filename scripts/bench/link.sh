@@ -14,7 +14,7 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 for s in dict.fromkeys(r["set"] for r in rows):
     part = [r for r in rows if r["set"] == s]
     first = part[0]
-    print(f"== {s}: {first['concepts']} concepts; linker {first['link_queries_per_sec']:,.0f} queries/s, "
+    print(f"== {s}: {first['concepts']} concepts, least cosine {first['min_score']}; linker {first['link_queries_per_sec']:,.0f} queries/s, "
           f"exact {first['exact_queries_per_sec']:,.0f} queries/s")
     print(f"{'language':<8} {'variant':<18} {'queries':>7} {'link @1':>8} {'link @5':>8} {'exact @1':>9}")
     for r in part:

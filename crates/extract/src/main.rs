@@ -67,7 +67,7 @@ struct Cli {
     #[arg(long, default_value_t = 3)]
     link_top_k: usize,
     /// Least character n-gram cosine for a candidate that is not an exact match.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.3)]
     link_min_score: f64,
 }
 

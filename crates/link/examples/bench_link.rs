@@ -242,10 +242,8 @@ struct Tally {
 }
 
 fn report(set: &str, index: &Index, queries: &[Query]) {
-    let opts = LinkOptions {
-        top_k: 5,
-        min_score: 0.3,
-    };
+    // The command line's defaults (top 5, least cosine 0.5).
+    let opts = LinkOptions::default();
     let started = Instant::now();
     let ours: Vec<Vec<String>> = queries
         .iter()
@@ -286,7 +284,7 @@ fn report(set: &str, index: &Index, queries: &[Query]) {
                 "set": set, "lang": lang, "variant": variant, "queries": t.n,
                 "link_acc1": pct(t.ours1), "link_acc5": pct(t.ours5), "exact_acc1": pct(t.exact1),
                 "link_queries_per_sec": ours_rate.round(), "exact_queries_per_sec": exact_rate.round(),
-                "concepts": index.concepts.len(),
+                "concepts": index.concepts.len(), "min_score": opts.min_score,
             })
         );
     }

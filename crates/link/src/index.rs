@@ -68,7 +68,7 @@ impl Default for LinkOptions {
     fn default() -> Self {
         Self {
             top_k: 5,
-            min_score: 0.5,
+            min_score: 0.3,
         }
     }
 }

@@ -55,7 +55,7 @@ enum Command {
         out: Option<PathBuf>,
         #[arg(long, default_value_t = 5)]
         top_k: usize,
-        #[arg(long, default_value_t = 0.5)]
+        #[arg(long, default_value_t = 0.3)]
         min_score: f64,
     },
 }

@@ -26,7 +26,7 @@ struct Cli {
     link_index: Option<PathBuf>,
     #[arg(long, default_value_t = 3)]
     link_top_k: usize,
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.3)]
     link_min_score: f64,
     /// Overrides the catalogue's min_probability for every concept.
     #[arg(long)]
