@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use test_support::root;
 
 const BIN: &str = env!("CARGO_BIN_EXE_eval");
 
@@ -21,25 +20,13 @@ fn predictor() -> PathBuf {
 /// A QA model directory from the tiny fixture checkpoint (random weights, a QA head) with the window
 /// settings prediction needs.
 fn model_dir(dir: &Path) -> PathBuf {
-    let fixtures = root().join("crates/model/tests/fixtures");
-    let m = dir.join("model");
-    std::fs::create_dir_all(&m).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(fixtures.join("models/tiny-h64-l1").join(f), m.join(f)).unwrap();
-    }
-    std::fs::copy(
-        fixtures.join("tokenizer/tokenizer.json"),
-        m.join("tokenizer.json"),
-    )
-    .unwrap();
-    std::fs::write(
-        m.join("medqa.json"),
+    test_support::fixture_qa_model(
+        dir,
+        "tiny-h64-l1",
         r#"{"max_seq_length": 64, "doc_stride": 16, "max_query_length": 16,
             "postprocess": {"n_best_size": 20, "max_answer_length": 10,
                             "version_2_with_negative": false, "null_score_diff_threshold": 0.0}}"#,
     )
-    .unwrap();
-    m
 }
 
 const CONTEXTS: [(&str, &str, &str); 4] = [

@@ -80,6 +80,19 @@ impl Catalogue {
         Ok(())
     }
 
+    /// One least probability for every concept (the command line's `--min-probability`), replacing
+    /// the catalogue's and each concept's own.
+    pub fn override_min_probability(&mut self, p: f64) -> Result<()> {
+        if !(0.0..=1.0).contains(&p) {
+            bail!("--min-probability {p} is not in [0, 1]");
+        }
+        self.min_probability = p;
+        for c in &mut self.concepts {
+            c.min_probability = None;
+        }
+        Ok(())
+    }
+
     pub fn threshold(&self, c: &Concept) -> f64 {
         c.min_probability.unwrap_or(self.min_probability)
     }

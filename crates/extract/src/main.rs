@@ -58,17 +58,10 @@ struct Cli {
     device: DeviceChoice,
     #[arg(long, default_value = "fp32")]
     precision: model::autocast::Precision,
-    /// Link every accepted answer to the concepts of this index (`link index --out DIR`): concept id,
-    /// IRI, preferred label, matched label, score and method in the long table, the concept's IRI in
-    /// the linked data.
-    #[arg(long)]
-    link_index: Option<PathBuf>,
-    /// Candidates kept per answer (all of them in the long table's link_candidates).
-    #[arg(long, default_value_t = 3)]
-    link_top_k: usize,
-    /// Least character n-gram cosine for a candidate that is not an exact match.
-    #[arg(long, default_value_t = 0.3)]
-    link_min_score: f64,
+    /// With --link-index: each accepted answer's concept (id, IRI, preferred label, matched label,
+    /// score, method; every candidate in link_candidates) in the long table, its IRI in the linked data.
+    #[command(flatten)]
+    link: link::LinkArgs,
 }
 
 fn main() -> Result<()> {
@@ -86,13 +79,7 @@ fn main() -> Result<()> {
     }
     let mut catalogue = Catalogue::load(&cli.concepts)?;
     if let Some(p) = cli.min_probability {
-        if !(0.0..=1.0).contains(&p) {
-            bail!("--min-probability {p} is not in [0, 1]");
-        }
-        catalogue.min_probability = p;
-        for c in &mut catalogue.concepts {
-            c.min_probability = None;
-        }
+        catalogue.override_min_probability(p)?;
     }
     let opts = DocOptions {
         id_field: cli.id_field,
@@ -112,16 +99,7 @@ fn main() -> Result<()> {
         );
     }
     // The index is read before the model runs: a wrong path fails in a second, not after extraction.
-    let linker = cli
-        .link_index
-        .as_deref()
-        .map(link::Index::load)
-        .transpose()?;
-    if let Some(index) = &linker {
-        for stale in index.stale_sources()? {
-            eprintln!("warning: {stale} changed since the link index was built (or is gone)");
-        }
-    }
+    let linker = cli.link.load()?;
     let device = cli.device.resolve()?;
     let qa = QaModel::load(&cli.model, device)?;
     let bar = model::train::log::progress_bar(docs.len() as u64, 0, "documents");
@@ -141,13 +119,9 @@ fn main() -> Result<()> {
     bar.finish_and_clear();
     let seconds = clock.elapsed().as_secs_f64();
 
-    let links = linker.as_ref().map(|index| {
-        let opts = link::LinkOptions {
-            top_k: cli.link_top_k,
-            min_score: cli.link_min_score,
-        };
-        extract::link_answers(index, &rows, &opts)
-    });
+    let links = linker
+        .as_ref()
+        .map(|index| extract::link_answers(index, &rows, &cli.link.options()));
     if let Some(links) = &links {
         let answered = rows.iter().filter(|r| r.answer.is_some()).count();
         let linked = links.iter().filter(|l| !l.is_empty()).count();

@@ -10,23 +10,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_extract");
 
 /// The fixture checkpoint with a (random) QA head, the fixture tokenizer and window settings.
 fn qa_model(dir: &Path) -> PathBuf {
-    let fixtures = root().join("crates/model/tests/fixtures");
-    let m = dir.join("qa-model");
-    std::fs::create_dir_all(&m).unwrap();
-    let from = fixtures.join("models/tiny-h40-l3");
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(from.join(f), m.join(f)).unwrap();
-    }
-    std::fs::copy(
-        fixtures.join("tokenizer/tokenizer.json"),
-        m.join("tokenizer.json"),
-    )
-    .unwrap();
     let settings = serde_json::json!({"max_seq_length": 48, "doc_stride": 16, "max_query_length": 12,
         "postprocess": {"n_best_size": 10, "max_answer_length": 8, "version_2_with_negative": false,
                         "null_score_diff_threshold": 0.0}});
-    std::fs::write(m.join("medqa.json"), settings.to_string()).unwrap();
-    m
+    test_support::fixture_qa_model(dir, "tiny-h40-l3", &settings.to_string())
 }
 
 fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Output {
@@ -248,10 +235,9 @@ fn answers_are_linked_to_a_terminology() {
     )
     .parse()
     .unwrap();
-    let (concepts, _) = link::terms::read_all(std::slice::from_ref(&terms)).unwrap();
     let index_dir = d.join("index");
-    let index = link::Index::build(concepts, link::terms::hash_sources(&[terms]).unwrap(), 3);
-    index.save(&index_dir, &[]).unwrap();
+    let (index, rejects) = link::build_index(&[terms], 3).unwrap();
+    index.save(&index_dir, &rejects).unwrap();
 
     let (out, ld) = (d.join("out.csv"), d.join("kg.nt"));
     let mut a = args(&model, &docs, &out);

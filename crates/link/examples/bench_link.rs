@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use link::normalize::normalize;
-use link::terms::{read_all, TermSource};
+use link::terms::TermSource;
 use link::{Index, LinkOptions};
 
 struct Query {
@@ -98,8 +98,7 @@ fn main() -> Result<()> {
 
 fn index_of(specs: &[String]) -> Result<Index> {
     let sources: Vec<TermSource> = specs.iter().map(|s| s.parse()).collect::<Result<_>>()?;
-    let (concepts, _) = read_all(&sources)?;
-    Ok(Index::build(concepts, Vec::new(), 3))
+    Ok(link::build_index(&sources, 3)?.0)
 }
 
 fn sample_queries(gold: &Path) -> Result<Vec<Query>> {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use link::{terms, Index, LinkOptions, TermSource};
+use link::{Index, LinkOptions, TermSource};
 use rayon::prelude::*;
 
 /// Link extracted answers to terminologies: normalised exact match, then character n-gram TF-IDF.
@@ -114,14 +114,14 @@ fn build(sources: &[TermSource], out: &Path, ngram: usize) -> Result<()> {
     }
     fsutil::check_output_dir(out)?;
     let started = std::time::Instant::now();
-    let (concepts, rejects) = terms::read_all(sources)?;
-    if concepts.is_empty() {
+    let (index, rejects) = link::build_index(sources, ngram)?;
+    if index.concepts.is_empty() {
         bail!(
-            "no concept in {} source(s); see the rejects above",
-            sources.len()
+            "no concept in {} source(s) ({} rejected: see why with --out's rejects.jsonl)",
+            sources.len(),
+            rejects.len()
         );
     }
-    let index = Index::build(concepts, terms::hash_sources(sources)?, ngram);
     index.save(out, &rejects)?;
     let s = index.summary(rejects.len());
     println!(

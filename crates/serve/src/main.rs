@@ -21,13 +21,9 @@ struct Cli {
     /// A concept catalogue (configs/concepts-*.toml) for /extract and Label Studio's /predict.
     #[arg(long)]
     concepts: Option<PathBuf>,
-    /// A linking index (`link index --out DIR`): extracted answers come with their concepts.
-    #[arg(long)]
-    link_index: Option<PathBuf>,
-    #[arg(long, default_value_t = 3)]
-    link_top_k: usize,
-    #[arg(long, default_value_t = 0.3)]
-    link_min_score: f64,
+    /// With --link-index: extracted answers come with their concepts.
+    #[command(flatten)]
+    link: link::LinkArgs,
     /// Overrides the catalogue's min_probability for every concept.
     #[arg(long)]
     min_probability: Option<f64>,
@@ -66,20 +62,9 @@ fn main() -> Result<()> {
         .map(extract::concepts::Catalogue::load)
         .transpose()?;
     if let (Some(c), Some(p)) = (catalogue.as_mut(), cli.min_probability) {
-        anyhow::ensure!(
-            (0.0..=1.0).contains(&p),
-            "--min-probability {p} is not in [0, 1]"
-        );
-        c.min_probability = p;
-        for concept in &mut c.concepts {
-            concept.min_probability = None;
-        }
+        c.override_min_probability(p)?;
     }
-    let linker = cli
-        .link_index
-        .as_deref()
-        .map(link::Index::load)
-        .transpose()?;
+    let linker = cli.link.load()?;
     let device = cli.device.resolve()?;
     let (engine, info, model_thread) = Engine::start(EngineConfig {
         model: cli.model.clone(),
@@ -95,10 +80,7 @@ fn main() -> Result<()> {
         info,
         catalogue,
         linker,
-        link_options: link::LinkOptions {
-            top_k: cli.link_top_k,
-            min_score: cli.link_min_score,
-        },
+        link_options: cli.link.options(),
         limits: Limits {
             max_body_bytes: cli.max_body_bytes,
             max_text_chars: cli.max_text_chars,

@@ -233,12 +233,7 @@ async fn extract_one(
     body: Result<Json<ExtractRequest>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(req) = body?;
-    if s.catalogue.is_none() {
-        return Err(ApiError(
-            StatusCode::NOT_IMPLEMENTED,
-            "this service has no concept catalogue (start it with --concepts)".into(),
-        ));
-    }
+    require_catalogue(&s)?;
     check_text(&s, "the document", &req.text)?;
     let doc = document(
         req.id.unwrap_or_else(|| "document".into()),
@@ -267,6 +262,15 @@ async fn extract_one(
     Ok(Json(
         json!({ "id": id, "lang": lang, "lang_source": lang_source, "extractions": extractions }),
     ))
+}
+
+fn require_catalogue(s: &AppState) -> Result<&Catalogue, ApiError> {
+    s.catalogue.as_ref().ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_IMPLEMENTED,
+            "this service has no concept catalogue (start it with --concepts)".into(),
+        )
+    })
 }
 
 fn model_version(s: &AppState) -> String {
@@ -298,12 +302,7 @@ async fn predict(
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(req) = body?;
-    if s.catalogue.is_none() {
-        return Err(ApiError(
-            StatusCode::NOT_IMPLEMENTED,
-            "this service has no concept catalogue (start it with --concepts)".into(),
-        ));
-    }
+    require_catalogue(&s)?;
     let config_text = req
         .get("label_config")
         .and_then(Value::as_str)

@@ -14,22 +14,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_serve");
 
 /// The fixture checkpoint with a (random) QA head, the fixture tokenizer and window settings.
 fn qa_model(dir: &Path) -> PathBuf {
-    let fixtures = root().join("crates/model/tests/fixtures");
-    let m = dir.join("qa-model");
-    std::fs::create_dir_all(&m).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(fixtures.join("models/tiny-h40-l3").join(f), m.join(f)).unwrap();
-    }
-    std::fs::copy(
-        fixtures.join("tokenizer/tokenizer.json"),
-        m.join("tokenizer.json"),
-    )
-    .unwrap();
     let settings = json!({"max_seq_length": 48, "doc_stride": 16, "max_query_length": 12,
         "postprocess": {"n_best_size": 10, "max_answer_length": 8, "version_2_with_negative": false,
                         "null_score_diff_threshold": 0.0}});
-    std::fs::write(m.join("medqa.json"), settings.to_string()).unwrap();
-    m
+    test_support::fixture_qa_model(dir, "tiny-h40-l3", &settings.to_string())
 }
 
 struct Server {

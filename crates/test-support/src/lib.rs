@@ -106,3 +106,22 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("no free port on the loopback")
 }
+
+/// A fine-tuned-QA model directory in `dir/qa-model` made of the fixture checkpoint `checkpoint`
+/// (`tiny-h40-l3`, `tiny-h64-l1`: random weights with a QA head), the fixture tokenizer and the
+/// window and post-processing settings `medqa_json` (`medqa.json`).
+pub fn fixture_qa_model(dir: &Path, checkpoint: &str, medqa_json: &str) -> PathBuf {
+    let m = dir.join("qa-model");
+    std::fs::create_dir_all(&m).expect("a writable test directory");
+    for f in ["config.json", "model.safetensors"] {
+        let from = fixtures().join("models").join(checkpoint).join(f);
+        std::fs::copy(&from, m.join(f)).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+    }
+    std::fs::copy(
+        fixtures().join("tokenizer/tokenizer.json"),
+        m.join("tokenizer.json"),
+    )
+    .expect("the fixture tokenizer");
+    std::fs::write(m.join("medqa.json"), medqa_json).expect("a writable test directory");
+    m
+}
