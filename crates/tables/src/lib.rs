@@ -160,39 +160,26 @@ pub fn read_text_column(
     also: Option<&str>,
 ) -> Result<Vec<(Option<String>, Option<String>)>> {
     let wanted: Vec<&str> = std::iter::once(column).chain(also).collect();
-    let df = match read_columns(path, Some(&wanted)) {
-        Ok(df) => df,
-        Err(e) => {
-            // Name the missing column and the ones that are there; other errors as they are.
-            let names = column_names(&read(path).map_err(|_| e)?);
-            let missing = wanted.iter().find(|w| !names.iter().any(|n| n == *w));
-            bail!(
-                "{}: no column '{}' (columns: {})",
-                path.display(),
-                missing.copied().unwrap_or(column),
-                names.join(", ")
-            );
-        }
-    };
-    let text = strings(&df, column, path)?;
-    let second = match also {
-        Some(c) => strings(&df, c, path)?,
-        None => vec![None; text.len()],
-    };
+    let mut cols = read_text_columns(path, &wanted)?.into_iter();
+    let text = cols.next().unwrap_or_default();
+    let second = cols.next().unwrap_or_else(|| vec![None; text.len()]);
     Ok(text.into_iter().zip(second).collect())
 }
 
-/// Several text columns of a table, column by column, as [`read_text_column`] reads one.
+/// Several text columns of a table, column by column, each as [`read_text_column`] reads one; a
+/// missing column is named with the ones the file has.
 pub fn read_text_columns(path: &Path, columns: &[&str]) -> Result<Vec<Vec<Option<String>>>> {
     let df = match read_columns(path, Some(columns)) {
         Ok(df) => df,
         Err(e) => {
-            let names = column_names(&read(path).map_err(|_| e)?);
-            let missing = columns.iter().find(|w| !names.iter().any(|n| n == *w));
+            // The header alone (a whole read may fail where these columns would not).
+            let names = columns_of(path).map_err(|_| e)?;
+            let Some(missing) = columns.iter().find(|w| !names.iter().any(|n| n == *w)) else {
+                return Err(anyhow::anyhow!("cannot read {}", path.display()));
+            };
             bail!(
-                "{}: no column '{}' (columns: {})",
+                "{}: no column '{missing}' (columns: {})",
                 path.display(),
-                missing.copied().unwrap_or_default(),
                 names.join(", ")
             );
         }
