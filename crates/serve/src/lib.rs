@@ -4,8 +4,10 @@
 //!
 //! - [`engine`]: the model on its own thread behind a bounded queue; waiting requests are batched;
 //! - [`routes`]: the endpoints, limits and JSON errors (`openapi.json` documents them);
-//! - [`labelstudio`]: what a Label Studio labelling configuration says (labels, text key).
+//! - [`labelstudio`]: what a Label Studio labelling configuration says (labels, text key);
+//! - [`inception`]: INCEpTION's external recommender protocol (predictions written into the CAS XMI).
 
 pub mod engine;
+pub mod inception;
 pub mod labelstudio;
 pub mod routes;

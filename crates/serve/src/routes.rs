@@ -48,6 +48,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/extract", post(extract_one))
         .route("/setup", post(setup))
         .route("/predict", post(predict))
+        .route("/inception/predict", post(inception_predict))
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
@@ -295,14 +296,59 @@ async fn setup(
     Ok(Json(json!({ "model_version": model_version(&s) })))
 }
 
-/// Label Studio's `/predict`: every task's text through extraction, each accepted answer a span labelled
-/// with its concept (when the configuration has that label), scored by its probability.
+/// `/predict` is both Label Studio's and INCEpTION's: an INCEpTION request carries `metadata` and
+/// `document` (a CAS), a Label Studio one `tasks`.
 async fn predict(
     State(s): State<Arc<AppState>>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(req) = body?;
-    require_catalogue(&s)?;
+    if req.get("metadata").is_some() && req.get("document").is_some() {
+        return inception(&s, &req).await;
+    }
+    label_studio(&s, &req).await
+}
+
+async fn inception_predict(
+    State(s): State<Arc<AppState>>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(req) = body?;
+    inception(&s, &req).await
+}
+
+/// INCEpTION's external recommender: the CAS's text through extraction, each accepted answer an
+/// annotation of the requested layer with its concept in the requested feature.
+async fn inception(s: &AppState, req: &Value) -> Result<Json<Value>, ApiError> {
+    require_catalogue(s)?;
+    let req = crate::inception::Request::from_json(req).map_err(|e| bad(format!("{e:#}")))?;
+    let text = crate::inception::text(&req.xmi).map_err(|e| bad(format!("{e:#}")))?;
+    check_text(s, "the document", &text)?;
+    let spans = if text.trim().is_empty() {
+        Vec::new()
+    } else {
+        let doc = document("inception".into(), text, None)?;
+        let rows = s.engine.extract(vec![doc]).await?;
+        rows.iter()
+            .filter_map(|r| {
+                Some(crate::inception::Span {
+                    start: r.start? as usize,
+                    end: r.end? as usize,
+                    label: r.answer.as_ref().map(|_| r.concept.clone())?,
+                    score: r.probability,
+                })
+            })
+            .collect()
+    };
+    let xmi = crate::inception::add_predictions(&req, &spans)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+    Ok(Json(json!({ "document": xmi })))
+}
+
+/// Label Studio's `/predict`: every task's text through extraction, each accepted answer a span labelled
+/// with its concept (when the configuration has that label), scored by its probability.
+async fn label_studio(s: &AppState, req: &Value) -> Result<Json<Value>, ApiError> {
+    require_catalogue(s)?;
     let config_text = req
         .get("label_config")
         .and_then(Value::as_str)
@@ -331,7 +377,7 @@ async fn predict(
             .and_then(|d| d.get(&config.data_key))
             .and_then(Value::as_str)
             .ok_or_else(|| bad(format!("task {i} has no text at data.{}", config.data_key)))?;
-        check_text(&s, &format!("task {i}"), text)?;
+        check_text(s, &format!("task {i}"), text)?;
         let lang = task
             .get("data")
             .and_then(|d| d.get("lang"))
@@ -344,7 +390,7 @@ async fn predict(
     } else {
         s.engine.extract(docs).await?
     };
-    let version = model_version(&s);
+    let version = model_version(s);
     let results: Vec<Value> = rows
         .chunks(per_doc.max(1))
         .map(|doc_rows| {

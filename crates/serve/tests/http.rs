@@ -186,6 +186,8 @@ fn bad_input_gets_a_json_4xx_and_limits_hold() {
         ("/predict", json!({"tasks": []}).to_string(), 400, "label_config"),
         ("/predict", json!({"tasks": [{"data": {}}], "label_config": "<View><Labels name=\"l\" toName=\"t\"><Label value=\"glucose\"/></Labels><Text name=\"t\" value=\"$text\"/></View>"}).to_string(), 400, "data.text"),
         ("/setup", json!({"schema": "<View>"}).to_string(), 400, "Labels"),
+        ("/inception/predict", json!({"metadata": {"layer": "a.B", "feature": "value"}, "document": {}}).to_string(), 400, "document.xmi"),
+        ("/predict", json!({"metadata": {"layer": "a.B", "feature": "value"}, "document": {"xmi": "<x"}}).to_string(), 400, "not XML"),
     ];
     for (path, body, want, needle) in cases {
         let (status, err) = server.post(path, &body);
@@ -341,6 +343,44 @@ fn concurrent_requests_are_answered_as_one_at_a_time() {
                 "batched with others, the same answer: {p} vs {q}"
             );
         }
+    }
+    assert!(server.stop().success());
+}
+
+/// INCEpTION's external recommender protocol, checked with the library INCEpTION's Python side uses
+/// (dkpro-cassis): the CAS that comes back loads against the request's type system, and each predicted
+/// annotation covers its answer, even after a character outside the BMP (UIMA counts UTF-16 units).
+#[test]
+fn inception_gets_predictions_in_its_cas() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), &["--min-probability", "0"]);
+    let text = format!("🙂 {NOTE}");
+    let out = test_support::run_ok(
+        Command::new(test_support::python())
+            .arg(root().join("scripts/tools/inception_check.py"))
+            .args([&server.base, &text]),
+    );
+    let annotations: Vec<Value> = serde_json::from_str(out.trim()).unwrap();
+    assert!(
+        !annotations.is_empty(),
+        "every answer is accepted at --min-probability 0"
+    );
+    let concepts: Vec<String> =
+        extract::concepts::Catalogue::load(&root().join("configs/concepts-stroke.toml"))
+            .unwrap()
+            .concepts
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+    for a in &annotations {
+        let (b, e) = (a["begin"].as_u64().unwrap(), a["end"].as_u64().unwrap());
+        assert_eq!(chars(&text, b, e), a["text"].as_str().unwrap(), "{a}");
+        assert!(
+            concepts.contains(&a["value"].as_str().unwrap().to_owned()),
+            "{a}"
+        );
+        assert_eq!(a["predicted"], true);
+        assert!(a["score"].as_f64().is_some());
     }
     assert!(server.stop().success());
 }
