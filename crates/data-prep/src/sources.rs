@@ -290,79 +290,33 @@ impl Source {
         });
         // Mismatched end tags are how a broken unit shows; they are handled below, unit by unit.
         reader.config_mut().check_end_names = false;
-        let keep = |lang: &str| {
-            self.language == "*" || primary_language(lang) == primary_language(&self.language)
+        let mut unit = TmxUnit {
+            source: self,
+            file,
+            line: 0,
+            lang: None,
+            seg: None,
         };
-        let (mut buf, mut unit_line, mut lang, mut seg) =
-            (Vec::new(), 0usize, None::<String>, None::<String>);
-        // A segment still open where it cannot be: rejected with its unit's line.
-        let unclosed = |seg: &mut Option<String>, line: usize, reject: &mut dyn FnMut(Reject)| {
-            if seg.take().is_some() {
-                reject(self.reject_at(
-                    file,
-                    line,
-                    "unclosed <seg>: segment dropped, reading goes on at the next <tu>".into(),
-                ));
-            }
-        };
+        let mut buf = Vec::new();
         loop {
             let line_before = reader.get_ref().newlines + 1;
             match reader.read_event_into(&mut buf) {
-                Ok(Event::Start(e)) => match e.name().as_ref() {
-                    b"tu" => {
-                        unclosed(&mut seg, unit_line, reject);
-                        unit_line = line_before;
-                        lang = None;
-                    }
-                    b"tuv" => {
-                        unclosed(&mut seg, unit_line, reject);
-                        lang = e
-                            .attributes()
-                            .flatten()
-                            .find(|a| a.key.as_ref() == b"xml:lang" || a.key.as_ref() == b"lang")
-                            .and_then(|a| a.unescape_value().ok().map(|v| v.into_owned()));
-                    }
-                    b"seg" => {
-                        unclosed(&mut seg, unit_line, reject);
-                        seg = Some(String::new());
-                    }
-                    _ => {}
-                },
+                Ok(Event::Start(e)) => unit.start(&e, line_before, reject),
                 Ok(Event::Text(t)) => {
-                    if let Some(s) = seg.as_mut() {
+                    if let Some(s) = unit.seg.as_mut() {
                         match t.unescape() {
                             Ok(text) => s.push_str(&text),
                             Err(e) => reject(self.reject_at(
                                 file,
-                                unit_line,
+                                unit.line,
                                 format!("bad XML text: {e}"),
                             )),
                         }
                     }
                 }
-                Ok(Event::End(e)) => match e.name().as_ref() {
-                    b"seg" => {
-                        let Some(text) = seg.take() else { continue };
-                        match &lang {
-                            Some(l) if keep(l) => emit(Record {
-                                text,
-                                file: file.to_path_buf(),
-                                line: unit_line,
-                                lang: Some(primary_language(l)),
-                            }),
-                            Some(_) => {}
-                            None => reject(self.reject_at(
-                                file,
-                                unit_line,
-                                "segment without xml:lang".into(),
-                            )),
-                        }
-                    }
-                    b"tuv" | b"tu" | b"body" => unclosed(&mut seg, unit_line, reject),
-                    _ => {}
-                },
+                Ok(Event::End(e)) => unit.end(e.name().as_ref(), emit, reject),
                 Ok(Event::Eof) => {
-                    unclosed(&mut seg, unit_line, reject);
+                    unit.unclosed(reject);
                     break;
                 }
                 Err(e) => {
@@ -506,6 +460,87 @@ impl Source {
             }
         }
         Ok(())
+    }
+}
+
+/// Where reading a TMX file is: the current unit's line, the current variant's language and the segment
+/// being read.
+struct TmxUnit<'a> {
+    source: &'a Source,
+    file: &'a Path,
+    line: usize,
+    lang: Option<String>,
+    seg: Option<String>,
+}
+
+impl TmxUnit<'_> {
+    /// A segment still open where it cannot be: rejected with its unit's line.
+    fn unclosed(&mut self, reject: &mut dyn FnMut(Reject)) {
+        if self.seg.take().is_some() {
+            reject(self.source.reject_at(
+                self.file,
+                self.line,
+                "unclosed <seg>: segment dropped, reading goes on at the next <tu>".into(),
+            ));
+        }
+    }
+
+    fn start(
+        &mut self,
+        e: &quick_xml::events::BytesStart,
+        line: usize,
+        reject: &mut dyn FnMut(Reject),
+    ) {
+        match e.name().as_ref() {
+            b"tu" => {
+                self.unclosed(reject);
+                self.line = line;
+                self.lang = None;
+            }
+            b"tuv" => {
+                self.unclosed(reject);
+                self.lang = e
+                    .attributes()
+                    .flatten()
+                    .find(|a| a.key.as_ref() == b"xml:lang" || a.key.as_ref() == b"lang")
+                    .and_then(|a| a.unescape_value().ok().map(|v| v.into_owned()));
+            }
+            b"seg" => {
+                self.unclosed(reject);
+                self.seg = Some(String::new());
+            }
+            _ => {}
+        }
+    }
+
+    fn end(&mut self, name: &[u8], emit: &mut dyn FnMut(Record), reject: &mut dyn FnMut(Reject)) {
+        match name {
+            b"seg" => {
+                let Some(text) = self.seg.take() else { return };
+                let wanted = self.source.language == "*";
+                match &self.lang {
+                    Some(l)
+                        if wanted
+                            || primary_language(l) == primary_language(&self.source.language) =>
+                    {
+                        emit(Record {
+                            text,
+                            file: self.file.to_path_buf(),
+                            line: self.line,
+                            lang: Some(primary_language(l)),
+                        })
+                    }
+                    Some(_) => {}
+                    None => reject(self.source.reject_at(
+                        self.file,
+                        self.line,
+                        "segment without xml:lang".into(),
+                    )),
+                }
+            }
+            b"tuv" | b"tu" | b"body" => self.unclosed(reject),
+            _ => {}
+        }
     }
 }
 

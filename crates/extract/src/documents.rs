@@ -97,7 +97,26 @@ pub fn read(path: &Path, opts: &DocOptions) -> Result<(Vec<Document>, Vec<Skippe
         docs: Vec::new(),
         skipped: Vec::new(),
     };
-    if path.is_dir() {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        _ if path.is_dir() => c.folder(path)?,
+        "jsonl" | "ndjson" => c.jsonl(path)?,
+        "csv" | "tsv" | "tab" | "parquet" | "pq" => c.table(path, ext.starts_with('p'))?,
+        _ => bail!(
+            "{}: documents come as a folder of .txt files, .jsonl, .csv, .tsv or .parquet",
+            path.display()
+        ),
+    }
+    Ok((c.docs, c.skipped))
+}
+
+impl Collected<'_> {
+    /// A folder of `.txt` files, `name.xx.txt` naming the language.
+    fn folder(&mut self, path: &Path) -> Result<()> {
+        let c = self;
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
             .with_context(|| format!("cannot list {}", path.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -132,68 +151,68 @@ pub fn read(path: &Path, opts: &DocOptions) -> Result<(Vec<Document>, Vec<Skippe
                 },
             }
         }
-        return Ok((c.docs, c.skipped));
+        Ok(())
     }
-    let ext = path
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    match ext.as_str() {
-        "jsonl" | "ndjson" => {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
-                let n = i + 1;
-                let Ok(line) = std::str::from_utf8(line) else {
-                    c.skip(path, n, "not UTF-8".into());
-                    continue;
-                };
-                if line.trim().is_empty() {
+
+    /// JSON lines with the id, text and language fields.
+    fn jsonl(&mut self, path: &Path) -> Result<()> {
+        let opts = self.opts;
+        let c = self;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            let n = i + 1;
+            let Ok(line) = std::str::from_utf8(line) else {
+                c.skip(path, n, "not UTF-8".into());
+                continue;
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: serde_json::Value = match serde_json::from_str(line) {
+                Ok(v) => v,
+                Err(e) => {
+                    c.skip(path, n, format!("malformed JSON: {e}"));
                     continue;
                 }
-                let v: serde_json::Value = match serde_json::from_str(line) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        c.skip(path, n, format!("malformed JSON: {e}"));
-                        continue;
-                    }
-                };
-                let Some(text) = v.get(&opts.text_field).and_then(|t| t.as_str()) else {
-                    c.skip(path, n, format!("no string field '{}'", opts.text_field));
-                    continue;
-                };
-                let id = match v.get(&opts.id_field) {
-                    Some(serde_json::Value::String(s)) => s.clone(),
-                    Some(serde_json::Value::Number(x)) => x.to_string(),
-                    _ => format!("line-{n}"),
-                };
-                let lang = v.get(&opts.lang_field).and_then(|l| l.as_str());
-                c.accept(path, n, id, text.to_owned(), lang);
-            }
+            };
+            let Some(text) = v.get(&opts.text_field).and_then(|t| t.as_str()) else {
+                c.skip(path, n, format!("no string field '{}'", opts.text_field));
+                continue;
+            };
+            let id = match v.get(&opts.id_field) {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Number(x)) => x.to_string(),
+                _ => format!("line-{n}"),
+            };
+            let lang = v.get(&opts.lang_field).and_then(|l| l.as_str());
+            c.accept(path, n, id, text.to_owned(), lang);
         }
-        "csv" | "tsv" | "tab" | "parquet" | "pq" => {
-            let rows = tables::read_text_column(path, &opts.text_field, Some(&opts.lang_field))
-                .or_else(|_| tables::read_text_column(path, &opts.text_field, None))?;
-            let ids = tables::read_text_column(path, &opts.id_field, None).ok();
-            let first = if ext.starts_with('p') { 1 } else { 2 };
-            for (i, (text, lang)) in rows.into_iter().enumerate() {
-                let n = first + i;
-                let id = ids
-                    .as_ref()
-                    .and_then(|ids| ids[i].0.clone())
-                    .unwrap_or_else(|| format!("row-{n}"));
-                match text {
-                    Some(t) => c.accept(path, n, id, t, lang.as_deref()),
-                    None => c.skip(path, n, format!("empty '{}' cell", opts.text_field)),
-                }
-            }
-        }
-        _ => bail!(
-            "{}: documents come as a folder of .txt files, .jsonl, .csv, .tsv or .parquet",
-            path.display()
-        ),
+        Ok(())
     }
-    Ok((c.docs, c.skipped))
+
+    /// A CSV/TSV/Parquet table's id, text and language columns (rows counted from 2 in CSV/TSV, where
+    /// line 1 is the header, from 1 in Parquet).
+    fn table(&mut self, path: &Path, parquet: bool) -> Result<()> {
+        let opts = self.opts;
+        let c = self;
+        let rows = tables::read_text_column(path, &opts.text_field, Some(&opts.lang_field))
+            .or_else(|_| tables::read_text_column(path, &opts.text_field, None))?;
+        let ids = tables::read_text_column(path, &opts.id_field, None).ok();
+        let first = if parquet { 1 } else { 2 };
+        for (i, (text, lang)) in rows.into_iter().enumerate() {
+            let n = first + i;
+            let id = ids
+                .as_ref()
+                .and_then(|ids| ids[i].0.clone())
+                .unwrap_or_else(|| format!("row-{n}"));
+            match text {
+                Some(t) => c.accept(path, n, id, t, lang.as_deref()),
+                None => c.skip(path, n, format!("empty '{}' cell", opts.text_field)),
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -154,117 +154,160 @@ pub fn linked_data(
     catalogue: &Catalogue,
     path: &Path,
 ) -> Result<String> {
-    let base = &catalogue.base_iri;
-    let voc = format!("{base}vocab#");
-    let best = |i: usize| links.and_then(|l| l[i].first());
-    let accepted = rows.iter().enumerate().filter(|(_, r)| r.answer.is_some());
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
-    let node = |r: &Extraction| format!("{base}extraction/{}/{}", iri_part(&r.doc_id), r.concept);
+    let graph = Graph {
+        base: &catalogue.base_iri,
+        voc: format!("{}vocab#", catalogue.base_iri),
+        rows,
+        links,
+    };
     match ext.as_str() {
-        "jsonld" | "json" => {
-            let graph: Vec<serde_json::Value> = accepted
-                .map(|(i, r)| {
-                    let mut node = serde_json::json!({
-                        "@id": node(r),
-                        "@type": "Extraction",
-                        "document": { "@id": format!("{base}document/{}", iri_part(&r.doc_id)) },
-                        "concept": { "@id": format!("{base}concept/{}", r.concept) },
-                        "value": { "@value": r.answer, "@language": r.doc_lang },
-                        "start": r.start, "end": r.end, "score": r.score, "probability": r.probability,
-                    });
-                    if let Some(c) = best(i) {
-                        node["linkedConcept"] = serde_json::json!({
-                            "@id": c.iri,
-                            "http://www.w3.org/2004/02/skos/core#prefLabel":
-                                { "@value": c.label, "@language": c.label_lang },
-                        });
-                        node["linkScore"] = serde_json::json!(c.score);
-                        node["linkMethod"] = serde_json::json!(c.method.as_str());
-                    }
-                    node
-                })
-                .collect();
-            let doc = serde_json::json!({
-                "@context": {
-                    "@vocab": voc,
-                    "start": { "@type": "http://www.w3.org/2001/XMLSchema#integer" },
-                    "end": { "@type": "http://www.w3.org/2001/XMLSchema#integer" },
-                    "score": { "@type": "http://www.w3.org/2001/XMLSchema#double" },
-                    "probability": { "@type": "http://www.w3.org/2001/XMLSchema#double" },
-                },
-                "@graph": graph,
-            });
-            Ok(serde_json::to_string_pretty(&doc)? + "\n")
-        }
-        "nt" => {
-            let mut out = String::new();
-            let xsd = "http://www.w3.org/2001/XMLSchema#";
-            for (i, r) in accepted {
-                let n = format!("<{}>", node(r));
-                let p = |name: &str| format!("<{voc}{name}>");
-                out.push_str(&format!(
-                    "{n} <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> {} .\n",
-                    p("Extraction")
-                ));
-                out.push_str(&format!(
-                    "{n} {} <{base}document/{}> .\n",
-                    p("document"),
-                    iri_part(&r.doc_id)
-                ));
-                out.push_str(&format!(
-                    "{n} {} <{base}concept/{}> .\n",
-                    p("concept"),
-                    r.concept
-                ));
-                let value = r.answer.as_deref().unwrap_or_default();
-                out.push_str(&format!(
-                    "{n} {} {}@{} .\n",
-                    p("value"),
-                    nt_literal(value),
-                    r.doc_lang
-                ));
-                if let (Some(s), Some(e)) = (r.start, r.end) {
-                    out.push_str(&format!("{n} {} \"{s}\"^^<{xsd}integer> .\n", p("start")));
-                    out.push_str(&format!("{n} {} \"{e}\"^^<{xsd}integer> .\n", p("end")));
-                }
-                out.push_str(&format!(
-                    "{n} {} \"{:e}\"^^<{xsd}double> .\n",
-                    p("score"),
-                    r.score
-                ));
-                if let Some(c) = best(i) {
-                    out.push_str(&format!("{n} {} <{}> .\n", p("linkedConcept"), c.iri));
-                    out.push_str(&format!(
-                        "{n} {} \"{:e}\"^^<{xsd}double> .\n",
-                        p("linkScore"),
-                        c.score
-                    ));
-                    out.push_str(&format!(
-                        "{n} {} {} .\n",
-                        p("linkMethod"),
-                        nt_literal(c.method.as_str())
-                    ));
-                    let lang = c
-                        .label_lang
-                        .as_deref()
-                        .map(|l| format!("@{l}"))
-                        .unwrap_or_default();
-                    out.push_str(&format!(
-                        "<{}> <http://www.w3.org/2004/02/skos/core#prefLabel> {}{lang} .\n",
-                        c.iri,
-                        nt_literal(&c.label)
-                    ));
-                }
-            }
-            Ok(out)
-        }
+        "jsonld" | "json" => graph.json_ld(),
+        "nt" => Ok(graph.n_triples()),
         _ => bail!(
             "{}: linked data is written as .jsonld or .nt",
             path.display()
         ),
+    }
+}
+
+/// The accepted answers and their links, as the two linked-data forms write them.
+struct Graph<'a> {
+    base: &'a str,
+    voc: String,
+    rows: &'a [Extraction],
+    links: Option<&'a [Vec<link::Candidate>]>,
+}
+
+impl Graph<'_> {
+    fn accepted(&self) -> impl Iterator<Item = (usize, &Extraction)> {
+        self.rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.answer.is_some())
+    }
+
+    fn best(&self, i: usize) -> Option<&link::Candidate> {
+        self.links.and_then(|l| l[i].first())
+    }
+
+    fn node(&self, r: &Extraction) -> String {
+        format!(
+            "{}extraction/{}/{}",
+            self.base,
+            iri_part(&r.doc_id),
+            r.concept
+        )
+    }
+
+    fn json_ld(&self) -> Result<String> {
+        let (base, voc) = (self.base, &self.voc);
+        let accepted = self.accepted();
+        let best = |i| self.best(i);
+        let node = |r| self.node(r);
+        let graph: Vec<serde_json::Value> = accepted
+            .map(|(i, r)| {
+                let mut node = serde_json::json!({
+                    "@id": node(r),
+                    "@type": "Extraction",
+                    "document": { "@id": format!("{base}document/{}", iri_part(&r.doc_id)) },
+                    "concept": { "@id": format!("{base}concept/{}", r.concept) },
+                    "value": { "@value": r.answer, "@language": r.doc_lang },
+                    "start": r.start, "end": r.end, "score": r.score, "probability": r.probability,
+                });
+                if let Some(c) = best(i) {
+                    node["linkedConcept"] = serde_json::json!({
+                        "@id": c.iri,
+                        "http://www.w3.org/2004/02/skos/core#prefLabel":
+                            { "@value": c.label, "@language": c.label_lang },
+                    });
+                    node["linkScore"] = serde_json::json!(c.score);
+                    node["linkMethod"] = serde_json::json!(c.method.as_str());
+                }
+                node
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "@context": {
+                "@vocab": voc,
+                "start": { "@type": "http://www.w3.org/2001/XMLSchema#integer" },
+                "end": { "@type": "http://www.w3.org/2001/XMLSchema#integer" },
+                "score": { "@type": "http://www.w3.org/2001/XMLSchema#double" },
+                "probability": { "@type": "http://www.w3.org/2001/XMLSchema#double" },
+            },
+            "@graph": graph,
+        });
+        Ok(serde_json::to_string_pretty(&doc)? + "\n")
+    }
+
+    fn n_triples(&self) -> String {
+        let (base, voc) = (self.base, &self.voc);
+        let accepted = self.accepted();
+        let best = |i| self.best(i);
+        let node = |r| self.node(r);
+        let mut out = String::new();
+        let xsd = "http://www.w3.org/2001/XMLSchema#";
+        for (i, r) in accepted {
+            let n = format!("<{}>", node(r));
+            let p = |name: &str| format!("<{voc}{name}>");
+            out.push_str(&format!(
+                "{n} <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> {} .\n",
+                p("Extraction")
+            ));
+            out.push_str(&format!(
+                "{n} {} <{base}document/{}> .\n",
+                p("document"),
+                iri_part(&r.doc_id)
+            ));
+            out.push_str(&format!(
+                "{n} {} <{base}concept/{}> .\n",
+                p("concept"),
+                r.concept
+            ));
+            let value = r.answer.as_deref().unwrap_or_default();
+            out.push_str(&format!(
+                "{n} {} {}@{} .\n",
+                p("value"),
+                nt_literal(value),
+                r.doc_lang
+            ));
+            if let (Some(s), Some(e)) = (r.start, r.end) {
+                out.push_str(&format!("{n} {} \"{s}\"^^<{xsd}integer> .\n", p("start")));
+                out.push_str(&format!("{n} {} \"{e}\"^^<{xsd}integer> .\n", p("end")));
+            }
+            out.push_str(&format!(
+                "{n} {} \"{:e}\"^^<{xsd}double> .\n",
+                p("score"),
+                r.score
+            ));
+            if let Some(c) = best(i) {
+                out.push_str(&format!("{n} {} <{}> .\n", p("linkedConcept"), c.iri));
+                out.push_str(&format!(
+                    "{n} {} \"{:e}\"^^<{xsd}double> .\n",
+                    p("linkScore"),
+                    c.score
+                ));
+                out.push_str(&format!(
+                    "{n} {} {} .\n",
+                    p("linkMethod"),
+                    nt_literal(c.method.as_str())
+                ));
+                let lang = c
+                    .label_lang
+                    .as_deref()
+                    .map(|l| format!("@{l}"))
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "<{}> <http://www.w3.org/2004/02/skos/core#prefLabel> {}{lang} .\n",
+                    c.iri,
+                    nt_literal(&c.label)
+                ));
+            }
+        }
+        out
     }
 }
 

@@ -91,38 +91,7 @@ pub fn postprocess(
             }
             continue;
         }
-        let mut prelim: Vec<Candidate> = Vec::new();
-        let mut null: Option<Candidate> = None;
-        for &f in &per_example[ei] {
-            let (starts, ends) = &logits[f];
-            let offsets = &features[f].context_offsets;
-            let null_score = f64::from(starts[0]) + f64::from(ends[0]);
-            if null.as_ref().is_none_or(|n| n.score > null_score) {
-                null = Some(Candidate {
-                    offsets: (0, 0),
-                    score: null_score,
-                    start_logit: f64::from(starts[0]),
-                    end_logit: f64::from(ends[0]),
-                });
-            }
-            let best_ends = top_k(ends, cfg.n_best_size);
-            for s in top_k(starts, cfg.n_best_size) {
-                for &e in &best_ends {
-                    let (Some(Some(so)), Some(Some(eo))) = (offsets.get(s), offsets.get(e)) else {
-                        continue;
-                    };
-                    if e < s || e - s + 1 > cfg.max_answer_length {
-                        continue;
-                    }
-                    prelim.push(Candidate {
-                        offsets: (so.0, eo.1),
-                        score: f64::from(starts[s]) + f64::from(ends[e]),
-                        start_logit: f64::from(starts[s]),
-                        end_logit: f64::from(ends[e]),
-                    });
-                }
-            }
-        }
+        let (mut prelim, null) = candidates(&per_example[ei], features, logits, cfg);
         let v2 = cfg.version_2_with_negative;
         let null_score = null.as_ref().map_or(0.0, |n| n.score);
         if v2 {
@@ -138,47 +107,7 @@ pub fn postprocess(
                 prelim.push(n);
             }
         }
-        let chars: Vec<(usize, char)> = ex.context.char_indices().collect();
-        let slice = |(a, b): (usize, usize)| -> String {
-            let byte = |i: usize| chars.get(i).map_or(ex.context.len(), |c| c.0);
-            if a >= b {
-                return String::new();
-            }
-            ex.context[byte(a)..byte(b)].to_owned()
-        };
-        let mut entries: Vec<(NbestEntry, f64)> = prelim
-            .iter()
-            .map(|c| {
-                let entry = NbestEntry {
-                    text: slice(c.offsets),
-                    probability: 0.0,
-                    start_logit: c.start_logit,
-                    end_logit: c.end_logit,
-                    offsets: Some(c.offsets),
-                };
-                (entry, c.score)
-            })
-            .collect();
-        if entries.is_empty() || (entries.len() == 1 && entries[0].0.text.is_empty()) {
-            let empty = NbestEntry {
-                text: "empty".into(),
-                probability: 0.0,
-                start_logit: 0.0,
-                end_logit: 0.0,
-                offsets: None,
-            };
-            entries.insert(0, (empty, 0.0));
-        }
-        let max = entries
-            .iter()
-            .map(|e| e.1)
-            .fold(f64::NEG_INFINITY, f64::max);
-        let exp: Vec<f64> = entries.iter().map(|e| (e.1 - max).exp()).collect();
-        let total: f64 = exp.iter().sum();
-        for ((entry, _), x) in entries.iter_mut().zip(&exp) {
-            entry.probability = x / total;
-        }
-        let nbest: Vec<NbestEntry> = entries.into_iter().map(|(e, _)| e).collect();
+        let nbest = nbest_entries(&ex.context, &prelim);
         let answer = if !v2 {
             nbest[0].text.clone()
         } else {
@@ -198,4 +127,93 @@ pub fn postprocess(
         out.nbest.insert(ex.id.clone(), nbest);
     }
     out
+}
+
+/// Every (start, end) pair among the `n_best_size` best starts and ends of an example's windows that
+/// lies in the context and is at most `max_answer_length` tokens, and the windows' least null score.
+fn candidates(
+    windows: &[usize],
+    features: &[QaFeature],
+    logits: &[(Vec<f32>, Vec<f32>)],
+    cfg: &PostprocessConfig,
+) -> (Vec<Candidate>, Option<Candidate>) {
+    let mut prelim: Vec<Candidate> = Vec::new();
+    let mut null: Option<Candidate> = None;
+    for &f in windows {
+        let (starts, ends) = &logits[f];
+        let offsets = &features[f].context_offsets;
+        let null_score = f64::from(starts[0]) + f64::from(ends[0]);
+        if null.as_ref().is_none_or(|n| n.score > null_score) {
+            null = Some(Candidate {
+                offsets: (0, 0),
+                score: null_score,
+                start_logit: f64::from(starts[0]),
+                end_logit: f64::from(ends[0]),
+            });
+        }
+        let best_ends = top_k(ends, cfg.n_best_size);
+        for s in top_k(starts, cfg.n_best_size) {
+            for &e in &best_ends {
+                let (Some(Some(so)), Some(Some(eo))) = (offsets.get(s), offsets.get(e)) else {
+                    continue;
+                };
+                if e < s || e - s + 1 > cfg.max_answer_length {
+                    continue;
+                }
+                prelim.push(Candidate {
+                    offsets: (so.0, eo.1),
+                    score: f64::from(starts[s]) + f64::from(ends[e]),
+                    start_logit: f64::from(starts[s]),
+                    end_logit: f64::from(ends[e]),
+                });
+            }
+        }
+    }
+    (prelim, null)
+}
+
+/// The n-best list: each candidate's text (character offsets into `context`), with utils_qa.py's
+/// "empty" placeholder when nothing else is there, and the softmax of the scores as probabilities.
+fn nbest_entries(context: &str, prelim: &[Candidate]) -> Vec<NbestEntry> {
+    let chars: Vec<(usize, char)> = context.char_indices().collect();
+    let slice = |(a, b): (usize, usize)| -> String {
+        let byte = |i: usize| chars.get(i).map_or(context.len(), |c| c.0);
+        if a >= b {
+            return String::new();
+        }
+        context[byte(a)..byte(b)].to_owned()
+    };
+    let mut entries: Vec<(NbestEntry, f64)> = prelim
+        .iter()
+        .map(|c| {
+            let entry = NbestEntry {
+                text: slice(c.offsets),
+                probability: 0.0,
+                start_logit: c.start_logit,
+                end_logit: c.end_logit,
+                offsets: Some(c.offsets),
+            };
+            (entry, c.score)
+        })
+        .collect();
+    if entries.is_empty() || (entries.len() == 1 && entries[0].0.text.is_empty()) {
+        let empty = NbestEntry {
+            text: "empty".into(),
+            probability: 0.0,
+            start_logit: 0.0,
+            end_logit: 0.0,
+            offsets: None,
+        };
+        entries.insert(0, (empty, 0.0));
+    }
+    let max = entries
+        .iter()
+        .map(|e| e.1)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let exp: Vec<f64> = entries.iter().map(|e| (e.1 - max).exp()).collect();
+    let total: f64 = exp.iter().sum();
+    for ((entry, _), x) in entries.iter_mut().zip(&exp) {
+        entry.probability = x / total;
+    }
+    entries.into_iter().map(|(e, _)| e).collect()
 }
