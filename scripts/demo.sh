@@ -36,7 +36,7 @@ if [ -z "${MEDQA_DEMO_NO_BUILD:-}" ]; then
   cargo build --release --workspace --bins --examples
   start=$(date +%s)
 fi
-for b in data-prep mlm-pretrain qa-finetune eval extract examples/parity_report; do
+for b in data-prep mlm-pretrain qa-finetune eval extract link examples/parity_report; do
   [ -x "$bin/$b" ] || { echo "demo.sh: $bin/$b is not built (run without MEDQA_DEMO_NO_BUILD)" >&2; exit 1; }
 done
 rm -rf "$out"
@@ -72,11 +72,13 @@ step predict-eval "predict + eval: EM/F1 on the held-out notes' questions, per l
 "$bin/eval" score --data data/sample/qa/dev.json --predictions "$out/qa/pred/predictions.json" \
   --name sample-dev --markdown "$out/eval.md" --per-question "$out/eval-per-question.jsonl" > "$out/eval.json"
 
-step extract "extract: 34 concepts × the 42 held-out notes → tables"
+step extract "extract: 34 concepts × the 42 held-out notes → tables, answers linked to the sample terminology"
 mkdir -p "$out/dev-notes"
 for f in data/sample/notes/stroke-*-1[5-9].*.txt data/sample/notes/stroke-*-20.*.txt; do cp "$f" "$out/dev-notes/"; done
+"$bin/link" index --terms data/sample/terms/stroke-values.csv:name=stroke-sample --out "$out/terms-index"
 "$bin/extract" --model "$out/qa/final" --concepts configs/concepts-stroke.toml --docs "$out/dev-notes" \
-  --out "$out/extraction.parquet" --wide "$out/extraction-wide.csv" --linked-data "$out/extraction.nt" --device "$device"
+  --out "$out/extraction.parquet" --wide "$out/extraction-wide.csv" --linked-data "$out/extraction.nt" \
+  --link-index "$out/terms-index" --device "$device"
 step extract-en "extract: the same with English questions on every note"
 "$bin/extract" --model "$out/qa/final" --concepts configs/concepts-stroke.toml --docs "$out/dev-notes" \
   --out "$out/extraction-en-questions.csv" --question-lang en --device "$device"
@@ -107,6 +109,7 @@ echo "results in $out/:"
 echo "  tokenizer.json, corpus/ (shards, manifest.json, statistics.parquet), qa-data/ (validated sets, stats)"
 echo "  mlm/, qa/ (manifest.json, train_log.jsonl, tb/ for TensorBoard, checkpoints/, final/)"
 echo "  eval.json, eval.md, qa/pred/ (predictions.json, nbest_predictions.json)"
-echo "  extraction.parquet (one row per note × concept), extraction-wide.csv, extraction.nt,"
+echo "  terms-index/ (the sample terminology's link index), extraction.parquet (one row per note × concept,"
+echo "  with the linked concept of each answer), extraction-wide.csv, extraction.nt (answers → concept IRIs),"
 echo "  extraction-en-questions.csv (English questions on every note)"
 echo "  nightly/ (dated report, history.parquet, f1-sample-dev.png), curves-*.png"
