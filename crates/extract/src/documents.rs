@@ -47,6 +47,23 @@ impl Default for DocOptions {
     }
 }
 
+impl Document {
+    /// A document whose language is `lang` when given (any tag: `ro-RO` → `ro`), else detected;
+    /// `None` when the text is blank or its language is neither given nor recognisable.
+    pub fn new(id: String, text: String, lang: Option<&str>) -> Option<Self> {
+        if text.trim().is_empty() {
+            return None;
+        }
+        let (lang, lang_source) = language(lang, &text, &DocOptions::default())?;
+        Some(Self {
+            id,
+            text,
+            lang,
+            lang_source,
+        })
+    }
+}
+
 fn language(given: Option<&str>, text: &str, opts: &DocOptions) -> Option<(String, &'static str)> {
     if let Some(l) = given.filter(|l| !l.trim().is_empty()) {
         return Some((primary_language(l.trim()), "given"));

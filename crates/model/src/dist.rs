@@ -40,6 +40,8 @@ pub struct World {
     pub launcher: Launcher,
     /// Where the rendezvous store listens (`MASTER_ADDR`, `MASTER_PORT`); unset for one process.
     pub master: Option<(String, u16)>,
+    /// torchrun's agent hosts the store (`TORCHELASTIC_USE_AGENT_STORE=True`): every rank connects.
+    pub agent_store: bool,
 }
 
 impl World {
@@ -50,6 +52,7 @@ impl World {
             local_rank: 0,
             launcher: Launcher::Single,
             master: None,
+            agent_store: false,
         }
     }
 
@@ -114,6 +117,7 @@ impl World {
             local_rank,
             launcher,
             master: Some((addr.to_owned(), port)),
+            agent_store: get("TORCHELASTIC_USE_AGENT_STORE") == Some("True"),
         })
     }
 
@@ -128,8 +132,8 @@ impl World {
 
     /// Under torchrun the agent already hosts the store and every rank connects to it (a second server
     /// on the port would fail); otherwise rank 0 hosts it.
-    fn hosts_store(&self, vars_say_agent: bool) -> bool {
-        !vars_say_agent && self.rank == 0
+    fn hosts_store(&self) -> bool {
+        !self.agent_store && self.rank == 0
     }
 
     /// The device of this rank: `cuda:LOCAL_RANK` when the run is on CUDA.
@@ -175,7 +179,6 @@ impl ProcessGroup {
             bail!("a process group needs more than one process (MASTER_ADDR/MASTER_PORT)");
         };
         let backend = if device.is_cuda() { "nccl" } else { "gloo" };
-        let agent = std::env::var("TORCHELASTIC_USE_AGENT_STORE").as_deref() == Ok("True");
         let c_backend = CString::new(backend)?;
         let c_addr = CString::new(addr.as_str()).context("MASTER_ADDR holds a NUL byte")?;
         let mut handle: *mut c_void = std::ptr::null_mut();
@@ -187,7 +190,7 @@ impl ProcessGroup {
                 *port as i32,
                 world.rank as i32,
                 world.size as i32,
-                world.hosts_store(agent) as i32,
+                world.hosts_store() as i32,
                 timeout.as_millis() as i64,
                 &mut handle,
             )

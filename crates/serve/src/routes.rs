@@ -210,22 +210,8 @@ fn document(id: String, text: String, lang: Option<&str>) -> Result<Document, Ap
     if text.trim().is_empty() {
         return Err(bad("the document is empty"));
     }
-    let (lang, lang_source) = match lang.filter(|l| !l.trim().is_empty()) {
-        Some(l) => (model::language::primary_language(l.trim()), "given"),
-        None => match model::language::detect(&text) {
-            Some((l, _)) => (l, "detected"),
-            None => {
-                return Err(bad(
-                    "the document's language is not given and not recognisable; send \"lang\"",
-                ))
-            }
-        },
-    };
-    Ok(Document {
-        id,
-        text,
-        lang,
-        lang_source,
+    Document::new(id, text, lang).ok_or_else(|| {
+        bad("the document's language is not given and not recognisable; send \"lang\"")
     })
 }
 
