@@ -7,10 +7,14 @@
 #                                      tokenizers the benchmarks in BENCHES need → runs/gpu-bundle.tar.gz
 #   scripts/bench/gpu.sh run [OUT]     on the GPU machine: unpacks the bundle, runs the benchmarks named
 #                                      in BENCHES (default: mlm mlm-profile predict-base train-base;
-#                                      also: dist probe extract-small predict-small extract-base), appends each
+#                                      also: mlm-masking mlm-trainer dist probe extract-small predict-small extract-base), appends each
 #                                      result to OUT/bench-gpu.log as it comes
 # mlm: MLM training at the xlm-roberta-base shape, bf16, batch 16, 32 and 64 × 512 (MFU, peak memory);
 # mlm-profile: where a step's device time goes at 32×512, both sides (scripts/tools/profile_summary.py).
+# mlm-masking: medqa's step at 32×512 with MLM masking on the device against on the host (the task's
+# way), alternated (scripts/bench/mlm_levers.sh).
+# mlm-trainer: the mlm-pretrain loop itself at the same shape, 32×512 (scripts/bench/mlm_trainer.sh).
+# MLM_BATCHES: the batch sizes of mlm (default 16 32 64).
 # dist: mlm-pretrain alone and under torchrun as a c10d NCCL group of one (scripts/bench/dist.sh).
 # The QA benchmarks' base shape uses XLM-R's real 250,002-piece tokenizer (the e5 assets that
 # `scripts/setup.sh --test` fetches), so the model is xlm-roberta-base's shape, vocabulary included.
@@ -27,7 +31,7 @@ bundle)
   rm -rf runs/gpu-bundle && mkdir -p runs/gpu-bundle/bin runs/gpu-bundle/data/qa
   bins=(target/release/qa-finetune target/release/examples/bench_train target/release/examples/bench_step)
   want extract && bins+=(target/release/extract)
-  want dist && bins+=(target/release/mlm-pretrain target/release/data-prep)
+  { want dist || want mlm-trainer; } && bins+=(target/release/mlm-pretrain target/release/data-prep)
   for b in "${bins[@]}"; do
     strip -o "runs/gpu-bundle/bin/$(basename "$b")" "$b"
   done
@@ -75,10 +79,13 @@ run)
   covid_xlmr=(SHARED_DATA=$b/data TOKENIZER=$b/tokenizer-xlmr.json)
   mlm_base="--hidden 768 --layers 12 --heads 12 --intermediate 3072 --vocab 250002 --seq 512 --device cuda --precision bf16"
   if want mlm; then
-    for batch in 16 32 64; do
+    for batch in ${MLM_BATCHES:-16 32 64}; do
       step PYTHON="$py" scripts/bench/mlm_gpu.sh $b/bin/bench_step $mlm_base --batch $batch --warmup 3 --steps 10
     done
   fi
+  want mlm-masking && step PYTHON="$py" scripts/bench/mlm_levers.sh $b/bin/bench_step \
+    "$mlm_base --batch 32 --warmup 3 --steps 10" device="--masking device" host="--masking host"
+  want mlm-trainer && step PYTHON="$py" scripts/bench/mlm_trainer.sh $b/bin $b/tokenizer-xlmr.json
   # The traces stay in runs/ (tens of MB); the summary comes back with the log.
   want mlm-profile && step PYTHON="$py" PROFILE=runs/profile-mlm scripts/bench/mlm_gpu.sh $b/bin/bench_step \
     $mlm_base --batch 32 --warmup 3 --steps 5 && cp runs/profile-mlm/summary.json "$out/profile-mlm.json"

@@ -23,6 +23,8 @@ OUT = os.path.join(ROOT, "docs", "BENCHMARKS.md")
 BENCHES = [
     ("mlm", "MLM training step, medqa against transformers + torch AdamW, same shapes (CPU; `--device cuda` works too)"),
     ("mlm_gpu", "MLM training step on a GPU: tokens/s, MFU and peak GPU memory of both sides"),
+    ("mlm_trainer", "the mlm-pretrain loop itself on a GPU at xlm-roberta-base's shape (steady state from two run lengths), to set beside `mlm_gpu`'s step of the same run"),
+    ("mlm_levers", "one lever of medqa's MLM step on a GPU, with and without it, alternated in the same run"),
     ("qa", "QA training (features/s) and end-to-end prediction on COVID-QA, against a transformers loop doing run_qa's windows"),
     ("extract", "concept extraction end to end (notes × concepts), against a transformers loop"),
     ("eval", "SQuAD v1.1 scoring, `eval score` against a Python scorer"),
@@ -32,7 +34,7 @@ BENCHES = [
     ("probe_shape_cost", "what a new batch shape costs on a GPU (PyTorch alone)"),
 ]
 # A result line: a comparison, a rate or a figure a reader looks for.
-RESULT = re.compile(r"speed-up|ratio|MFU|same answers|tokens/s|features/s|questions/s|scores equal|docs/s|"
+RESULT = re.compile(r"speed-up|ratio|MFU|lever |same answers|tokens/s|features/s|questions/s|scores equal|docs/s|"
                     r"accuracy@|queries/s", re.I)
 NOISE = re.compile(r"^\s*[{\[]|warning:|Compiling|Finished")
 

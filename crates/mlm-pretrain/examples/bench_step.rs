@@ -2,10 +2,13 @@
 //!
 //!     bench_step [--hidden 256 --layers 4 --heads 4 --intermediate 1024 --vocab 250002
 //!                 --batch 16 --seq 128 --threads 2 --warmup 1 --steps 3 --device cpu
-//!                 --precision fp32|bf16 --phases false --profile TRACE.json]
+//!                 --precision fp32|bf16 --masking host|device --phases false --profile TRACE.json]
 //!
 //! Prints one JSON line: tokens/s and peak resident memory. `--profile` writes libtorch's profile of the
-//! timed steps (a Chrome trace; `scripts/tools/profile_summary.py` reads it).
+//! timed steps (a Chrome trace; `scripts/tools/profile_summary.py` reads it). `--masking host` (the
+//! default) masks as the MLM task does: on the host, the next batch drawn and copied before the host
+//! waits for the current step; `device` masks on the device, where choosing the positions makes the host
+//! wait inside the step (the behaviour before masking moved to the host, kept to measure the difference).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -15,7 +18,7 @@ use model::device::DeviceChoice;
 use model::mlm::{labelled_positions, IGNORE};
 use model::train::{AdamW, AdamWConfig};
 use model::{Pretrained, XlmRobertaConfig, XlmRobertaForMaskedLM};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 fn arg(args: &HashMap<String, String>, key: &str, default: i64) -> Result<i64> {
     args.get(key).map_or(Ok(default), |v| {
@@ -75,8 +78,36 @@ fn main() -> Result<()> {
             ..Default::default()
         },
     );
-    let ids = Tensor::randint_low(4, vocab - 1, [batch, seq], (Kind::Int64, device));
-    let mask = ids.ones_like();
+    let host_masking = match args.get("masking").map(String::as_str) {
+        None | Some("host") => true,
+        Some("device") => false,
+        Some(other) => anyhow::bail!("--masking {other}: expected host or device"),
+    };
+    let ids = Tensor::randint_low(4, vocab - 1, [batch, seq], (Kind::Int64, Device::Cpu));
+    let host_mask = ids.ones_like();
+    let (device_ids, device_mask) = (ids.to_device(device), host_mask.to_device(device));
+    // 15% of positions, as the collator chooses them (the 80/10/10 split does not change the cost).
+    let next_batch = || {
+        if host_masking {
+            let chosen = Tensor::rand([batch, seq], (Kind::Float, Device::Cpu)).lt(0.15);
+            let labels = ids.masked_fill(&chosen.logical_not(), IGNORE);
+            let inputs = ids.masked_fill(&chosen, vocab - 1);
+            let (positions, targets) = labelled_positions(&labels);
+            let up = |t: &Tensor| model::device::upload(t, device);
+            (
+                up(&inputs),
+                host_mask.shallow_clone(),
+                up(&positions),
+                up(&targets),
+            )
+        } else {
+            let chosen = Tensor::rand([batch, seq], (Kind::Float, device)).lt(0.15);
+            let labels = device_ids.masked_fill(&chosen.logical_not(), IGNORE);
+            let inputs = device_ids.masked_fill(&chosen, vocab - 1);
+            let (positions, targets) = labelled_positions(&labels);
+            (inputs, device_mask.shallow_clone(), positions, targets)
+        }
+    };
 
     // By default the host waits for the device once per step, as the reference does (`loss.item()`);
     // `--phases true` waits after each phase too, to time them apart. `host_seconds` is how long the host
@@ -86,16 +117,16 @@ fn main() -> Result<()> {
     let mut profile = None;
     let (mut timed, mut host) = (0.0, 0.0);
     let mut phases = [0.0f64; 3];
+    let mut prepared = None;
     for step in 0..warmup + steps {
         if step == warmup && profile_path.is_some() {
             profile = Some(model::profiler::Profile::start(device.is_cuda())?);
         }
         let start = Instant::now();
-        // 15% of positions, as the collator chooses them (the 80/10/10 split does not change the cost).
-        let chosen = Tensor::rand([batch, seq], (Kind::Float, device)).lt(0.15);
-        let labels = ids.masked_fill(&chosen.logical_not(), IGNORE);
-        let inputs = ids.masked_fill(&chosen, vocab - 1);
-        let (positions, targets) = labelled_positions(&labels);
+        let (inputs, mask, positions, targets) = match prepared.take() {
+            Some(b) => b,
+            None => next_batch(),
+        };
         opt.zero_grad();
         let loss = {
             let _ac = model::autocast::AutocastGuard::for_precision(precision, device)?;
@@ -115,6 +146,9 @@ fn main() -> Result<()> {
         let t_clip = start.elapsed().as_secs_f64();
         opt.step(1e-4, None)?;
         let queued = start.elapsed().as_secs_f64();
+        if host_masking {
+            prepared = Some(next_batch());
+        }
         let _ = loss.double_value(&[]);
         if step >= warmup {
             let total = start.elapsed().as_secs_f64();
@@ -132,6 +166,7 @@ fn main() -> Result<()> {
     let per_step = |x: f64| x / steps as f64;
     let mut report = serde_json::json!({
         "impl": "medqa", "device": format!("{device:?}"), "precision": format!("{precision:?}"),
+        "masking": if host_masking { "host" } else { "device" },
         "tokens_per_sec": tokens / timed, "seconds_per_step": per_step(timed),
         "host_seconds": per_step(host), "peak_rss_mib": peak_rss_mib(), "params": m.num_parameters(),
     });

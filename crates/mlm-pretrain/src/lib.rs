@@ -211,7 +211,8 @@ impl MlmConfig {
     }
 }
 
-/// One masked micro-batch.
+/// One masked micro-batch: ids, positions and targets on the device; the attention mask stays on the
+/// host, where the encoder reads whether the batch has padding without waiting for the device.
 pub struct MlmBatch {
     input_ids: Tensor,
     attention_mask: Tensor,
@@ -237,7 +238,7 @@ impl MlmTask {
         inputs: Inputs,
         device: Device,
     ) -> Result<Self> {
-        let masker = Masker::new(&inputs.tokenizer, cfg.masking, device)?;
+        let masker = Masker::new(&inputs.tokenizer, cfg.masking)?;
         Ok(Self {
             model,
             inputs,
@@ -249,21 +250,19 @@ impl MlmTask {
         })
     }
 
-    fn masked_batch(&self, seqs: &[Vec<u32>]) -> MlmBatch {
-        let (ids, mask) = pad_batch(seqs, self.inputs.tokenizer.pad_id, 8);
-        let (ids, mask) = (
-            model::device::upload(&ids, self.device),
-            model::device::upload(&mask, self.device),
-        );
-        let (input_ids, labels) = self.masker.mask(&ids, &mask);
+    /// Pads and masks on the host (see `model::mlm`), then copies what the step reads to the device.
+    fn masked_batch(&self, seqs: &[Vec<u32>]) -> Result<MlmBatch> {
+        let (ids, attention_mask) = pad_batch(seqs, self.inputs.tokenizer.pad_id, 8);
+        let (input_ids, labels) = self.masker.mask(&ids, &attention_mask)?;
         let (positions, targets) = labelled_positions(&labels);
-        MlmBatch {
-            input_ids,
-            attention_mask: mask,
-            positions,
-            targets,
+        let upload = |t: &Tensor| model::device::upload(t, self.device);
+        Ok(MlmBatch {
+            input_ids: upload(&input_ids),
+            attention_mask,
+            positions: upload(&positions),
+            targets: upload(&targets),
             tokens: seqs.iter().map(Vec::len).sum(),
-        }
+        })
     }
 
     fn logits(&self, b: &MlmBatch, train: bool) -> Tensor {
@@ -290,7 +289,7 @@ impl model::train::Task for MlmTask {
 
     fn batch(&self, indices: &[usize]) -> Result<MlmBatch> {
         let seqs: Vec<Vec<u32>> = indices.iter().map(|&i| self.inputs.train.get(i)).collect();
-        Ok(self.masked_batch(&seqs))
+        self.masked_batch(&seqs)
     }
 
     fn tokens(&self, batch: &MlmBatch) -> usize {
@@ -316,7 +315,7 @@ impl model::train::Task for MlmTask {
                 .map(|i| eval.get(i))
                 .collect();
             tch::manual_seed(model::train::trainer::eval_batch_seed(self.seed, j as u64) as i64);
-            let b = self.masked_batch(&seqs);
+            let b = self.masked_batch(&seqs)?;
             let (l, c, k) = masked_loss_parts(&self.logits(&b, false), &b.targets);
             loss_sum += l.to_kind(Kind::Double).double_value(&[]);
             correct += c.int64_value(&[]);

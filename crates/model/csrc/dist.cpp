@@ -25,7 +25,21 @@ struct Group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> backend;
   std::chrono::milliseconds timeout;
+  bool nccl = false;
 };
+
+// Waits for a collective. Gloo's run on the host, so the host waits, bounded by the timeout. NCCL's are
+// queued on the device: waiting without a timeout only orders the current stream after them, and NCCL's
+// watchdog enforces the group's timeout (it aborts the communicators and ends the process). Waiting with
+// a timeout would make the host poll every millisecond until the collective finished, for every bucket:
+// measured on one H200, that cost 17% of an 88 M-parameter model's step.
+void wait(Group* g, const c10::intrusive_ptr<c10d::Work>& work) {
+  if (g->nccl) {
+    work->wait();
+  } else {
+    work->wait(g->timeout);
+  }
+}
 
 c10d::ReduceOp reduce_op(int op) {
   switch (op) {
@@ -78,6 +92,7 @@ int medqa_dist_init(const char* backend, const char* master_addr, int port, int 
       auto options = c10d::ProcessGroupNCCL::Options::create();
       options->timeout = timeout;
       group->backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world_size, options);
+      group->nccl = true;
 #else
       throw std::runtime_error(
           "this medqa was built without NCCL (build.rs found no nccl.h and CUDA headers; see scripts/setup.sh)");
@@ -109,7 +124,7 @@ int medqa_dist_allreduce(void* group, void* tensor, int op) {
     c10d::AllreduceOptions opts;
     opts.reduceOp = reduce_op(op);
     opts.timeout = g->timeout;
-    g->backend->allreduce(tensors, opts)->wait(g->timeout);
+    wait(g, g->backend->allreduce(tensors, opts));
     return 0;
   } catch (const std::exception& e) {
     shim_last_error() = e.what();
@@ -125,7 +140,7 @@ int medqa_dist_broadcast(void* group, void* tensor, int root) {
     c10d::BroadcastOptions opts;
     opts.rootRank = root;
     opts.timeout = g->timeout;
-    g->backend->broadcast(tensors, opts)->wait(g->timeout);
+    wait(g, g->backend->broadcast(tensors, opts));
     return 0;
   } catch (const std::exception& e) {
     shim_last_error() = e.what();
@@ -133,10 +148,31 @@ int medqa_dist_broadcast(void* group, void* tensor, int root) {
   }
 }
 
-void medqa_dist_free(void* group) {
+// Leaves the group in order once the run is done with it: NCCL flushes and destroys its communicators
+// (else its destructor warns that destroy_process_group() was not called); Gloo has nothing to do.
+int medqa_dist_shutdown(void* group) {
+  try {
+    static_cast<Group*>(group)->backend->shutdown();
+    return 0;
+  } catch (const std::exception& e) {
+    shim_last_error() = e.what();
+    return -1;
+  }
+}
+
+// `abort`: the group was not shut down (an error is on its way out), so its communicators are aborted
+// rather than flushed, which could wait on a peer that is gone.
+void medqa_dist_free(void* group, int abort) {
+  auto* g = static_cast<Group*>(group);
   // A backend's destructor may throw when peers are gone; the process is leaving anyway.
   try {
-    delete static_cast<Group*>(group);
+    if (abort != 0) {
+      g->backend->abort();
+    }
+  } catch (...) {
+  }
+  try {
+    delete g;
   } catch (...) {
   }
 }

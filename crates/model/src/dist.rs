@@ -14,7 +14,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::ffi::{
     last_error, medqa_dist_allreduce, medqa_dist_broadcast, medqa_dist_free, medqa_dist_init,
-    medqa_dist_with_nccl,
+    medqa_dist_shutdown, medqa_dist_with_nccl,
 };
 
 /// How this process was started.
@@ -169,6 +169,8 @@ pub struct ProcessGroup {
     world: World,
     device: Device,
     timeout: Duration,
+    /// Set by [`ProcessGroup::shutdown`]; a group dropped without it is aborted (an error path).
+    shut_down: bool,
 }
 
 impl ProcessGroup {
@@ -208,11 +210,24 @@ impl ProcessGroup {
             world: world.clone(),
             device,
             timeout,
+            shut_down: false,
         })
     }
 
     pub fn world(&self) -> &World {
         &self.world
+    }
+
+    /// Leaves the group in order when the run is done with it (after the last collective); NCCL's
+    /// communicators are flushed and destroyed, as `destroy_process_group()` does in Python.
+    pub fn shutdown(mut self) -> Result<()> {
+        // SAFETY: the handle is live until `Drop`, which runs after this call.
+        let rc = unsafe { medqa_dist_shutdown(self.handle) };
+        if rc != 0 {
+            return Err(self.failed("leaving the process group"));
+        }
+        self.shut_down = true;
+        Ok(())
     }
 
     fn failed(&self, what: &str) -> anyhow::Error {
@@ -314,7 +329,7 @@ impl ProcessGroup {
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
         // SAFETY: the handle came from medqa_dist_init and is freed once.
-        unsafe { medqa_dist_free(self.handle) };
+        unsafe { medqa_dist_free(self.handle, i32::from(!self.shut_down)) };
     }
 }
 

@@ -69,7 +69,8 @@ extern "C" {
     pub(crate) fn medqa_dist_with_nccl() -> i32;
     pub(crate) fn medqa_dist_allreduce(group: *mut c_void, tensor: *mut c_void, op: i32) -> i32;
     pub(crate) fn medqa_dist_broadcast(group: *mut c_void, tensor: *mut c_void, root: i32) -> i32;
-    pub(crate) fn medqa_dist_free(group: *mut c_void);
+    pub(crate) fn medqa_dist_shutdown(group: *mut c_void) -> i32;
+    pub(crate) fn medqa_dist_free(group: *mut c_void, abort: i32);
 
     // csrc/profiler.cpp: libtorch's Kineto profiler.
     pub(crate) fn medqa_profiler_start(with_cuda: i32) -> i32;

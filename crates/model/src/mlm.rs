@@ -5,7 +5,12 @@
 //! document is one sequence (`line_by_line`, truncated). Masking follows
 //! `DataCollatorForLanguageModeling` (15%, then 80% `<mask>` / 10% random / 10% kept), except that random
 //! replacements are drawn from ordinary tokens only and a batch always has at least one masked token.
-//! All randomness comes from torch's generator, which the training loop seeds per micro-batch.
+//! All randomness comes from torch's CPU generator, which the training loop seeds per micro-batch.
+//!
+//! Masking runs on the host, whatever the training device: choosing positions reads values (the
+//! all-ignored check, the `nonzero` of the labelled positions), which on a GPU would make the host wait
+//! for the device inside every step. On the host it costs well under a millisecond per batch, and a run
+//! draws the same masks on CPU and CUDA.
 
 use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
@@ -154,7 +159,7 @@ impl Default for MaskingConfig {
     }
 }
 
-/// Chooses and replaces tokens for MLM.
+/// Chooses and replaces tokens for MLM, on host tensors.
 pub struct Masker {
     cfg: MaskingConfig,
     mask_id: i64,
@@ -167,7 +172,7 @@ pub struct Masker {
 }
 
 impl Masker {
-    pub fn new(tok: &XlmrTokenizer, cfg: MaskingConfig, device: Device) -> Result<Self> {
+    pub fn new(tok: &XlmrTokenizer, cfg: MaskingConfig) -> Result<Self> {
         let p = [
             cfg.mlm_probability,
             cfg.mask_replace_prob,
@@ -202,14 +207,18 @@ impl Masker {
         Ok(Self {
             cfg,
             mask_id: tok.mask_id as i64,
-            maskable: Tensor::from_slice(&maskable).to_device(device),
-            word_start: Tensor::from_slice(&word_start).to_device(device),
-            ordinary: Tensor::from_slice(&ordinary).to_device(device),
+            maskable: Tensor::from_slice(&maskable),
+            word_start: Tensor::from_slice(&word_start),
+            ordinary: Tensor::from_slice(&ordinary),
         })
     }
 
-    /// `(masked input ids, labels)`; labels are `IGNORE` except at the chosen positions.
-    pub fn mask(&self, ids: &Tensor, attention_mask: &Tensor) -> (Tensor, Tensor) {
+    /// `(masked input ids, labels)`; labels are `IGNORE` except at the chosen positions. `ids` and
+    /// `attention_mask` are host tensors; so are the results.
+    pub fn mask(&self, ids: &Tensor, attention_mask: &Tensor) -> Result<(Tensor, Tensor)> {
+        if ids.device() != Device::Cpu || attention_mask.device() != Device::Cpu {
+            bail!("MLM masking runs on host tensors (got {:?})", ids.device());
+        }
         let maskable = self
             .maskable
             .index_select(0, &ids.flatten(0, -1))
@@ -231,7 +240,6 @@ impl Masker {
                 chosen = score.le_tensor(&lowest).logical_and(&maskable);
             }
         }
-        // A scalar fill, not a tensor of IGNORE: copying a host scalar to CUDA makes the host wait.
         let labels = ids.masked_fill(&chosen.logical_not(), IGNORE);
         let roll = ids.rand_like_f64();
         let to_mask = chosen.logical_and(&roll.lt(self.cfg.mask_replace_prob));
@@ -253,7 +261,7 @@ impl Masker {
         let inputs = ids
             .masked_fill(&to_mask, self.mask_id)
             .where_self(&to_random.logical_not(), &random_ids);
-        (inputs, labels)
+        Ok((inputs, labels))
     }
 
     /// Gives every token the draw of the first token of its word.
@@ -269,8 +277,6 @@ impl Masker {
             .view_as(ids)
             .logical_not()
             .roll([1], [1]);
-        // Filled in place rather than by `index_fill` with an index tensor, whose copy to CUDA would
-        // make the host wait.
         let _ = after_special.narrow(1, 0, 1).fill_(1i64);
         let starts = starts.logical_or(&after_special);
         let seq = ids.size()[1];

@@ -290,7 +290,8 @@ impl XlmRobertaModel {
 
     /// Last hidden states `[batch, seq, hidden]`.
     ///
-    /// `attention_mask` is `[batch, seq]` with 1 for real tokens (any integer or bool kind).
+    /// `attention_mask` is `[batch, seq]` with 1 for real tokens (any integer or bool kind), on the
+    /// model's device or on the host.
     pub fn forward_t(
         &self,
         input_ids: &Tensor,
@@ -305,8 +306,18 @@ impl XlmRobertaModel {
             self.max_sequence_length
         );
         let keep = attention_mask.ne(0);
-        // Grouped MLM sequences have no padding; like transformers, drop the mask then.
-        let mask = (keep.all().int64_value(&[]) == 0).then(|| keep.unsqueeze(1).unsqueeze(1));
+        // Grouped MLM sequences have no padding; like transformers, drop the mask then. Deciding reads a
+        // value: from a device mask the host waits for the device, so callers that build batches on the
+        // host may pass the host mask, which goes to the device only when it has padding.
+        let padded = keep.all().int64_value(&[]) == 0;
+        let mask = padded.then(|| {
+            let keep = if keep.device() == input_ids.device() {
+                keep
+            } else {
+                crate::device::upload(&keep, input_ids.device())
+            };
+            keep.unsqueeze(1).unsqueeze(1)
+        });
         let mut x = self.embeddings.forward_t(input_ids, token_type_ids, train);
         for layer in &self.layers {
             x = layer.forward_t(&x, mask.as_ref(), train);

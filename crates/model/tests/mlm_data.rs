@@ -90,7 +90,7 @@ fn sample_batch(tok: &XlmrTokenizer) -> (Tensor, Tensor) {
 #[test]
 fn masking_rates_and_exclusions_follow_the_collator() {
     let tok = tokenizer();
-    let masker = Masker::new(&tok, MaskingConfig::default(), Device::Cpu).unwrap();
+    let masker = Masker::new(&tok, MaskingConfig::default()).unwrap();
     let (ids, attn) = sample_batch(&tok);
     let special = ids
         .eq(0)
@@ -101,7 +101,7 @@ fn masking_rates_and_exclusions_follow_the_collator() {
         (0i64, 0i64, 0i64, 0i64, 0i64);
     tch::manual_seed(0);
     for _ in 0..400 {
-        let (inputs, labels) = masker.mask(&ids, &attn);
+        let (inputs, labels) = masker.mask(&ids, &attn).unwrap();
         let is_chosen = labels.ne(IGNORE);
         assert_eq!(
             is_chosen
@@ -168,7 +168,7 @@ fn whole_word_masking_masks_whole_words() {
         whole_word_mask: true,
         ..Default::default()
     };
-    let masker = Masker::new(&tok, cfg, Device::Cpu).unwrap();
+    let masker = Masker::new(&tok, cfg).unwrap();
     let (ids, attn) = sample_batch(&tok);
     let starts: Vec<Vec<bool>> = (0..ids.size()[0])
         .map(|b| {
@@ -184,7 +184,7 @@ fn whole_word_masking_masks_whole_words() {
     let mut partial_words = 0;
     let mut chosen = 0;
     for _ in 0..50 {
-        let (_, labels) = masker.mask(&ids, &attn);
+        let (_, labels) = masker.mask(&ids, &attn).unwrap();
         for (b, row) in starts.iter().enumerate() {
             let lab: Vec<bool> = (0..row.len())
                 .map(|s| labels.int64_value(&[b as i64, s as i64]) != IGNORE)
@@ -211,9 +211,9 @@ fn loss_on_masked_positions_equals_loss_over_all_positions() {
     cfg.max_position_embeddings = 66;
     tch::manual_seed(4);
     let m = Pretrained::<XlmRobertaForMaskedLM>::init(cfg, Device::Cpu).unwrap();
-    let masker = Masker::new(&tok, MaskingConfig::default(), Device::Cpu).unwrap();
+    let masker = Masker::new(&tok, MaskingConfig::default()).unwrap();
     let (ids, attn) = sample_batch(&tok);
-    let (inputs, labels) = masker.mask(&ids, &attn);
+    let (inputs, labels) = masker.mask(&ids, &attn).unwrap();
     let (positions, targets) = labelled_positions(&labels);
     let at = m
         .model

@@ -125,6 +125,9 @@ pub fn score(examples: &[QaExample], preds: &Predictions) -> scoring::report::Re
 
 pub struct QaBatch {
     ids: Tensor,
+    /// On the host, for the encoder's padding check (see `model::qa::inference::pad`).
+    host_mask: Tensor,
+    /// On the device, for the loss.
     mask: Tensor,
     starts: Tensor,
     ends: Tensor,
@@ -270,14 +273,16 @@ impl model::train::Task for QaTask {
 
     fn batch(&self, indices: &[usize]) -> Result<QaBatch> {
         let feats: Vec<&QaFeature> = indices.iter().map(|&i| &self.train[i]).collect();
-        let (ids, mask) = model::qa::inference::pad(&feats, self.tokenizer.pad_id, self.device);
+        let (ids, host_mask) =
+            model::qa::inference::pad(&feats, self.tokenizer.pad_id, self.device);
         let label = |f: fn(&QaFeature) -> usize| {
             let host = Tensor::from_slice(&feats.iter().map(|x| f(x) as i64).collect::<Vec<_>>());
             model::device::upload(&host, self.device)
         };
         Ok(QaBatch {
             ids,
-            mask,
+            mask: model::device::upload(&host_mask, self.device),
+            host_mask,
             starts: label(|f| f.start_position),
             ends: label(|f| f.end_position),
             tokens: feats.iter().map(|f| f.input_ids.len()).sum(),
@@ -289,7 +294,10 @@ impl model::train::Task for QaTask {
     }
 
     fn loss(&self, b: &QaBatch, train: bool) -> Tensor {
-        let (s, e) = self.model.model.forward_t(&b.ids, &b.mask, None, train);
+        let (s, e) = self
+            .model
+            .model
+            .forward_t(&b.ids, &b.host_mask, None, train);
         // Batches are padded to their longest window, so padding varies from batch to batch; masking it
         // out of the softmax keeps the loss independent of it. (run_qa.py pads every window to 384 and
         // leaves padding in the softmax, where the model learns to give it no weight.)

@@ -88,15 +88,19 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
         model::train::train_in_group(&mut task, cfg, device, &out, resume, group.as_ref())?;
     if !world.is_main() {
         // Stay in the group until rank 0 has written the model (the store may be ours to host).
-        return group.map_or(Ok(()), |g| g.barrier());
+        return group.map_or(Ok(()), |g| {
+            g.barrier()?;
+            g.shutdown()
+        });
     }
     let final_dir = out.join("final");
     let finished = (|| -> Result<()> {
         job.save_final(&mut task, &outcome, &final_dir)?;
         write_json(&out.join("eval_results.json"), &outcome.last_eval)
     })();
-    if let Some(group) = &group {
+    if let Some(group) = group {
         group.barrier()?;
+        group.shutdown()?;
     }
     finished?;
     report(&outcome, &final_dir);
@@ -135,6 +139,14 @@ fn report(outcome: &TrainOutcome, final_dir: &Path) {
         "trained {} steps; {}",
         outcome.steps,
         format_metrics(&outcome.last_eval)
+    );
+    // As transformers' train_runtime: the loop's wall clock, evaluation and checkpoints included.
+    println!(
+        "train runtime {:.2} s, {:.0} tokens/s (evaluation {:.2} s, checkpoints {:.2} s)",
+        outcome.train_seconds,
+        outcome.train_tokens as f64 / outcome.train_seconds.max(1e-9),
+        outcome.eval_seconds,
+        outcome.checkpoint_seconds
     );
     if outcome.skipped_nonfinite_steps > 0 {
         println!(

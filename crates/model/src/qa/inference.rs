@@ -37,16 +37,14 @@ impl QaSettings {
 }
 
 /// Right-pads windows to the longest, rounded up to a multiple of 8 on CPU and of 64 on CUDA:
-/// `(input_ids, attention_mask)` on `device`. On CUDA every new shape costs a one-time kernel
-/// selection of about 0.3 s (measured with PyTorch on an H100), so fewer shapes win there.
+/// `(input_ids on device, attention_mask on the host)`. The encoder reads from the host mask whether
+/// the batch has padding without waiting for the device. On CUDA every new shape costs a one-time
+/// kernel selection of about 0.3 s (measured with PyTorch on an H100), so fewer shapes win there.
 pub fn pad(features: &[&QaFeature], pad_id: u32, device: Device) -> (Tensor, Tensor) {
     let seqs: Vec<Vec<u32>> = features.iter().map(|f| f.input_ids.clone()).collect();
     let multiple = if device.is_cuda() { 64 } else { 8 };
     let (ids, mask) = crate::batch::pad_batch(&seqs, pad_id, multiple);
-    (
-        crate::device::upload(&ids, device),
-        crate::device::upload(&mask, device),
-    )
+    (crate::device::upload(&ids, device), mask)
 }
 
 /// Start and end logits of every feature, in batches, without gradients.

@@ -238,6 +238,10 @@ pub struct TrainOutcome {
     /// first, so they hold only their own work): what a throughput figure for the steps leaves out.
     pub checkpoint_seconds: f64,
     pub eval_seconds: f64,
+    /// Wall-clock seconds of the loop, from the first step until the device finished the last (so
+    /// evaluation and checkpoints included), and the tokens its steps read on every rank together.
+    pub train_seconds: f64,
+    pub train_tokens: u64,
 }
 
 /// Waits for the device's queued work (CUDA runs asynchronously), so a timer around what follows
@@ -298,6 +302,8 @@ struct Trainer<'a, T: Task> {
     pending: Vec<PendingStep>,
     last_eval: BTreeMap<String, f64>,
     checkpoint_seconds: f64,
+    /// Tokens this rank's steps read in this run (not counting before a resume).
+    tokens_trained: u64,
     eval_seconds: f64,
 }
 
@@ -376,12 +382,14 @@ impl<'a, T: Task> Trainer<'a, T> {
             pending: Vec::new(),
             last_eval: BTreeMap::new(),
             checkpoint_seconds: 0.0,
+            tokens_trained: 0,
             eval_seconds: 0.0,
         })
     }
 
     fn run(mut self) -> Result<TrainOutcome> {
         let cfg = self.cfg;
+        let started = Instant::now();
         while self.state.step < self.total_steps {
             let lr = cfg.learning_rate * self.schedule.multiplier(self.state.step);
             self.step(lr)?;
@@ -415,7 +423,11 @@ impl<'a, T: Task> Trainer<'a, T> {
         if let Some(tb) = &mut self.tb {
             tb.flush();
         }
+        settle(self.device);
         Ok(TrainOutcome {
+            train_seconds: started.elapsed().as_secs_f64(),
+            // The ranks' batches are alike in size, as for the logged rate.
+            train_tokens: self.tokens_trained * self.world,
             steps: self.state.step,
             best_checkpoint: self
                 .state
@@ -439,7 +451,9 @@ impl<'a, T: Task> Trainer<'a, T> {
             let index = (self.state.step * accum + micro) * self.world + self.rank;
             tch::manual_seed(micro_batch_seed(cfg.seed, index) as i64);
             let batch = self.task.batch(&self.data.micro_batch(index))?;
-            self.window.tokens += self.task.tokens(&batch) as u64;
+            let tokens = self.task.tokens(&batch) as u64;
+            self.window.tokens += tokens;
+            self.tokens_trained += tokens;
             let loss = {
                 let _autocast = AutocastGuard::for_precision(cfg.precision, self.device)?;
                 self.task.loss(&batch, true).to_kind(Kind::Float)
