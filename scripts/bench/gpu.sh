@@ -7,12 +7,14 @@
 #                                      tokenizers the benchmarks in BENCHES need → runs/gpu-bundle.tar.gz
 #   scripts/bench/gpu.sh run [OUT]     on the GPU machine: unpacks the bundle, runs the benchmarks named
 #                                      in BENCHES (default: mlm mlm-profile predict-base train-base;
-#                                      also: mlm-masking mlm-trainer dist probe extract-small predict-small extract-base), appends each
+#                                      also: mlm-masking mlm-loss mlm-trainer dist probe extract-small predict-small extract-base), appends each
 #                                      result to OUT/bench-gpu.log as it comes
 # mlm: MLM training at the xlm-roberta-base shape, bf16, batch 16, 32 and 64 × 512 (MFU, peak memory);
 # mlm-profile: where a step's device time goes at 32×512, both sides (scripts/tools/profile_summary.py).
 # mlm-masking: medqa's step at 32×512 with MLM masking on the device against on the host (the task's
 # way), alternated (scripts/bench/mlm_levers.sh).
+# mlm-loss: medqa's step at 32×512 with the loss's log-softmax in fp32 against in the logits' bf16 (the
+# task's way, as transformers), alternated.
 # mlm-trainer: the mlm-pretrain loop itself at the same shape, 32×512 (scripts/bench/mlm_trainer.sh).
 # MLM_BATCHES: the batch sizes of mlm (default 16 32 64).
 # dist: mlm-pretrain alone and under torchrun as a c10d NCCL group of one (scripts/bench/dist.sh).
@@ -85,6 +87,8 @@ run)
   fi
   want mlm-masking && step PYTHON="$py" scripts/bench/mlm_levers.sh $b/bin/bench_step \
     "$mlm_base --batch 32 --warmup 3 --steps 10" device="--masking device" host="--masking host"
+  want mlm-loss && step PYTHON="$py" scripts/bench/mlm_levers.sh $b/bin/bench_step \
+    "$mlm_base --batch 32 --warmup 3 --steps 10" fp32="--loss fp32" native="--loss native"
   want mlm-trainer && step PYTHON="$py" scripts/bench/mlm_trainer.sh $b/bin $b/tokenizer-xlmr.json
   # The traces stay in runs/ (tens of MB); the summary comes back with the log.
   want mlm-profile && step PYTHON="$py" PROFILE=runs/profile-mlm scripts/bench/mlm_gpu.sh $b/bin/bench_step \

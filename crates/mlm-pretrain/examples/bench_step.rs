@@ -2,13 +2,16 @@
 //!
 //!     bench_step [--hidden 256 --layers 4 --heads 4 --intermediate 1024 --vocab 250002
 //!                 --batch 16 --seq 128 --threads 2 --warmup 1 --steps 3 --device cpu
-//!                 --precision fp32|bf16 --masking host|device --phases false --profile TRACE.json]
+//!                 --precision fp32|bf16 --masking host|device --loss native|fp32 --phases false
+//!                 --profile TRACE.json]
 //!
 //! Prints one JSON line: tokens/s and peak resident memory. `--profile` writes libtorch's profile of the
 //! timed steps (a Chrome trace; `scripts/tools/profile_summary.py` reads it). `--masking host` (the
 //! default) masks as the MLM task does: on the host, the next batch drawn and copied before the host
 //! waits for the current step; `device` masks on the device, where choosing the positions makes the host
 //! wait inside the step (the behaviour before masking moved to the host, kept to measure the difference).
+//! `--loss native` (the default) is the MLM task's `model::loss::cross_entropy`, in the logits' precision
+//! as transformers computes it; `fp32` casts the logits to fp32 first (the behaviour before).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -83,6 +86,11 @@ fn main() -> Result<()> {
         Some("device") => false,
         Some(other) => anyhow::bail!("--masking {other}: expected host or device"),
     };
+    let fp32_loss = match args.get("loss").map(String::as_str) {
+        None | Some("native") => false,
+        Some("fp32") => true,
+        Some(other) => anyhow::bail!("--loss {other}: expected native or fp32"),
+    };
     let ids = Tensor::randint_low(4, vocab - 1, [batch, seq], (Kind::Int64, Device::Cpu));
     let host_mask = ids.ones_like();
     let (device_ids, device_mask) = (ids.to_device(device), host_mask.to_device(device));
@@ -130,9 +138,14 @@ fn main() -> Result<()> {
         opt.zero_grad();
         let loss = {
             let _ac = model::autocast::AutocastGuard::for_precision(precision, device)?;
-            m.model
-                .loss_logits_at(&inputs, &mask, None, &positions, true)
-                .cross_entropy_for_logits(&targets)
+            let logits = m
+                .model
+                .loss_logits_at(&inputs, &mask, None, &positions, true);
+            if fp32_loss {
+                logits.cross_entropy_for_logits(&targets)
+            } else {
+                model::loss::cross_entropy(&logits, &targets)
+            }
         };
         loss.backward();
         if phased {
@@ -167,6 +180,7 @@ fn main() -> Result<()> {
     let mut report = serde_json::json!({
         "impl": "medqa", "device": format!("{device:?}"), "precision": format!("{precision:?}"),
         "masking": if host_masking { "host" } else { "device" },
+        "loss": if fp32_loss { "fp32" } else { "native" },
         "tokens_per_sec": tokens / timed, "seconds_per_step": per_step(timed),
         "host_seconds": per_step(host), "peak_rss_mib": peak_rss_mib(), "params": m.num_parameters(),
     });

@@ -297,8 +297,7 @@ impl model::train::Task for MlmTask {
     }
 
     fn loss(&self, batch: &MlmBatch, train: bool) -> Tensor {
-        self.logits(batch, train)
-            .cross_entropy_for_logits(&batch.targets)
+        model::loss::cross_entropy(&self.logits(batch, train), &batch.targets)
     }
 
     /// Loss, perplexity and accuracy on the validation split with the same masks every time.

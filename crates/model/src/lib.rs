@@ -14,6 +14,7 @@ pub mod dist;
 pub mod dropout;
 pub mod fsutil;
 pub use text::language;
+pub mod loss;
 pub mod mlm;
 pub mod parity;
 pub mod pretrained;

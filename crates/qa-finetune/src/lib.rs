@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
+use model::loss::cross_entropy;
 use model::qa::features::{FeatureMaker, QaFeature};
 use model::qa::postprocess::{postprocess, PostprocessConfig, Predictions};
 use model::qa::squad::{self, QaExample};
@@ -306,7 +307,7 @@ impl model::train::Task for QaTask {
             s.masked_fill(&pad, f64::NEG_INFINITY),
             e.masked_fill(&pad, f64::NEG_INFINITY),
         );
-        (s.cross_entropy_for_logits(&b.starts) + e.cross_entropy_for_logits(&b.ends)) / 2.0
+        (cross_entropy(&s, &b.starts) + cross_entropy(&e, &b.ends)) / 2.0
     }
 
     fn evaluate(&mut self) -> Result<BTreeMap<String, f64>> {
