@@ -61,6 +61,19 @@ def summarise(path, steps):
         by_kind[kind] += e["dur"]
         by_kernel[name] += e["dur"]
         counts[name] += 1
+    # Which operator launched each kernel: Kineto gives a kernel the "External id" of the innermost host
+    # operator around its launch, and that operator its input shapes and types (the profiler records
+    # them), so "129 copies" becomes "aten::copy_ of [32, 512, 768] float → bf16, in the backward".
+    launcher = {e["args"]["External id"]: e for e in host_ops if "External id" in e.get("args", {})}
+    by_op, op_counts = defaultdict(float), defaultdict(int)
+    for e in device:
+        op = launcher.get(e.get("args", {}).get("External id"))
+        if op is None:
+            continue
+        a = op.get("args", {})
+        key = f"{op['name']} {a.get('Input Dims', '')} {a.get('Input type', '')}"
+        by_op[key] += e["dur"]
+        op_counts[key] += 1
     runtime = [e for e in events if e.get("cat") == "cuda_runtime"]
     syncs = sum(1 for e in runtime if e["name"] in SYNC_CALLS)
     per = lambda x: x / steps / 1000.0  # µs in the whole trace → ms per step
@@ -76,6 +89,10 @@ def summarise(path, steps):
         "top_kernels": [
             {"name": n[:110], "ms_per_step": per(t), "calls_per_step": counts[n] / steps, "kind": kind_of(n)}
             for n, t in sorted(by_kernel.items(), key=lambda kv: -kv[1])[:15]
+        ],
+        "top_launching_ops": [
+            {"op": k[:200], "ms_per_step": per(t), "kernels_per_step": op_counts[k] / steps}
+            for k, t in sorted(by_op.items(), key=lambda kv: -kv[1])[:20]
         ],
     }
 
@@ -106,6 +123,10 @@ def main():
         print(f"costliest kernels, {n} (ms per step, calls per step)")
         for k in runs[n]["top_kernels"]:
             print(f"  {k['ms_per_step']:8.3f} {k['calls_per_step']:6.0f}  {k['kind']:<12} {k['name']}")
+    for n in names:
+        print(f"device time by launching operator and its inputs, {n} (ms per step, kernels per step)")
+        for k in runs[n]["top_launching_ops"]:
+            print(f"  {k['ms_per_step']:8.3f} {k['kernels_per_step']:6.0f}  {k['op']}")
     if a.json:
         json.dump(runs, open(a.json, "w"), indent=1)
 
