@@ -52,24 +52,7 @@ for s in $SETS; do
     --dev-permille 200 --dev-out "$out/data/$name.split-dev.json" > "$out/data/$name.log"
   for part in train:$TRAIN_Q dev:$DEV_Q; do
     IFS=: read -r which n <<< "$part"
-    "$py" - "$out/data/$name.split-$which.json" "$out/data/$name.$which.json" "$n" <<'PY'
-import json, sys
-src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-data, kept = json.load(open(src, encoding="utf-8")), 0
-articles = []
-for a in data["data"]:
-    paragraphs = []
-    for p in a["paragraphs"]:
-        qas = [q for q in p["qas"] if q["answers"] and not q.get("is_impossible")]
-        if n:
-            qas = qas[:max(0, n - kept)]
-        kept += len(qas)
-        if qas:
-            paragraphs.append({"context": p["context"], "qas": qas})
-    if paragraphs:
-        articles.append({"title": a.get("title", ""), "paragraphs": paragraphs})
-json.dump({"version": "1.1", "data": articles}, open(dst, "w", encoding="utf-8"), ensure_ascii=False)
-PY
+    "$py" scripts/tools/qa_subset.py "$out/data/$name.split-$which.json" "$out/data/$name.$which.json" "$n"
   done
   train_files+=("$out/data/$name.train.json"); dev_sets+=("$name")
 done

@@ -68,6 +68,15 @@ pub struct DataConfig {
     pub max_query_length: usize,
     #[serde(default = "default_eval_batch")]
     pub eval_batch_size: usize,
+    /// Pad every training window to `max_seq_length` (run_qa.py's `pad_to_max_length`, its default)
+    /// instead of to the batch's longest.
+    #[serde(default)]
+    pub pad_to_max_length: bool,
+    /// Keep padding positions in the start/end softmax of the training loss, as transformers' QA head
+    /// does (run_qa.py). medqa's default leaves them out, so that the loss does not depend on how far a
+    /// batch is padded. With `pad_to_max_length`, training is run_qa.py's exactly.
+    #[serde(default)]
+    pub padding_in_loss: bool,
 }
 
 fn default_seq() -> usize {
@@ -146,6 +155,8 @@ pub struct QaTask {
     eval_features: Vec<QaFeature>,
     pub settings: QaSettings,
     eval_batch_size: usize,
+    pad_to_max_length: bool,
+    padding_in_loss: bool,
     device: Device,
     /// The last evaluation's post-processed predictions (for the no-answer threshold).
     pub last_predictions: Option<Predictions>,
@@ -237,6 +248,8 @@ impl QaTask {
                 postprocess,
             },
             eval_batch_size: d.eval_batch_size,
+            pad_to_max_length: d.pad_to_max_length,
+            padding_in_loss: d.padding_in_loss,
             device,
             last_predictions: None,
         })
@@ -274,8 +287,17 @@ impl model::train::Task for QaTask {
 
     fn batch(&self, indices: &[usize]) -> Result<QaBatch> {
         let feats: Vec<&QaFeature> = indices.iter().map(|&i| &self.train[i]).collect();
-        let (ids, host_mask) =
-            model::qa::inference::pad(&feats, self.tokenizer.pad_id, self.device);
+        let multiple = if self.pad_to_max_length {
+            self.settings.max_seq_length
+        } else {
+            model::qa::inference::pad_multiple(self.device)
+        };
+        let (ids, host_mask) = model::qa::inference::pad_to_multiple(
+            &feats,
+            self.tokenizer.pad_id,
+            multiple,
+            self.device,
+        );
         let label = |f: fn(&QaFeature) -> usize| {
             let host = Tensor::from_slice(&feats.iter().map(|x| f(x) as i64).collect::<Vec<_>>());
             model::device::upload(&host, self.device)
@@ -302,11 +324,15 @@ impl model::train::Task for QaTask {
         // Batches are padded to their longest window, so padding varies from batch to batch; masking it
         // out of the softmax keeps the loss independent of it. (run_qa.py pads every window to 384 and
         // leaves padding in the softmax, where the model learns to give it no weight.)
-        let pad = b.mask.eq(0);
-        let (s, e) = (
-            s.masked_fill(&pad, f64::NEG_INFINITY),
-            e.masked_fill(&pad, f64::NEG_INFINITY),
-        );
+        let (s, e) = if self.padding_in_loss {
+            (s, e)
+        } else {
+            let pad = b.mask.eq(0);
+            (
+                s.masked_fill(&pad, f64::NEG_INFINITY),
+                e.masked_fill(&pad, f64::NEG_INFINITY),
+            )
+        };
         (cross_entropy(&s, &b.starts) + cross_entropy(&e, &b.ends)) / 2.0
     }
 

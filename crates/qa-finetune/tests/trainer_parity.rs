@@ -4,8 +4,10 @@
 //! weights after the last step must agree to float rounding: any difference in the loss, the schedule,
 //! weight decay, clipping or AdamW shows here, apart from the randomness of a real run.
 //!
-//! The reference loss leaves padding out of the start/end softmax (`qa_trainer_reference.py
-//! --mask-padding`), as medqa's does; run_qa.py's model includes it (see docs/EXPERIMENTS.md).
+//! Twice: medqa's default loss leaves padding out of the start/end softmax, against the reference told to
+//! do the same (`qa_trainer_reference.py --mask-padding`); and medqa with `data.pad_to_max_length` and
+//! `data.padding_in_loss`, against run_qa.py's own loss (windows padded to `max_seq_length`, padding in the
+//! softmax).
 
 use std::process::Command;
 use test_support::{python, root, run_ok as run};
@@ -81,7 +83,21 @@ print(worst[0], worst[1], moved)
 
 #[test]
 fn a_training_run_matches_transformers_trainer_step_for_step() {
-    let dir = std::env::temp_dir().join(format!("medqa-trainer-parity-{}", std::process::id()));
+    parity(false);
+}
+
+#[test]
+fn with_run_qa_padding_a_training_run_matches_run_qa_step_for_step() {
+    parity(true);
+}
+
+/// `run_qa_padding`: medqa pads to `max_seq_length` and keeps padding in the loss, the reference computes
+/// run_qa.py's loss; otherwise both leave padding out.
+fn parity(run_qa_padding: bool) {
+    let dir = std::env::temp_dir().join(format!(
+        "medqa-trainer-parity-{}-{run_qa_padding}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let train = dir.join("train.json");
@@ -108,6 +124,8 @@ train = [{{ path = "{train}" }}]
 max_seq_length = {seq}
 doc_stride = {stride}
 max_query_length = {seq}
+pad_to_max_length = {run_qa_padding}
+padding_in_loss = {run_qa_padding}
 [train]
 seed = 1
 learning_rate = {lr}
@@ -131,7 +149,8 @@ save_steps = 0
         .args(["--device", "cpu"]));
     let reference = root().join("scripts/tools/qa_trainer_reference.py");
     let history = dir.join("reference-log.json");
-    run(Command::new(python()).arg(&reference).args([
+    let mut reference_cmd = Command::new(python());
+    reference_cmd.arg(&reference).args([
         "train",
         "--model",
         init.to_str().unwrap(),
@@ -157,12 +176,15 @@ save_steps = 0
         &seq.to_string(),
         "--doc-stride",
         &stride.to_string(),
-        "--mask-padding",
         "--log-history",
         history.to_str().unwrap(),
         "--threads",
         "2",
-    ]));
+    ]);
+    if !run_qa_padding {
+        reference_cmd.arg("--mask-padding");
+    }
+    run(&mut reference_cmd);
 
     let ours: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("medqa/train_log.jsonl"))
         .unwrap()

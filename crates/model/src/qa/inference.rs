@@ -36,13 +36,31 @@ impl QaSettings {
     }
 }
 
-/// Right-pads windows to the longest, rounded up to a multiple of 8 on CPU and of 64 on CUDA:
-/// `(input_ids on device, attention_mask on the host)`. The encoder reads from the host mask whether
-/// the batch has padding without waiting for the device. On CUDA every new shape costs a one-time
-/// kernel selection of about 0.3 s (measured with PyTorch on an H100), so fewer shapes win there.
+/// Right-pads windows to the longest, rounded up to [`pad_multiple`]: `(input_ids on device,
+/// attention_mask on the host)`. The encoder reads from the host mask whether the batch has padding
+/// without waiting for the device.
 pub fn pad(features: &[&QaFeature], pad_id: u32, device: Device) -> (Tensor, Tensor) {
+    pad_to_multiple(features, pad_id, pad_multiple(device), device)
+}
+
+/// What batch lengths are rounded up to: 8 on CPU, 64 on CUDA, where every new shape costs a one-time
+/// kernel selection of about 0.3 s (measured with PyTorch on an H100), so fewer shapes win.
+pub fn pad_multiple(device: Device) -> usize {
+    if device.is_cuda() {
+        64
+    } else {
+        8
+    }
+}
+
+/// [`pad`] with the rounding given: `max_seq_length` pads every batch to it, as run_qa.py does.
+pub fn pad_to_multiple(
+    features: &[&QaFeature],
+    pad_id: u32,
+    multiple: usize,
+    device: Device,
+) -> (Tensor, Tensor) {
     let seqs: Vec<Vec<u32>> = features.iter().map(|f| f.input_ids.clone()).collect();
-    let multiple = if device.is_cuda() { 64 } else { 8 };
     let (ids, mask) = crate::batch::pad_batch(&seqs, pad_id, multiple);
     (crate::device::upload(&ids, device), mask)
 }
