@@ -118,15 +118,19 @@ def main():
         lines.append(f"| {name} | {me:.2f} ± {mes:.2f} | {mf:.2f} ± {mfs:.2f} | {ae:.2f} ± {aes:.2f} | "
                      f"{af:.2f} ± {afs:.2f} | {af - mf:+.2f} |")
     block = "\n".join(lines) + "\n"
-    doc = Path(a.doc)
+    write_block(Path(a.doc), a.mode, block)
+    print(block)
+
+
+def write_block(doc, name, block):
+    """Puts `block` between the `experiment-e5 NAME` markers of `doc` (appended the first time)."""
     body = doc.read_text(encoding="utf-8") if doc.exists() else HEADER + "\n## Real encoder: the seed's two steps (issue 15)\n\n"
-    begin, end = f"<!-- experiment-e5 {a.mode}:begin -->", f"<!-- experiment-e5 {a.mode}:end -->"
+    begin, end = f"<!-- experiment-e5 {name}:begin -->", f"<!-- experiment-e5 {name}:end -->"
     if begin in body:
         body = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: f"{begin}\n{block}{end}", body, flags=re.S)
     else:
         body = body.rstrip("\n") + f"\n\n{begin}\n{block}{end}\n"
     doc.write_text(body, encoding="utf-8")
-    print(block)
 
 
 if __name__ == "__main__":

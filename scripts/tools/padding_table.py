@@ -10,11 +10,10 @@ import datetime
 import json
 import os
 import platform
-import re
 import subprocess
 from pathlib import Path
 
-from experiment_table import mean_sd, questions, sha256
+from experiment_table import mean_sd, questions, sha256, write_block
 
 ARMS = [("medqa-out", "medqa", "padding out (medqa's default)"),
         ("medqa-runqa", "medqa", "run_qa padding (`pad_to_max_length`, `padding_in_loss`)"),
@@ -56,14 +55,7 @@ def main():
         verdict = "within" if lo <= m <= hi else "**outside**"
         lines.append(f"- {what}: medqa's mean F1 {m:.2f} is {verdict} transformers' seed range {lo:.2f}–{hi:.2f}.")
     block = "\n".join(lines) + "\n"
-    doc = Path(a.doc)
-    body = doc.read_text(encoding="utf-8")
-    begin, end = "<!-- experiment-e5 padding:begin -->", "<!-- experiment-e5 padding:end -->"
-    if begin in body:
-        body = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: f"{begin}\n{block}{end}", body, flags=re.S)
-    else:
-        body = body.rstrip("\n") + f"\n\n{begin}\n{block}{end}\n"
-    doc.write_text(body, encoding="utf-8")
+    write_block(Path(a.doc), "padding", block)
     print(block)
 
 
