@@ -22,4 +22,20 @@ fn main() {
         println!("cargo:rustc-cfg=medqa_nccl");
     }
     medqa_build::compile_cpp_with("medqa_dist", &["csrc/dist.cpp"], &includes, &defines);
+    // CUDA graphs where this libtorch has CUDA and the runtime's headers are there; elsewhere the shim
+    // reports that it has none and training stays eager.
+    let (includes, defines) = match medqa_build::cuda_includes() {
+        Some(dirs) => {
+            // The graph shim calls c10's CUDA stream and allocator functions directly.
+            println!("cargo:rustc-link-lib=dylib=c10_cuda");
+            (dirs, vec!["MEDQA_WITH_CUDA"])
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    medqa_build::compile_cpp_with(
+        "medqa_cuda_graph",
+        &["csrc/cuda_graph.cpp"],
+        &includes,
+        &defines,
+    );
 }

@@ -97,38 +97,53 @@ pub fn gloo_include() -> PathBuf {
     );
 }
 
-/// The include directories NCCL's process group compiles against, when this libtorch has CUDA and the
-/// headers are there: `nccl.h` of the NCCL torch itself depends on (`nvidia/nccl`) and the CUDA
-/// runtime, `crt` and `cccl` headers of the `nvidia-cuda-*` wheels (`scripts/setup.sh` installs the
-/// two that torch's own dependencies lack). None otherwise: medqa then offers Gloo only.
-pub fn nccl_includes() -> Option<Vec<PathBuf>> {
+/// The CUDA runtime's include directories (`cuda_runtime.h`, `crt/`, `nv/target`, `cccl/` where the
+/// wheel has it), when this libtorch has CUDA and the headers are there: the `nvidia-cuda-*` wheels
+/// beside the torch wheel (`scripts/setup.sh` installs the two that torch's own dependencies lack), or
+/// `MEDQA_NVIDIA_INCLUDE_ROOT`. None otherwise: medqa then builds without its CUDA-only shims.
+pub fn cuda_includes() -> Option<Vec<PathBuf>> {
     let root = libtorch_root();
     if !root.join("lib/libtorch_cuda.so").exists() {
         return None;
     }
-    // The torch wheel sits in site-packages beside `nvidia/`; a user's own libtorch may name them.
-    let nvidia = match env::var_os("MEDQA_NVIDIA_INCLUDE_ROOT") {
-        Some(dir) => PathBuf::from(dir),
-        None => root.join("../nvidia"),
-    };
-    println!("cargo:rerun-if-env-changed=MEDQA_NVIDIA_INCLUDE_ROOT");
-    let cuda = ["cu13", "cuda_runtime"]
-        .iter()
-        .map(|d| nvidia.join(d).join("include"))
-        .find(|d| d.join("cuda_runtime.h").is_file())?;
-    let nccl = nvidia.join("nccl/include");
+    let cuda = nvidia_root().and_then(|nvidia| {
+        ["cu13", "cuda_runtime"]
+            .iter()
+            .map(|d| nvidia.join(d).join("include"))
+            .find(|d| d.join("cuda_runtime.h").is_file())
+    })?;
     println!("cargo:rerun-if-changed={}", cuda.join("crt").display());
-    if !(nccl.join("nccl.h").is_file()
-        && cuda.join("crt/host_config.h").is_file()
-        && cuda.join("nv/target").is_file())
-    {
+    if !(cuda.join("crt/host_config.h").is_file() && cuda.join("nv/target").is_file()) {
         return None;
     }
-    let mut dirs = vec![cuda.clone(), nccl];
+    let mut dirs = vec![cuda.clone()];
     if cuda.join("cccl").is_dir() {
         dirs.push(cuda.join("cccl"));
     }
     Some(dirs)
+}
+
+/// The include directories NCCL's process group compiles against: the CUDA runtime's
+/// ([`cuda_includes`]) and `nccl.h` of the NCCL torch itself depends on (`nvidia/nccl`). None where
+/// either is missing: medqa then offers Gloo only.
+pub fn nccl_includes() -> Option<Vec<PathBuf>> {
+    let mut dirs = cuda_includes()?;
+    let nccl = nvidia_root()?.join("nccl/include");
+    if !nccl.join("nccl.h").is_file() {
+        return None;
+    }
+    dirs.insert(1, nccl);
+    Some(dirs)
+}
+
+/// Where the `nvidia-*` wheels' files are: beside the torch wheel in site-packages, or where
+/// `MEDQA_NVIDIA_INCLUDE_ROOT` says (a user's own libtorch).
+fn nvidia_root() -> Option<PathBuf> {
+    println!("cargo:rerun-if-env-changed=MEDQA_NVIDIA_INCLUDE_ROOT");
+    Some(match env::var_os("MEDQA_NVIDIA_INCLUDE_ROOT") {
+        Some(dir) => PathBuf::from(dir),
+        None => libtorch_root().join("../nvidia"),
+    })
 }
 
 /// Sets `cfg(shared_data)` when the real data sets beside the checkout (`../shared/data`) are there.

@@ -3,7 +3,7 @@
 //!     bench_step [--hidden 256 --layers 4 --heads 4 --intermediate 1024 --vocab 250002
 //!                 --batch 16 --seq 128 --threads 2 --warmup 1 --steps 3 --device cpu
 //!                 --precision fp32|bf16 --masking host|device --loss native|fp32 --phases false
-//!                 --profile TRACE.json]
+//!                 --graphs off|on --profile TRACE.json]
 //!
 //! Prints one JSON line: tokens/s and peak resident memory. `--profile` writes libtorch's profile of the
 //! timed steps (a Chrome trace; `scripts/tools/profile_summary.py` reads it). `--masking host` (the
@@ -12,13 +12,18 @@
 //! wait inside the step (the behaviour before masking moved to the host, kept to measure the difference).
 //! `--loss native` (the default) is the MLM task's `model::loss::cross_entropy`, in the logits' precision
 //! as transformers computes it; `fp32` casts the logits to fp32 first (the behaviour before).
+//! `--graphs on` (CUDA) captures the step as a CUDA graph after the warm-up steps and replays it for the
+//! timed ones, as `train.cuda_graphs` does: the labelled positions padded to their bound
+//! (`model::mlm::position_bound`), each batch copied into the captured one, the learning rate read from
+//! a device scalar. Every step of the run then pads its positions, the warm-up's included.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use model::cuda_graph::CudaGraph;
 use model::device::DeviceChoice;
-use model::mlm::{labelled_positions, IGNORE};
+use model::mlm::{labelled_positions, pad_positions, position_bound, IGNORE};
 use model::train::{AdamW, AdamWConfig};
 use model::{Pretrained, XlmRobertaConfig, XlmRobertaForMaskedLM};
 use tch::{Device, Kind, Tensor};
@@ -91,6 +96,15 @@ fn main() -> Result<()> {
         Some("fp32") => true,
         Some(other) => anyhow::bail!("--loss {other}: expected native or fp32"),
     };
+    let graphs = match args.get("graphs").map(String::as_str) {
+        None | Some("off") => false,
+        // The warm-up's eager steps create what a capture cannot (the optimizer's step counters).
+        Some("on") if device.is_cuda() && warmup >= 1 => true,
+        Some("on") if device.is_cuda() => anyhow::bail!("--graphs on needs --warmup 1 or more"),
+        Some("on") => anyhow::bail!("--graphs on needs a CUDA device"),
+        Some(other) => anyhow::bail!("--graphs {other}: expected off or on"),
+    };
+    let bound = position_bound(batch * seq, 0.15);
     let ids = Tensor::randint_low(4, vocab - 1, [batch, seq], (Kind::Int64, Device::Cpu));
     let host_mask = ids.ones_like();
     let (device_ids, device_mask) = (ids.to_device(device), host_mask.to_device(device));
@@ -117,6 +131,24 @@ fn main() -> Result<()> {
         }
     };
 
+    // With graphs, every batch's positions are padded to the bound, so that all have one shape.
+    let next_batch = || {
+        let (inputs, mask, positions, targets) = next_batch();
+        if !graphs {
+            return Ok((inputs, mask, positions, targets));
+        }
+        let (positions, targets) =
+            pad_positions(&positions, &targets, bound).with_context(|| {
+                format!(
+                    "{} masked positions exceed the bound {bound}",
+                    positions.size()[0]
+                )
+            })?;
+        anyhow::Ok((inputs, mask, positions, targets))
+    };
+    let lr = Tensor::from(1e-4f32).to_device(device);
+    let mut captured: Option<(CudaGraph, [Tensor; 3], Tensor)> = None;
+
     // By default the host waits for the device once per step, as the reference does (`loss.item()`);
     // `--phases true` waits after each phase too, to time them apart. `host_seconds` is how long the host
     // took to queue a step's work: near `seconds_per_step`, the device waits for the host.
@@ -130,46 +162,92 @@ fn main() -> Result<()> {
         if step == warmup && profile_path.is_some() {
             profile = Some(model::profiler::Profile::start(device.is_cuda())?);
         }
-        let start = Instant::now();
+        let mut start = Instant::now();
         let (inputs, mask, positions, targets) = match prepared.take() {
             Some(b) => b,
-            None => next_batch(),
+            None => next_batch()?,
         };
-        opt.zero_grad();
-        let loss = {
-            let _ac = model::autocast::AutocastGuard::for_precision(precision, device)?;
-            let logits = m
-                .model
-                .loss_logits_at(&inputs, &mask, None, &positions, true);
-            if fp32_loss {
-                logits.cross_entropy_for_logits(&targets)
-            } else {
-                model::loss::cross_entropy(&logits, &targets)
+        if graphs && step == warmup && captured.is_none() {
+            // The step captured on this batch; its tensors become the ones every replay reads.
+            let (graph, loss) = CudaGraph::capture(device, None, || {
+                opt.zero_grad();
+                let loss = {
+                    let _ac = model::autocast::AutocastGuard::for_precision(precision, device)?;
+                    model::loss::cross_entropy(
+                        &m.model
+                            .loss_logits_at(&inputs, &mask, None, &positions, true),
+                        &targets,
+                    )
+                };
+                loss.backward();
+                let _ = opt.clip_grad_norm(1.0);
+                opt.step_at(&lr, None)?;
+                Ok(loss)
+            })?;
+            captured = Some((
+                graph,
+                [
+                    inputs.shallow_clone(),
+                    positions.shallow_clone(),
+                    targets.shallow_clone(),
+                ],
+                loss,
+            ));
+            // The capture is set-up, not a step: the step's time starts at its replay.
+            start = Instant::now();
+        }
+        let mut t_clip = None;
+        let loss = if let Some((graph, statics, loss)) = &captured {
+            tch::no_grad(|| {
+                for (dst, src) in statics.iter().zip([&inputs, &positions, &targets]) {
+                    let mut dst = dst.shallow_clone();
+                    if dst.data_ptr() != src.data_ptr() {
+                        dst.copy_(src);
+                    }
+                }
+            });
+            graph.replay()?;
+            loss.shallow_clone()
+        } else {
+            opt.zero_grad();
+            let loss = {
+                let _ac = model::autocast::AutocastGuard::for_precision(precision, device)?;
+                let logits = m
+                    .model
+                    .loss_logits_at(&inputs, &mask, None, &positions, true);
+                if fp32_loss {
+                    logits.cross_entropy_for_logits(&targets)
+                } else {
+                    model::loss::cross_entropy(&logits, &targets)
+                }
+            };
+            loss.backward();
+            if phased {
+                let _ = loss.double_value(&[]); // waits for the device
             }
+            let t_fwd_bwd = start.elapsed().as_secs_f64();
+            let norm = opt.clip_grad_norm(1.0);
+            if phased {
+                let _ = norm.double_value(&[]);
+            }
+            t_clip = Some((t_fwd_bwd, start.elapsed().as_secs_f64()));
+            opt.step(1e-4, None)?;
+            loss
         };
-        loss.backward();
-        if phased {
-            let _ = loss.double_value(&[]); // waits for the device
-        }
-        let t_fwd_bwd = start.elapsed().as_secs_f64();
-        let norm = opt.clip_grad_norm(1.0);
-        if phased {
-            let _ = norm.double_value(&[]);
-        }
-        let t_clip = start.elapsed().as_secs_f64();
-        opt.step(1e-4, None)?;
         let queued = start.elapsed().as_secs_f64();
         if host_masking {
-            prepared = Some(next_batch());
+            prepared = Some(next_batch()?);
         }
         let _ = loss.double_value(&[]);
         if step >= warmup {
             let total = start.elapsed().as_secs_f64();
             timed += total;
             host += queued;
-            phases[0] += t_fwd_bwd;
-            phases[1] += t_clip - t_fwd_bwd;
-            phases[2] += total - t_clip;
+            if let Some((t_fwd_bwd, t_clip)) = t_clip {
+                phases[0] += t_fwd_bwd;
+                phases[1] += t_clip - t_fwd_bwd;
+                phases[2] += total - t_clip;
+            }
         }
     }
     if let (Some(profile), Some(path)) = (profile, &profile_path) {
@@ -181,6 +259,7 @@ fn main() -> Result<()> {
         "impl": "medqa", "device": format!("{device:?}"), "precision": format!("{precision:?}"),
         "masking": if host_masking { "host" } else { "device" },
         "loss": if fp32_loss { "fp32" } else { "native" },
+        "graphs": graphs,
         "tokens_per_sec": tokens / timed, "seconds_per_step": per_step(timed),
         "host_seconds": per_step(host), "peak_rss_mib": peak_rss_mib(), "params": m.num_parameters(),
     });

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use model::batch::pad_batch;
-use model::mlm::{labelled_positions, masked_loss_parts, Masker, MaskingConfig, Sequences};
+use model::mlm::{
+    labelled_positions, masked_loss_parts, pad_positions, position_bound, Masker, MaskingConfig,
+    Sequences,
+};
 use model::shards::{Corpus, ShardManifest};
 use model::train::TrainConfig;
 use model::weights::{load_safetensors, SaveDtype};
@@ -219,6 +222,8 @@ pub struct MlmBatch {
     positions: Tensor,
     targets: Tensor,
     tokens: usize,
+    /// Shapes set by the batch's size alone and no padding: a captured step may replay it.
+    fixed: bool,
 }
 
 pub struct MlmTask {
@@ -229,6 +234,8 @@ pub struct MlmTask {
     seed: u64,
     eval_batch_size: usize,
     max_eval_sequences: Option<usize>,
+    /// Training batches' labelled positions padded to `model::mlm::position_bound` (CUDA graphs).
+    static_shapes: bool,
 }
 
 impl MlmTask {
@@ -247,14 +254,26 @@ impl MlmTask {
             seed: cfg.train.seed,
             eval_batch_size: cfg.data.eval_batch_size.max(1),
             max_eval_sequences: cfg.data.max_eval_sequences,
+            static_shapes: false,
         })
     }
 
     /// Pads and masks on the host (see `model::mlm`), then copies what the step reads to the device.
-    fn masked_batch(&self, seqs: &[Vec<u32>]) -> Result<MlmBatch> {
+    /// With `bounded`, the labelled positions are padded to their bound where they fit under it
+    /// (`static` then says so): the batch's shapes then depend on its size only.
+    fn masked_batch(&self, seqs: &[Vec<u32>], bounded: bool) -> Result<MlmBatch> {
         let (ids, attention_mask) = pad_batch(seqs, self.inputs.tokenizer.pad_id, 8);
         let (input_ids, labels) = self.masker.mask(&ids, &attention_mask)?;
-        let (positions, targets) = labelled_positions(&labels);
+        let (mut positions, mut targets) = labelled_positions(&labels);
+        let mut fixed = false;
+        if bounded {
+            let bound = position_bound(ids.numel() as i64, self.masker.probability());
+            if let Some((p, t)) = pad_positions(&positions, &targets, bound) {
+                (positions, targets, fixed) = (p, t, true);
+            }
+        }
+        // A captured step freezes the encoder's padding decision: only unpadded batches replay.
+        let fixed = fixed && attention_mask.eq(0).any().int64_value(&[]) == 0;
         let upload = |t: &Tensor| model::device::upload(t, self.device);
         Ok(MlmBatch {
             input_ids: upload(&input_ids),
@@ -262,6 +281,7 @@ impl MlmTask {
             positions: upload(&positions),
             targets: upload(&targets),
             tokens: seqs.iter().map(Vec::len).sum(),
+            fixed,
         })
     }
 
@@ -289,7 +309,21 @@ impl model::train::Task for MlmTask {
 
     fn batch(&self, indices: &[usize]) -> Result<MlmBatch> {
         let seqs: Vec<Vec<u32>> = indices.iter().map(|&i| self.inputs.train.get(i)).collect();
-        self.masked_batch(&seqs)
+        self.masked_batch(&seqs, self.static_shapes)
+    }
+
+    fn use_static_shapes(&mut self) {
+        self.static_shapes = true;
+    }
+
+    fn graph_inputs(&self, b: &MlmBatch) -> Option<Vec<Tensor>> {
+        b.fixed.then(|| {
+            vec![
+                b.input_ids.shallow_clone(),
+                b.positions.shallow_clone(),
+                b.targets.shallow_clone(),
+            ]
+        })
     }
 
     fn tokens(&self, batch: &MlmBatch) -> usize {
@@ -314,7 +348,7 @@ impl model::train::Task for MlmTask {
                 .map(|i| eval.get(i))
                 .collect();
             tch::manual_seed(model::train::trainer::eval_batch_seed(self.seed, j as u64) as i64);
-            let b = self.masked_batch(&seqs)?;
+            let b = self.masked_batch(&seqs, false)?;
             let (l, c, k) = masked_loss_parts(&self.logits(&b, false), &b.targets);
             loss_sum += l.to_kind(Kind::Double).double_value(&[]);
             correct += c.int64_value(&[]);

@@ -28,17 +28,25 @@ extern "C" {
 const char* medqa_last_error() { return shim_last_error().c_str(); }
 
 // `found_inf` (may be null): a float scalar on the parameters' device; where it is 1 the kernel leaves
-// everything as it was, as under torch's GradScaler.
+// everything as it was, as under torch's GradScaler. `lr_tensor` (may be null): the learning rate as a
+// float scalar on the parameters' device, read by the kernel when it runs (a captured CUDA graph replays
+// the step at each step's rate); else `lr`.
 int medqa_fused_adamw(void** params, void** grads, void** exp_avgs, void** exp_avg_sqs, void** steps, int n,
-                      double lr, double beta1, double beta2, double weight_decay, double eps, void* found_inf) {
+                      double lr, double beta1, double beta2, double weight_decay, double eps, void* found_inf,
+                      void* lr_tensor) {
   try {
     at::NoGradGuard no_grad;
     auto p = gather(params, n), g = gather(grads, n), m = gather(exp_avgs, n), v = gather(exp_avg_sqs, n),
          s = gather(steps, n);
     std::optional<at::Tensor> inf;
     if (found_inf != nullptr) inf = *static_cast<at::Tensor*>(found_inf);
-    at::_fused_adamw_(p, g, m, v, {}, s, lr, beta1, beta2, weight_decay, eps, /*amsgrad=*/false,
-                      /*maximize=*/false, /*grad_scale=*/std::nullopt, inf);
+    if (lr_tensor != nullptr) {
+      at::_fused_adamw_(p, g, m, v, {}, s, *static_cast<at::Tensor*>(lr_tensor), beta1, beta2, weight_decay, eps,
+                        /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/std::nullopt, inf);
+    } else {
+      at::_fused_adamw_(p, g, m, v, {}, s, lr, beta1, beta2, weight_decay, eps, /*amsgrad=*/false,
+                        /*maximize=*/false, /*grad_scale=*/std::nullopt, inf);
+    }
     return 0;
   } catch (const std::exception& e) {
     shim_last_error() = e.what();

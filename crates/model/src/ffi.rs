@@ -45,6 +45,7 @@ extern "C" {
         weight_decay: f64,
         eps: f64,
         found_inf: *mut c_void,
+        lr_tensor: *mut c_void,
     ) -> i32;
 
     // csrc/sdpa.cpp: which attention kernels CUDA may pick.
@@ -71,6 +72,19 @@ extern "C" {
     pub(crate) fn medqa_dist_broadcast(group: *mut c_void, tensor: *mut c_void, root: i32) -> i32;
     pub(crate) fn medqa_dist_shutdown(group: *mut c_void) -> i32;
     pub(crate) fn medqa_dist_free(group: *mut c_void, abort: i32);
+
+    // csrc/cuda_graph.cpp: at::cuda::CUDAGraph, capture on a side stream, replay.
+    pub(crate) fn medqa_cuda_graphs_available() -> i32;
+    pub(crate) fn medqa_cuda_graph_new(out: *mut *mut c_void) -> i32;
+    pub(crate) fn medqa_cuda_graph_capture_begin(
+        graph: *mut c_void,
+        device: i32,
+        share: *mut c_void,
+    ) -> i32;
+    pub(crate) fn medqa_cuda_graph_capture_end(graph: *mut c_void) -> i32;
+    pub(crate) fn medqa_cuda_graph_replay(graph: *mut c_void) -> i32;
+    pub(crate) fn medqa_cuda_graph_free(graph: *mut c_void);
+    pub(crate) fn medqa_cuda_empty_cache() -> i32;
 
     // csrc/profiler.cpp: libtorch's Kineto profiler.
     pub(crate) fn medqa_profiler_start(with_cuda: i32) -> i32;

@@ -213,6 +213,11 @@ impl Masker {
         })
     }
 
+    /// The share of maskable tokens chosen (`mlm_probability`).
+    pub fn probability(&self) -> f64 {
+        self.cfg.mlm_probability
+    }
+
     /// `(masked input ids, labels)`; labels are `IGNORE` except at the chosen positions. `ids` and
     /// `attention_mask` are host tensors; so are the results.
     pub fn mask(&self, ids: &Tensor, attention_mask: &Tensor) -> Result<(Tensor, Tensor)> {
@@ -314,4 +319,32 @@ pub fn labelled_positions(labels: &Tensor) -> (Tensor, Tensor) {
     let positions = flat.ne(IGNORE).nonzero().squeeze_dim(1);
     let targets = flat.index_select(0, &positions);
     (positions, targets)
+}
+
+/// How many labelled positions a `tokens`-token batch masked with `probability` gets at most, with
+/// all but a vanishing share of batches below it: the mean plus six standard deviations of the binomial
+/// count, rounded up to a multiple of 64. What [`pad_positions`] pads to, so that a batch's shapes depend
+/// on its size only and one captured CUDA graph replays every batch of that size.
+pub fn position_bound(tokens: i64, probability: f64) -> i64 {
+    let n = tokens as f64;
+    let mean = n * probability;
+    let sd = (n * probability * (1.0 - probability)).sqrt();
+    let bound = ((mean + 6.0 * sd).ceil() as i64).max(1);
+    ((bound + 63) / 64 * 64).min(tokens.max(1))
+}
+
+/// `(positions, targets)` of [`labelled_positions`], host tensors, padded to `bound` entries: the extra
+/// entries point at position 0 and carry the `IGNORE` label, so they add nothing to the loss (whose mean
+/// counts the labelled entries only) or its gradient. None when the batch has more than `bound`.
+pub fn pad_positions(positions: &Tensor, targets: &Tensor, bound: i64) -> Option<(Tensor, Tensor)> {
+    let n = positions.size()[0];
+    if n > bound {
+        return None;
+    }
+    let pad = |t: &Tensor, value: i64| {
+        let out = Tensor::full([bound], value, (t.kind(), t.device()));
+        out.narrow(0, 0, n).copy_(t);
+        out
+    };
+    Some((pad(positions, 0), pad(targets, IGNORE)))
 }

@@ -3,7 +3,9 @@
 mod common;
 
 use model::batch::pad_batch;
-use model::mlm::{labelled_positions, Masker, MaskingConfig, Sequences, IGNORE};
+use model::mlm::{
+    labelled_positions, pad_positions, position_bound, Masker, MaskingConfig, Sequences, IGNORE,
+};
 use model::shards::{Corpus, ShardManifest, ShardWriter, FORMAT};
 use model::{Pretrained, XlmRobertaConfig, XlmRobertaForMaskedLM, XlmrTokenizer};
 use tch::{Device, Kind, Tensor};
@@ -254,4 +256,67 @@ fn loss_on_masked_positions_equals_loss_over_all_positions() {
             .nll_loss_nd::<Tensor>(&labels.view([-1]), None, tch::Reduction::Mean, IGNORE),
     );
     assert!(common::max_abs_diff(&g_at, &g_all) < 1e-6);
+}
+
+/// Padding the labelled positions to a fixed bound (what lets one captured CUDA graph replay every batch
+/// of a size) changes neither the training loss nor any gradient.
+#[test]
+fn positions_padded_to_the_bound_give_the_same_loss_and_gradients() {
+    let tok = tokenizer();
+    let mut cfg = XlmRobertaConfig::new(tok.vocab_size() as i64, 32, 2, 4, 64);
+    cfg.max_position_embeddings = 66;
+    tch::manual_seed(5);
+    let m = Pretrained::<XlmRobertaForMaskedLM>::init(cfg, Device::Cpu).unwrap();
+    let masker = Masker::new(&tok, MaskingConfig::default()).unwrap();
+    let (ids, attn) = sample_batch(&tok);
+    let (inputs, labels) = masker.mask(&ids, &attn).unwrap();
+    let (positions, targets) = labelled_positions(&labels);
+    let bound = position_bound(ids.numel() as i64, 0.15);
+    assert!(
+        bound > positions.size()[0],
+        "bound {bound} for {positions:?}"
+    );
+    let (padded_positions, padded_targets) = pad_positions(&positions, &targets, bound).unwrap();
+    assert_eq!(padded_positions.size(), [bound]);
+    let run = |positions: &Tensor, targets: &Tensor| {
+        for (_, v) in m.vs.variables() {
+            let mut g = v.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        let loss = model::loss::cross_entropy(
+            &m.model
+                .loss_logits_at(&inputs, &attn, None, positions, false),
+            targets,
+        );
+        loss.backward();
+        let mut grads: Vec<(String, Tensor)> =
+            m.vs.variables()
+                .into_iter()
+                .map(|(k, v)| (k, v.grad().copy()))
+                .collect();
+        grads.sort_by(|a, b| a.0.cmp(&b.0));
+        (loss.double_value(&[]), grads)
+    };
+    let (loss, grads) = run(&positions, &targets);
+    let (padded_loss, padded_grads) = run(&padded_positions, &padded_targets);
+    assert!(
+        (loss - padded_loss).abs() <= 1e-6 * loss.abs(),
+        "loss {loss} vs padded {padded_loss}"
+    );
+    for ((name, g), (_, pg)) in grads.iter().zip(&padded_grads) {
+        let d = common::max_abs_diff(g, pg);
+        assert!(d <= 1e-6, "{name}: gradients differ by {d:e}");
+    }
+    // More labelled positions than the bound: refused, the caller steps eagerly.
+    assert!(pad_positions(&positions, &targets, positions.size()[0] - 1).is_none());
+}
+
+#[test]
+fn position_bound_covers_the_binomial_count() {
+    // 32 × 512 tokens at 15%: mean 2,457.6, sd 45.7 → 2,731.8, rounded up to 64s.
+    assert_eq!(position_bound(32 * 512, 0.15), 2752);
+    assert_eq!(position_bound(1, 0.15), 1);
+    assert!(position_bound(100, 0.5) <= 100);
 }

@@ -246,3 +246,39 @@ fn found_inf_skips_the_update_on_the_device() {
         );
     }
 }
+
+/// The learning rate held in a tensor (what a captured CUDA graph of the step reads at each replay),
+/// refilled before every step, gives the updates the learning rate given by value gives, bit for bit.
+/// The tensor is fp32, as CUDA's kernel reads it, so the by-value side gets the same rounded rate.
+#[test]
+fn learning_rate_in_a_tensor_updates_as_by_value() {
+    let fx = Fixture::load();
+    let (by_value, in_tensor) = (fx.params(), fx.params());
+    let mut opt_value = AdamW::new(share(&by_value), config());
+    let mut opt_tensor = AdamW::new(share(&in_tensor), config());
+    let sched = schedule(fx.steps);
+    let lr_tensor = Tensor::zeros([], (Kind::Float, tch::Device::Cpu));
+    for step in 0..fx.steps {
+        for (params, opt) in [(&by_value, &mut opt_value), (&in_tensor, &mut opt_tensor)] {
+            for n in NAMES {
+                let mut g = params[n].grad();
+                let src = fx.t[&format!("grad.{n}")].get(step);
+                if g.defined() {
+                    tch::no_grad(|| g.copy_(&src));
+                } else {
+                    (&params[n] * &src).sum(Kind::Float).backward();
+                }
+            }
+            let _ = opt.clip_grad_norm(1.0);
+        }
+        let lr = (3e-3 * sched.multiplier(step as u64)) as f32 as f64;
+        opt_value.step(lr, None).unwrap();
+        let _ = tch::no_grad(|| lr_tensor.shallow_clone().fill_(lr));
+        opt_tensor.step_at(&lr_tensor, None).unwrap();
+    }
+    assert_eq!(opt_tensor.step_count(), fx.steps);
+    for n in NAMES {
+        let d = common::max_abs_diff(&by_value[n], &in_tensor[n]);
+        assert_eq!(d, 0.0, "{n}: {d:e} after {} steps", fx.steps);
+    }
+}

@@ -1,8 +1,9 @@
 //! Training machinery shared by MLM pre-training and QA fine-tuning: one loop (`trainer`), AdamW with
-//! savable state (`optim`), learning-rate schedules (`schedule`), atomic checkpoints (`checkpoint`),
+//! savable state (`optim`), the step as CUDA graphs (`graphs`), learning-rate schedules (`schedule`), atomic checkpoints (`checkpoint`),
 //! progress, TensorBoard and history (`log`), and the run manifest (`manifest`).
 
 pub mod checkpoint;
+mod graphs;
 pub mod log;
 pub mod manifest;
 pub mod optim;

@@ -174,6 +174,22 @@ impl AdamW {
     /// itself skips the update where it is 1 — parameters, moments and the step count stay as they
     /// were — as `torch.optim.AdamW(fused=True)` does under a gradient scaler.
     pub fn step(&mut self, lr: f64, found_inf: Option<&Tensor>) -> Result<()> {
+        self.update(lr, None, found_inf)
+    }
+
+    /// [`AdamW::step`] at the learning rate held by `lr`, a float scalar on the parameters' device that
+    /// the kernel reads when it runs: a captured CUDA graph of the step then follows the schedule when
+    /// `lr` is refilled before each replay.
+    pub fn step_at(&mut self, lr: &Tensor, found_inf: Option<&Tensor>) -> Result<()> {
+        self.update(f64::NAN, Some(lr), found_inf)
+    }
+
+    fn update(
+        &mut self,
+        lr: f64,
+        lr_tensor: Option<&Tensor>,
+        found_inf: Option<&Tensor>,
+    ) -> Result<()> {
         let AdamWConfig {
             beta1,
             beta2,
@@ -226,8 +242,9 @@ impl AdamW {
             }
             let [hp, hg, hm, hv, hs] = &mut handles;
             let found_inf = skip.map_or(std::ptr::null_mut(), |t| t.as_ptr() as *mut _);
-            // SAFETY: every handle points to a live at::Tensor owned by `entries`, `self.steps` or
-            // `skips` for the whole call; the kernel updates params and moments in place under a
+            let lr_tensor = lr_tensor.map_or(std::ptr::null_mut(), |t| t.as_ptr() as *mut _);
+            // SAFETY: every handle points to a live at::Tensor owned by `entries`, `self.steps`,
+            // `skips` or the caller (`lr_tensor`) for the whole call; the kernel updates params and moments in place under a
             // no-grad guard.
             let rc = unsafe {
                 medqa_fused_adamw(
@@ -243,6 +260,7 @@ impl AdamW {
                     wd,
                     eps,
                     found_inf,
+                    lr_tensor,
                 )
             };
             if rc != 0 {

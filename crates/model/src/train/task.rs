@@ -21,6 +21,17 @@ pub trait Task {
     }
     /// The examples at `indices`, on the training device.
     fn batch(&self, indices: &[usize]) -> Result<Self::Batch>;
+    /// CUDA graphs (`train.cuda_graphs`): asks for training batches whose shapes depend on their size
+    /// only (MLM: the labelled positions padded to a fixed bound), so that one captured step replays
+    /// every batch of a size. Called once, before the first batch, when the loop will capture steps.
+    fn use_static_shapes(&mut self) {}
+    /// CUDA graphs: the device tensors a training step on `batch` reads, when a captured step may replay
+    /// it — shapes fixed by the batch's size and nothing in the forward decided on the host from its
+    /// values; a replay copies the new batch's tensors into the captured batch's, in this order. `None`
+    /// (the default) runs the step eagerly.
+    fn graph_inputs(&self, _batch: &Self::Batch) -> Option<Vec<Tensor>> {
+        None
+    }
     /// Tokens in a batch that count towards tokens/s.
     fn tokens(&self, batch: &Self::Batch) -> usize;
     /// The scalar loss of a batch (mean over its examples).

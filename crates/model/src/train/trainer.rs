@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::checkpoint::{self, TrainState};
+use super::graphs::{Plan, StepGraphs};
 use indicatif::ProgressBar;
 
 use super::log::{progress_bar, History, LogRecord, Tensorboard};
@@ -77,6 +78,11 @@ pub struct TrainConfig {
     /// pattern must match something; frozen parameters get no gradient and no optimizer state, and a
     /// resume must freeze the same ones (the optimizer file holds the others only).
     pub freeze: Vec<String>,
+    /// On CUDA, capture the training step as a CUDA graph per batch shape and replay it (one launch
+    /// instead of ~1,000 kernels). Used where it applies: one process, no gradient accumulation, a task
+    /// whose batches have fixed shapes (MLM on grouped text); elsewhere, and on the CPU, steps stay
+    /// eager. Off by default until measured on a GPU against the eager step.
+    pub cuda_graphs: bool,
 }
 
 impl Default for TrainConfig {
@@ -106,6 +112,7 @@ impl Default for TrainConfig {
             precision: Precision::Fp32,
             group_by_length: false,
             freeze: Vec::new(),
+            cuda_graphs: false,
         }
     }
 }
@@ -244,6 +251,37 @@ pub struct TrainOutcome {
     pub train_tokens: u64,
 }
 
+/// The step's CUDA graphs when `cuda_graphs` applies to this run: CUDA, a build with CUDA graphs, one
+/// process, one micro-batch per step. Where it is asked for on CUDA and does not apply, says why.
+fn graphs_for<B>(
+    cfg: &TrainConfig,
+    device: tch::Device,
+    grouped: bool,
+    main: bool,
+) -> Option<StepGraphs<B>> {
+    if !cfg.cuda_graphs || !device.is_cuda() {
+        return None;
+    }
+    let why_not = if !crate::cuda_graph::available() {
+        Some("this build's libtorch has no CUDA graphs")
+    } else if grouped {
+        Some("data-parallel runs step eagerly")
+    } else if cfg.gradient_accumulation_steps > 1 {
+        Some("gradient accumulation steps eagerly")
+    } else {
+        None
+    };
+    match why_not {
+        Some(reason) => {
+            if main {
+                eprintln!("note: cuda_graphs is set, but {reason}; training steps run eagerly");
+            }
+            None
+        }
+        None => Some(StepGraphs::new(device)),
+    }
+}
+
 /// Waits for the device's queued work (CUDA runs asynchronously), so a timer around what follows
 /// measures only that.
 fn settle(device: tch::Device) {
@@ -305,6 +343,14 @@ struct Trainer<'a, T: Task> {
     /// Tokens this rank's steps read in this run (not counting before a resume).
     tokens_trained: u64,
     eval_seconds: f64,
+    /// The step's CUDA graphs, when `cuda_graphs` applies to this run.
+    graphs: Option<StepGraphs<T::Batch>>,
+}
+
+/// The learning rate of an update: a value, or a device scalar a captured step reads at each replay.
+enum Rate<'t> {
+    Value(f64),
+    Tensor(&'t Tensor),
 }
 
 impl<'a, T: Task> Trainer<'a, T> {
@@ -349,6 +395,10 @@ impl<'a, T: Task> Trainer<'a, T> {
         if let Some(group) = group {
             broadcast_weights(&*task, group)?;
         }
+        let graphs = graphs_for(cfg, device, group.is_some(), main);
+        if graphs.is_some() {
+            task.use_static_shapes();
+        }
         Ok(Self {
             history: if main {
                 Some(History::open(&run_dir.join("train_log.jsonl"), state.step)?)
@@ -384,6 +434,7 @@ impl<'a, T: Task> Trainer<'a, T> {
             checkpoint_seconds: 0.0,
             tokens_trained: 0,
             eval_seconds: 0.0,
+            graphs,
         })
     }
 
@@ -441,27 +492,120 @@ impl<'a, T: Task> Trainer<'a, T> {
     }
 
     /// One optimizer step at learning rate `lr`: forward and backward of every micro-batch, clipping,
-    /// AdamW. Its losses and gradient norm stay on the device, in `pending`.
+    /// AdamW — eagerly, or by a captured CUDA graph. Its losses and gradient norm stay on the device,
+    /// in `pending`.
     fn step(&mut self, lr: f64) -> Result<()> {
-        let (cfg, accum) = (self.cfg, self.cfg.gradient_accumulation_steps as u64);
+        let numbers = match self.graphs.take() {
+            Some(mut graphs) => {
+                let numbers = self.graph_step(&mut graphs, lr);
+                self.graphs = Some(graphs);
+                numbers?
+            }
+            None => self.eager_step(lr, None)?,
+        };
+        self.state.step += 1;
+        self.pending.push(PendingStep {
+            step: self.state.step,
+            lr,
+            numbers,
+        });
+        Ok(())
+    }
+
+    /// The step run op by op; `first` is its first micro-batch when already drawn.
+    fn eager_step(&mut self, lr: f64, first: Option<T::Batch>) -> Result<Tensor> {
+        let accum = self.cfg.gradient_accumulation_steps as u64;
         let micro_batches = accum * self.world;
         self.optimizer.zero_grad();
+        let mut first = first;
         let mut losses = Vec::with_capacity(accum as usize);
         for micro in 0..accum {
-            let index = (self.state.step * accum + micro) * self.world + self.rank;
-            tch::manual_seed(micro_batch_seed(cfg.seed, index) as i64);
-            let batch = self.task.batch(&self.data.micro_batch(index))?;
-            let tokens = self.task.tokens(&batch) as u64;
-            self.window.tokens += tokens;
-            self.tokens_trained += tokens;
-            let loss = {
-                let _autocast = AutocastGuard::for_precision(cfg.precision, self.device)?;
-                self.task.loss(&batch, true).to_kind(Kind::Float)
+            let batch = match first.take() {
+                Some(batch) => batch,
+                None => self.micro_batch(micro)?,
             };
-            (&loss / micro_batches as f64).backward();
-            losses.push(loss.detach());
+            losses.push(self.forward_backward(&batch, micro_batches)?);
         }
-        let mut losses = Tensor::stack(&losses, 0);
+        self.update(Tensor::stack(&losses, 0), Rate::Value(lr))
+    }
+
+    /// The step as a CUDA graph where one applies (one process, one micro-batch per step).
+    fn graph_step(&mut self, graphs: &mut StepGraphs<T::Batch>, lr: f64) -> Result<Tensor> {
+        // The micro-batch's index is the step's: the seed an eager step draws with.
+        let seed = micro_batch_seed(self.cfg.seed, self.state.step) as i64;
+        let batch = self.micro_batch(0)?;
+        match graphs.plan(self.task.graph_inputs(&batch)) {
+            Plan::Eager => self.eager_step(lr, Some(batch)),
+            Plan::Replay(index, inputs) => {
+                let task = &*self.task;
+                graphs.replay(index, &inputs, |b| task.graph_inputs(b), lr, seed)
+            }
+            Plan::Capture(key) => {
+                let shapes = format!("{key:?}");
+                // Frees the eager steps' gradients before the allocator's cache is emptied.
+                self.optimizer.zero_grad();
+                let captured = graphs.capture(key, batch, lr, seed, |batch, lr| {
+                    self.optimizer.zero_grad();
+                    let loss = self.forward_backward(batch, 1)?;
+                    self.update(loss.reshape([1]), Rate::Tensor(lr))
+                })?;
+                match captured {
+                    Ok(numbers) => {
+                        if self.rank == 0 {
+                            self.bar.println(format!(
+                                "step {}: training step captured as CUDA graph {} (inputs {shapes})",
+                                self.state.step + 1,
+                                graphs.graphs(),
+                            ));
+                        }
+                        Ok(numbers)
+                    }
+                    Err((e, batch)) => {
+                        self.bar.println(format!(
+                            "warning: the training step could not be captured as a CUDA graph; \
+                             training goes on eagerly: {e:#}"
+                        ));
+                        tch::manual_seed(seed);
+                        self.eager_step(lr, Some(batch))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Draws micro-batch `micro` of this step, with torch's generators seeded by its index (so masks and
+    /// dropout are the single process's), and counts its tokens.
+    fn micro_batch(&mut self, micro: u64) -> Result<T::Batch> {
+        let accum = self.cfg.gradient_accumulation_steps as u64;
+        let index = (self.state.step * accum + micro) * self.world + self.rank;
+        tch::manual_seed(micro_batch_seed(self.cfg.seed, index) as i64);
+        let batch = self.task.batch(&self.data.micro_batch(index))?;
+        let tokens = self.task.tokens(&batch) as u64;
+        self.window.tokens += tokens;
+        self.tokens_trained += tokens;
+        Ok(batch)
+    }
+
+    /// Forward and backward of one micro-batch, its loss divided by the step's micro-batch count;
+    /// returns the undivided loss, detached.
+    fn forward_backward(&self, batch: &T::Batch, micro_batches: u64) -> Result<Tensor> {
+        let loss = {
+            let _autocast = AutocastGuard::for_precision(self.cfg.precision, self.device)?;
+            self.task.loss(batch, true).to_kind(Kind::Float)
+        };
+        (&loss / micro_batches as f64).backward();
+        Ok(loss.detach())
+    }
+
+    /// The step's update after its backward passes: gradients summed over the ranks, clipping, AdamW
+    /// (skipped on the device when anything is non-finite). Returns `[losses…, gradient norm]`.
+    fn update(&mut self, losses: Tensor, lr: Rate) -> Result<Tensor> {
+        let cfg = self.cfg;
+        let (accum, micro_batches) = (
+            cfg.gradient_accumulation_steps as u64,
+            cfg.gradient_accumulation_steps as u64 * self.world,
+        );
+        let mut losses = losses;
         if let Some(group) = self.group {
             group.sum_gradients(&self.optimizer.gradients()?)?;
             // Every rank gets every micro-batch's loss in the single process's order (slot m·W + r;
@@ -489,17 +633,13 @@ impl<'a, T: Task> Trainer<'a, T> {
             .logical_and(&grad_norm.isfinite())
             .logical_not()
             .to_kind(Kind::Float);
-        self.optimizer.step(lr, Some(&found_inf))?;
-        self.state.step += 1;
-        self.pending.push(PendingStep {
-            step: self.state.step,
-            lr,
-            numbers: Tensor::cat(&[losses, grad_norm.reshape([1])], 0),
-        });
-        Ok(())
+        match lr {
+            Rate::Value(lr) => self.optimizer.step(lr, Some(&found_inf))?,
+            Rate::Tensor(lr) => self.optimizer.step_at(lr, Some(&found_inf))?,
+        }
+        Ok(Tensor::cat(&[losses, grad_norm.reshape([1])], 0))
     }
 
-    /// The logging window's means to TensorBoard and the progress bar.
     fn log(&mut self, lr: f64) {
         let step = self.state.step;
         let (loss, norm, tokens_per_sec) = self.window.take();
