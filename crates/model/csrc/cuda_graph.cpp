@@ -9,6 +9,22 @@
 
 #include "shim_error.h"
 
+namespace {
+constexpr const char* kNoCuda = "CUDA graphs need a libtorch with CUDA (this build has none)";
+
+// Runs `f`, turning an exception into the shim's error channel and -1.
+template <typename F>
+int guarded(F&& f) {
+  try {
+    f();
+    return 0;
+  } catch (const std::exception& e) {
+    shim_last_error() = e.what();
+    return -1;
+  }
+}
+}  // namespace
+
 #ifdef MEDQA_WITH_CUDA
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/core/Event.h>
@@ -45,17 +61,14 @@ int medqa_cuda_graphs_available() {
 }
 
 int medqa_cuda_graph_new(void** out) {
-  try {
+  return guarded([&] {
 #ifdef MEDQA_WITH_CUDA
     *out = new Graph();
-    return 0;
 #else
-    throw std::runtime_error("CUDA graphs need a libtorch with CUDA (this build has none)");
+    (void)out;
+    throw std::runtime_error(kNoCuda);
 #endif
-  } catch (const std::exception& e) {
-    shim_last_error() = e.what();
-    return -1;
-  }
+  });
 }
 
 // Starts capturing on a side stream of CUDA device `device`: from here until medqa_cuda_graph_capture_end
@@ -64,7 +77,7 @@ int medqa_cuda_graph_new(void** out) {
 // are copied out after each replay. Before the first capture of a run the caller empties the allocator's
 // cache (`medqa_cuda_empty_cache`), so that the eager steps' cached blocks do not double the memory.
 int medqa_cuda_graph_capture_begin(void* graph, int device, void* share) {
-  try {
+  return guarded([&] {
 #ifdef MEDQA_WITH_CUDA
     auto* g = static_cast<Graph*>(graph);
     const auto index = static_cast<c10::DeviceIndex>(device);
@@ -87,15 +100,11 @@ int medqa_cuda_graph_capture_begin(void* graph, int device, void* share) {
       g->capturing.reset();
       throw;
     }
-    return 0;
 #else
     (void)graph, (void)device, (void)share;
-    throw std::runtime_error("CUDA graphs need a libtorch with CUDA (this build has none)");
+    throw std::runtime_error(kNoCuda);
 #endif
-  } catch (const std::exception& e) {
-    shim_last_error() = e.what();
-    return -1;
-  }
+  });
 }
 
 // Ends the capture (whether the captured work succeeded or not: an error inside invalidates the capture,
@@ -122,7 +131,7 @@ int medqa_cuda_graph_capture_end(void* graph) {
   return 0;
 #else
   (void)graph;
-  shim_last_error() = "CUDA graphs need a libtorch with CUDA (this build has none)";
+  shim_last_error() = kNoCuda;
   return -1;
 #endif
 }
@@ -130,18 +139,14 @@ int medqa_cuda_graph_capture_end(void* graph) {
 // Runs the captured work on the current stream (queued: the host does not wait). The default CUDA
 // generator's seed and offset are read at each replay, so dropout follows `manual_seed` as eagerly.
 int medqa_cuda_graph_replay(void* graph) {
-  try {
+  return guarded([&] {
 #ifdef MEDQA_WITH_CUDA
     static_cast<Graph*>(graph)->graph.replay();
-    return 0;
 #else
     (void)graph;
-    throw std::runtime_error("CUDA graphs need a libtorch with CUDA (this build has none)");
+    throw std::runtime_error(kNoCuda);
 #endif
-  } catch (const std::exception& e) {
-    shim_last_error() = e.what();
-    return -1;
-  }
+  });
 }
 
 void medqa_cuda_graph_free(void* graph) {
@@ -154,18 +159,14 @@ void medqa_cuda_graph_free(void* graph) {
 
 // Returns the caching allocator's unused blocks to the device (torch.cuda.empty_cache()).
 int medqa_cuda_empty_cache() {
-  try {
+  return guarded([] {
 #ifdef MEDQA_WITH_CUDA
     c10::cuda::device_synchronize();
     c10::cuda::CUDACachingAllocator::emptyCache();
-    return 0;
 #else
-    throw std::runtime_error("this build has no CUDA");
+    throw std::runtime_error(kNoCuda);
 #endif
-  } catch (const std::exception& e) {
-    shim_last_error() = e.what();
-    return -1;
-  }
+  });
 }
 
 }  // extern "C"

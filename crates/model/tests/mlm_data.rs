@@ -206,17 +206,49 @@ fn whole_word_masking_masks_whole_words() {
     assert_eq!(partial_words, 0, "a word was masked in part");
 }
 
-#[test]
-fn loss_on_masked_positions_equals_loss_over_all_positions() {
+/// A tiny random MLM model (seeded with `seed`) and the sample batch masked, with its labelled positions.
+struct MaskedSample {
+    m: Pretrained<XlmRobertaForMaskedLM>,
+    ids: Tensor,
+    attn: Tensor,
+    inputs: Tensor,
+    labels: Tensor,
+    positions: Tensor,
+    targets: Tensor,
+}
+
+fn masked_sample(seed: i64) -> MaskedSample {
     let tok = tokenizer();
     let mut cfg = XlmRobertaConfig::new(tok.vocab_size() as i64, 32, 2, 4, 64);
     cfg.max_position_embeddings = 66;
-    tch::manual_seed(4);
+    tch::manual_seed(seed);
     let m = Pretrained::<XlmRobertaForMaskedLM>::init(cfg, Device::Cpu).unwrap();
     let masker = Masker::new(&tok, MaskingConfig::default()).unwrap();
     let (ids, attn) = sample_batch(&tok);
     let (inputs, labels) = masker.mask(&ids, &attn).unwrap();
     let (positions, targets) = labelled_positions(&labels);
+    MaskedSample {
+        m,
+        ids,
+        attn,
+        inputs,
+        labels,
+        positions,
+        targets,
+    }
+}
+
+#[test]
+fn loss_on_masked_positions_equals_loss_over_all_positions() {
+    let MaskedSample {
+        m,
+        attn,
+        inputs,
+        labels,
+        positions,
+        targets,
+        ..
+    } = masked_sample(4);
     let at = m
         .model
         .forward_at(&inputs, &attn, None, &positions, false)
@@ -262,21 +294,21 @@ fn loss_on_masked_positions_equals_loss_over_all_positions() {
 /// of a size) changes neither the training loss nor any gradient.
 #[test]
 fn positions_padded_to_the_bound_give_the_same_loss_and_gradients() {
-    let tok = tokenizer();
-    let mut cfg = XlmRobertaConfig::new(tok.vocab_size() as i64, 32, 2, 4, 64);
-    cfg.max_position_embeddings = 66;
-    tch::manual_seed(5);
-    let m = Pretrained::<XlmRobertaForMaskedLM>::init(cfg, Device::Cpu).unwrap();
-    let masker = Masker::new(&tok, MaskingConfig::default()).unwrap();
-    let (ids, attn) = sample_batch(&tok);
-    let (inputs, labels) = masker.mask(&ids, &attn).unwrap();
-    let (positions, targets) = labelled_positions(&labels);
+    let sample = masked_sample(5);
+    let MaskedSample {
+        m,
+        ids,
+        attn,
+        inputs,
+        ..
+    } = &sample;
+    let (positions, targets) = (&sample.positions, &sample.targets);
     let bound = position_bound(ids.numel() as i64, 0.15);
     assert!(
         bound > positions.size()[0],
         "bound {bound} for {positions:?}"
     );
-    let (padded_positions, padded_targets) = pad_positions(&positions, &targets, bound).unwrap();
+    let (padded_positions, padded_targets) = pad_positions(positions, targets, bound).unwrap();
     assert_eq!(padded_positions.size(), [bound]);
     let run = |positions: &Tensor, targets: &Tensor| {
         for (_, v) in m.vs.variables() {
@@ -286,8 +318,7 @@ fn positions_padded_to_the_bound_give_the_same_loss_and_gradients() {
             }
         }
         let loss = model::loss::cross_entropy(
-            &m.model
-                .loss_logits_at(&inputs, &attn, None, positions, false),
+            &m.model.loss_logits_at(inputs, attn, None, positions, false),
             targets,
         );
         loss.backward();
@@ -299,7 +330,7 @@ fn positions_padded_to_the_bound_give_the_same_loss_and_gradients() {
         grads.sort_by(|a, b| a.0.cmp(&b.0));
         (loss.double_value(&[]), grads)
     };
-    let (loss, grads) = run(&positions, &targets);
+    let (loss, grads) = run(positions, targets);
     let (padded_loss, padded_grads) = run(&padded_positions, &padded_targets);
     assert!(
         (loss - padded_loss).abs() <= 1e-6 * loss.abs(),
@@ -310,7 +341,7 @@ fn positions_padded_to_the_bound_give_the_same_loss_and_gradients() {
         assert!(d <= 1e-6, "{name}: gradients differ by {d:e}");
     }
     // More labelled positions than the bound: refused, the caller steps eagerly.
-    assert!(pad_positions(&positions, &targets, positions.size()[0] - 1).is_none());
+    assert!(pad_positions(positions, targets, positions.size()[0] - 1).is_none());
 }
 
 #[test]

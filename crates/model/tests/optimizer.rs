@@ -39,6 +39,20 @@ impl Fixture {
             .collect()
     }
 
+    /// Gives every parameter torch's gradient of step `step`.
+    fn set_grads(&self, params: &HashMap<String, Tensor>, step: i64) {
+        for n in NAMES {
+            let mut g = params[n].grad();
+            let src = self.t[&format!("grad.{n}")].get(step);
+            if g.defined() {
+                tch::no_grad(|| g.copy_(&src));
+            } else {
+                // First step: give the leaf a gradient through a backward pass of <p, src>.
+                (&params[n] * &src).sum(Kind::Float).backward();
+            }
+        }
+    }
+
     /// Runs steps `from..to`, checking lr and pre-clipping norm against torch on the way.
     fn run(
         &self,
@@ -49,16 +63,7 @@ impl Fixture {
         to: i64,
     ) {
         for step in from..to {
-            for n in NAMES {
-                let mut g = params[n].grad();
-                let src = self.t[&format!("grad.{n}")].get(step);
-                if g.defined() {
-                    tch::no_grad(|| g.copy_(&src));
-                } else {
-                    // First step: give the leaf a gradient through a backward pass of <p, src>.
-                    (&params[n] * &src).sum(Kind::Float).backward();
-                }
-            }
+            self.set_grads(params, step);
             let norm = opt.clip_grad_norm(1.0).double_value(&[]);
             let torch_norm = self.t["grad_norm"].double_value(&[step]);
             assert!(
@@ -260,15 +265,7 @@ fn learning_rate_in_a_tensor_updates_as_by_value() {
     let lr_tensor = Tensor::zeros([], (Kind::Float, tch::Device::Cpu));
     for step in 0..fx.steps {
         for (params, opt) in [(&by_value, &mut opt_value), (&in_tensor, &mut opt_tensor)] {
-            for n in NAMES {
-                let mut g = params[n].grad();
-                let src = fx.t[&format!("grad.{n}")].get(step);
-                if g.defined() {
-                    tch::no_grad(|| g.copy_(&src));
-                } else {
-                    (&params[n] * &src).sum(Kind::Float).backward();
-                }
-            }
+            fx.set_grads(params, step);
             let _ = opt.clip_grad_norm(1.0);
         }
         let lr = (3e-3 * sched.multiplier(step as u64)) as f32 as f64;
