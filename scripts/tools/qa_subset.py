@@ -1,29 +1,54 @@
 #!/usr/bin/env python3
-"""The first N answerable questions of a SQuAD-format file (all when N is 0), with their contexts:
-what scripts/experiment-e5*.sh train and score on.
+"""N answerable questions of a SQuAD-format file (all when N is 0), with their contexts: what
+scripts/experiment-e5*.sh train and score on.
 
-    qa_subset.py SRC DST N
+    qa_subset.py SRC DST N [--spread]
+
+By default the first N in file order. With --spread, round by round across contexts (every context's
+first question, then every context's second, …) until N: a set of a few contexts with many questions each
+(Romanian COVID-QA has 4 contexts for the first 100 held-out questions) is then scored on as many
+contexts as N allows, not on whichever come first. The questions keep their file order.
 """
+import argparse
 import json
-import sys
 
 
 def main():
-    src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    data, kept = json.load(open(src, encoding="utf-8")), 0
-    articles = []
-    for a in data["data"]:
-        paragraphs = []
-        for p in a["paragraphs"]:
-            qas = [q for q in p["qas"] if q["answers"] and not q.get("is_impossible")]
-            if n:
-                qas = qas[:max(0, n - kept)]
-            kept += len(qas)
-            if qas:
-                paragraphs.append({"context": p["context"], "qas": qas})
-        if paragraphs:
-            articles.append({"title": a.get("title", ""), "paragraphs": paragraphs})
-    json.dump({"version": "1.1", "data": articles}, open(dst, "w", encoding="utf-8"), ensure_ascii=False)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("src")
+    ap.add_argument("dst")
+    ap.add_argument("n", type=int)
+    ap.add_argument("--spread", action="store_true")
+    a = ap.parse_args()
+    data = json.load(open(a.src, encoding="utf-8"))
+    answerable = [[[q for q in p["qas"] if q["answers"] and not q.get("is_impossible")] for p in art["paragraphs"]]
+                  for art in data["data"]]
+    flat = [qas for art in answerable for qas in art]
+    # How many questions each paragraph keeps, in file order.
+    take = [len(qas) for qas in flat]
+    if a.n:
+        take, left = [0] * len(flat), a.n
+        if a.spread:
+            rounds = max((len(qas) for qas in flat), default=0)
+            for r in range(rounds):
+                for i, qas in enumerate(flat):
+                    if left and r < len(qas):
+                        take[i] += 1
+                        left -= 1
+        else:
+            for i, qas in enumerate(flat):
+                take[i] = min(len(qas), left)
+                left -= take[i]
+    articles, i = [], 0
+    for art, paragraphs in zip(data["data"], answerable):
+        kept = []
+        for p, qas in zip(art["paragraphs"], paragraphs):
+            if take[i]:
+                kept.append({"context": p["context"], "qas": qas[:take[i]]})
+            i += 1
+        if kept:
+            articles.append({"title": art.get("title", ""), "paragraphs": kept})
+    json.dump({"version": "1.1", "data": articles}, open(a.dst, "w", encoding="utf-8"), ensure_ascii=False)
 
 
 if __name__ == "__main__":
