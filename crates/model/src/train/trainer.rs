@@ -531,8 +531,8 @@ impl<'a, T: Task> Trainer<'a, T> {
 
     /// The step as a CUDA graph where one applies (one process, one micro-batch per step).
     fn graph_step(&mut self, graphs: &mut StepGraphs<T::Batch>, lr: f64) -> Result<Tensor> {
-        // The micro-batch's index is the step's: the seed an eager step draws with.
-        let seed = micro_batch_seed(self.cfg.seed, self.state.step) as i64;
+        // The seed an eager step draws its one micro-batch with.
+        let seed = micro_batch_seed(self.cfg.seed, self.micro_index(0)) as i64;
         let batch = self.micro_batch(0)?;
         match graphs.plan(self.task.graph_inputs(&batch)) {
             Plan::Eager => self.eager_step(lr, Some(batch)),
@@ -576,14 +576,19 @@ impl<'a, T: Task> Trainer<'a, T> {
     /// Draws micro-batch `micro` of this step, with torch's generators seeded by its index (so masks and
     /// dropout are the single process's), and counts its tokens.
     fn micro_batch(&mut self, micro: u64) -> Result<T::Batch> {
-        let accum = self.cfg.gradient_accumulation_steps as u64;
-        let index = (self.state.step * accum + micro) * self.world + self.rank;
+        let index = self.micro_index(micro);
         tch::manual_seed(micro_batch_seed(self.cfg.seed, index) as i64);
         let batch = self.task.batch(&self.data.micro_batch(index))?;
         let tokens = self.task.tokens(&batch) as u64;
         self.window.tokens += tokens;
         self.tokens_trained += tokens;
         Ok(batch)
+    }
+
+    /// The index in the one data order of this rank's micro-batch `micro` of the current step.
+    fn micro_index(&self, micro: u64) -> u64 {
+        let accum = self.cfg.gradient_accumulation_steps as u64;
+        (self.state.step * accum + micro) * self.world + self.rank
     }
 
     /// Forward and backward of one micro-batch, its loss divided by the step's micro-batch count;
