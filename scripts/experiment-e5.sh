@@ -6,15 +6,27 @@
 #      (`data-prep qa`); the same windows, hyperparameters and frozen word embeddings for medqa
 #      (`qa-finetune`) and transformers' Trainer (scripts/tools/qa_trainer_reference.py), 3 seeds each;
 #      both scored by `eval score` on every held-out split.
-#   2. Domain adaptation: MLM (`mlm-pretrain`) from the same encoder on ../shared/data/corpus, then the
-#      same QA fine-tuning with medqa: with versus without adaptation.
+#   2. Domain adaptation: MLM (`mlm-pretrain`) from the same encoder on ../shared/data/corpus (its fresh
+#      MLM head first trained alone, the encoder frozen), then the same QA fine-tuning with medqa: with
+#      versus without adaptation.
 #
 #   scripts/experiment-e5.sh           CPU variant: subsets (TRAIN_Q training and DEV_Q held-out questions
 #                                      per set), 192-token windows; under an hour on 2 cores
-#   scripts/experiment-e5.sh --full    GPU variant: every question, 384-token windows, a longer MLM step
+#   scripts/experiment-e5.sh --full    GPU variant: every question (COVID-QA: 200 / 100, its contexts
+#                                      are long), 384-token windows, bf16, 100 + 300 MLM steps of
+#                                      64×256 (about four passes over the corpus); on a lent GPU machine
+#                                      through scripts/experiment-e5-gpu.sh
 #
 # Needs the release build (scripts/setup.sh --test && cargo build --release --workspace --bins) and
-# ../shared/data. SEEDS, TRAIN_Q, DEV_Q, EPOCHS, MLM_STEPS override the variant's sizes.
+# ../shared/data. SEEDS, TRAIN_Q, DEV_Q, EPOCHS, MLM_HEAD_STEPS, MLM_STEPS, DEVICE, PRECISION override
+# the variant's; a set in SETS may name its own sizes (name:lang:file:train_q:dev_q). MEDQA_BIN, PYTHON,
+# SHARED_DATA and E5_ASSETS (an `import-e5 --assets` directory) point elsewhere than the build, .venv,
+# ../shared/data and the cache.
+# BUDGET_S (seconds; 0, the default: none) bounds the run: the seeds run as rounds (medqa, then
+# transformers), then the MLM step and the fine-tunings from it, and a round whose expected time (the
+# last one's) would end past the budget is not started; the tables report the seeds that completed.
+# DOC: where the tables go (default docs/EXPERIMENTS.md; "none": only RUN/table-args.json, from which
+# scripts/tools/experiment_table.py --args writes them elsewhere).
 # PADDING picks the QA loss both sides train with (scripts/experiment-e5-padding.sh measures the two):
 #   out     (default) medqa's default, padding left out of the start/end softmax; the reference with
 #           --mask-padding
@@ -24,9 +36,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=cpu
 [ "${1:-}" = "--full" ] && mode=full
-bin=target/release
-py=.venv/bin/python
-shared=../shared/data
+bin=${MEDQA_BIN:-target/release}
+py=${PYTHON:-.venv/bin/python}
+shared=${SHARED_DATA:-../shared/data}
 [ -d "$shared/qa" ] || { echo "experiment-e5.sh: $shared is absent" >&2; exit 1; }
 for b in data-prep qa-finetune mlm-pretrain eval; do
   [ -x "$bin/$b" ] || { echo "experiment-e5.sh: build first (cargo build --release --workspace --bins)" >&2; exit 1; }
@@ -40,28 +52,36 @@ case $PADDING in
 esac
 if [ "$mode" = cpu ]; then
   TRAIN_Q=${TRAIN_Q:-100}; DEV_Q=${DEV_Q:-100}; EPOCHS=${EPOCHS:-2}; SEQ=192; STRIDE=64; BATCH=16; LR=1e-4
-  MLM_STEPS=${MLM_STEPS:-40}; MLM_BATCH=16; MLM_SEQ=128; DEVICE=cpu
-  SETS="squad-es:es:squad-es-v1.1-dev-small.es.json poquad:pl:poquad-dev.pl.json ro-covid:ro:ro-covid-squad-train.ro.json bioasq:en:bioasq-7b-train-factoid.en.json"
+  MLM_HEAD_STEPS=${MLM_HEAD_STEPS:-40}; MLM_STEPS=${MLM_STEPS:-40}; MLM_BATCH=16; MLM_SEQ=128; DEVICE=${DEVICE:-cpu}; PRECISION=${PRECISION:-fp32}
+  SETS=${SETS:-"squad-es:es:squad-es-v1.1-dev-small.es.json poquad:pl:poquad-dev.pl.json ro-covid:ro:ro-covid-squad-train.ro.json bioasq:en:bioasq-7b-train-factoid.en.json"}
 else
   TRAIN_Q=${TRAIN_Q:-0}; DEV_Q=${DEV_Q:-0}; EPOCHS=${EPOCHS:-2}; SEQ=384; STRIDE=128; BATCH=32; LR=5e-5
-  MLM_STEPS=${MLM_STEPS:-3000}; MLM_BATCH=64; MLM_SEQ=256; DEVICE=cuda
-  SETS="squad-es:es:squad-es-v1.1-dev-small.es.json poquad:pl:poquad-dev.pl.json ro-covid:ro:ro-covid-squad-train.ro.json bioasq:en:bioasq-7b-train-factoid.en.json covid-qa:en:covid-qa-200423.en.json"
+  MLM_HEAD_STEPS=${MLM_HEAD_STEPS:-100}; MLM_STEPS=${MLM_STEPS:-300}; MLM_BATCH=64; MLM_SEQ=256; DEVICE=${DEVICE:-cuda}; PRECISION=${PRECISION:-bf16}
+  # A COVID-QA context is a whole paper (~30 windows of 384 per question): 200 of its questions weigh as
+  # much as the other four sets together.
+  SETS=${SETS:-"squad-es:es:squad-es-v1.1-dev-small.es.json poquad:pl:poquad-dev.pl.json ro-covid:ro:ro-covid-squad-train.ro.json bioasq:en:bioasq-7b-train-factoid.en.json covid-qa:en:covid-qa-200423.en.json:200:100"}
 fi
-out=runs/e5-experiment-$mode
+BUDGET_S=${BUDGET_S:-0}
+DOC=${DOC:-docs/EXPERIMENTS.md}
+precision_flags=(); [ "$PRECISION" = bf16 ] && precision_flags=(--bf16)
+out=${OUT_DIR:-runs/e5-experiment-$mode}
 mkdir -p "$out/data" "$out/scores"
 start=$(date +%s)
 step() { echo; echo "== [$(( $(date +%s) - start )) s] $*"; }
+# Whether a run expected to take $1 seconds ends within BUDGET_S.
+fits() { [ "$BUDGET_S" = 0 ] || [ $(( $(date +%s) - start + $1 )) -le "$BUDGET_S" ]; }
 
 step "import multilingual-e5-small as XLM-R"
-[ -f "$out/e5/import.json" ] || "$bin/data-prep" import-e5 --out "$out/e5"
+assets=(); [ -n "${E5_ASSETS:-}" ] && assets=(--assets "$E5_ASSETS")
+[ -f "$out/e5/import.json" ] || "$bin/data-prep" import-e5 --out "$out/e5" "${assets[@]}"
 
 step "data: each set split 80/20 by context; answerable questions; $([ "$TRAIN_Q" = 0 ] && echo all || echo "$TRAIN_Q / $DEV_Q spread over contexts") per set"
 train_files=(); dev_sets=()
 for s in $SETS; do
-  IFS=: read -r name lang file <<< "$s"
+  IFS=: read -r name lang file set_train set_dev <<< "$s"
   "$bin/data-prep" qa --input "$shared/qa/$file:lang=$lang:name=$name" --out "$out/data/$name.split-train.json" \
     --dev-permille 200 --dev-out "$out/data/$name.split-dev.json" > "$out/data/$name.log"
-  for part in train:$TRAIN_Q dev:$DEV_Q; do
+  for part in train:${set_train:-$TRAIN_Q} dev:${set_dev:-$DEV_Q}; do
     IFS=: read -r which n <<< "$part"
     # Spread over contexts: a set with many questions per context is not scored on its first few contexts.
     "$py" scripts/tools/qa_subset.py "$out/data/$name.split-$which.json" "$out/data/$name.$which.json" "$n" --spread
@@ -69,11 +89,11 @@ for s in $SETS; do
   train_files+=("$out/data/$name.train.json"); dev_sets+=("$name")
 done
 
-# The [train] keys both fine-tunings and the MLM step share: 10% warm-up, weight decay 0.01, no evaluation
-# or checkpoints during the run, frozen word embeddings (96 M of the 117 M parameters).
+# The [train] keys both fine-tunings and the MLM steps share: 10% warm-up, weight decay 0.01, no evaluation
+# or checkpoints during the run, frozen word embeddings (96 M of the 117 M parameters; $1 freezes others).
 train_common() {
   printf '%s\n' 'warmup_ratio = 0.1' 'weight_decay = 0.01' 'logging_steps = 10' 'eval_steps = 0' 'save_steps = 0' \
-    'save_total_limit = 1' 'freeze = ["*word_embeddings*"]'
+    'save_total_limit = 1' "freeze = [\"*word_embeddings*\"${1:+, \"$1\"}]"
 }
 toml_list() { local sep=""; printf '['; for f in "$@"; do printf '%s{ path = "%s" }' "$sep" "$f"; sep=", "; done; printf ']'; }
 # medqa's QA fine-tuning from MODEL into RUN with SEED, then prediction and scoring of every held-out set.
@@ -95,25 +115,32 @@ seed = $seed
 learning_rate = $LR
 num_train_epochs = $EPOCHS
 per_device_train_batch_size = $BATCH
+precision = "$PRECISION"
 $(train_common)
 TOML
   "$bin/qa-finetune" --config "$run.toml" --overwrite --device "$DEVICE" > "$run.log" 2>&1
-  score_held_out "$run" "$tag-seed$seed" "$bin/qa-finetune" predict --device "$DEVICE"
-}
-# Predicts every held-out set with the model in RUN/final by PREDICTOR... (which takes --model, --data and
-# --out), and scores each with medqa's eval into scores/TAG-SET.json.
-score_held_out() {
-  local run=$1 tag=$2; shift 2
   for name in "${dev_sets[@]}"; do
-    "$@" --model "$run/final" --data "$out/data/$name.dev.json" --out "$run/pred-$name" >> "$run.log" 2>&1
+    "$bin/qa-finetune" predict --device "$DEVICE" --precision "$PRECISION" --model "$run/final" \
+      --data "$out/data/$name.dev.json" --out "$run/pred-$name" >> "$run.log" 2>&1
+  done
+  score_held_out "$run" "$tag-seed$seed"
+}
+# Scores RUN/pred-SET/predictions.json of every held-out set with medqa's eval into scores/TAG-SET.json.
+score_held_out() {
+  local run=$1 tag=$2
+  for name in "${dev_sets[@]}"; do
     "$bin/eval" score --data "$out/data/$name.dev.json" --predictions "$run/pred-$name/predictions.json" \
       > "$out/scores/$tag-$name.json" 2>> "$run.log"
   done
 }
 echo "see $out/*.log for each run"
+pairs=() adapted=() pair_s=0
 for seed in $SEEDS; do
+  fits "$pair_s" || { step "seed $seed and later not started: a round takes ${pair_s} s, BUDGET_S is $BUDGET_S"; break; }
+  round_start=$(date +%s)
   step "medqa QA fine-tuning, seed $seed"
   medqa_qa "$out/e5" "$out/medqa-seed$seed" "$seed" medqa
+  medqa_s=$(( $(date +%s) - round_start ))
   step "transformers Trainer QA fine-tuning, seed $seed"
   run="$out/transformers-seed$seed"
   # The same warm-up as medqa's: ceil(0.1 × optimizer steps), its steps read from medqa's run of this seed.
@@ -122,48 +149,84 @@ for seed in $SEEDS; do
   "$py" scripts/tools/qa_trainer_reference.py train --model "$out/e5" --train "${train_files[@]}" --out "$run" \
     --seed "$seed" --learning-rate "$LR" --epochs "$EPOCHS" --batch "$BATCH" \
     --warmup-steps "$(( (steps + 9) / 10 ))" --weight-decay 0.01 --max-seq-length "$SEQ" --doc-stride "$STRIDE" \
-    --freeze '*word_embeddings*' "${reference_padding[@]}" > "$run.log" 2>&1
-  score_held_out "$run" "transformers-seed$seed" "$py" scripts/tools/qa_trainer_reference.py predict \
-    --max-seq-length "$SEQ" --doc-stride "$STRIDE"
+    --freeze '*word_embeddings*' "${reference_padding[@]}" "${precision_flags[@]}" > "$run.log" 2>&1
+  dev_files=() pred_dirs=()
+  for name in "${dev_sets[@]}"; do dev_files+=("$out/data/$name.dev.json") pred_dirs+=("$run/pred-$name"); done
+  # One process for every held-out set: a Python start with torch and transformers costs seconds.
+  "$py" scripts/tools/qa_trainer_reference.py predict --model "$run/final" --max-seq-length "$SEQ" \
+    --doc-stride "$STRIDE" "${precision_flags[@]}" --data "${dev_files[@]}" --out "${pred_dirs[@]}" >> "$run.log" 2>&1
+  score_held_out "$run" "transformers-seed$seed"
+  pairs+=("$seed")
+  pair_s=$(( $(date +%s) - round_start ))
 done
 
-step "domain adaptation: MLM from the encoder on ../shared/data/corpus ($MLM_STEPS steps)"
+# The MLM step is started when at least two fine-tunings' time is left, the fine-tunings from it one by one.
+if fits $(( 2 * ${medqa_s:-0} )); then
+step "domain adaptation: MLM from the encoder on the shared corpus ($MLM_HEAD_STEPS steps of the head alone, then $MLM_STEPS)"
 # configs/corpus-shared.toml without its QA-context sources: the held-out splits' contexts must not be
 # in the adaptation corpus.
-"$py" - configs/corpus-shared.toml "$out/corpus.toml" "$out/e5/tokenizer.json" <<'PY'
+"$py" - configs/corpus-shared.toml "$out/corpus.toml" "$out/e5/tokenizer.json" "$shared" <<'PY'
 import json, sys, tomllib
 cfg = tomllib.load(open(sys.argv[1], "rb"))
 cfg["tokenizer"] = sys.argv[3]
 sources = [s for s in cfg.pop("sources") if s["format"] != "squad"]
+for s in sources:  # SHARED_DATA
+    s["path"] = s["path"].replace("../shared/data", sys.argv[4], 1)
 lines = [f"{k} = {json.dumps(v)}" for k, v in cfg.items() if not isinstance(v, dict)]
 for s in sources:
     lines += ["", "[[sources]]"] + [f"{k} = {json.dumps(v)}" for k, v in s.items()]
 open(sys.argv[2], "w", encoding="utf-8").write("\n".join(lines) + "\n")
 PY
 "$bin/data-prep" corpus --config "$out/corpus.toml" --out "$out/corpus" > "$out/corpus.log"
-cat > "$out/mlm.toml" <<TOML
-output_dir = "$out/mlm"
+# MLM run NAME from INIT for STEPS, freezing FREEZE (a pattern) besides the word embeddings.
+mlm_run() {
+  cat > "$out/$1.toml" <<TOML
+output_dir = "$out/$1"
 [model]
-init_from = "$out/e5"
+init_from = "$2"
 [data]
 shards = "$out/corpus"
 max_seq_length = $MLM_SEQ
 [train]
 seed = 1
 learning_rate = $LR
-max_steps = $MLM_STEPS
+max_steps = $3
 per_device_train_batch_size = $MLM_BATCH
-$(train_common)
+precision = "$PRECISION"
+$(train_common "${4:-}")
 TOML
-"$bin/mlm-pretrain" --config "$out/mlm.toml" --overwrite --device "$DEVICE" > "$out/mlm.log" 2>&1
-for seed in $SEEDS; do
+  "$bin/mlm-pretrain" --config "$out/$1.toml" --overwrite --device "$DEVICE" > "$out/$1.log" 2>&1
+}
+# XLM-R comes with its pretrained MLM head, multilingual-e5 with none: the fresh head first learns alone
+# (the encoder frozen, so it is still the imported one), then the adaptation starts from the encoder with
+# a working head, as it would from XLM-R, instead of sending a random head's gradients into the encoder.
+adapt_from=$out/e5
+if [ "$MLM_HEAD_STEPS" != 0 ]; then
+  mlm_run mlm-head "$out/e5" "$MLM_HEAD_STEPS" "roberta.*"
+  adapt_from=$out/mlm-head/final
+fi
+mlm_run mlm "$adapt_from" "$MLM_STEPS"
+for seed in "${pairs[@]}"; do
+  fits "$medqa_s" || { step "fine-tuning from the adapted encoder, seed $seed and later: not started (BUDGET_S)"; break; }
   step "medqa QA fine-tuning from the adapted encoder, seed $seed"
   medqa_qa "$out/mlm/final" "$out/adapted-seed$seed" "$seed" adapted
+  adapted+=("$seed")
 done
+else
+  step "domain adaptation: not started (BUDGET_S)"
+fi
 
-step "tables → docs/EXPERIMENTS.md"
-"$py" scripts/tools/experiment_table.py --out "$out" --mode "$mode" --seeds "$SEEDS" --sets "$SETS" \
-  --command "scripts/experiment-e5.sh $*" --elapsed "$(( $(date +%s) - start ))" \
-  --settings "padding=$PADDING subset=spread train_q=$TRAIN_Q dev_q=$DEV_Q epochs=$EPOCHS seq=$SEQ stride=$STRIDE batch=$BATCH lr=$LR mlm_steps=$MLM_STEPS mlm_batch=$MLM_BATCH mlm_seq=$MLM_SEQ" \
-  --doc docs/EXPERIMENTS.md
+step "tables"
+# Everything the tables need besides the run's files: experiment_table.py --args reads it (also where the
+# run's directory was brought back from another machine).
+"$py" - "$out/table-args.json" mode="$mode" seeds="${pairs[*]}" adapted_seeds="${adapted[*]}" sets="$SETS" \
+  command="scripts/experiment-e5.sh $*" elapsed="$(( $(date +%s) - start ))" machine="${MACHINE:-}" \
+  commit="${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || true)}" \
+  settings="padding=$PADDING subset=spread train_q=$TRAIN_Q dev_q=$DEV_Q epochs=$EPOCHS seq=$SEQ stride=$STRIDE batch=$BATCH lr=$LR precision=$PRECISION mlm_head_steps=$MLM_HEAD_STEPS mlm_steps=$MLM_STEPS mlm_batch=$MLM_BATCH mlm_seq=$MLM_SEQ" <<'PY'
+import json, sys
+json.dump(dict(kv.split("=", 1) for kv in sys.argv[2:]), open(sys.argv[1], "w", encoding="utf-8"), indent=1)
+PY
+if [ "$DOC" != none ]; then
+  "$py" scripts/tools/experiment_table.py --args "$out/table-args.json" --out "$out" --doc "$DOC"
+fi
 step "done"

@@ -7,7 +7,7 @@
 #                                      tokenizers the benchmarks in BENCHES need → runs/gpu-bundle.tar.gz
 #   scripts/bench/gpu.sh run [OUT]     on the GPU machine: unpacks the bundle, runs the benchmarks named
 #                                      in BENCHES (default: mlm mlm-profile predict-base train-base;
-#                                      also: mlm-masking mlm-loss mlm-trainer mlm-graphs dist probe extract-small predict-small extract-base), appends each
+#                                      also: mlm-masking mlm-loss mlm-trainer mlm-accum mlm-graphs dist probe extract-small predict-small extract-base), appends each
 #                                      result to OUT/bench-gpu.log as it comes
 # mlm: MLM training at the xlm-roberta-base shape, bf16, batch 16, 32 and 64 × 512 (MFU, peak memory);
 # mlm-profile: where a step's device time goes at 32×512, both sides (scripts/tools/profile_summary.py).
@@ -16,6 +16,7 @@
 # mlm-loss: medqa's step at 32×512 with the loss's log-softmax in fp32 against in the logits' bf16 (the
 # task's way, as transformers), alternated.
 # mlm-trainer: the mlm-pretrain loop itself at the same shape, 32×512 (scripts/bench/mlm_trainer.sh).
+# mlm-accum: the same loop with 2 micro-batches of 32×512 per optimizer step (64×512 by accumulation).
 # mlm-graphs: medqa's step at 32×512 eager against captured as a CUDA graph and replayed, alternated; then
 # the mlm-pretrain loop with train.cuda_graphs (set beside mlm-trainer's figure, run in the same call).
 # MLM_BATCHES: the batch sizes of mlm (default 16 32 64).
@@ -35,7 +36,7 @@ bundle)
   rm -rf runs/gpu-bundle && mkdir -p runs/gpu-bundle/bin runs/gpu-bundle/data/qa
   bins=(target/release/qa-finetune target/release/examples/bench_train target/release/examples/bench_step)
   want extract && bins+=(target/release/extract)
-  { want dist || want mlm-trainer || want mlm-graphs; } && bins+=(target/release/mlm-pretrain target/release/data-prep)
+  { want dist || want mlm-trainer || want mlm-accum || want mlm-graphs; } && bins+=(target/release/mlm-pretrain target/release/data-prep)
   for b in "${bins[@]}"; do
     strip -o "runs/gpu-bundle/bin/$(basename "$b")" "$b"
   done
@@ -92,6 +93,7 @@ run)
   want mlm-loss && step PYTHON="$py" scripts/bench/mlm_levers.sh $b/bin/bench_step \
     "$mlm_base --batch 32 --warmup 3 --steps 10" fp32="--loss fp32" native="--loss native"
   want mlm-trainer && step PYTHON="$py" scripts/bench/mlm_trainer.sh $b/bin $b/tokenizer-xlmr.json
+  want mlm-accum && step PYTHON="$py" ACCUM=2 scripts/bench/mlm_trainer.sh $b/bin $b/tokenizer-xlmr.json
   want mlm-graphs && step PYTHON="$py" scripts/bench/mlm_levers.sh $b/bin/bench_step \
     "$mlm_base --batch 32 --warmup 3 --steps 10" eager="--graphs off" graphs="--graphs on"
   want mlm-graphs && step PYTHON="$py" GRAPHS=true scripts/bench/mlm_trainer.sh $b/bin $b/tokenizer-xlmr.json

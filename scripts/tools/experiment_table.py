@@ -2,8 +2,14 @@
 """Writes the tables of scripts/experiment-e5.sh into docs/EXPERIMENTS.md (the block of its variant), from
 the `eval score` reports of a run: every figure there comes from this script, never typed.
 
+    experiment_table.py --out RUN_DIR --args RUN_DIR/table-args.json --doc docs/EXPERIMENTS.md
     experiment_table.py --out RUN_DIR --mode cpu|full --seeds "1 2 3" --sets "name:lang:file ..."
         --command CMD --elapsed SECONDS --settings "k=v ..." --doc docs/EXPERIMENTS.md
+
+table-args.json is what the run wrote (the flags' values, plus adapted_seeds, machine and commit): also on
+another machine, whose run directory was brought back here. A run with three seeds (the issue's protocol)
+fills its variant's block; one with another number of seeds a block of its own (`cpu-5-seeds`), so that
+neither replaces the other.
 """
 import argparse
 import datetime
@@ -63,18 +69,32 @@ LOSS = {
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for a in ("--out", "--mode", "--seeds", "--sets", "--command", "--elapsed", "--settings", "--doc"):
-        ap.add_argument(a, required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--doc", required=True)
+    ap.add_argument("--args", help="the run's table-args.json, instead of the flags below")
+    for a in ("--mode", "--seeds", "--sets", "--command", "--elapsed", "--settings"):
+        ap.add_argument(a)
     a = ap.parse_args()
+    run = json.load(open(a.args, encoding="utf-8")) if a.args else {}
+    for key in ("mode", "seeds", "sets", "command", "elapsed", "settings"):
+        if getattr(a, key) is None:
+            if key not in run:
+                ap.error(f"--{key} is needed (or --args with a table-args.json that has it)")
+            setattr(a, key, run[key])
     out, seeds = Path(a.out), a.seeds.split()
-    triples = [t.split(":") for t in a.sets.split()]
+    # The fine-tunings from the adapted encoder that completed (all of the seeds unless a budget cut them).
+    adapted_seeds = run.get("adapted_seeds", a.seeds).split()
+    triples = [t.split(":")[:3] for t in a.sets.split()]
     sets = [t[0] for t in triples]
     root = Path(__file__).resolve().parents[2]
-    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "unknown"
+    commit = run.get("commit") or subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                                                 capture_output=True, text=True).stdout.strip() or "unknown"
+    machine = run.get("machine") or f"{os.cpu_count()} CPU cores ({platform.machine()})"
+    block_name = a.mode if len(seeds) == 3 else f"{a.mode}-{len(seeds)}-seeds"
     imp = json.load(open(out / "e5" / "import.json", encoding="utf-8"))
-    lines = [f"### Variant `{a.mode}`: `{a.command.strip()}`", ""]
-    lines.append(f"Run on {datetime.date.today().isoformat()}, {os.cpu_count()} CPU cores ({platform.machine()}), "
+    title = f"Variant `{a.mode}`" + ("" if block_name == a.mode else f", {len(seeds)} seed{'s' * (len(seeds) != 1)}")
+    lines = [f"### {title}: `{a.command.strip()}`", ""]
+    lines.append(f"Run on {datetime.date.today().isoformat()}, {machine}, "
                  f"commit {commit}, {int(a.elapsed) // 60} min in all. Seeds {', '.join(seeds)}. Settings: "
                  f"`{a.settings}`; both sides freeze the word embeddings (`train.freeze = [\"*word_embeddings*\"]`), "
                  "warm up over the first 10% of steps, decay weights by 0.01, and use run_qa's windows. "
@@ -89,11 +109,12 @@ def main():
     lines.append("")
     lines.append("| set | language | training questions | held-out questions | source file, sha256 |")
     lines.append("|---|---|---:|---:|---|")
-    shared = root.parent / "shared" / "data" / "qa"
+    shared = Path(os.environ.get("SHARED_DATA") or root.parent / "shared" / "data") / "qa"
     for name, lang, file in triples:
-        digest = sha256(shared / file)[:16] + "…"
+        source = shared / file
+        digest = f"`{sha256(source)[:16]}…`" if source.exists() else "(not on the machine that wrote this table)"
         lines.append(f"| {name} | {lang} | {questions(out / 'data' / f'{name}.train.json')} | "
-                     f"{questions(out / 'data' / f'{name}.dev.json')} | `{file}` `{digest}` |")
+                     f"{questions(out / 'data' / f'{name}.dev.json')} | `{file}` {digest} |")
     lines.append("")
     lines.append("**1. medqa against transformers' Trainer**, QA fine-tuning from the imported encoder "
                  "(mean ± standard deviation over the seeds; *within* when medqa's mean F1 lies inside the range "
@@ -117,22 +138,35 @@ def main():
     lines.append("**2. Domain adaptation** (MLM on the shared medical corpus, its QA contexts left out), then the "
                  "same QA fine-tuning with medqa:")
     lines.append("")
-    mlm_log = out / "mlm" / "eval_results.json"
-    if mlm_log.exists():
-        ev = json.load(open(mlm_log, encoding="utf-8"))
-        if "eval/perplexity" in ev:
-            lines.append(f"MLM evaluation perplexity after adaptation: {ev['eval/perplexity']:.2f}.")
-            lines.append("")
-    lines.append("| held-out set | without: EM | without: F1 | with adaptation: EM | with adaptation: F1 | F1 change |")
-    lines.append("|---|---:|---:|---:|---:|---:|")
-    for name in sets:
-        m, ad = scores(out, "medqa", seeds, name), scores(out, "adapted", seeds, name)
+    perplexity = {}
+    for mlm_run in ("mlm-head", "mlm"):
+        results = out / mlm_run / "eval_results.json"
+        if results.exists():
+            perplexity[mlm_run] = json.load(open(results, encoding="utf-8")).get("eval/perplexity")
+    if perplexity.get("mlm-head") is not None and perplexity.get("mlm") is not None:
+        lines.append(f"MLM evaluation perplexity: {perplexity['mlm-head']:.2f} with the fresh head trained alone "
+                     f"(the encoder as imported), {perplexity['mlm']:.2f} after adaptation.")
+        lines.append("")
+    elif perplexity.get("mlm") is not None:
+        lines.append(f"MLM evaluation perplexity after adaptation: {perplexity['mlm']:.2f}.")
+        lines.append("")
+    if not adapted_seeds:
+        lines.append("Not run: the run's time budget ended before it (`BUDGET_S`).")
+    elif adapted_seeds != seeds:
+        lines.append(f"Seeds {', '.join(adapted_seeds)} (the run's time budget ended before the others); "
+                     "*without* is the same seeds' runs.")
+        lines.append("")
+    if adapted_seeds:
+        lines.append("| held-out set | without: EM | without: F1 | with adaptation: EM | with adaptation: F1 | F1 change |")
+        lines.append("|---|---:|---:|---:|---:|---:|")
+    for name in sets if adapted_seeds else []:
+        m, ad = scores(out, "medqa", adapted_seeds, name), scores(out, "adapted", adapted_seeds, name)
         (me, mes), (mf, mfs) = mean_sd([r[0] for r in m]), mean_sd([r[1] for r in m])
         (ae, aes), (af, afs) = mean_sd([r[0] for r in ad]), mean_sd([r[1] for r in ad])
         lines.append(f"| {name} | {me:.2f} ± {mes:.2f} | {mf:.2f} ± {mfs:.2f} | {ae:.2f} ± {aes:.2f} | "
                      f"{af:.2f} ± {afs:.2f} | {af - mf:+.2f} |")
     block = "\n".join(lines) + "\n"
-    write_block(Path(a.doc), a.mode, block)
+    write_block(Path(a.doc), block_name, block)
     print(block)
 
 

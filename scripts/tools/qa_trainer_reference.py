@@ -6,7 +6,11 @@ gets.
     qa_trainer_reference.py train --model DIR --train F [F ...] --out DIR --seed S --learning-rate LR
         --epochs E --batch B --warmup-steps W --weight-decay WD --max-seq-length L --doc-stride S
         [--freeze PATTERN ...] [--threads T] [--max-steps N] [--log-history FILE] [--mask-padding]
-    qa_trainer_reference.py predict --model DIR --data F --out DIR --max-seq-length L --doc-stride S
+    qa_trainer_reference.py predict --model DIR --data F [F ...] --out DIR [DIR ...] --max-seq-length L
+        --doc-stride S [--bf16]
+
+Both run on CUDA when there is a GPU (--bf16: autocast, as the Trainer's bf16); predict answers each
+--data file into the --out directory at the same place in the list (one model load for them all).
 
 Features and post-processing are bench_qa.py's (run_qa.py's windows and labels, top-20 × top-20 spans of
 at most 30 tokens); answers are scored by medqa's `eval score`, the same scorer as medqa's runs.
@@ -85,22 +89,26 @@ def train(a):
 
 
 def predict(a):
+    if len(a.data) != len(a.out):
+        sys.exit(f"predict: {len(a.data)} --data files but {len(a.out)} --out directories")
     torch.set_num_threads(a.threads)
-    model = XLMRobertaForQuestionAnswering.from_pretrained(a.model).eval()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = XLMRobertaForQuestionAnswering.from_pretrained(a.model).eval().to(device)
     tok = bench_qa.tokenizer(os.path.join(a.model, "tokenizer.json"))
-    examples = bench_qa.load_examples(a.data)
-    enc = bench_qa.encode(tok, examples, a.max_seq_length, a.doc_stride)
-    ids, mask = torch.tensor(enc["input_ids"]), torch.tensor(enc["attention_mask"])
-    starts, ends = [], []
-    with torch.no_grad():
-        for b in range(0, len(ids), 64):
-            out = model(input_ids=ids[b:b + 64], attention_mask=mask[b:b + 64])
-            starts.append(out.start_logits.numpy()), ends.append(out.end_logits.numpy())
-    answers = bench_qa.postprocess(examples, enc, np.concatenate(starts), np.concatenate(ends))
-    os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, "predictions.json"), "w", encoding="utf-8") as f:
-        json.dump(answers, f, ensure_ascii=False)
-    print(json.dumps({"impl": "transformers", "questions": len(examples), "windows": len(ids)}))
+    for data, out_dir in zip(a.data, a.out):
+        examples = bench_qa.load_examples(data)
+        enc = bench_qa.encode(tok, examples, a.max_seq_length, a.doc_stride)
+        ids, mask = torch.tensor(enc["input_ids"]), torch.tensor(enc["attention_mask"])
+        starts, ends = [], []
+        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=a.bf16):
+            for b in range(0, len(ids), 64):
+                out = model(input_ids=ids[b:b + 64].to(device), attention_mask=mask[b:b + 64].to(device))
+                starts.append(out.start_logits.float().cpu().numpy()), ends.append(out.end_logits.float().cpu().numpy())
+        answers = bench_qa.postprocess(examples, enc, np.concatenate(starts), np.concatenate(ends))
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, "predictions.json"), "w", encoding="utf-8") as f:
+            json.dump(answers, f, ensure_ascii=False)
+        print(json.dumps({"impl": "transformers", "data": data, "questions": len(examples), "windows": len(ids)}))
 
 
 def main():
@@ -117,14 +125,15 @@ def main():
     t.add_argument("--freeze", nargs="*", default=[])
     t.add_argument("--max-steps", type=int, default=0, help="stop after N optimizer steps (0: by --epochs)")
     t.add_argument("--log-history", help="write each step's loss, grad_norm and learning_rate here")
-    t.add_argument("--bf16", action="store_true")
     t.add_argument("--mask-padding", action="store_true",
                    help="leave padding out of the start/end softmax, as medqa does (a diagnostic)")
     p = sub.add_parser("predict")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", nargs="+", required=True)
+    p.add_argument("--out", nargs="+", required=True)
+    t.add_argument("--out", required=True)
     for s in (t, p):
         s.add_argument("--model", required=True)
-        s.add_argument("--out", required=True)
+        s.add_argument("--bf16", action="store_true")
         s.add_argument("--max-seq-length", type=int, required=True)
         s.add_argument("--doc-stride", type=int, required=True)
         s.add_argument("--threads", type=int, default=os.cpu_count())
