@@ -25,6 +25,8 @@
 # BUDGET_S (seconds; 0, the default: none) bounds the run: the seeds run as rounds (medqa, then
 # transformers), then the MLM step and the fine-tunings from it, and a round whose expected time (the
 # last one's) would end past the budget is not started; the tables report the seeds that completed.
+# BLOCK names the run's block of the document (default: the variant, `cpu` or `full`, with three seeds;
+# `cpu-5-seeds` and so on with another count), so a run with other settings does not replace the variant's.
 # DOC: where the tables go (default docs/EXPERIMENTS.md; "none": only RUN/table-args.json, from which
 # scripts/tools/experiment_table.py --args writes them elsewhere).
 # PADDING picks the QA loss both sides train with (scripts/experiment-e5-padding.sh measures the two):
@@ -34,6 +36,11 @@
 #           [data] pad_to_max_length + padding_in_loss, the reference as it is
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The command as given, with the knobs set in the environment, for the tables.
+invocation="scripts/experiment-e5.sh${*:+ $*}"
+for knob in BLOCK BUDGET_S MLM_STEPS MLM_HEAD_STEPS EPOCHS DEV_Q TRAIN_Q PADDING SEEDS; do
+  [ -n "${!knob+set}" ] && invocation="$knob=\"${!knob}\" $invocation"
+done
 mode=cpu
 [ "${1:-}" = "--full" ] && mode=full
 bin=${MEDQA_BIN:-target/release}
@@ -220,7 +227,7 @@ step "tables"
 # Everything the tables need besides the run's files: experiment_table.py --args reads it (also where the
 # run's directory was brought back from another machine).
 "$py" - "$out/table-args.json" mode="$mode" seeds="${pairs[*]}" adapted_seeds="${adapted[*]}" sets="$SETS" \
-  command="scripts/experiment-e5.sh $*" elapsed="$(( $(date +%s) - start ))" machine="${MACHINE:-}" \
+  block="${BLOCK:-}" command="$invocation" elapsed="$(( $(date +%s) - start ))" machine="${MACHINE:-}" \
   commit="${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || true)}" \
   settings="padding=$PADDING subset=spread train_q=$TRAIN_Q dev_q=$DEV_Q epochs=$EPOCHS seq=$SEQ stride=$STRIDE batch=$BATCH lr=$LR precision=$PRECISION mlm_head_steps=$MLM_HEAD_STEPS mlm_steps=$MLM_STEPS mlm_batch=$MLM_BATCH mlm_seq=$MLM_SEQ" <<'PY'
 import json, sys

@@ -90,9 +90,12 @@ def main():
     commit = run.get("commit") or subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
                                                  capture_output=True, text=True).stdout.strip() or "unknown"
     machine = run.get("machine") or f"{os.cpu_count()} CPU cores ({platform.machine()})"
-    block_name = a.mode if len(seeds) == 3 else f"{a.mode}-{len(seeds)}-seeds"
+    # A run may name its own block (experiment-e5.sh's BLOCK); otherwise the variant's, or one per seed count.
+    block_name = run.get("block") or (a.mode if len(seeds) == 3 else f"{a.mode}-{len(seeds)}-seeds")
     imp = json.load(open(out / "e5" / "import.json", encoding="utf-8"))
-    title = f"Variant `{a.mode}`" + ("" if block_name == a.mode else f", {len(seeds)} seed{'s' * (len(seeds) != 1)}")
+    title = f"Variant `{a.mode}`" + ("" if len(seeds) == 3 else f", {len(seeds)} seed{'s' * (len(seeds) != 1)}")
+    if run.get("block"):
+        title += f" (block `{block_name}`)"
     lines = [f"### {title}: `{a.command.strip()}`", ""]
     lines.append(f"Run on {datetime.date.today().isoformat()}, {machine}, "
                  f"commit {commit}, {int(a.elapsed) // 60} min in all. Seeds {', '.join(seeds)}. Settings: "
