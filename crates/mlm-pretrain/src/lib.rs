@@ -370,9 +370,9 @@ impl model::train::Task for MlmTask {
         self.model.vs.variables()
     }
 
-    fn save_model(&self, dir: &Path) -> Result<()> {
+    fn model_snapshot(&self) -> Result<model::snapshot::DirSnapshot> {
         self.model
-            .save(dir, SaveDtype::F32, Some(&self.inputs.tokenizer_path))
+            .snapshot(SaveDtype::F32, Some(&self.inputs.tokenizer_path))
     }
 
     fn load_model(&mut self, dir: &Path) -> Result<()> {

@@ -3,7 +3,7 @@
 //! - [`config`]: `config.json`; [`xlm_roberta`]: the architecture and its MLM and QA heads;
 //! - [`checkpoint`]: `model.safetensors` under `transformers`' key names; [`pretrained`]: model directories;
 //! - [`tokenizer`]: `tokenizer.json`, single texts and question/context windows with character offsets;
-//! - [`device`]: `--device` handling; [`fsutil`]: atomic writes.
+//! - [`device`]: `--device` handling; [`fsutil`]: atomic writes; [`snapshot`]: files captured now, written later.
 
 pub mod attention;
 pub mod autocast;
@@ -21,6 +21,7 @@ pub mod parity;
 pub mod pretrained;
 pub mod profiler;
 pub mod qa;
+pub mod snapshot;
 pub use text::{runconfig, shards};
 mod ffi;
 pub use text::tokenizer;

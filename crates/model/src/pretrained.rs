@@ -7,7 +7,8 @@ use tch::nn::{self, VarStore};
 use tch::Device;
 
 use crate::config::XlmRobertaConfig;
-use crate::weights::{load_safetensors, save_safetensors, LoadReport, SaveDtype};
+use crate::snapshot::DirSnapshot;
+use crate::weights::{load_safetensors, snapshot_safetensors, LoadReport, SaveDtype};
 use crate::xlm_roberta::{
     Architecture, XlmRobertaForMaskedLM, XlmRobertaForQuestionAnswering, XlmRobertaModel,
 };
@@ -102,16 +103,21 @@ impl<M: FromConfig> Pretrained<M> {
     /// Writes `config.json` (with `architectures`) and `model.safetensors`, and copies the tokenizer
     /// if given, so that `transformers`' `from_pretrained(dir)` loads the result.
     pub fn save(&self, dir: &Path, dtype: SaveDtype, tokenizer: Option<&Path>) -> Result<()> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        self.snapshot(dtype, tokenizer)?.write_into(dir)
+    }
+
+    /// What `save` writes, captured now (weights copied to the host) to be written later.
+    pub fn snapshot(&self, dtype: SaveDtype, tokenizer: Option<&Path>) -> Result<DirSnapshot> {
+        let mut files = DirSnapshot::default();
         let json = self.config.to_json(M::ARCHITECTURE.class_name())?;
-        crate::fsutil::write_atomic(&dir.join(CONFIG_FILE), |w| w.write_all(json.as_bytes()))?;
-        save_safetensors(&self.vs, &dir.join(WEIGHTS_FILE), dtype)?;
+        files.add_bytes(CONFIG_FILE, json.into_bytes());
+        files.add_safetensors(WEIGHTS_FILE, snapshot_safetensors(&self.vs, dtype)?);
         if let Some(src) = tokenizer {
-            let text = std::fs::read(src)
-                .with_context(|| format!("cannot read tokenizer {}", src.display()))?;
-            crate::fsutil::write_atomic(&dir.join(TOKENIZER_FILE), |w| w.write_all(&text))?;
+            files
+                .add_copy_of(TOKENIZER_FILE, src)
+                .context("cannot copy the tokenizer")?;
         }
-        Ok(())
+        Ok(files)
     }
 
     /// The number of parameters, the tied decoder counted once (as `model.parameters()` does).

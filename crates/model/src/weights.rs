@@ -6,7 +6,7 @@
 //! have and variables the file does not have are reported the way `transformers` reports them; a shape
 //! that differs is an error.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::path::Path;
@@ -14,7 +14,9 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
-use tch::{nn::VarStore, Device, Kind, Tensor};
+use tch::{nn::VarStore, Kind, Tensor};
+
+use crate::snapshot::SafetensorsSnapshot;
 
 /// What a load matched, in the terms of `transformers`' load report.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -168,41 +170,18 @@ impl SaveDtype {
             Self::BF16 => Kind::BFloat16,
         }
     }
-    fn dtype(self) -> Dtype {
-        match self {
-            Self::F32 => Dtype::F32,
-            Self::F16 => Dtype::F16,
-            Self::BF16 => Dtype::BF16,
-        }
+}
+
+/// Every variable of `vs` under its own (i.e. `transformers`') name, copied to the host in `dtype`.
+pub fn snapshot_safetensors(vs: &VarStore, dtype: SaveDtype) -> Result<SafetensorsSnapshot> {
+    let mut snapshot = SafetensorsSnapshot::default();
+    for (name, var) in vs.variables() {
+        snapshot.insert(name, &var, Some(dtype.kind()))?;
     }
+    Ok(snapshot)
 }
 
 /// Writes every variable of `vs` under its own (i.e. `transformers`') name, atomically.
 pub fn save_safetensors(vs: &VarStore, file: &Path, dtype: SaveDtype) -> Result<()> {
-    let mut entries: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
-    for (name, var) in vs.variables() {
-        let t = var
-            .detach()
-            .to_device(Device::Cpu)
-            .to_kind(dtype.kind())
-            .contiguous();
-        let numel = t.numel();
-        let mut bytes = vec![0u8; numel * dtype.kind().elt_size_in_bytes()];
-        t.f_copy_data_u8(&mut bytes, numel)
-            .with_context(|| format!("cannot copy out '{name}'"))?;
-        let shape = t.size().iter().map(|&d| d as usize).collect();
-        entries.insert(name, (shape, bytes));
-    }
-    let views: Vec<(String, TensorView<'_>)> = entries
-        .iter()
-        .map(|(name, (shape, bytes))| {
-            Ok((
-                name.clone(),
-                TensorView::new(dtype.dtype(), shape.clone(), bytes)?,
-            ))
-        })
-        .collect::<Result<_>>()?;
-    let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
-    let bytes = safetensors::serialize(views, Some(metadata))?;
-    crate::fsutil::write_atomic(file, |w| w.write_all(&bytes))
+    snapshot_safetensors(vs, dtype)?.write(file)
 }

@@ -25,6 +25,9 @@ struct ToyQa {
     fail_at_batch: Option<usize>,
     /// Micro-batches (1-based) whose loss is NaN, as a broken batch or an fp16 overflow gives.
     nan_batches: Vec<usize>,
+    /// The model's files include one that cannot be written (its directory is a file), as a full or
+    /// failing disk would make a checkpoint's write fail after its capture succeeded.
+    unwritable_model_files: bool,
 }
 
 impl ToyQa {
@@ -53,6 +56,7 @@ impl ToyQa {
             batches_served: Cell::new(0),
             fail_at_batch,
             nan_batches: vec![],
+            unwritable_model_files: false,
         }
     }
 
@@ -121,8 +125,12 @@ impl Task for ToyQa {
         self.model.vs.variables()
     }
 
-    fn save_model(&self, dir: &Path) -> Result<()> {
-        self.model.save(dir, SaveDtype::F32, None)
+    fn model_snapshot(&self) -> Result<model::snapshot::DirSnapshot> {
+        let mut files = self.model.snapshot(SaveDtype::F32, None)?;
+        if self.unwritable_model_files {
+            files.add_bytes("config.json/extra", b"{}".to_vec());
+        }
+        Ok(files)
     }
 
     fn load_model(&mut self, dir: &Path) -> Result<()> {
@@ -226,6 +234,94 @@ fn crashed_and_resumed_run_logs_bitwise_the_same_losses() {
             .is_some(),
         "TensorBoard events written"
     );
+}
+
+/// Every file under `dir` (relative path → bytes).
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let name = path.strip_prefix(dir).unwrap().display().to_string();
+                files.insert(name, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn background_checkpoints_hold_the_bytes_of_foreground_ones() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let mut runs = Vec::new();
+    for async_checkpoints in [false, true] {
+        let run = tempfile::tempdir().unwrap();
+        let mut task = ToyQa::new(1, None);
+        let cfg = TrainConfig {
+            async_checkpoints,
+            save_total_limit: 3,
+            ..config()
+        };
+        train(&mut task, &cfg, Device::Cpu, run.path(), None).unwrap();
+        runs.push(run);
+    }
+    let (foreground, background) = (
+        tree(&runs[0].path().join("checkpoints")),
+        tree(&runs[1].path().join("checkpoints")),
+    );
+    // Steps 4, 8 and 12, each with its model, optimizer and state: written while the next steps
+    // trained, they still hold their own step's weights.
+    assert_eq!(
+        foreground
+            .keys()
+            .filter(|k| k.ends_with("model.safetensors"))
+            .count(),
+        3,
+        "{:?}",
+        foreground.keys()
+    );
+    assert_eq!(
+        foreground.keys().collect::<Vec<_>>(),
+        background.keys().collect::<Vec<_>>()
+    );
+    for (name, bytes) in &foreground {
+        assert!(background[name] == *bytes, "{name} differs");
+    }
+    assert_eq!(losses(runs[0].path()), losses(runs[1].path()));
+}
+
+#[test]
+fn a_failed_background_write_stops_the_run_with_its_reason() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    for async_checkpoints in [false, true] {
+        let run = tempfile::tempdir().unwrap();
+        let mut task = ToyQa::new(1, None);
+        task.unwritable_model_files = true;
+        let cfg = TrainConfig {
+            async_checkpoints,
+            ..config()
+        };
+        let err = train(&mut task, &cfg, Device::Cpu, run.path(), None).unwrap_err();
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("cannot write checkpoint") && message.contains("step-000004"),
+            "{message}"
+        );
+        // In the foreground the run stops at step 4; in the background the next checkpoint (step 8)
+        // reports it. Either way nothing half-written is left behind.
+        let logged: Vec<u64> = losses(run.path()).iter().map(|(s, _)| *s).collect();
+        let last = if async_checkpoints { 8 } else { 4 };
+        assert_eq!(logged, (1..=last).collect::<Vec<u64>>());
+        assert!(checkpoint::latest(run.path()).unwrap().is_none());
+        let leftovers = std::fs::read_dir(run.path().join("checkpoints"))
+            .unwrap()
+            .count();
+        assert_eq!(leftovers, 0);
+    }
 }
 
 #[test]

@@ -265,9 +265,16 @@ impl QaTask {
 
     /// Writes the model directory with tokenizer and `medqa.json`.
     pub fn save_final(&self, dir: &Path) -> Result<()> {
-        self.model
-            .save(dir, SaveDtype::F32, Some(&self.tokenizer_path))?;
-        model::fsutil::write_json(&dir.join(SETTINGS_FILE), &self.settings)
+        self.snapshot()?.write_into(dir)
+    }
+
+    /// The model directory `save_final` writes (weights, tokenizer, QA settings), captured now.
+    fn snapshot(&self) -> Result<model::snapshot::DirSnapshot> {
+        let mut files = self
+            .model
+            .snapshot(SaveDtype::F32, Some(&self.tokenizer_path))?;
+        files.add_json(SETTINGS_FILE, &self.settings)?;
+        Ok(files)
     }
 }
 
@@ -379,8 +386,8 @@ impl model::train::Task for QaTask {
         self.model.vs.variables()
     }
 
-    fn save_model(&self, dir: &Path) -> Result<()> {
-        self.save_final(dir)
+    fn model_snapshot(&self) -> Result<model::snapshot::DirSnapshot> {
+        self.snapshot()
     }
 
     fn load_model(&mut self, dir: &Path) -> Result<()> {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::optim::AdamW;
 use super::task::Task;
+use crate::snapshot::{DirSnapshot, SafetensorsSnapshot};
 
 const STATE_FILE: &str = "state.json";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
@@ -146,53 +147,128 @@ fn sync_tree(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn save<T: Task>(
-    run_dir: &Path,
-    task: &T,
-    optimizer: &AdamW,
-    state: &TrainState,
-    keep_last: usize,
-) -> Result<()> {
-    let parent = run_dir.join("checkpoints");
-    std::fs::create_dir_all(&parent)
-        .with_context(|| format!("cannot create {}", parent.display()))?;
-    let final_dir = dir_for(run_dir, state.step);
-    let tmp = parent.join(format!(
-        ".tmp-step-{:06}-{}",
-        state.step,
-        std::process::id()
-    ));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp)?;
+/// A checkpoint's contents copied to the host at one step, ready to be written by any thread.
+pub struct Checkpoint {
+    model: DirSnapshot,
+    optimizer: SafetensorsSnapshot,
+    state: TrainState,
+}
+
+/// Copies the model, the optimizer's moments and the loop state as they are now.
+pub fn capture<T: Task>(task: &T, optimizer: &AdamW, state: &TrainState) -> Result<Checkpoint> {
+    let capture = || -> Result<Checkpoint> {
+        Ok(Checkpoint {
+            model: task.model_snapshot()?,
+            optimizer: optimizer.snapshot()?,
+            state: state.clone(),
+        })
+    };
+    capture().with_context(|| format!("cannot capture the checkpoint of step {}", state.step))
+}
+
+impl Checkpoint {
+    pub fn step(&self) -> u64 {
+        self.state.step
     }
-    let written = (|| -> Result<()> {
-        std::fs::create_dir_all(&tmp)?;
-        task.save_model(&tmp)?;
-        optimizer.save(&tmp.join(OPTIMIZER_FILE))?;
-        let text = serde_json::to_string_pretty(state)? + "\n";
-        std::fs::write(tmp.join(STATE_FILE), text)?;
-        sync_tree(&tmp).with_context(|| format!("cannot sync {}", tmp.display()))
-    })();
-    if let Err(e) = written {
-        // A full disk must not stay full of half a checkpoint.
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e).with_context(|| format!("cannot write checkpoint {}", final_dir.display()));
-    }
-    if final_dir.exists() {
-        let old = parent.join(format!(
-            ".old-step-{:06}-{}",
+
+    /// Writes `checkpoints/step-N/` of `run_dir` atomically (a synced temporary directory renamed
+    /// into place), then deletes all but the newest `keep_last` checkpoints and the best one.
+    pub fn write(&self, run_dir: &Path, keep_last: usize) -> Result<()> {
+        let state = &self.state;
+        let parent = run_dir.join("checkpoints");
+        std::fs::create_dir_all(&parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        let final_dir = dir_for(run_dir, state.step);
+        let tmp = parent.join(format!(
+            ".tmp-step-{:06}-{}",
             state.step,
             std::process::id()
         ));
-        std::fs::rename(&final_dir, &old)?;
-        std::fs::rename(&tmp, &final_dir)?;
-        std::fs::remove_dir_all(&old)?;
-    } else {
-        std::fs::rename(&tmp, &final_dir)
-            .with_context(|| format!("cannot move checkpoint into {}", final_dir.display()))?;
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        let written = (|| -> Result<()> {
+            std::fs::create_dir_all(&tmp)?;
+            self.model.write_into(&tmp)?;
+            self.optimizer.write(&tmp.join(OPTIMIZER_FILE))?;
+            let text = serde_json::to_string_pretty(state)? + "\n";
+            std::fs::write(tmp.join(STATE_FILE), text)?;
+            sync_tree(&tmp).with_context(|| format!("cannot sync {}", tmp.display()))
+        })();
+        if let Err(e) = written {
+            // A full disk must not stay full of half a checkpoint.
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e)
+                .with_context(|| format!("cannot write checkpoint {}", final_dir.display()));
+        }
+        if final_dir.exists() {
+            let old = parent.join(format!(
+                ".old-step-{:06}-{}",
+                state.step,
+                std::process::id()
+            ));
+            std::fs::rename(&final_dir, &old)?;
+            std::fs::rename(&tmp, &final_dir)?;
+            std::fs::remove_dir_all(&old)?;
+        } else {
+            std::fs::rename(&tmp, &final_dir)
+                .with_context(|| format!("cannot move checkpoint into {}", final_dir.display()))?;
+        }
+        sync_dir(&parent);
+        prune(run_dir, keep_last, state.best_step)
     }
-    sync_dir(&parent);
-    prune(run_dir, keep_last, state.best_step)
+}
+
+/// Writes captured checkpoints on a background thread, one at a time, so that training goes on while
+/// a checkpoint is serialized and synced (seconds for a base-size model with its AdamW moments). At
+/// most one write is in flight: `start` first waits for the previous one (the trainer waits before it
+/// captures the next, so one capture exists at a time), and a write's error is returned by the next
+/// `start` or by `finish`, never lost.
+#[derive(Default)]
+pub struct BackgroundWriter {
+    in_flight: Option<(u64, std::thread::JoinHandle<Result<()>>)>,
+}
+
+impl BackgroundWriter {
+    /// Starts writing `checkpoint` into `run_dir` after the previous write has finished; returns the
+    /// previous write's outcome.
+    pub fn start(
+        &mut self,
+        checkpoint: Checkpoint,
+        run_dir: &Path,
+        keep_last: usize,
+    ) -> Result<()> {
+        self.finish()?;
+        let run_dir = run_dir.to_path_buf();
+        let step = checkpoint.step();
+        let handle = std::thread::Builder::new()
+            .name(format!("checkpoint-{step}"))
+            .spawn(move || checkpoint.write(&run_dir, keep_last))
+            .context("cannot start the checkpoint writer thread")?;
+        self.in_flight = Some((step, handle));
+        Ok(())
+    }
+
+    /// Waits for the write in flight, if any, and returns its outcome.
+    pub fn finish(&mut self) -> Result<()> {
+        match self.in_flight.take() {
+            None => Ok(()),
+            Some((step, handle)) => match handle.join() {
+                Ok(result) => result,
+                Err(_) => bail!("the writer of the checkpoint of step {step} panicked"),
+            },
+        }
+    }
+}
+
+impl Drop for BackgroundWriter {
+    /// A run that stops on an error still lets the checkpoint in flight complete (or clean up after
+    /// itself) before the process exits; its own error is reported, not lost.
+    fn drop(&mut self) {
+        if let Err(e) = self.finish() {
+            eprintln!("{e:#}");
+        }
+    }
 }
 
 /// Deletes all but the newest `keep_last` checkpoints and the best one.

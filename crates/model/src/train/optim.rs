@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use crate::ffi::{medqa_clear_grads, medqa_foreach_clip_grad_norm, medqa_fused_adamw};
+use crate::snapshot::SafetensorsSnapshot;
 use anyhow::{bail, Context, Result};
 use tch::{Kind, Tensor};
 
@@ -280,24 +281,18 @@ impl AdamW {
 
     /// Writes the moments and the step count to a safetensors file, atomically.
     pub fn save(&self, file: &Path) -> Result<()> {
-        let mut tensors: Vec<(String, Tensor)> = Vec::with_capacity(2 * self.params.len() + 1);
+        self.snapshot()?.write(file)
+    }
+
+    /// What `save` writes, copied to the host now.
+    pub fn snapshot(&self) -> Result<SafetensorsSnapshot> {
+        let mut tensors = SafetensorsSnapshot::default();
         for (name, s) in &self.params {
-            tensors.push((
-                format!("{name}.exp_avg"),
-                s.exp_avg.to_device(tch::Device::Cpu),
-            ));
-            tensors.push((
-                format!("{name}.exp_avg_sq"),
-                s.exp_avg_sq.to_device(tch::Device::Cpu),
-            ));
+            tensors.insert(format!("{name}.exp_avg"), &s.exp_avg, None)?;
+            tensors.insert(format!("{name}.exp_avg_sq"), &s.exp_avg_sq, None)?;
         }
-        tensors.push(("step".to_owned(), Tensor::from(self.step_count())));
-        let tmp = file.with_extension("safetensors.tmp");
-        Tensor::write_safetensors(&tensors, &tmp)
-            .with_context(|| format!("cannot write optimizer state {}", tmp.display()))?;
-        std::fs::File::open(&tmp).and_then(|f| f.sync_all())?;
-        std::fs::rename(&tmp, file)
-            .with_context(|| format!("cannot move optimizer state to {}", file.display()))
+        tensors.insert("step".to_owned(), &Tensor::from(self.step_count()), None)?;
+        Ok(tensors)
     }
 
     /// Restores what `save` wrote; the parameters must be the same (names and shapes).

@@ -8,6 +8,7 @@ use anyhow::Result;
 use tch::Tensor;
 
 use super::sampling::Sampling;
+use crate::snapshot::DirSnapshot;
 
 /// What a training run needs from its task (MLM, QA).
 pub trait Task {
@@ -40,8 +41,13 @@ pub trait Task {
     fn evaluate(&mut self) -> Result<BTreeMap<String, f64>>;
     /// The trainable variables under their checkpoint names.
     fn variables(&self) -> HashMap<String, Tensor>;
+    /// The model's Hugging Face directory, captured now (weights copied to the host): a checkpoint
+    /// written in the background holds the weights of its step, not of a later one.
+    fn model_snapshot(&self) -> Result<DirSnapshot>;
     /// Writes the model as a Hugging Face directory.
-    fn save_model(&self, dir: &Path) -> Result<()>;
+    fn save_model(&self, dir: &Path) -> Result<()> {
+        self.model_snapshot()?.write_into(dir)
+    }
     /// Reads back what `save_model` wrote, into the same variables (in place).
     fn load_model(&mut self, dir: &Path) -> Result<()>;
 }
