@@ -175,3 +175,39 @@ fn three_seeds_fill_the_variant_block_and_a_rerun_replaces_it() {
     assert!(text.contains("Not run: the run's time budget ended before it (`BUDGET_S`)."));
     assert!(!text.contains("with adaptation: EM"));
 }
+
+#[test]
+fn a_run_that_names_its_block_leaves_the_variant_block_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let doc = tmp.path().join("EXPERIMENTS.md");
+    let (plain, named) = (tmp.path().join("plain"), tmp.path().join("named"));
+    run_dir(&plain, &[1, 2, 3], &[1, 2, 3], args("1 2 3", "1 2 3"));
+    let mut with_block = args("1 2 3", "1 2 3");
+    with_block["block"] = "full-mlm-720".into();
+    with_block["command"] =
+        r#"MLM_STEPS="720" BLOCK="full-mlm-720" scripts/experiment-e5.sh --full"#.into();
+    run_dir(&named, &[1, 2, 3], &[1, 2, 3], with_block);
+    table(&plain, tmp.path(), &doc);
+    let text = table(&named, tmp.path(), &doc);
+    for block in ["full", "full-mlm-720"] {
+        assert_eq!(
+            text.matches(&format!("<!-- experiment-e5 {block}:begin -->"))
+                .count(),
+            1,
+            "{text}"
+        );
+    }
+    assert!(text.contains(
+        r#"### Variant `full` (block `full-mlm-720`): `MLM_STEPS="720" BLOCK="full-mlm-720" scripts/experiment-e5.sh --full`"#
+    ), "{text}");
+    // An empty block (what the script writes when BLOCK is not set) is the variant's.
+    let mut unnamed = args("1 2 3", "1 2 3");
+    unnamed["block"] = "".into();
+    run_dir(&plain, &[1, 2, 3], &[1, 2, 3], unnamed);
+    let again = table(&plain, tmp.path(), &doc);
+    assert_eq!(
+        again.matches("<!-- experiment-e5 full:begin -->").count(),
+        1
+    );
+    assert_eq!(again.matches("experiment-e5 ").count(), 4, "{again}");
+}
