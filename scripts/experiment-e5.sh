@@ -74,6 +74,8 @@ precision_flags=(); [ "$PRECISION" = bf16 ] && precision_flags=(--bf16)
 out=${OUT_DIR:-runs/e5-experiment-$mode}
 mkdir -p "$out/data" "$out/scores"
 start=$(date +%s)
+# The commit the run started from (the tables are written at its end, when HEAD may have moved on).
+commit=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || true)}
 step() { echo; echo "== [$(( $(date +%s) - start )) s] $*"; }
 # Whether a run expected to take $1 seconds ends within BUDGET_S.
 fits() { [ "$BUDGET_S" = 0 ] || [ $(( $(date +%s) - start + $1 )) -le "$BUDGET_S" ]; }
@@ -228,7 +230,7 @@ step "tables"
 # run's directory was brought back from another machine).
 "$py" - "$out/table-args.json" mode="$mode" seeds="${pairs[*]}" adapted_seeds="${adapted[*]}" sets="$SETS" \
   block="${BLOCK:-}" command="$invocation" elapsed="$(( $(date +%s) - start ))" machine="${MACHINE:-}" \
-  commit="${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || true)}" \
+  commit="$commit" \
   settings="padding=$PADDING subset=spread train_q=$TRAIN_Q dev_q=$DEV_Q epochs=$EPOCHS seq=$SEQ stride=$STRIDE batch=$BATCH lr=$LR precision=$PRECISION mlm_head_steps=$MLM_HEAD_STEPS mlm_steps=$MLM_STEPS mlm_batch=$MLM_BATCH mlm_seq=$MLM_SEQ" <<'PY'
 import json, sys
 json.dump(dict(kv.split("=", 1) for kv in sys.argv[2:]), open(sys.argv[1], "w", encoding="utf-8"), indent=1)
