@@ -42,8 +42,10 @@ for i in $(seq "${REPEATS:-2}"); do
       --set data.max_eval_sequences=8 --set "train.async_checkpoints=$([ $mode = background ] && echo true || echo false)" \
       --set "output_dir=$out/$name" >"$out/$name.log" 2>&1 || { cat "$out/$name.log" >&2; exit 1; }
     last=$out/$name/checkpoints/step-$(printf %06d "$steps")
+    # The first run's last checkpoint is the one every other run's must equal.
+    [ -d "$out/reference" ] || cp -r "$last" "$out/reference"
     for f in model.safetensors optimizer.safetensors state.json; do
-      cmp -s "$last/$f" "$out/foreground-1/checkpoints/step-$(printf %06d "$steps")/$f" \
+      cmp -s "$last/$f" "$out/reference/$f" \
         || { echo "checkpoints.sh: $name's $f differs from foreground-1's" >&2; exit 1; }
     done
     runs+=("$name $(grep '^train runtime' "$out/$name.log" | tr -d '(,' | awk '{print $3, $11}')")
