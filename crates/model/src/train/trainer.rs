@@ -718,9 +718,7 @@ impl<'a, T: Task> Trainer<'a, T> {
     fn save(&mut self) -> Result<()> {
         settle(self.device);
         let started = Instant::now();
-        if self.cfg.async_checkpoints {
-            self.finish_checkpoint()?;
-        }
+        self.finish_checkpoint()?;
         let saved = if self.rank == 0 {
             match checkpoint::capture(&*self.task, &self.optimizer, &self.state) {
                 Ok(captured) if self.cfg.async_checkpoints => {
