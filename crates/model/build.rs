@@ -5,7 +5,9 @@ fn main() {
         "medqa_shim",
         &[
             "csrc/autocast.cpp",
+            "csrc/cross_entropy.cpp",
             "csrc/dropout.cpp",
+            "csrc/host_memory.cpp",
             "csrc/sdpa.cpp",
             "csrc/transfer.cpp",
             "csrc/fused_adamw.cpp",

@@ -65,6 +65,8 @@ struct Cli {
 }
 
 fn main() -> Result<()> {
+    // Before the first tensor: large host blocks freed from here on are kept for reuse.
+    model::host_memory::keep_freed_blocks();
     let cli = Cli::parse();
     let out_format = tables::TableFormat::from_path(&cli.out)?;
     let wide_format = cli

@@ -51,6 +51,8 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn main() -> Result<()> {
+    // As the binaries do: large host blocks freed are kept for reuse (MEDQA_HOST_MEMORY=system: not).
+    let host_memory = model::host_memory::keep_freed_blocks();
     let args = text::flags::flag_pairs();
     let (hidden, layers, heads, inter, vocab) = (
         arg(&args, "hidden", 256)?,
@@ -256,7 +258,7 @@ fn main() -> Result<()> {
     let tokens = (batch * seq * steps) as f64;
     let per_step = |x: f64| x / steps as f64;
     let mut report = serde_json::json!({
-        "impl": "medqa", "device": format!("{device:?}"), "precision": format!("{precision:?}"),
+        "impl": "medqa", "host_memory": host_memory.name(), "device": format!("{device:?}"), "precision": format!("{precision:?}"),
         "masking": if host_masking { "host" } else { "device" },
         "loss": if fp32_loss { "fp32" } else { "native" },
         "graphs": graphs,

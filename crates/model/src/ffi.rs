@@ -15,6 +15,14 @@ extern "C" {
     pub(crate) fn medqa_autocast_increment_nesting() -> i32;
     pub(crate) fn medqa_autocast_decrement_nesting() -> i32;
 
+    // csrc/cross_entropy.cpp: the mean cross-entropy whose backward reuses its log-probabilities.
+    pub(crate) fn medqa_cross_entropy(
+        logits: *mut c_void,
+        targets: *mut c_void,
+        ignore_index: i64,
+        out: *mut *mut c_void,
+    ) -> i32;
+
     // csrc/dropout.cpp: CPU keep masks drawn on every core.
     pub(crate) fn medqa_dropout_mask(
         like: *mut c_void,
@@ -22,6 +30,10 @@ extern "C" {
         seed: u64,
         out: *mut *mut c_void,
     ) -> i32;
+
+    // csrc/host_memory.cpp: glibc's malloc keeps freed blocks instead of unmapping them.
+    pub(crate) fn medqa_keep_freed_host_memory() -> i32;
+    pub(crate) fn medqa_host_mmapped_bytes() -> i64;
 
     // csrc/fused_adamw.cpp: set-to-none gradients, foreach clipping, the fused AdamW kernel.
     pub(crate) fn medqa_clear_grads(params: *mut *mut c_void, n: i32);

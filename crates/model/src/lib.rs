@@ -14,6 +14,7 @@ pub mod device;
 pub mod dist;
 pub mod dropout;
 pub mod fsutil;
+pub mod host_memory;
 pub use text::language;
 pub mod loss;
 pub mod mlm;

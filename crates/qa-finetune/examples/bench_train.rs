@@ -13,6 +13,8 @@ use anyhow::{Context, Result};
 use qa_finetune::{DataConfig, QaConfig, QaFile, QaTask};
 
 fn main() -> Result<()> {
+    // As the binaries do: large host blocks freed are kept for reuse (MEDQA_HOST_MEMORY=system: not).
+    let host_memory = model::host_memory::keep_freed_blocks();
     let args = text::flags::flag_pairs();
     let get = |k: &str| args.get(k).with_context(|| format!("--{k} is required"));
     let num = |k: &str, d: usize| -> Result<usize> {
@@ -74,7 +76,7 @@ fn main() -> Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "impl": "medqa", "features": features, "steps": steps, "group_by_length": group,
+            "impl": "medqa", "host_memory": host_memory.name(), "features": features, "steps": steps, "group_by_length": group,
             "features_per_sec": fed / steps_seconds, "seconds": steps_seconds,
             "checkpoint_seconds": outcome.checkpoint_seconds,
             "features_per_sec_with_checkpoint": fed / seconds,

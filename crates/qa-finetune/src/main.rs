@@ -50,6 +50,8 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    // Before the first tensor: large host blocks freed from here on are kept for reuse.
+    model::host_memory::keep_freed_blocks();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Predict {

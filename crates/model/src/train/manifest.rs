@@ -80,6 +80,7 @@ impl Manifest {
                 "cuda_devices": tch::Cuda::device_count(),
                 "cudnn": tch::Cuda::cudnn_is_available(),
                 "num_threads": tch::get_num_threads(),
+                "host_memory": crate::host_memory::current().name(),
             }),
             device: crate::device::describe(device),
             config,
