@@ -13,8 +13,9 @@
 # mlm-profile: where a step's device time goes at 32×512, both sides (scripts/tools/profile_summary.py).
 # mlm-masking: medqa's step at 32×512 with MLM masking on the device against on the host (the task's
 # way), alternated (scripts/bench/mlm_levers.sh).
-# mlm-loss: medqa's step at 32×512 with the loss's log-softmax in fp32 against in the logits' bf16 (the
-# task's way, as transformers), alternated.
+# mlm-loss: medqa's step at 32×512 with the logits cast to fp32 and medqa's fp32 cross-entropy (its
+# backward reuses the log-probabilities: csrc/cross_entropy.cpp) against libtorch's in the logits' bf16
+# (the task's way, as transformers), alternated.
 # mlm-trainer: the mlm-pretrain loop itself at the same shape, 32×512 (scripts/bench/mlm_trainer.sh).
 # mlm-accum: the same loop with 2 micro-batches of 32×512 per optimizer step (64×512 by accumulation).
 # mlm-graphs: medqa's step at 32×512 eager against captured as a CUDA graph and replayed, alternated; then

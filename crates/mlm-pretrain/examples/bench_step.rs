@@ -10,8 +10,10 @@
 //! default) masks as the MLM task does: on the host, the next batch drawn and copied before the host
 //! waits for the current step; `device` masks on the device, where choosing the positions makes the host
 //! wait inside the step (the behaviour before masking moved to the host, kept to measure the difference).
-//! `--loss native` (the default) is the MLM task's `model::loss::cross_entropy`, in the logits' precision
-//! as transformers computes it; `fp32` casts the logits to fp32 first (the behaviour before).
+//! `--loss native` (the default) is the MLM task's `model::loss::cross_entropy` on the logits as they
+//! come (under bf16 autocast libtorch's bf16 kernels, as transformers computes it; in fp32 medqa's own,
+//! `csrc/cross_entropy.cpp`); `fp32` casts the logits to fp32 first, so that bf16 runs measure medqa's
+//! fp32 loss (one [rows × classes] fp32 tensor through the backward) against libtorch's bf16 one.
 //! `--graphs on` (CUDA) captures the step as a CUDA graph after the warm-up steps and replays it for the
 //! timed ones, as `train.cuda_graphs` does: the labelled positions padded to their bound
 //! (`model::mlm::position_bound`), each batch copied into the captured one, the learning rate read from
@@ -218,7 +220,7 @@ fn main() -> Result<()> {
                     .model
                     .loss_logits_at(&inputs, &mask, None, &positions, true);
                 if fp32_loss {
-                    logits.cross_entropy_for_logits(&targets)
+                    model::loss::cross_entropy(&logits.to_kind(Kind::Float), &targets)
                 } else {
                     model::loss::cross_entropy(&logits, &targets)
                 }
