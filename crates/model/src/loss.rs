@@ -3,10 +3,11 @@
 //! fp32 logits go through `csrc/cross_entropy.cpp`: the same mean of -log p(target) as libtorch's
 //! `log_softmax` + `nll_loss`, whose backward turns the saved log-probabilities into the gradient in place
 //! instead of filling a zero gradient and writing two more [rows × classes] tensors (over the MLM head's
-//! 250,002 classes, about a tenth of a 2-core CPU training step; on a GPU, two fewer such buffers at the
-//! peak). Lower-precision logits keep libtorch's kernels as `transformers` calls them: under bf16 autocast
-//! its `CrossEntropyLoss` reads and writes bf16 (accumulating in fp32), and the in-place backward would
-//! round twice where libtorch rounds once. tch's `cross_entropy_for_logits` casts to fp32 first.
+//! 250,002 classes, about a tenth of a 2-core CPU training step; with fp32 logits on a GPU, two fewer
+//! such buffers at the peak). Lower-precision logits keep libtorch's kernels as `transformers` calls
+//! them: under bf16 autocast its `CrossEntropyLoss` reads and writes bf16 (accumulating in fp32), and the
+//! in-place backward would round twice where libtorch rounds once. tch's `cross_entropy_for_logits`
+//! casts to fp32 first.
 
 use std::ffi::c_void;
 
