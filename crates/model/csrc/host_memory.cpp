@@ -4,6 +4,10 @@
 // page and a zeroing, every step: a fifth of a 2-core CPU MLM step. Serving those from the heap and
 // not trimming it keeps freed blocks for the next step's tensors of the same sizes, as PyTorch's CUDA
 // caching allocator keeps device memory. The cost is a resident size near the step's high-water mark.
+// One arena for every thread: glibc gives each further thread an arena whose heaps hold at most 64 MiB
+// and maps anything larger there whatever the settings, which left `serve`'s model thread (and any
+// thread that is not main) mapping and faulting in its large blocks on every request. Small blocks are
+// still served per thread without the arena's lock, from glibc's thread caches.
 #include <malloc.h>
 
 #include <climits>
@@ -11,12 +15,13 @@
 
 extern "C" {
 
-// Returns 1 when glibc took both settings, 0 otherwise (another C library, or a refusal).
+// Returns 1 when glibc took all three settings, 0 otherwise (another C library, or a refusal).
 int medqa_keep_freed_host_memory() {
 #if defined(__GLIBC__)
+  const int one_arena = mallopt(M_ARENA_MAX, 1);
   const int no_mmap = mallopt(M_MMAP_MAX, 0);
   const int no_trim = mallopt(M_TRIM_THRESHOLD, INT_MAX);
-  return no_mmap == 1 && no_trim == 1 ? 1 : 0;
+  return one_arena == 1 && no_mmap == 1 && no_trim == 1 ? 1 : 0;
 #else
   return 0;
 #endif

@@ -32,8 +32,9 @@ pub fn current() -> HostMemory {
     CHOSEN.get().copied().unwrap_or(HostMemory::System)
 }
 
-/// Makes glibc keep freed blocks (no mmap for large ones, no trimming), unless `MEDQA_HOST_MEMORY` is
-/// `system`. Call before the first tensor: blocks mapped earlier are still unmapped when freed.
+/// Makes glibc keep freed blocks (one arena for all threads, no mmap for large blocks, no trimming),
+/// unless `MEDQA_HOST_MEMORY` is `system`. Call before the first tensor and the first thread: blocks
+/// mapped earlier are still unmapped when freed, and a thread keeps the arena it already has.
 pub fn keep_freed_blocks() -> HostMemory {
     *CHOSEN.get_or_init(|| {
         if std::env::var(OPT_OUT).is_ok_and(|v| v.eq_ignore_ascii_case("system")) {

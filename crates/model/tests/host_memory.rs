@@ -4,8 +4,8 @@ use model::host_memory::{current, keep_freed_blocks, mmapped_bytes, HostMemory};
 use tch::{Device, Kind, Tensor};
 
 /// A tensor of 48 MiB, above glibc's largest mmap threshold (32 MiB). Not larger: the test runs on a
-/// thread of the harness, whose arena heaps hold at most 64 MiB, and glibc maps anything larger there
-/// whatever the setting (the binaries run their steps on the main thread, whose heap has no such bound).
+/// thread of the harness, which had its own arena before the setting (a thread keeps its arena), whose
+/// heaps hold at most 64 MiB; glibc maps anything larger there whatever the setting.
 const ELEMENTS: i64 = 12 << 20;
 
 fn large_tensor() -> Tensor {
@@ -45,4 +45,20 @@ fn large_tensors_come_from_the_heap_once_freed_blocks_are_kept() {
     let again = large_tensor();
     assert_eq!(mmapped_bytes().unwrap(), base);
     assert_eq!(again.sum(Kind::Double).double_value(&[]), ELEMENTS as f64);
+
+    // A thread started after the setting shares the main arena, whose heap has no such bound: even a
+    // 128 MiB tensor (what a thread arena would have mapped) comes from the heap.
+    let mapped_in_thread = std::thread::spawn(|| {
+        let base = mmapped_bytes().unwrap();
+        let t = Tensor::ones([32 << 20], (Kind::Float, Device::Cpu));
+        let after = mmapped_bytes().unwrap();
+        drop(t);
+        after - base
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        mapped_in_thread, 0,
+        "a new thread's 128 MiB tensor was mapped"
+    );
 }

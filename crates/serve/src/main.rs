@@ -55,8 +55,8 @@ struct Cli {
 }
 
 fn main() -> Result<()> {
-    // Before the first tensor: large host blocks freed from here on are kept for reuse (the model
-    // thread's arena still maps blocks above 64 MiB: glibc bounds a thread arena's heap).
+    // Before the first tensor and the first thread: large host blocks freed from here on are kept for
+    // reuse, the model thread's included.
     model::host_memory::keep_freed_blocks();
     let cli = Cli::parse();
     let mut catalogue = cli
