@@ -58,6 +58,49 @@ fn spawn_until(cfg: &Path, ready: impl Fn() -> bool) -> std::process::Child {
     child
 }
 
+/// Keeping freed host blocks (the binary's default) changes where tensors live, never what they hold:
+/// a run with glibc's defaults (`MEDQA_HOST_MEMORY=system`) logs the same losses and writes the same
+/// weights byte for byte, and each manifest says which allocator setting ran.
+#[test]
+fn the_host_memory_setting_leaves_every_number_the_same() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = tmp.path().join("corpus");
+    make_shards(&shards);
+    let train = |name: &str, system: bool| {
+        let dir = tmp.path().join(name);
+        let cfg = write_config(tmp.path(), &shards, &dir, 12);
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--config", cfg.to_str().unwrap(), "--device", "cpu"]);
+        if system {
+            cmd.env(model::host_memory::OPT_OUT, "system");
+        } else {
+            cmd.env_remove(model::host_memory::OPT_OUT);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap())
+                .unwrap();
+        let weights = std::fs::read(dir.join("final/model.safetensors")).unwrap();
+        (
+            losses(&dir),
+            weights,
+            manifest["versions"]["host_memory"].clone(),
+        )
+    };
+    let (kept_losses, kept_weights, kept) = train("kept", false);
+    let (system_losses, system_weights, system) = train("system", true);
+    assert_eq!(kept, "kept");
+    assert_eq!(system, "system");
+    assert_eq!(kept_losses.len(), 12);
+    assert_eq!(kept_losses, system_losses);
+    assert!(kept_weights == system_weights, "final weights differ");
+}
+
 #[test]
 fn sigkill_and_resume_gives_bitwise_the_same_losses() {
     let tmp = tempfile::tempdir().unwrap();
