@@ -7,7 +7,7 @@
 #                                      tokenizers the benchmarks in BENCHES need → runs/gpu-bundle.tar.gz
 #   scripts/bench/gpu.sh run [OUT]     on the GPU machine: unpacks the bundle, runs the benchmarks named
 #                                      in BENCHES (default: mlm mlm-profile predict-base train-base;
-#                                      also: mlm-masking mlm-loss mlm-trainer mlm-accum mlm-graphs checkpoints dist probe extract-small predict-small extract-base), appends each
+#                                      also: mlm-masking mlm-loss mlm-bf16 mlm-trainer mlm-accum mlm-graphs checkpoints dist probe extract-small predict-small extract-base), appends each
 #                                      result to OUT/bench-gpu.log as it comes
 # mlm: MLM training at the xlm-roberta-base shape, bf16, batch 16, 32 and 64 × 512 (MFU, peak memory);
 # mlm-profile: where a step's device time goes at 32×512, both sides (scripts/tools/profile_summary.py).
@@ -16,6 +16,9 @@
 # mlm-loss: medqa's step at 32×512 with the logits cast to fp32 and medqa's fp32 cross-entropy (its
 # backward reuses the log-probabilities: csrc/cross_entropy.cpp) against libtorch's in the logits' bf16
 # (the task's way, as transformers), alternated.
+# mlm-bf16: medqa's step at 32×512 under bf16 autocast (fp32 weights, residual stream, LayerNorm) against
+# the model's weights and so every activation in bf16 without autocast (bench_step --weights bf16: an upper
+# bound for a bf16-activations mode), alternated; then both as CUDA graphs.
 # mlm-trainer: the mlm-pretrain loop itself at the same shape, 32×512 (scripts/bench/mlm_trainer.sh).
 # mlm-accum: the same loop with 2 micro-batches of 32×512 per optimizer step (64×512 by accumulation).
 # mlm-graphs: medqa's step at 32×512 eager against captured as a CUDA graph and replayed, alternated; then
@@ -95,6 +98,10 @@ run)
     "$mlm_base --batch 32 --warmup 3 --steps 10" device="--masking device" host="--masking host"
   want mlm-loss && step PYTHON="$py" scripts/bench/mlm_levers.sh $b/bin/bench_step \
     "$mlm_base --batch 32 --warmup 3 --steps 10" fp32="--loss fp32" native="--loss native"
+  want mlm-bf16 && step PYTHON="$py" scripts/bench/mlm_levers.sh $b/bin/bench_step \
+    "$mlm_base --batch 32 --warmup 3 --steps 10" autocast="--weights fp32" bf16="--weights bf16"
+  want mlm-bf16 && step PYTHON="$py" scripts/bench/mlm_levers.sh $b/bin/bench_step \
+    "$mlm_base --batch 32 --warmup 3 --steps 10 --graphs on" autocast-graphs="--weights fp32" bf16-graphs="--weights bf16"
   want mlm-trainer && step PYTHON="$py" scripts/bench/mlm_trainer.sh $b/bin $b/tokenizer-xlmr.json
   want mlm-accum && step PYTHON="$py" ACCUM=2 scripts/bench/mlm_trainer.sh $b/bin $b/tokenizer-xlmr.json
   want mlm-graphs && step PYTHON="$py" scripts/bench/mlm_levers.sh $b/bin/bench_step \

@@ -2,8 +2,8 @@
 //!
 //!     bench_step [--hidden 256 --layers 4 --heads 4 --intermediate 1024 --vocab 250002
 //!                 --batch 16 --seq 128 --threads 2 --warmup 1 --steps 3 --device cpu
-//!                 --precision fp32|bf16 --masking host|device --loss native|fp32 --phases false
-//!                 --graphs off|on --profile TRACE.json]
+//!                 --precision fp32|bf16 --weights fp32|bf16 --masking host|device --loss native|fp32
+//!                 --phases false --graphs off|on --profile TRACE.json]
 //!
 //! Prints one JSON line: tokens/s and peak resident memory. `--profile` writes libtorch's profile of the
 //! timed steps (a Chrome trace; `scripts/tools/profile_summary.py` reads it). `--masking host` (the
@@ -18,6 +18,11 @@
 //! timed ones, as `train.cuda_graphs` does: the labelled positions padded to their bound
 //! (`model::mlm::position_bound`), each batch copied into the captured one, the learning rate read from
 //! a device scalar. Every step of the run then pads its positions, the warm-up's included.
+//! `--weights bf16` holds the model's weights in bf16 and runs without autocast, so that every
+//! activation (the residual stream, LayerNorm, dropout, the casts autocast adds around each product) is
+//! bf16 too; AdamW updates the bf16 weights directly. It bounds what a bf16-activations mode could gain
+//! on a GPU: a real run would keep fp32 master weights for the update, one gradient cast and one weight
+//! copy more per step (a few hundred MB each way at the base shape).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -74,15 +79,25 @@ fn main() -> Result<()> {
         .get("device")
         .map_or(Ok(DeviceChoice::Cpu), |d| d.parse())?
         .resolve()?;
+    let bf16_weights = match args.get("weights").map(String::as_str) {
+        None | Some("fp32") => false,
+        Some("bf16") => true,
+        Some(other) => anyhow::bail!("--weights {other}: expected fp32 or bf16"),
+    };
+    // bf16 weights compute in bf16 throughout: autocast would cast LayerNorm and the loss to fp32.
     let precision = match args.get("precision").map(String::as_str) {
-        Some("bf16") => model::autocast::Precision::Bf16,
+        Some("bf16") if !bf16_weights => model::autocast::Precision::Bf16,
         _ => model::autocast::Precision::Fp32,
     };
 
     let mut cfg = XlmRobertaConfig::new(vocab, hidden, layers, heads, inter);
     cfg.max_position_embeddings = seq + 2;
     tch::manual_seed(0);
-    let m = Pretrained::<XlmRobertaForMaskedLM>::init(cfg, device)?;
+    let mut m = Pretrained::<XlmRobertaForMaskedLM>::init(cfg, device)?;
+    if bf16_weights {
+        // In place: the model's tensors share the store's, so the model computes in bf16 from here.
+        m.vs.bfloat16();
+    }
     let mut opt = AdamW::new(
         m.vs.variables(),
         AdamWConfig {
@@ -162,6 +177,7 @@ fn main() -> Result<()> {
     let (mut timed, mut host) = (0.0, 0.0);
     let mut phases = [0.0f64; 3];
     let mut prepared = None;
+    let mut last_loss = f64::NAN;
     for step in 0..warmup + steps {
         if step == warmup && profile_path.is_some() {
             profile = Some(model::profiler::Profile::start(device.is_cuda())?);
@@ -242,7 +258,7 @@ fn main() -> Result<()> {
         if host_masking {
             prepared = Some(next_batch()?);
         }
-        let _ = loss.double_value(&[]);
+        last_loss = loss.double_value(&[]);
         if step >= warmup {
             let total = start.elapsed().as_secs_f64();
             timed += total;
@@ -263,9 +279,10 @@ fn main() -> Result<()> {
         "impl": "medqa", "host_memory": host_memory.name(), "device": format!("{device:?}"), "precision": format!("{precision:?}"),
         "masking": if host_masking { "host" } else { "device" },
         "loss": if fp32_loss { "fp32" } else { "native" },
+        "weights": if bf16_weights { "bf16" } else { "fp32" },
         "graphs": graphs,
         "tokens_per_sec": tokens / timed, "seconds_per_step": per_step(timed),
-        "host_seconds": per_step(host), "peak_rss_mib": peak_rss_mib(), "params": m.num_parameters(),
+        "host_seconds": per_step(host), "last_loss": last_loss, "peak_rss_mib": peak_rss_mib(), "params": m.num_parameters(),
     });
     if phased {
         report["seconds_forward_backward"] = per_step(phases[0]).into();

@@ -247,6 +247,9 @@ impl Layer {
 
     fn forward_t(&self, x: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
         let x = self.attention.forward_t(x, mask, train);
+        // Not `_addmm_activation` (bias and GELU in cuBLASLt's epilogue): on CUDA its GELU is the tanh
+        // approximation (pytorch#104061), not the exact GELU XLM-R was trained with, and libtorch has
+        // no gradient for it. The bias is in the product's epilogue already.
         let h = activate(self.act, &self.intermediate.forward(&x));
         let h = dropout(&self.output.forward(&h), self.dropout, train);
         self.layer_norm.forward(&(h + x))
@@ -369,9 +372,10 @@ impl LmHead {
         self.layer_norm.forward(&x)
     }
 
-    /// [`LmHead::forward`] for a loss or an argmax: on CUDA under bf16/fp16 autocast the vocabulary
-    /// columns are padded to a multiple of [`VOCAB_ALIGNMENT`] whose logits are -inf, which add nothing
-    /// to a softmax or cross-entropy and never win an argmax. With 250,002 columns a logits row is not
+    /// [`LmHead::forward`] for a loss or an argmax: on CUDA in bf16/fp16 (under autocast, or with the
+    /// weights held in half precision) the vocabulary columns are padded to a multiple of
+    /// [`VOCAB_ALIGNMENT`] whose logits are -inf, which add nothing to a softmax or cross-entropy and
+    /// never win an argmax. With 250,002 columns a logits row is not
     /// 16-byte aligned, and cuBLAS falls back to Ampere kernels for the three decoder products, which
     /// took 8.5 of 60 ms of an H200's MLM step at the xlm-roberta-base shape (32×512, bf16).
     pub fn forward_padded(&self, hidden: &Tensor) -> Tensor {
@@ -379,8 +383,10 @@ impl LmHead {
         let device = x.device();
         let vocab = self.decoder.size()[0];
         let padded = (vocab + VOCAB_ALIGNMENT - 1) / VOCAB_ALIGNMENT * VOCAB_ALIGNMENT;
-        let half = match crate::autocast::state(device) {
-            (true, Some(kind @ (Kind::BFloat16 | Kind::Half))) => Some(kind),
+        // Half-precision products: under autocast, or on weights held in bf16/fp16 themselves.
+        let half = match (crate::autocast::state(device), x.kind()) {
+            ((true, Some(kind @ (Kind::BFloat16 | Kind::Half))), _) => Some(kind),
+            (_, kind @ (Kind::BFloat16 | Kind::Half)) => Some(kind),
             _ => None,
         };
         match half {
@@ -574,6 +580,36 @@ mod tests {
             assert!(gb.isfinite().all().int64_value(&[]) == 1);
             let diff = (ga - gb).abs().max().double_value(&[]);
             assert!(diff < 1e-6, "gradient differs by {diff}");
+        }
+    }
+
+    /// `bench_step --weights bf16`: the model with its weights held in bf16 computes in bf16 without
+    /// autocast (logits, loss and every weight's gradient bf16), near what the fp32 weights give.
+    #[test]
+    fn bf16_weights_compute_in_bf16_near_fp32() {
+        let _global = crate::global_state_lock();
+        tch::manual_seed(5);
+        let cfg = XlmRobertaConfig::new(120, 32, 2, 4, 64);
+        let mut m = crate::Pretrained::<XlmRobertaForMaskedLM>::init(cfg, Device::Cpu).unwrap();
+        let ids = Tensor::randint_low(4, 119, [2, 10], (Kind::Int64, Device::Cpu));
+        let mask = ids.ones_like();
+        let positions = Tensor::from_slice(&[1i64, 4, 13, 18]);
+        let targets = Tensor::from_slice(&[7i64, 50, 3, 99]);
+        let loss = |m: &crate::Pretrained<XlmRobertaForMaskedLM>| {
+            let logits = m.model.loss_logits_at(&ids, &mask, None, &positions, false);
+            (logits.kind(), crate::loss::cross_entropy(&logits, &targets))
+        };
+        let (kind32, loss32) = loss(&m);
+        m.vs.bfloat16();
+        let (kind16, loss16) = loss(&m);
+        assert_eq!((kind32, kind16), (Kind::Float, Kind::BFloat16));
+        let (a, b) = (loss32.double_value(&[]), loss16.double_value(&[]));
+        assert!((a - b).abs() < 0.02 * a, "fp32 loss {a}, bf16 loss {b}");
+        loss16.backward();
+        for (name, v) in m.vs.variables() {
+            let g = v.grad();
+            assert_eq!(g.kind(), Kind::BFloat16, "{name}");
+            assert!(bool::try_from(g.isfinite().all()).unwrap(), "{name}");
         }
     }
 
