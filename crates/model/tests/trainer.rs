@@ -28,6 +28,9 @@ struct ToyQa {
     /// The model's files include one that cannot be written (its directory is a file), as a full or
     /// failing disk would make a checkpoint's write fail after its capture succeeded.
     unwritable_model_files: bool,
+    /// `eval/score` of each evaluation in turn (for early stopping and the best checkpoint).
+    scores: Vec<f64>,
+    evaluations: Cell<usize>,
 }
 
 impl ToyQa {
@@ -57,6 +60,8 @@ impl ToyQa {
             fail_at_batch,
             nan_batches: vec![],
             unwritable_model_files: false,
+            scores: vec![],
+            evaluations: Cell::new(0),
         }
     }
 
@@ -115,10 +120,13 @@ impl Task for ToyQa {
             &self.ends.narrow(0, 0, n),
             false,
         );
-        Ok(BTreeMap::from([(
-            "eval/loss".to_owned(),
-            loss.double_value(&[]),
-        )]))
+        let mut metrics = BTreeMap::from([("eval/loss".to_owned(), loss.double_value(&[]))]);
+        let i = self.evaluations.get();
+        self.evaluations.set(i + 1);
+        if let Some(&score) = self.scores.get(i) {
+            metrics.insert("eval/score".to_owned(), score);
+        }
+        Ok(metrics)
     }
 
     fn variables(&self) -> HashMap<String, Tensor> {
@@ -473,4 +481,164 @@ fn frozen_parameters_stay_as_they_are_and_a_frozen_run_resumes_exactly() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("matches no parameter"), "{err}");
+}
+
+/// The weights of the task's model, by name, as bytes.
+fn weights(task: &ToyQa) -> BTreeMap<String, Vec<u8>> {
+    task.model
+        .vs
+        .variables()
+        .into_iter()
+        .map(|(name, t)| {
+            let t = t.contiguous();
+            let mut bytes = vec![0u8; t.numel() * 4];
+            t.copy_data_u8(&mut bytes, t.numel());
+            (name, bytes)
+        })
+        .collect()
+}
+
+fn early_stopping(patience: u64, threshold: f64) -> TrainConfig {
+    TrainConfig {
+        max_steps: Some(24),
+        eval_steps: 2,
+        save_steps: 2,
+        save_total_limit: 1,
+        metric_for_best_model: "eval/score".to_owned(),
+        greater_is_better: true,
+        load_best_model_at_end: true,
+        early_stopping_patience: patience,
+        early_stopping_threshold: threshold,
+        ..config()
+    }
+}
+
+#[test]
+fn early_stopping_stops_after_its_patience_and_the_final_model_is_the_best_checkpoint() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let run = tempfile::tempdir().unwrap();
+    let mut task = ToyQa::new(1, None);
+    // Evaluations at steps 2, 4, …: best at 4, again at 8; then 10 and 12 do not beat 0.6.
+    task.scores = vec![0.1, 0.5, 0.4, 0.6, 0.55, 0.58, 0.9, 0.9];
+    let outcome = train(
+        &mut task,
+        &early_stopping(2, 0.0),
+        Device::Cpu,
+        run.path(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(outcome.steps, 12);
+    assert!(outcome.stopped_early);
+    assert_eq!(outcome.final_from_best, Some(8));
+    assert_eq!(outcome.last_eval["eval/score"], 0.6);
+    assert_eq!(
+        outcome.best_checkpoint,
+        Some(checkpoint::dir_for(run.path(), 8))
+    );
+    // The last checkpoint and the best are kept.
+    let kept: Vec<u64> = checkpoint::list(run.path())
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(kept, vec![8, 12]);
+    // The task holds the best checkpoint's weights, not the last step's.
+    let mut best = ToyQa::new(7, None);
+    best.load_model(&checkpoint::dir_for(run.path(), 8))
+        .unwrap();
+    let mut last = ToyQa::new(7, None);
+    last.load_model(&checkpoint::dir_for(run.path(), 12))
+        .unwrap();
+    assert_eq!(weights(&task), weights(&best));
+    assert_ne!(weights(&task), weights(&last));
+    let logged = read_history(&run.path().join("train_log.jsonl")).unwrap();
+    assert_eq!(logged.iter().map(|r| r.step).max(), Some(12));
+
+    // Resumed, a stopped run trains no further and ends on the same best checkpoint.
+    let latest = checkpoint::latest(run.path()).unwrap().unwrap();
+    let mut task = ToyQa::new(99, None);
+    let again = train(
+        &mut task,
+        &early_stopping(2, 0.0),
+        Device::Cpu,
+        run.path(),
+        Some(&latest),
+    )
+    .unwrap();
+    assert_eq!((again.steps, again.stopped_early), (12, true));
+    assert_eq!(again.final_from_best, Some(8));
+    assert_eq!(weights(&task), weights(&best));
+    let relogged = read_history(&run.path().join("train_log.jsonl")).unwrap();
+    assert_eq!(relogged.len(), logged.len());
+}
+
+#[test]
+fn an_improvement_within_the_threshold_counts_towards_early_stopping() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let run = tempfile::tempdir().unwrap();
+    let mut task = ToyQa::new(1, None);
+    // 0.6 and 0.65 are each a new best, but by no more than 0.15: the second is the patience's end.
+    task.scores = vec![0.1, 0.5, 0.6, 0.65, 0.9];
+    let outcome = train(
+        &mut task,
+        &early_stopping(2, 0.15),
+        Device::Cpu,
+        run.path(),
+        None,
+    )
+    .unwrap();
+    assert_eq!((outcome.steps, outcome.stopped_early), (8, true));
+    assert_eq!(outcome.final_from_best, Some(8));
+    assert_eq!(outcome.last_eval["eval/score"], 0.65);
+
+    // Without early stopping the run goes to its end; load_best_model_at_end still picks the best.
+    let run = tempfile::tempdir().unwrap();
+    let mut task = ToyQa::new(1, None);
+    task.scores = vec![0.1, 0.9, 0.2, 0.3, 0.4, 0.5];
+    let cfg = TrainConfig {
+        max_steps: Some(12),
+        ..early_stopping(0, 0.0)
+    };
+    let outcome = train(&mut task, &cfg, Device::Cpu, run.path(), None).unwrap();
+    assert_eq!((outcome.steps, outcome.stopped_early), (12, false));
+    assert_eq!(outcome.final_from_best, Some(4));
+    assert_eq!(outcome.last_eval["eval/score"], 0.9);
+}
+
+#[test]
+fn load_best_and_early_stopping_settings_are_checked() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let refused = |cfg: TrainConfig, says: &str| {
+        let run = tempfile::tempdir().unwrap();
+        let mut task = ToyQa::new(1, None);
+        let err = train(&mut task, &cfg, Device::Cpu, run.path(), None).unwrap_err();
+        assert!(format!("{err:#}").contains(says), "{err:#}");
+    };
+    refused(
+        TrainConfig {
+            save_steps: 3,
+            ..early_stopping(2, 0.0)
+        },
+        "save_steps a multiple of eval_steps",
+    );
+    refused(
+        TrainConfig {
+            load_best_model_at_end: false,
+            ..early_stopping(2, 0.0)
+        },
+        "early_stopping_patience needs load_best_model_at_end",
+    );
+    refused(
+        TrainConfig {
+            early_stopping_threshold: -0.1,
+            ..early_stopping(2, 0.0)
+        },
+        "early_stopping_threshold",
+    );
+    // The toy task reports no eval/score without a script: the first evaluation names what it has.
+    refused(
+        early_stopping(2, 0.0),
+        "\"eval/score\" is not among the evaluation's metrics (eval/loss)",
+    );
 }

@@ -479,3 +479,61 @@ fn two_ranks_train_as_one_process_over_the_same_global_batches() {
         );
     }
 }
+
+/// Early stopping on 2 ranks: rank 0 evaluates and decides, and both ranks stop at the step one process
+/// stops at, with the same final model (the best checkpoint) and evaluation.
+#[test]
+fn two_ranks_stop_early_together_at_the_step_one_process_stops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = setup(tmp.path(), false, 1);
+    let run = |name: &str, accum: &str| -> Vec<String> {
+        let mut args = vec![
+            "--config".to_owned(),
+            cfg.to_str().unwrap().to_owned(),
+            "--device".to_owned(),
+            "cpu".to_owned(),
+            "--set".to_owned(),
+            format!("output_dir={}", tmp.path().join(name).display()),
+        ];
+        // No later evaluation improves on the first by 1,000 points: the second one stops the run.
+        for set in [
+            "train.max_steps=10".to_owned(),
+            "train.per_device_train_batch_size=8".to_owned(),
+            format!("train.gradient_accumulation_steps={accum}"),
+            "train.eval_steps=2".to_owned(),
+            "train.save_steps=2".to_owned(),
+            "train.load_best_model_at_end=true".to_owned(),
+            "train.early_stopping_patience=1".to_owned(),
+            "train.early_stopping_threshold=1000".to_owned(),
+            "train.metric_for_best_model=\"eval/f1\"".to_owned(),
+            "train.greater_is_better=true".to_owned(),
+        ] {
+            args.extend(["--set".to_owned(), set]);
+        }
+        args
+    };
+    let one = Command::new(BIN)
+        .args(run("one", "2"))
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&one.stdout).into_owned();
+    ok(one);
+    assert!(stdout.contains("stopped early at step 4"), "{stdout}");
+    let two = run("two", "1");
+    let two: Vec<&str> = two.iter().map(String::as_str).collect();
+    ok(test_support::torchrun(2, BIN, &two).output().unwrap());
+    let read = |name: &str, file: &str| std::fs::read(tmp.path().join(name).join(file)).unwrap();
+    let log = String::from_utf8(read("two", "train_log.jsonl")).unwrap();
+    assert_eq!(log.matches("train/loss").count(), 4, "{log}");
+    for file in [
+        "train_log.jsonl",
+        "final/model.safetensors",
+        "eval_results.json",
+    ] {
+        assert!(
+            read("one", file) == read("two", file),
+            "{file}: not bitwise the same"
+        );
+    }
+}

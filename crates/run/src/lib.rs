@@ -148,6 +148,15 @@ fn report(outcome: &TrainOutcome, final_dir: &Path) {
         outcome.eval_seconds,
         outcome.checkpoint_seconds
     );
+    if outcome.stopped_early {
+        println!(
+            "stopped early at step {} (train.early_stopping_patience)",
+            outcome.steps
+        );
+    }
+    if let Some(step) = outcome.final_from_best {
+        println!("final model: the best checkpoint, step {step} (train.load_best_model_at_end)");
+    }
     if outcome.skipped_nonfinite_steps > 0 {
         println!(
             "skipped {} steps with a non-finite loss or gradient",

@@ -32,6 +32,24 @@ pub struct TrainState {
     /// keep it, since step `s` covers micro-batches `s·m … s·m + m - 1` of the data order.
     #[serde(default)]
     pub micro_batches_per_step: Option<u64>,
+    /// The checkpoint whose evaluation was the best so far, with that evaluation's metrics: kept when
+    /// older checkpoints are removed, and `final/` with `load_best_model_at_end`. (`best_step` may be
+    /// an evaluation between checkpoints.)
+    #[serde(default)]
+    pub best_checkpoint: Option<BestCheckpoint>,
+    /// Evaluations in a row without an improvement (early stopping's count).
+    #[serde(default)]
+    pub evals_without_improvement: u64,
+    /// Early stopping ended the run: a resume trains no further.
+    #[serde(default)]
+    pub stopped_early: bool,
+}
+
+/// A checkpoint's step and the metrics of its evaluation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BestCheckpoint {
+    pub step: u64,
+    pub metrics: std::collections::BTreeMap<String, f64>,
 }
 
 impl TrainState {
@@ -45,6 +63,9 @@ impl TrainState {
             skipped_nonfinite_steps: 0,
             world_size: None,
             micro_batches_per_step: None,
+            best_checkpoint: None,
+            evals_without_improvement: 0,
+            stopped_early: false,
         }
     }
 }
@@ -215,7 +236,11 @@ impl Checkpoint {
                 .with_context(|| format!("cannot move checkpoint into {}", final_dir.display()))?;
         }
         sync_dir(&parent);
-        prune(run_dir, keep_last, state.best_step)
+        prune(
+            run_dir,
+            keep_last,
+            state.best_checkpoint.as_ref().map(|b| b.step),
+        )
     }
 }
 

@@ -24,7 +24,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use super::checkpoint::{self, BackgroundWriter, TrainState};
+use super::checkpoint::{self, BackgroundWriter, BestCheckpoint, TrainState};
 use super::graphs::{Plan, StepGraphs};
 use indicatif::ProgressBar;
 
@@ -71,6 +71,15 @@ pub struct TrainConfig {
     /// The evaluation metric that picks the best checkpoint, and whether larger is better.
     pub metric_for_best_model: String,
     pub greater_is_better: bool,
+    /// `final/` (and `eval_results.json`) from the best checkpoint by `metric_for_best_model` rather
+    /// than the last step. As `transformers`: needs `save_steps` a multiple of `eval_steps`, so that
+    /// every checkpoint was evaluated.
+    pub load_best_model_at_end: bool,
+    /// Stop after this many evaluations in a row that did not improve `metric_for_best_model` by more
+    /// than `early_stopping_threshold` on the best so far (`transformers`' `EarlyStoppingCallback`); 0:
+    /// never. Needs `load_best_model_at_end`, so that `final/` is the best model, not the last.
+    pub early_stopping_patience: u64,
+    pub early_stopping_threshold: f64,
     /// Stop when this many optimizer steps in a row had a non-finite loss or gradient.
     pub max_nonfinite_steps_in_a_row: u64,
     /// `bf16`: forward passes under autocast to bf16 (for CUDA; works on CPU too).
@@ -113,6 +122,9 @@ impl Default for TrainConfig {
             async_checkpoints: true,
             metric_for_best_model: "eval/loss".to_owned(),
             greater_is_better: false,
+            load_best_model_at_end: false,
+            early_stopping_patience: 0,
+            early_stopping_threshold: 0.0,
             max_nonfinite_steps_in_a_row: 10,
             precision: Precision::Fp32,
             group_by_length: false,
@@ -140,6 +152,30 @@ impl TrainConfig {
             && (self.num_train_epochs.is_nan() || self.num_train_epochs <= 0.0)
         {
             bail!("num_train_epochs must be positive when max_steps is not set");
+        }
+        if self.load_best_model_at_end
+            && (self.eval_steps == 0
+                || self.save_steps == 0
+                || !self.save_steps.is_multiple_of(self.eval_steps))
+        {
+            bail!(
+                "load_best_model_at_end needs eval_steps and save_steps set, save_steps a multiple of \
+                 eval_steps (so that every checkpoint is evaluated); got eval_steps = {}, save_steps = {}",
+                self.eval_steps,
+                self.save_steps
+            );
+        }
+        if self.early_stopping_patience > 0 && !self.load_best_model_at_end {
+            bail!(
+                "early_stopping_patience needs load_best_model_at_end = true (a stopped run's final \
+                 model is its best checkpoint, as with transformers' EarlyStoppingCallback)"
+            );
+        }
+        if !(self.early_stopping_threshold >= 0.0 && self.early_stopping_threshold.is_finite()) {
+            bail!(
+                "early_stopping_threshold must be a number ≥ 0, got {}",
+                self.early_stopping_threshold
+            );
         }
         Ok(())
     }
@@ -243,8 +279,13 @@ pub fn eval_batch_seed(seed: u64, index: u64) -> u64 {
 #[derive(Clone, Debug)]
 pub struct TrainOutcome {
     pub steps: u64,
+    /// The last evaluation's metrics; with `load_best_model_at_end`, the best checkpoint's.
     pub last_eval: BTreeMap<String, f64>,
     pub best_checkpoint: Option<PathBuf>,
+    /// With `load_best_model_at_end`: the step of the checkpoint now in the task's model.
+    pub final_from_best: Option<u64>,
+    /// Early stopping ended the run before its last step.
+    pub stopped_early: bool,
     pub skipped_nonfinite_steps: u64,
     /// Wall-clock seconds spent writing checkpoints and evaluating (the device's queued work finished
     /// first, so they hold only their own work): what a throughput figure for the steps leaves out.
@@ -449,7 +490,7 @@ impl<'a, T: Task> Trainer<'a, T> {
     fn run(mut self) -> Result<TrainOutcome> {
         let cfg = self.cfg;
         let started = Instant::now();
-        while self.state.step < self.total_steps {
+        while self.state.step < self.total_steps && !self.state.stopped_early {
             let lr = cfg.learning_rate * self.schedule.multiplier(self.state.step);
             self.step(lr)?;
             let step = self.state.step;
@@ -477,6 +518,9 @@ impl<'a, T: Task> Trainer<'a, T> {
             if saving {
                 self.save()?;
             }
+            if evaluating && cfg.early_stopping_patience > 0 && self.stop_early()? {
+                break;
+            }
         }
         self.bar.finish_and_clear();
         if let Some(tb) = &mut self.tb {
@@ -486,15 +530,23 @@ impl<'a, T: Task> Trainer<'a, T> {
         let waited = Instant::now();
         self.finish_checkpoint()?;
         self.checkpoint_seconds += waited.elapsed().as_secs_f64();
+        let final_from_best = if cfg.load_best_model_at_end && self.rank == 0 {
+            self.load_best()?
+        } else {
+            None
+        };
         Ok(TrainOutcome {
+            final_from_best,
+            stopped_early: self.state.stopped_early,
             train_seconds: started.elapsed().as_secs_f64(),
             // The ranks' batches are alike in size, as for the logged rate.
             train_tokens: self.tokens_trained * self.world,
             steps: self.state.step,
             best_checkpoint: self
                 .state
-                .best_step
-                .map(|s| checkpoint::dir_for(self.run_dir, s)),
+                .best_checkpoint
+                .as_ref()
+                .map(|b| checkpoint::dir_for(self.run_dir, b.step)),
             skipped_nonfinite_steps: self.state.skipped_nonfinite_steps,
             last_eval: self.last_eval,
             checkpoint_seconds: self.checkpoint_seconds,
@@ -696,18 +748,93 @@ impl<'a, T: Task> Trainer<'a, T> {
         self.bar
             .println(format!("step {step}: {}", format_metrics(&self.last_eval)));
         self.eval_seconds += started.elapsed().as_secs_f64();
-        if let Some(&value) = self.last_eval.get(&self.cfg.metric_for_best_model) {
-            let better = match self.state.best_metric {
-                None => true,
-                Some(best) if self.cfg.greater_is_better => value > best,
-                Some(best) => value < best,
-            };
-            if better {
-                self.state.best_metric = Some(value);
-                self.state.best_step = Some(step);
-            }
+        let needed = self.cfg.load_best_model_at_end || self.cfg.early_stopping_patience > 0;
+        match self.last_eval.get(&self.cfg.metric_for_best_model) {
+            Some(&value) => self.track_best(step, value),
+            None if needed => bail!(
+                "metric_for_best_model = {:?} is not among the evaluation's metrics ({}); \
+                 load_best_model_at_end and early stopping need it",
+                self.cfg.metric_for_best_model,
+                self.last_eval
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => {}
         }
         Ok(())
+    }
+
+    /// The best evaluation so far, and early stopping's count of evaluations without an improvement:
+    /// tested against the best before this one, as `transformers`' `EarlyStoppingCallback` (which runs
+    /// before the Trainer records a new best). A NaN never counts as better.
+    fn track_best(&mut self, step: u64, value: f64) {
+        let cfg = self.cfg;
+        let better = |a: f64, b: f64| {
+            if cfg.greater_is_better {
+                a > b
+            } else {
+                a < b
+            }
+        };
+        let state = &mut self.state;
+        let improved = !value.is_nan()
+            && state.best_metric.is_none_or(|best| {
+                better(value, best) && (value - best).abs() > cfg.early_stopping_threshold
+            });
+        state.evals_without_improvement = if improved {
+            0
+        } else {
+            state.evals_without_improvement + 1
+        };
+        if !value.is_nan() && state.best_metric.is_none_or(|best| better(value, best)) {
+            state.best_metric = Some(value);
+            state.best_step = Some(step);
+        }
+        if cfg.early_stopping_patience > 0
+            && state.evals_without_improvement >= cfg.early_stopping_patience
+        {
+            state.stopped_early = true;
+        }
+    }
+
+    /// Whether early stopping ends the run after this evaluation: rank 0 evaluated and decided; with
+    /// a group every rank learns it here, so that all stop at the same step.
+    fn stop_early(&mut self) -> Result<bool> {
+        if let Some(group) = self.group {
+            if !group.all_ok(!self.state.stopped_early)? {
+                self.state.stopped_early = true;
+            }
+        }
+        if self.state.stopped_early && self.rank == 0 {
+            self.bar.println(format!(
+                "step {}: early stopping: {} evaluations in a row did not improve {} on {} \
+                 (early_stopping_threshold {})",
+                self.state.step,
+                self.state.evals_without_improvement,
+                self.cfg.metric_for_best_model,
+                self.state.best_metric.unwrap_or(f64::NAN),
+                self.cfg.early_stopping_threshold
+            ));
+        }
+        Ok(self.state.stopped_early)
+    }
+
+    /// `load_best_model_at_end`: the best checkpoint's model into the task (nothing to load when it is
+    /// the last step's), its evaluation as the run's. Returns its step.
+    fn load_best(&mut self) -> Result<Option<u64>> {
+        let Some(best) = self.state.best_checkpoint.clone() else {
+            return Ok(None);
+        };
+        if best.step != self.state.step {
+            let dir = checkpoint::dir_for(self.run_dir, best.step);
+            self.task
+                .load_model(&dir)
+                .with_context(|| format!("cannot load the best checkpoint {}", dir.display()))?;
+        }
+        self.last_eval = best.metrics;
+        Ok(Some(best.step))
     }
 
     /// Rank 0 captures the checkpoint (weights and moments copied to the host) and writes it — on the
@@ -719,6 +846,13 @@ impl<'a, T: Task> Trainer<'a, T> {
         settle(self.device);
         let started = Instant::now();
         self.finish_checkpoint()?;
+        // This step's evaluation was the best so far: its checkpoint is the best one.
+        if self.rank == 0 && self.state.best_step == Some(self.state.step) {
+            self.state.best_checkpoint = Some(BestCheckpoint {
+                step: self.state.step,
+                metrics: self.last_eval.clone(),
+            });
+        }
         let saved = if self.rank == 0 {
             match checkpoint::capture(&*self.task, &self.optimizer, &self.state) {
                 Ok(captured) if self.cfg.async_checkpoints => {
