@@ -419,6 +419,11 @@ pub fn predict(
 impl run::Job for QaConfig {
     type Task = QaTask;
     const NAME: &'static str = "qa-finetune";
+    // A QA evaluation gives EM/F1, no loss (as run_qa.py's): the best checkpoint is the best F1.
+    const DEFAULTS: &'static [(&'static str, &'static str)] = &[
+        ("train.metric_for_best_model", "\"eval/f1\""),
+        ("train.greater_is_better", "true"),
+    ];
 
     fn output_dir(&self) -> &Path {
         &self.output_dir

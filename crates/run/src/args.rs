@@ -36,13 +36,17 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// The typed configuration (after `--set` overrides) and its resolved tree for the manifest.
-    pub fn config<T: DeserializeOwned>(&self) -> Result<(T, serde_json::Value)> {
+    /// The typed configuration (after `--set` overrides, with `defaults` where neither sets a key) and
+    /// its resolved tree for the manifest.
+    pub fn config<T: DeserializeOwned>(
+        &self,
+        defaults: &[(&str, &str)],
+    ) -> Result<(T, serde_json::Value)> {
         let file: &Path = self
             .config
             .as_deref()
             .context("--config is required to train (see configs/)")?;
-        model::runconfig::load(Some(file), &self.overrides)
+        model::runconfig::load_with_defaults(Some(file), defaults, &self.overrides)
     }
 
     pub fn start(&self) -> Start {

@@ -22,6 +22,9 @@ pub trait Job: DeserializeOwned {
     type Task: Task;
     /// The binary's name, for the manifest and messages.
     const NAME: &'static str;
+    /// Settings (`dotted.key`, TOML value) this binary defaults otherwise than [`TrainConfig`]'s
+    /// defaults, applied where the configuration file and `--set` leave them out.
+    const DEFAULTS: &'static [(&'static str, &'static str)] = &[];
 
     fn output_dir(&self) -> &Path;
     fn train_config(&self) -> &TrainConfig;
@@ -47,7 +50,7 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
         return Ok(());
     }
     let world = World::from_env()?;
-    let (job, resolved): (J, _) = args.config()?;
+    let (job, resolved): (J, _) = args.config(J::DEFAULTS)?;
     let device = rank_device(&world, args.device.resolve()?)?;
     let group = if world.is_distributed() {
         let timeout = std::time::Duration::from_secs(args.dist_timeout);

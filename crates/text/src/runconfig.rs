@@ -12,6 +12,17 @@ pub fn load<T: DeserializeOwned>(
     file: Option<&Path>,
     overrides: &[String],
 ) -> Result<(T, serde_json::Value)> {
+    load_with_defaults(file, &[], overrides)
+}
+
+/// [`load`], with `defaults` (`dotted.key`, TOML value) set where neither the file nor an override
+/// sets the key: a binary's own defaults for settings its configuration type shares with others
+/// (QA picks its best checkpoint by F1, MLM by loss). They are in the resolved tree.
+pub fn load_with_defaults<T: DeserializeOwned>(
+    file: Option<&Path>,
+    defaults: &[(&str, &str)],
+    overrides: &[String],
+) -> Result<(T, serde_json::Value)> {
     let mut root = match file {
         Some(f) => {
             let text = std::fs::read_to_string(f)
@@ -29,6 +40,12 @@ pub fn load<T: DeserializeOwned>(
         set(&mut root, key.trim(), value)
             .with_context(|| format!("cannot apply override '{o}'"))?;
     }
+    for (key, raw) in defaults {
+        if !has(&root, key) {
+            set(&mut root, key, parse_value(raw))
+                .with_context(|| format!("cannot apply the default {key} = {raw}"))?;
+        }
+    }
     let what = file
         .map(|f| f.display().to_string())
         .unwrap_or_else(|| "the command line".to_owned());
@@ -45,6 +62,20 @@ fn parse_value(raw: &str) -> toml::Value {
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+/// Whether the dotted `key` is set in `root`.
+fn has(root: &toml::Table, key: &str) -> bool {
+    let mut parts = key.split('.').peekable();
+    let mut table = root;
+    while let Some(p) = parts.next() {
+        match (table.get(p), parts.peek()) {
+            (Some(_), None) => return true,
+            (Some(toml::Value::Table(t)), Some(_)) => table = t,
+            _ => return false,
+        }
+    }
+    false
 }
 
 fn set(root: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
@@ -94,5 +125,32 @@ mod tests {
         assert_eq!(json["train"]["lr"], serde_json::json!(2e-5));
         let err = load::<Cfg>(Some(&f), &["train.typo=1".to_owned()]).unwrap_err();
         assert!(format!("{err:#}").contains("typo"), "{err:#}");
+    }
+
+    #[test]
+    fn defaults_fill_only_keys_that_neither_the_file_nor_an_override_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[train]
+lr = 0.1
+",
+        )
+        .unwrap();
+        let defaults = [
+            ("name", "\"default\""),
+            ("train.lr", "9.0"),
+            ("train.steps", "7"),
+        ];
+        let (c, json): (Cfg, _) = load_with_defaults(Some(&f), &defaults, &[]).unwrap();
+        assert_eq!(
+            (c.name.as_str(), c.train.lr, c.train.steps),
+            ("default", 0.1, 7)
+        );
+        assert_eq!(json["train"]["steps"], serde_json::json!(7));
+        let sets = ["train.steps=2".to_owned(), "name=set".to_owned()];
+        let (c, _): (Cfg, _) = load_with_defaults(Some(&f), &defaults, &sets).unwrap();
+        assert_eq!((c.name.as_str(), c.train.steps), ("set", 2));
     }
 }
