@@ -456,18 +456,29 @@ fn two_ranks_train_as_one_process_over_the_same_global_batches() {
         .map(String::from)
         .to_vec()
     };
-    ok(Command::new(BIN)
+    let (_, log) = one_process_and_two_ranks(tmp.path(), run);
+    assert_eq!(log.matches("train/loss").count(), 6, "{log}");
+    assert!(log.contains("eval/f1"), "{log}");
+}
+
+/// Trains `run("one", "2")` as one process (one thread, as torchrun gives each rank) and
+/// `run("two", "1")` as 2 ranks under torchrun (Gloo), each in `dir/<name>`; both must write bitwise the
+/// same training log, final model and evaluation. Returns the one process's stdout and training log.
+fn one_process_and_two_ranks(
+    dir: &Path,
+    run: impl Fn(&str, &str) -> Vec<String>,
+) -> (String, String) {
+    let one = Command::new(BIN)
         .args(run("one", "2"))
         .env("OMP_NUM_THREADS", "1")
         .output()
-        .unwrap());
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&one.stdout).into_owned();
+    ok(one);
     let two = run("two", "1");
     let two: Vec<&str> = two.iter().map(String::as_str).collect();
     ok(test_support::torchrun(2, BIN, &two).output().unwrap());
-    let read = |name: &str, file: &str| std::fs::read(tmp.path().join(name).join(file)).unwrap();
-    let log = String::from_utf8(read("one", "train_log.jsonl")).unwrap();
-    assert_eq!(log.matches("train/loss").count(), 6, "{log}");
-    assert!(log.contains("eval/f1"), "{log}");
+    let read = |name: &str, file: &str| std::fs::read(dir.join(name).join(file)).unwrap();
     for file in [
         "train_log.jsonl",
         "final/model.safetensors",
@@ -478,6 +489,8 @@ fn two_ranks_train_as_one_process_over_the_same_global_batches() {
             "{file}: not bitwise the same"
         );
     }
+    let log = String::from_utf8(read("one", "train_log.jsonl")).unwrap();
+    (stdout, log)
 }
 
 /// Early stopping on 2 ranks: rank 0 evaluates and decides, and both ranks stop at the step one process
@@ -511,28 +524,7 @@ fn two_ranks_stop_early_together_at_the_step_one_process_stops() {
         }
         args
     };
-    let one = Command::new(BIN)
-        .args(run("one", "2"))
-        .env("OMP_NUM_THREADS", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&one.stdout).into_owned();
-    ok(one);
+    let (stdout, log) = one_process_and_two_ranks(tmp.path(), run);
     assert!(stdout.contains("stopped early at step 4"), "{stdout}");
-    let two = run("two", "1");
-    let two: Vec<&str> = two.iter().map(String::as_str).collect();
-    ok(test_support::torchrun(2, BIN, &two).output().unwrap());
-    let read = |name: &str, file: &str| std::fs::read(tmp.path().join(name).join(file)).unwrap();
-    let log = String::from_utf8(read("two", "train_log.jsonl")).unwrap();
     assert_eq!(log.matches("train/loss").count(), 4, "{log}");
-    for file in [
-        "train_log.jsonl",
-        "final/model.safetensors",
-        "eval_results.json",
-    ] {
-        assert!(
-            read("one", file) == read("two", file),
-            "{file}: not bitwise the same"
-        );
-    }
 }
