@@ -748,10 +748,10 @@ impl<'a, T: Task> Trainer<'a, T> {
         self.bar
             .println(format!("step {step}: {}", format_metrics(&self.last_eval)));
         self.eval_seconds += started.elapsed().as_secs_f64();
-        let needed = self.cfg.load_best_model_at_end || self.cfg.early_stopping_patience > 0;
+        // Early stopping is only allowed with load_best_model_at_end (`TrainConfig::validate`).
         match self.last_eval.get(&self.cfg.metric_for_best_model) {
             Some(&value) => self.track_best(step, value),
-            None if needed => bail!(
+            None if self.cfg.load_best_model_at_end => bail!(
                 "metric_for_best_model = {:?} is not among the evaluation's metrics ({}); \
                  load_best_model_at_end and early stopping need it",
                 self.cfg.metric_for_best_model,
