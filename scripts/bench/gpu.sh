@@ -18,7 +18,8 @@
 # (the task's way, as transformers), alternated.
 # mlm-bf16: medqa's step at 32×512 under bf16 autocast (fp32 weights, residual stream, LayerNorm) against
 # the model's weights and so every activation in bf16 without autocast (bench_step --weights bf16: an upper
-# bound for a bf16-activations mode), alternated; then both as CUDA graphs.
+# bound for a bf16-activations mode) and against that mode with fp32 master weights in AdamW (--weights
+# bf16-master: what a real run would use), alternated; then all three as CUDA graphs.
 # mlm-trainer: the mlm-pretrain loop itself at the same shape, 32×512 (scripts/bench/mlm_trainer.sh).
 # mlm-accum: the same loop with 2 micro-batches of 32×512 per optimizer step (64×512 by accumulation).
 # mlm-graphs: medqa's step at 32×512 eager against captured as a CUDA graph and replayed, alternated; then
@@ -99,9 +100,9 @@ run)
   want mlm-loss && step PYTHON="$py" scripts/bench/mlm_levers.sh $b/bin/bench_step \
     "$mlm_base --batch 32 --warmup 3 --steps 10" fp32="--loss fp32" native="--loss native"
   want mlm-bf16 && step PYTHON="$py" scripts/bench/mlm_levers.sh $b/bin/bench_step \
-    "$mlm_base --batch 32 --warmup 3 --steps 10" autocast="--weights fp32" bf16="--weights bf16"
+    "$mlm_base --batch 32 --warmup 3 --steps 10" autocast="--weights fp32" bf16="--weights bf16" bf16-master="--weights bf16-master"
   want mlm-bf16 && step PYTHON="$py" scripts/bench/mlm_levers.sh $b/bin/bench_step \
-    "$mlm_base --batch 32 --warmup 3 --steps 10 --graphs on" autocast-graphs="--weights fp32" bf16-graphs="--weights bf16"
+    "$mlm_base --batch 32 --warmup 3 --steps 10 --graphs on" autocast-graphs="--weights fp32" bf16-graphs="--weights bf16" bf16-master-graphs="--weights bf16-master"
   want mlm-trainer && step PYTHON="$py" scripts/bench/mlm_trainer.sh $b/bin $b/tokenizer-xlmr.json
   want mlm-accum && step PYTHON="$py" ACCUM=2 scripts/bench/mlm_trainer.sh $b/bin $b/tokenizer-xlmr.json
   want mlm-graphs && step PYTHON="$py" scripts/bench/mlm_levers.sh $b/bin/bench_step \

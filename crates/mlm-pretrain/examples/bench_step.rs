@@ -2,7 +2,7 @@
 //!
 //!     bench_step [--hidden 256 --layers 4 --heads 4 --intermediate 1024 --vocab 250002
 //!                 --batch 16 --seq 128 --threads 2 --warmup 1 --steps 3 --device cpu
-//!                 --precision fp32|bf16 --weights fp32|bf16 --masking host|device --loss native|fp32
+//!                 --precision fp32|bf16 --weights fp32|bf16|bf16-master --masking host|device --loss native|fp32
 //!                 --phases false --graphs off|on --profile TRACE.json]
 //!
 //! Prints one JSON line: tokens/s and peak resident memory. `--profile` writes libtorch's profile of the
@@ -21,8 +21,9 @@
 //! `--weights bf16` holds the model's weights in bf16 and runs without autocast, so that every
 //! activation (the residual stream, LayerNorm, dropout, the casts autocast adds around each product) is
 //! bf16 too; AdamW updates the bf16 weights directly. It bounds what a bf16-activations mode could gain
-//! on a GPU: a real run would keep fp32 master weights for the update, one gradient cast and one weight
-//! copy more per step (a few hundred MB each way at the base shape).
+//! on a GPU. `--weights bf16-master` is that mode as a real run would have it: the same bf16 model, with
+//! AdamW keeping fp32 master weights (`AdamW::with_fp32_master`), one gradient cast and one weight copy
+//! more per step (a few hundred MB each way at the base shape).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -79,10 +80,12 @@ fn main() -> Result<()> {
         .get("device")
         .map_or(Ok(DeviceChoice::Cpu), |d| d.parse())?
         .resolve()?;
-    let bf16_weights = match args.get("weights").map(String::as_str) {
-        None | Some("fp32") => false,
-        Some("bf16") => true,
-        Some(other) => anyhow::bail!("--weights {other}: expected fp32 or bf16"),
+    let weights = args.get("weights").map_or("fp32", String::as_str);
+    let (bf16_weights, fp32_master) = match weights {
+        "fp32" => (false, false),
+        "bf16" => (true, false),
+        "bf16-master" => (true, true),
+        other => anyhow::bail!("--weights {other}: expected fp32, bf16 or bf16-master"),
     };
     // bf16 weights compute in bf16 throughout: autocast would cast LayerNorm and the loss to fp32.
     let precision = match args.get("precision").map(String::as_str) {
@@ -98,13 +101,15 @@ fn main() -> Result<()> {
         // In place: the model's tensors share the store's, so the model computes in bf16 from here.
         m.vs.bfloat16();
     }
-    let mut opt = AdamW::new(
-        m.vs.variables(),
-        AdamWConfig {
-            weight_decay: 0.01,
-            ..Default::default()
-        },
-    );
+    let adamw = AdamWConfig {
+        weight_decay: 0.01,
+        ..Default::default()
+    };
+    let mut opt = if fp32_master {
+        AdamW::with_fp32_master(m.vs.variables(), adamw)
+    } else {
+        AdamW::new(m.vs.variables(), adamw)
+    };
     let host_masking = match args.get("masking").map(String::as_str) {
         None | Some("host") => true,
         Some("device") => false,
@@ -279,7 +284,7 @@ fn main() -> Result<()> {
         "impl": "medqa", "host_memory": host_memory.name(), "device": format!("{device:?}"), "precision": format!("{precision:?}"),
         "masking": if host_masking { "host" } else { "device" },
         "loss": if fp32_loss { "fp32" } else { "native" },
-        "weights": if bf16_weights { "bf16" } else { "fp32" },
+        "weights": weights,
         "graphs": graphs,
         "tokens_per_sec": tokens / timed, "seconds_per_step": per_step(timed),
         "host_seconds": per_step(host), "last_loss": last_loss, "peak_rss_mib": peak_rss_mib(), "params": m.num_parameters(),

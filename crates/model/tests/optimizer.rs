@@ -279,3 +279,156 @@ fn learning_rate_in_a_tensor_updates_as_by_value() {
         assert_eq!(d, 0.0, "{n}: {d:e} after {} steps", fx.steps);
     }
 }
+
+/// Gives a leaf `param` the gradient `src` (a backward pass of <param, src> on its first step).
+fn set_grad(param: &Tensor, src: &Tensor) {
+    let mut g = param.grad();
+    if g.defined() {
+        tch::no_grad(|| g.copy_(src));
+    } else {
+        (param * src).sum(Kind::Float).backward();
+    }
+}
+
+/// The fixture's parameters rounded to bf16, as a model held in bf16 has them.
+fn bf16_params(fx: &Fixture) -> HashMap<String, Tensor> {
+    fx.params()
+        .into_iter()
+        .map(|(n, t)| {
+            (
+                n,
+                t.detach().to_kind(Kind::BFloat16).set_requires_grad(true),
+            )
+        })
+        .collect()
+}
+
+fn master_weights(opt: &AdamW, dir: &std::path::Path) -> HashMap<String, Tensor> {
+    let file = dir.join("state.safetensors");
+    opt.save(&file).unwrap();
+    Tensor::read_safetensors(&file)
+        .unwrap()
+        .into_iter()
+        .filter_map(|(k, t)| k.strip_suffix(".master").map(|n| (n.to_owned(), t)))
+        .collect()
+}
+
+/// bf16 weights with fp32 masters: clipping and the update are fp32 AdamW's on the gradients cast
+/// to fp32, bit for bit, and the model's weights are the masters rounded to bf16.
+#[test]
+fn fp32_master_weights_update_as_fp32_adamw_does() {
+    let fx = Fixture::load();
+    let half = bf16_params(&fx);
+    let reference: HashMap<String, Tensor> = half
+        .iter()
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                t.detach().to_kind(Kind::Float).set_requires_grad(true),
+            )
+        })
+        .collect();
+    let mut opt_half = AdamW::with_fp32_master(share(&half), config());
+    let mut opt_ref = AdamW::new(share(&reference), config());
+    let sched = schedule(fx.steps);
+    for step in 0..fx.steps {
+        for n in NAMES {
+            let src = fx.t[&format!("grad.{n}")].get(step).to_kind(Kind::BFloat16);
+            set_grad(&half[n], &src);
+            set_grad(&reference[n], &src.to_kind(Kind::Float));
+        }
+        let norm_half = opt_half.clip_grad_norm(1.0);
+        let norm_ref = opt_ref.clip_grad_norm(1.0);
+        assert_eq!(norm_half.kind(), Kind::Float);
+        assert_eq!(
+            common::max_abs_diff(&norm_half, &norm_ref),
+            0.0,
+            "step {step}"
+        );
+        let lr = 3e-3 * sched.multiplier(step as u64);
+        opt_half.step(lr, None).unwrap();
+        opt_ref.step(lr, None).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let masters = master_weights(&opt_half, dir.path());
+    assert_eq!(masters.len(), NAMES.len());
+    for n in NAMES {
+        assert_eq!(masters[n].kind(), Kind::Float, "{n}");
+        assert_eq!(common::max_abs_diff(&masters[n], &reference[n]), 0.0, "{n}");
+        assert_eq!(half[n].kind(), Kind::BFloat16, "{n}");
+        let rounded = reference[n].to_kind(Kind::BFloat16);
+        assert_eq!(common::max_abs_diff(&half[n], &rounded), 0.0, "{n}");
+    }
+}
+
+/// Why the masters: updates smaller than half a bf16 step vanish when applied to bf16 weights, and
+/// add up in fp32 ones until the rounded weight moves.
+#[test]
+fn fp32_master_weights_keep_updates_bf16_rounds_away() {
+    let opts = (Kind::BFloat16, tch::Device::Cpu);
+    let run = |master: bool| {
+        let w = Tensor::ones([4], opts).set_requires_grad(true);
+        let vars = HashMap::from([("w".to_owned(), w.shallow_clone())]);
+        let mut opt = if master {
+            AdamW::with_fp32_master(vars, AdamWConfig::default())
+        } else {
+            AdamW::new(vars, AdamWConfig::default())
+        };
+        for _ in 0..50 {
+            opt.zero_grad();
+            set_grad(&w, &Tensor::ones([4], opts));
+            opt.step(1e-4, None).unwrap();
+        }
+        w.to_kind(Kind::Float).max().double_value(&[])
+    };
+    // 50 updates of ~1e-4 each: 0.995 in fp32, 0.99609375 once rounded to bf16.
+    assert_eq!(run(false), 1.0);
+    assert_eq!(run(true), 0.99609375);
+}
+
+/// A run resumed from the saved state (masters included) continues bit for bit; loading the state
+/// also sets the model's bf16 weights from the masters.
+#[test]
+fn fp32_master_weights_resume_bitwise() {
+    let fx = Fixture::load();
+    let sched = schedule(fx.steps);
+    let run = |opt: &mut AdamW, params: &HashMap<String, Tensor>, from: i64, to: i64| {
+        for step in from..to {
+            for n in NAMES {
+                let src = fx.t[&format!("grad.{n}")].get(step).to_kind(Kind::BFloat16);
+                set_grad(&params[n], &src);
+            }
+            let _ = opt.clip_grad_norm(1.0);
+            opt.step(3e-3 * sched.multiplier(step as u64), None)
+                .unwrap();
+        }
+    };
+    let straight = bf16_params(&fx);
+    let mut opt = AdamW::with_fp32_master(share(&straight), config());
+    run(&mut opt, &straight, 0, fx.steps);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("optimizer.safetensors");
+    let first_params = bf16_params(&fx);
+    let mut first = AdamW::with_fp32_master(share(&first_params), config());
+    run(&mut first, &first_params, 0, 37);
+    first.save(&file).unwrap();
+    let resumed = bf16_params(&fx); // the initial weights: loading the state must replace them
+    let mut second = AdamW::with_fp32_master(share(&resumed), config());
+    second.load(&file).unwrap();
+    assert_eq!(second.step_count(), 37);
+    for n in NAMES {
+        assert_eq!(
+            common::max_abs_diff(&first_params[n], &resumed[n]),
+            0.0,
+            "{n}"
+        );
+    }
+    run(&mut second, &resumed, 37, fx.steps);
+    for n in NAMES {
+        assert_eq!(common::max_abs_diff(&straight[n], &resumed[n]), 0.0, "{n}");
+    }
+    // A plain optimizer on fp32 weights cannot take state that holds masters.
+    let err = AdamW::new(fx.params(), config()).load(&file).unwrap_err();
+    assert!(format!("{err:#}").contains(".master"), "{err:#}");
+}

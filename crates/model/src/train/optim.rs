@@ -44,6 +44,19 @@ struct ParamState {
     decay: bool,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
+    /// With [`AdamW::with_fp32_master`] and a half-precision parameter: the fp32 weights the update
+    /// applies to (the parameter is their rounded copy) and an fp32 buffer for the parameter's gradient.
+    master: Option<(Tensor, Tensor)>,
+}
+
+impl ParamState {
+    /// The tensor the update applies to and the gradient it applies.
+    fn target(&self) -> (Tensor, Tensor) {
+        match &self.master {
+            Some((weights, grad)) => (weights.shallow_clone(), grad.shallow_clone()),
+            None => (self.param.shallow_clone(), self.param.grad()),
+        }
+    }
 }
 
 pub struct AdamW {
@@ -55,20 +68,44 @@ pub struct AdamW {
     /// `state["step"]`): it stays there, so a step whose update is skipped on the device's say-so
     /// (`found_inf`) needs no round trip to the host.
     steps: BTreeMap<String, Tensor>,
+    /// Whether this step's half-precision gradients are in the fp32 buffers already (clipping casts
+    /// them, so that the update does not cast the unclipped ones again).
+    grads_cast: bool,
 }
 
 impl AdamW {
     /// Optimises the trainable variables given by name (e.g. `VarStore::variables()`).
     pub fn new(variables: HashMap<String, Tensor>, config: AdamWConfig) -> Self {
+        Self::build(variables, config, false)
+    }
+
+    /// As [`AdamW::new`], for a model whose weights are held in bf16 or fp16 (every activation then
+    /// computes in that precision, without autocast's casts around each product): the optimizer keeps
+    /// fp32 master weights and fp32 moments, casts each gradient to fp32 before clipping, updates the
+    /// master weights and copies them, rounded, into the model's. Small updates then accumulate in fp32
+    /// instead of vanishing under bf16's 8-bit mantissa (DeepSpeed's and Megatron's bf16 recipe).
+    /// fp32 parameters are optimised as [`AdamW::new`] does.
+    pub fn with_fp32_master(variables: HashMap<String, Tensor>, config: AdamWConfig) -> Self {
+        Self::build(variables, config, true)
+    }
+
+    fn build(variables: HashMap<String, Tensor>, config: AdamWConfig, master: bool) -> Self {
         let params = variables
             .into_iter()
             .filter(|(_, t)| t.requires_grad())
             .map(|(name, param)| {
+                let master = (master && param.kind() != Kind::Float).then(|| {
+                    let weights = tch::no_grad(|| param.to_kind(Kind::Float));
+                    let grad = weights.zeros_like();
+                    (weights, grad)
+                });
+                let like = master.as_ref().map_or(&param, |(w, _)| w);
                 let state = ParamState {
                     decay: decays(&name),
-                    exp_avg: param.zeros_like(),
-                    exp_avg_sq: param.zeros_like(),
+                    exp_avg: like.zeros_like(),
+                    exp_avg_sq: like.zeros_like(),
                     param,
+                    master,
                 };
                 (name, state)
             })
@@ -78,7 +115,24 @@ impl AdamW {
             params,
             step: 0,
             steps: BTreeMap::new(),
+            grads_cast: false,
         }
+    }
+
+    /// Copies this step's half-precision gradients into their fp32 buffers (once per step).
+    fn cast_grads(&mut self) {
+        if self.grads_cast {
+            return;
+        }
+        tch::no_grad(|| {
+            for s in self.params.values_mut() {
+                let grad = s.param.grad();
+                if let (Some((_, buffer)), true) = (&mut s.master, grad.defined()) {
+                    buffer.copy_(&grad);
+                }
+            }
+        });
+        self.grads_cast = true;
     }
 
     /// Updates applied so far (skipped steps do not count). On CUDA this waits for the device.
@@ -109,6 +163,7 @@ impl AdamW {
 
     /// Drops all gradients (`zero_grad(set_to_none=True)`): the next backward allocates them afresh.
     pub fn zero_grad(&mut self) {
+        self.grads_cast = false;
         let mut handles: Vec<*mut std::ffi::c_void> = self
             .params
             .values()
@@ -122,11 +177,12 @@ impl AdamW {
     /// `torch.nn.utils.clip_grad_norm_` does; returns the norm before clipping, a float scalar on the
     /// gradients' device (reading it is left to the caller, so the device need not be waited for).
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> Tensor {
+        self.cast_grads();
         let grads: Vec<Tensor> = self
             .params
             .values()
-            .map(|s| s.param.grad())
-            .filter(|g| g.defined())
+            .filter(|s| s.param.grad().defined())
+            .map(|s| s.target().1)
             .collect();
         if grads.is_empty() {
             return Tensor::from(0f32);
@@ -197,17 +253,18 @@ impl AdamW {
             eps,
             weight_decay,
         } = self.config;
+        self.cast_grads();
         // The kernel wants all tensors of one call on one device; decay and no-decay are two calls.
         type Entry = (Tensor, Tensor, Tensor, Tensor);
         let mut groups: BTreeMap<(String, bool), Vec<Entry>> = BTreeMap::new();
         for s in self.params.values() {
-            let grad = s.param.grad();
-            if grad.defined() {
+            if s.param.grad().defined() {
+                let (weights, grad) = s.target();
                 groups
                     .entry((format!("{:?}", s.param.device()), s.decay))
                     .or_default()
                     .push((
-                        s.param.shallow_clone(),
+                        weights,
                         grad,
                         s.exp_avg.shallow_clone(),
                         s.exp_avg_sq.shallow_clone(),
@@ -276,10 +333,20 @@ impl AdamW {
                 });
             }
         }
+        // The model's weights follow their master copies (a skipped update left those as they were).
+        tch::no_grad(|| {
+            for s in self.params.values_mut() {
+                if let (Some((weights, _)), true) = (&s.master, s.param.grad().defined()) {
+                    s.param.copy_(weights);
+                }
+            }
+        });
+        self.grads_cast = false;
         Ok(())
     }
 
-    /// Writes the moments and the step count to a safetensors file, atomically.
+    /// Writes the moments, the fp32 master weights (if any) and the step count to a safetensors
+    /// file, atomically.
     pub fn save(&self, file: &Path) -> Result<()> {
         self.snapshot()?.write(file)
     }
@@ -290,6 +357,9 @@ impl AdamW {
         for (name, s) in &self.params {
             tensors.insert(format!("{name}.exp_avg"), &s.exp_avg, None)?;
             tensors.insert(format!("{name}.exp_avg_sq"), &s.exp_avg_sq, None)?;
+            if let Some((weights, _)) = &s.master {
+                tensors.insert(format!("{name}.master"), weights, None)?;
+            }
         }
         tensors.insert("step".to_owned(), &Tensor::from(self.step_count()), None)?;
         Ok(tensors)
@@ -305,10 +375,14 @@ impl AdamW {
             .remove("step")
             .with_context(|| format!("{}: no step count", file.display()))?;
         for (name, s) in self.params.iter_mut() {
-            for (suffix, dst) in [
-                ("exp_avg", &mut s.exp_avg),
-                ("exp_avg_sq", &mut s.exp_avg_sq),
-            ] {
+            let mut slots = vec![
+                ("exp_avg", s.exp_avg.shallow_clone()),
+                ("exp_avg_sq", s.exp_avg_sq.shallow_clone()),
+            ];
+            if let Some((weights, _)) = &s.master {
+                slots.push(("master", weights.shallow_clone()));
+            }
+            for (suffix, mut dst) in slots {
                 let key = format!("{name}.{suffix}");
                 let src = saved.remove(&key).with_context(|| {
                     format!("{}: no state for parameter '{name}'", file.display())
@@ -322,6 +396,9 @@ impl AdamW {
                     );
                 }
                 tch::no_grad(|| dst.copy_(&src.to_kind(dst.kind())));
+            }
+            if let Some((weights, _)) = &s.master {
+                tch::no_grad(|| s.param.copy_(weights));
             }
         }
         if let Some(extra) = saved.keys().next() {
