@@ -51,6 +51,10 @@ pub struct DataConfig {
     /// Cap on validation sequences scored at each evaluation.
     #[serde(default)]
     pub max_eval_sequences: Option<usize>,
+    /// Train on the first N training sequences only, for quick runs and debugging (run_mlm.py's
+    /// `max_train_samples`: counted after grouping into sequences, as there).
+    #[serde(default)]
+    pub max_train_sequences: Option<usize>,
 }
 
 fn default_seq() -> usize {
@@ -234,6 +238,8 @@ pub struct MlmTask {
     seed: u64,
     eval_batch_size: usize,
     max_eval_sequences: Option<usize>,
+    /// The training sequences used: all, or the first `data.max_train_sequences`.
+    train_len: usize,
     /// Training batches' labelled positions padded to `model::mlm::position_bound` (CUDA graphs).
     static_shapes: bool,
 }
@@ -246,6 +252,11 @@ impl MlmTask {
         device: Device,
     ) -> Result<Self> {
         let masker = Masker::new(&inputs.tokenizer, cfg.masking)?;
+        let train_len = match cfg.data.max_train_sequences {
+            Some(0) => bail!("data.max_train_sequences must be at least 1"),
+            Some(n) => n.min(inputs.train.len()),
+            None => inputs.train.len(),
+        };
         Ok(Self {
             model,
             inputs,
@@ -254,6 +265,7 @@ impl MlmTask {
             seed: cfg.train.seed,
             eval_batch_size: cfg.data.eval_batch_size.max(1),
             max_eval_sequences: cfg.data.max_eval_sequences,
+            train_len,
             static_shapes: false,
         })
     }
@@ -296,14 +308,14 @@ impl model::train::Task for MlmTask {
     type Batch = MlmBatch;
 
     fn train_len(&self) -> usize {
-        self.inputs.train.len()
+        self.train_len
     }
 
     fn sampling(&self) -> model::train::Sampling {
         let train = &self.inputs.train;
         model::train::Sampling {
-            lengths: Some((0..train.len()).map(|i| train.seq_len(i)).collect()),
-            ..model::train::Sampling::uniform(train.len())
+            lengths: Some((0..self.train_len).map(|i| train.seq_len(i)).collect()),
+            ..model::train::Sampling::uniform(self.train_len)
         }
     }
 
@@ -419,10 +431,14 @@ impl run::Job for MlmConfig {
     }
 
     fn describe(&self, task: &MlmTask) -> String {
+        let all = task.inputs.train.len();
+        let used = match task.train_len {
+            n if n < all => format!("the first {n} of {all}"),
+            n => n.to_string(),
+        };
         format!(
-            "{} parameters, {} train sequences, {} validation sequences",
+            "{} parameters, {used} train sequences, {} validation sequences",
             task.model.num_parameters(),
-            task.inputs.train.len(),
             task.inputs.eval.as_ref().map_or(0, |e| e.len()),
         )
     }

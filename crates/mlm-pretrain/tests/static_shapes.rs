@@ -1,26 +1,12 @@
 //! Training batches with static shapes (what lets a captured CUDA graph of the step replay every batch of
 //! a size): the labelled positions padded to a bound, the same loss as the batch without padding.
 
-use mlm_pretrain::{MlmConfig, MlmTask};
 use model::train::Task;
-use tch::Device;
 
 mod common;
 
-fn task(dir: &std::path::Path) -> MlmTask {
-    let shards = dir.join("corpus");
-    common::make_shards(&shards);
-    let cfg: MlmConfig = serde_json::from_value(serde_json::json!({
-        "output_dir": dir.join("run"),
-        "data": { "shards": shards, "max_seq_length": 32 },
-        "model": { "shape": { "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-                              "intermediate_size": 128 } },
-        "train": { "seed": 3, "per_device_train_batch_size": 8 },
-    }))
-    .unwrap();
-    let inputs = cfg.open_inputs().unwrap();
-    let model = cfg.build_model(&inputs.tokenizer, Device::Cpu).unwrap();
-    MlmTask::new(&cfg, model, inputs, Device::Cpu).unwrap()
+fn task(dir: &std::path::Path) -> mlm_pretrain::MlmTask {
+    common::task(dir, serde_json::json!({})).unwrap()
 }
 
 #[test]

@@ -41,6 +41,7 @@ fn main() -> Result<()> {
                 path: PathBuf::from(get("data")?),
                 lang: None,
                 weight: 1.0,
+                max_samples: None,
             }],
             validation: vec![],
             max_seq_length: 384,

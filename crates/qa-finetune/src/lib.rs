@@ -48,6 +48,10 @@ pub struct QaFile {
     /// (2 repeats the file, 0.5 takes a new half every epoch). Ignored for validation files.
     #[serde(default = "default_weight")]
     pub weight: f64,
+    /// Only the file's first N questions, for quick runs and debugging (run_qa.py's
+    /// `max_train_samples` / `max_eval_samples`, per file; taken before windows are made, as there).
+    #[serde(default)]
+    pub max_samples: Option<usize>,
 }
 
 fn default_weight() -> f64 {
@@ -92,10 +96,25 @@ fn default_eval_batch() -> usize {
     32
 }
 
+/// The files' questions in order, each file cut to its `max_samples`.
 pub fn load_examples(files: &[QaFile]) -> Result<Vec<QaExample>> {
     let mut out = Vec::new();
     for f in files {
-        out.extend(squad::load(&f.path, f.lang.as_deref())?);
+        let mut examples = squad::load(&f.path, f.lang.as_deref())?;
+        if let Some(n) = f.max_samples {
+            if n == 0 {
+                bail!("{}: max_samples must be at least 1", f.path.display());
+            }
+            if n < examples.len() {
+                eprintln!(
+                    "{}: the first {n} of {} questions (max_samples)",
+                    f.path.display(),
+                    examples.len()
+                );
+                examples.truncate(n);
+            }
+        }
+        out.extend(examples);
     }
     Ok(out)
 }
@@ -400,17 +419,17 @@ impl model::train::Task for QaTask {
     }
 }
 
-/// `predict`: answers for a SQuAD-format file with a fine-tuned model directory.
+/// `predict`: answers for a SQuAD-format file (its first `data.max_samples` questions, if set) with
+/// a fine-tuned model directory.
 pub fn predict(
     model_dir: &Path,
-    data: &Path,
-    lang: Option<&str>,
+    data: &QaFile,
     batch_size: usize,
     device: Device,
     precision: model::autocast::Precision,
 ) -> Result<(Vec<QaExample>, Prediction)> {
     let qa = model::qa::inference::QaModel::load(model_dir, device)?;
-    let examples = squad::load(data, lang)?;
+    let examples = load_examples(std::slice::from_ref(data))?;
     let prediction = qa.predict(&examples, batch_size, precision)?;
     Ok((examples, prediction))
 }

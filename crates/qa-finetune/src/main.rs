@@ -36,6 +36,9 @@ enum Command {
         /// Language of the questions, overriding the file's tags.
         #[arg(long)]
         lang: Option<String>,
+        /// Answer only the file's first N questions (run_qa.py's max_predict_samples).
+        #[arg(long)]
+        max_samples: Option<usize>,
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
         /// Write every window's example id, input ids, offsets and logits here (JSONL).
@@ -59,6 +62,7 @@ fn main() -> Result<()> {
             data,
             out,
             lang,
+            max_samples,
             batch_size,
             dump_features,
             device,
@@ -80,8 +84,12 @@ fn main() -> Result<()> {
                 },
             ) = predict(
                 &model,
-                &data,
-                lang.as_deref(),
+                &qa_finetune::QaFile {
+                    path: data,
+                    lang,
+                    weight: 1.0,
+                    max_samples,
+                },
                 batch_size,
                 device,
                 precision,

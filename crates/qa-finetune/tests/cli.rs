@@ -294,6 +294,104 @@ fn mixing_weights_scale_each_files_share_of_an_epoch() {
     assert!(double.abs_diff(2 * full) <= 1, "{full} vs {double}");
 }
 
+/// `max_samples` keeps a file's first N questions (run_qa.py's max_train/eval_samples), before windows
+/// are made; the run says so, and the resolved config records it.
+#[test]
+fn max_samples_takes_each_files_first_questions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = setup(tmp.path(), false, 1);
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("train.json\" }", "train.json\", max_samples = 20 }")
+        .replace("dev.json\" }", "dev.json\", max_samples = 5 }");
+    assert!(text.contains("max_samples = 5"), "{text}");
+    let capped = tmp.path().join("capped.toml");
+    std::fs::write(&capped, text).unwrap();
+    let out = test_support::ok_all(
+        Command::new(BIN)
+            .args(["--config", capped.to_str().unwrap(), "--device", "cpu"])
+            .args(["--set", "train.max_steps=1"])
+            .output()
+            .unwrap(),
+    );
+    // 20 questions, 24 windows: at 64 tokens some of the first seven contexts take two.
+    assert!(
+        out.contains("24 training windows, 5 validation questions"),
+        "{out}"
+    );
+    assert!(
+        out.contains("the first 20 of 180 questions (max_samples)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("the first 5 of 45 questions (max_samples)"),
+        "{out}"
+    );
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("run/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let data = &manifest["config"]["data"];
+    assert_eq!(data["train"][0]["max_samples"], 20, "{data}");
+    assert_eq!(data["validation"][0]["max_samples"], 5, "{data}");
+
+    // predict --max-samples: the first 7 questions of dev.json answered, and only they.
+    let pred = tmp.path().join("pred");
+    let out = test_support::ok(
+        Command::new(BIN)
+            .args([
+                "predict",
+                "--device",
+                "cpu",
+                "--max-samples",
+                "7",
+                "--model",
+            ])
+            .arg(tmp.path().join("run/final"))
+            .arg("--data")
+            .arg(tmp.path().join("dev.json"))
+            .arg("--out")
+            .arg(&pred)
+            .output()
+            .unwrap(),
+    );
+    assert!(out.starts_with("7 questions"), "{out}");
+    let preds: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pred.join("predictions.json")).unwrap())
+            .unwrap();
+    let ids: std::collections::BTreeSet<&str> = preds
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let first: std::collections::BTreeSet<&str> =
+        ["v0-0", "v0-1", "v0-2", "v1-0", "v1-1", "v1-2", "v2-0"].into();
+    assert_eq!(ids, first);
+
+    let zero = tmp.path().join("zero.toml");
+    let text = std::fs::read_to_string(&capped)
+        .unwrap()
+        .replace("max_samples = 5", "max_samples = 0");
+    std::fs::write(&zero, text).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "--config",
+            zero.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--overwrite",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("dev.json: max_samples must be at least 1"),
+        "{err}"
+    );
+}
+
 /// Same seed, same data: the same numbers, in two processes. The checkpoint (an MLM model: the fixture
 /// without its QA head) has no QA head, so the head is drawn fresh — from the seed, not from libtorch's
 /// default generator, which each process seeds at random.

@@ -20,6 +20,29 @@ const SENTENCES: &[&str] = &[
     "Ο ασθενής εισήχθη με οξύ ισχαιμικό αγγειακό εγκεφαλικό επεισόδιο.",
 ];
 
+/// The MLM task of a tiny model (hidden 64, 2 layers) on [`make_shards`]' corpus, made in `dir`,
+/// with `data` merged into the config's `data` table.
+pub fn task(dir: &Path, data: serde_json::Value) -> anyhow::Result<mlm_pretrain::MlmTask> {
+    let shards = dir.join("corpus");
+    if !shards.exists() {
+        make_shards(&shards);
+    }
+    let mut table = serde_json::json!({ "shards": shards, "max_seq_length": 32 });
+    for (k, v) in data.as_object().expect("a table") {
+        table[k] = v.clone();
+    }
+    let cfg: mlm_pretrain::MlmConfig = serde_json::from_value(serde_json::json!({
+        "output_dir": dir.join("run"),
+        "data": table,
+        "model": { "shape": { "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                              "intermediate_size": 128 } },
+        "train": { "seed": 3, "per_device_train_batch_size": 8 },
+    }))?;
+    let inputs = cfg.open_inputs()?;
+    let model = cfg.build_model(&inputs.tokenizer, tch::Device::Cpu)?;
+    mlm_pretrain::MlmTask::new(&cfg, model, inputs, tch::Device::Cpu)
+}
+
 /// Shards of the sentences (many times over, shuffled in pairs) with the fixture tokenizer.
 pub fn make_shards(dir: &Path) {
     let tok_file = fixtures().join("tokenizer/tokenizer.json");
