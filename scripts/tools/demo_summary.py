@@ -63,6 +63,17 @@ def gold_matches(run, root):
     return same, len(rows)
 
 
+def cpu_model():
+    """The processor's name (figures differ between processors: other kernels, other rounding)."""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def commit(root):
     try:
         return subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -86,7 +97,8 @@ def summary(run, root):
     cmd = "scripts/demo.sh --quick" if quick else "scripts/demo.sh"
     out = []
     out.append(f"Measured by `{cmd}` on {datetime.date.today().isoformat()} ({os.cpu_count()} CPU cores, "
-               f"{platform.machine()}, commit {commit(root)}), after the build: **{total} s** of pipeline.")
+               f"{platform.machine()}, {cpu_model()}, commit {commit(root)}), after the build: "
+               f"**{total} s** of pipeline.")
     out.append("")
     out.append("| step | seconds |")
     out.append("|---|---:|")
