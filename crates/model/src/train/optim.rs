@@ -125,10 +125,14 @@ impl AdamW {
             return;
         }
         tch::no_grad(|| {
+            // Parameters without a master copy are skipped before asking for their gradient (an FFI
+            // call each, every step).
             for s in self.params.values_mut() {
-                let grad = s.param.grad();
-                if let (Some((_, buffer)), true) = (&mut s.master, grad.defined()) {
-                    buffer.copy_(&grad);
+                if let Some((_, buffer)) = &mut s.master {
+                    let grad = s.param.grad();
+                    if grad.defined() {
+                        buffer.copy_(&grad);
+                    }
                 }
             }
         });
@@ -336,8 +340,10 @@ impl AdamW {
         // The model's weights follow their master copies (a skipped update left those as they were).
         tch::no_grad(|| {
             for s in self.params.values_mut() {
-                if let (Some((weights, _)), true) = (&s.master, s.param.grad().defined()) {
-                    s.param.copy_(weights);
+                if let Some((weights, _)) = &s.master {
+                    if s.param.grad().defined() {
+                        s.param.copy_(weights);
+                    }
                 }
             }
         });
