@@ -38,7 +38,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # The command as given, with the knobs set in the environment, for the tables.
 invocation="scripts/experiment-e5.sh${*:+ $*}"
-for knob in BLOCK BUDGET_S MLM_STEPS MLM_HEAD_STEPS EPOCHS DEV_Q TRAIN_Q PADDING SEEDS; do
+for knob in BLOCK BUDGET_S MLM_STEPS MLM_HEAD_STEPS EPOCHS DEV_Q TRAIN_Q PADDING PRECISION DEVICE SETS SEEDS; do
   [ -n "${!knob+set}" ] && invocation="$knob=\"${!knob}\" $invocation"
 done
 mode=cpu
@@ -230,10 +230,17 @@ step "tables"
 # run's directory was brought back from another machine).
 "$py" - "$out/table-args.json" mode="$mode" seeds="${pairs[*]}" adapted_seeds="${adapted[*]}" sets="$SETS" \
   block="${BLOCK:-}" command="$invocation" elapsed="$(( $(date +%s) - start ))" machine="${MACHINE:-}" \
-  commit="$commit" \
+  commit="$commit" shared="$shared" \
   settings="padding=$PADDING subset=spread train_q=$TRAIN_Q dev_q=$DEV_Q epochs=$EPOCHS seq=$SEQ stride=$STRIDE batch=$BATCH lr=$LR precision=$PRECISION mlm_head_steps=$MLM_HEAD_STEPS mlm_steps=$MLM_STEPS mlm_batch=$MLM_BATCH mlm_seq=$MLM_SEQ" <<'PY'
-import json, sys
-json.dump(dict(kv.split("=", 1) for kv in sys.argv[2:]), open(sys.argv[1], "w", encoding="utf-8"), indent=1)
+import hashlib, json, sys
+from pathlib import Path
+args = dict(kv.split("=", 1) for kv in sys.argv[2:])
+# The QA files' hashes, taken here: a run on a lent machine has its own copy of the data, and its tables
+# may be written where the data is not.
+shared = Path(args.pop("shared")) / "qa"
+args["sources_sha256"] = {f: hashlib.sha256((shared / f).read_bytes()).hexdigest()
+                          for f in (t.split(":")[2] for t in args["sets"].split())}
+json.dump(args, open(sys.argv[1], "w", encoding="utf-8"), indent=1)
 PY
 if [ "$DOC" != none ]; then
   "$py" scripts/tools/experiment_table.py --args "$out/table-args.json" --out "$out" --doc "$DOC"

@@ -114,8 +114,10 @@ def main():
     lines.append("|---|---|---:|---:|---|")
     shared = Path(os.environ.get("SHARED_DATA") or root.parent / "shared" / "data") / "qa"
     for name, lang, file in triples:
+        # The run's own hash where it took one (runs since table-args.json held them), else this machine's copy.
         source = shared / file
-        digest = f"`{sha256(source)[:16]}…`" if source.exists() else "(not on the machine that wrote this table)"
+        known = run.get("sources_sha256", {}).get(file) or (sha256(source) if source.exists() else None)
+        digest = f"`{known[:16]}…`" if known else "(not on the machine that wrote this table)"
         lines.append(f"| {name} | {lang} | {questions(out / 'data' / f'{name}.train.json')} | "
                      f"{questions(out / 'data' / f'{name}.dev.json')} | `{file}` {digest} |")
     lines.append("")
