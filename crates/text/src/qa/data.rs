@@ -53,16 +53,20 @@ pub struct Qa {
     pub all_golden_answers: Option<Vec<String>>,
 }
 
-/// Reads a SQuAD-format file; errors name the file and, for malformed JSON or a field of the wrong
-/// type, the line and column.
+/// Reads a SQuAD-format file (nested, or flat as `datasets` writes it); errors name the file and, for
+/// malformed JSON or a field of the wrong type, the line and column.
 pub fn read_squad(path: &Path) -> Result<SquadFile> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read QA set {}", path.display()))?;
     parse_squad(&text, path)
 }
 
-/// [`read_squad`] on text already read from `path`.
+/// [`read_squad`] on text already read from `path`. Takes the nested SQuAD layout and the flat one
+/// `datasets` and `run_qa.py` use (`super::flat`).
 pub fn parse_squad(text: &str, path: &Path) -> Result<SquadFile> {
+    if let Some(file) = super::flat::parse(text, path)? {
+        return Ok(file);
+    }
     serde_json::from_str(text)
         .with_context(|| format!("{} is not a SQuAD-format file", path.display()))
 }
@@ -274,7 +278,9 @@ pub fn id_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String
 }
 
 /// Titles and language tags: a string, a number (some sets number their articles) or null.
-fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(crate) fn text_or_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
     match serde_json::Value::deserialize(d)? {
         serde_json::Value::Null => Ok(None),
         serde_json::Value::String(s) => Ok(Some(s)),
