@@ -72,6 +72,11 @@ struct QaArgs {
     /// The merged training set (SQuAD v2.0 format, `lang` and `source` on every question).
     #[arg(long)]
     out: PathBuf,
+    /// `squad`: nested SQuAD JSON. `flat`: one record per question as `datasets` and `run_qa.py` read
+    /// them (JSON Lines when the path ends in .jsonl, else `{"version", "data": [records]}`); medqa
+    /// reads both.
+    #[arg(long, value_enum, default_value_t)]
+    layout: data_prep::qa_sets::Layout,
     /// Contexts going to the dev set, per thousand (by hash of the context).
     #[arg(long, default_value_t = 0)]
     dev_permille: u64,
@@ -171,6 +176,7 @@ fn qa(args: QaArgs) -> Result<()> {
     let QaArgs {
         inputs,
         out,
+        layout,
         dev_permille,
         dev_out,
         rejects,
@@ -197,9 +203,9 @@ fn qa(args: QaArgs) -> Result<()> {
         .transpose()?;
     let merged = qa_sets::merge(&inputs, strict)?;
     let (train, dev) = merged.split(dev_permille);
-    qa_sets::write_json(&out, &train)?;
+    qa_sets::write_set(&out, &train, layout)?;
     if let Some(dev_out) = &dev_out {
-        qa_sets::write_json(dev_out, &dev)?;
+        qa_sets::write_set(dev_out, &dev, layout)?;
     }
     let mut lines = String::new();
     for r in &merged.rejects {

@@ -525,6 +525,33 @@ pub fn statistics(
 
 pub use fsutil::write_json;
 
+/// How `data-prep qa` writes its sets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Layout {
+    /// SQuAD's nested JSON (v2.0 when a question has no answer, else 1.1).
+    #[default]
+    Squad,
+    /// `datasets`' one record per question, as `run_qa.py --train_file` reads it: JSON Lines for a
+    /// `.jsonl` path (`Dataset.to_json`'s layout), else `{"version": …, "data": [records]}`.
+    Flat,
+}
+
+/// Writes a set made by [`Merged::split`] in `layout`, atomically.
+pub fn write_set(path: &std::path::Path, squad: &Value, layout: Layout) -> Result<()> {
+    if layout == Layout::Squad {
+        return write_json(path, squad);
+    }
+    let records = text::qa::flat::records(squad);
+    if path.extension().is_some_and(|e| e == "jsonl") {
+        let mut lines = String::new();
+        for r in &records {
+            lines += &(serde_json::to_string(r)? + "\n");
+        }
+        return fsutil::write_atomic(path, |w| std::io::Write::write_all(w, lines.as_bytes()));
+    }
+    write_json(path, &json!({"version": squad["version"], "data": records}))
+}
+
 /// The printed summary: per file, then per language × source.
 pub fn summary(merged: &Merged, stats: &[GroupStats]) -> String {
     let mut out = String::from(

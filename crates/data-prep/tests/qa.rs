@@ -459,3 +459,82 @@ fn output_locations_are_checked_before_any_work() {
     assert!(err.contains("is a file"), "{err}");
     assert!(!out.exists(), "checked before the merged set was written");
 }
+
+/// `--layout flat`: the merged set as `datasets`' records — JSON Lines for a .jsonl path, run_qa.py's
+/// `{"data": [...]}` otherwise — which medqa reads back as the nested set and `datasets` reads the way
+/// `run_qa.py` does, every question a row.
+#[test]
+fn flat_layout_is_the_squad_set_as_datasets_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = inputs(tmp.path());
+    let merge = |out: &Path, layout: &str| {
+        let out = out.to_str().unwrap();
+        ok(run(&[
+            "qa", "--input", &a, "--input", &b, "--out", out, "--layout", layout,
+        ]));
+    };
+    let nested = tmp.path().join("merged.json");
+    merge(&nested, "squad");
+    let (lines, run_qa) = (
+        tmp.path().join("merged.jsonl"),
+        tmp.path().join("run_qa.json"),
+    );
+    merge(&lines, "flat");
+    merge(&run_qa, "flat");
+    let want = text::qa::squad::load(&nested, None).unwrap();
+    assert_eq!(want.len(), 6);
+    assert!(
+        want.iter().any(|q| q.answers.is_empty()),
+        "a no-answer question"
+    );
+    for flat in [&lines, &run_qa] {
+        assert_eq!(
+            text::qa::squad::load(flat, None).unwrap(),
+            want,
+            "{}",
+            flat.display()
+        );
+    }
+    let first: Value = serde_json::from_str(
+        std::fs::read_to_string(&lines)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["id"], "notes:ok");
+    assert_eq!(
+        first["answers"],
+        serde_json::json!({"text": ["165/95 mmHg"], "answer_start": [3]})
+    );
+    assert_eq!(
+        (&first["lang"], &first["source"]),
+        (&"ro".into(), &"notes".into())
+    );
+    assert_eq!(read(&run_qa)["version"], "v2.0");
+
+    // datasets, as run_qa.py calls it (field="data" for its .json) and as Dataset.to_json's files load.
+    let script = r#"
+import sys
+from datasets import load_dataset
+run_qa, lines = sys.argv[1:3]
+for d in (load_dataset("json", data_files={"train": run_qa}, field="data")["train"],
+          load_dataset("json", data_files={"train": lines})["train"]):
+    assert d.num_rows == 6, d.num_rows
+    assert {"id", "title", "context", "question", "answers"} <= set(d.column_names), d.column_names
+    row = d[0]
+    assert row["context"][row["answers"]["answer_start"][0]:].startswith(row["answers"]["text"][0]), row
+    assert sum(not r["text"] for r in d["answers"]) == 1
+print("ok")
+"#;
+    let out = Command::new(test_support::python())
+        .arg("-c")
+        .arg(script)
+        .args([&run_qa, &lines])
+        .env("HF_DATASETS_CACHE", tmp.path().join("hf-cache"))
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("the set-up's Python (scripts/setup.sh --test)");
+    assert_eq!(ok(out).trim(), "ok");
+}

@@ -229,6 +229,57 @@ fn answer_list(raw: Option<Value>, at: &str) -> Result<Vec<Value>> {
         .collect())
 }
 
+/// A nested SQuAD set (as JSON) in the flat layout: one record per question, in file order, with
+/// `id`, `title`, `context`, `question` and `answers` as `datasets`' columns (`{"text": [...],
+/// "answer_start": [...]}`; none for a question without an answer), then the question's other fields
+/// (`lang`, `source`, …) but `is_impossible`, which empty answers say.
+pub fn records(squad: &Value) -> Vec<Value> {
+    let list = |v: &Value, key: &str| v.get(key).and_then(Value::as_array).cloned();
+    let mut out = Vec::new();
+    for article in list(squad, "data").unwrap_or_default() {
+        let title = article.get("title").cloned().unwrap_or(Value::Null);
+        for p in list(&article, "paragraphs").unwrap_or_default() {
+            let context = p.get("context").cloned().unwrap_or(Value::Null);
+            for qa in list(&p, "qas").unwrap_or_default() {
+                let Value::Object(fields) = qa else { continue };
+                let answers = fields
+                    .get("answers")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let column = |key: &str| -> Vec<Value> {
+                    answers
+                        .iter()
+                        .map(|a| a.get(key).cloned().unwrap_or(Value::Null))
+                        .collect()
+                };
+                let mut record = Map::new();
+                record.insert(
+                    "id".into(),
+                    fields.get("id").cloned().unwrap_or(Value::Null),
+                );
+                record.insert("title".into(), title.clone());
+                record.insert("context".into(), context.clone());
+                record.insert(
+                    "question".into(),
+                    fields.get("question").cloned().unwrap_or(Value::Null),
+                );
+                let mut columns = Map::new();
+                columns.insert("text".into(), Value::Array(column("text")));
+                columns.insert("answer_start".into(), Value::Array(column("answer_start")));
+                record.insert("answers".into(), Value::Object(columns));
+                for (key, value) in fields {
+                    if !record.contains_key(&key) && key != "is_impossible" {
+                        record.insert(key, value);
+                    }
+                }
+                out.push(Value::Object(record));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,6 +349,23 @@ mod tests {
             };
             assert_eq!(ids(&scoring), ids(&want_scoring), "{}", path.display());
         }
+    }
+
+    #[test]
+    fn nested_sets_written_as_records_read_back_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested: Value = serde_json::from_str(NESTED).unwrap();
+        let records = records(&nested);
+        assert_eq!(records.len(), 4);
+        assert_eq!(
+            records[1]["answers"],
+            serde_json::json!({"text": ["thins blood", "thins"], "answer_start": [8, 8]})
+        );
+        assert!(records[2].get("is_impossible").is_none());
+        let lines: Vec<String> = records.iter().map(Value::to_string).collect();
+        let path = write(dir.path(), "records.jsonl", &lines.join("\n"));
+        let want = squad::load(&write(dir.path(), "nested.json", NESTED), None).unwrap();
+        assert_eq!(squad::load(&path, None).unwrap(), want);
     }
 
     #[test]
