@@ -64,17 +64,33 @@ def gold_matches(run, root):
 
 
 def cpu_model():
-    """The processor's name (figures differ between processors: other kernels, other rounding)."""
+    """The processor's name and its widest vector instructions: figures differ between processors, as
+    libtorch's CPU kernels differ by instruction set (two machines both named "AMD EPYC", one with AVX-512
+    BF16 and one without, gave different demo tables)."""
+    name, flags = None, set()
     try:
         for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if line.startswith("model name") and name is None:
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    name = name or platform.processor() or platform.machine()
+    for flag, isa in (("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2")):
+        if flag in flags:
+            return f"{name} with {isa}"
+    return name
 
 
-def commit(root):
+def commit(run, root):
+    """The commit the run's binaries were built from (its manifest), else this checkout's."""
+    try:
+        manifest = read_json(run / "qa/manifest.json")
+        if manifest.get("git_commit"):
+            return manifest["git_commit"][:7] + ("-dirty" if manifest.get("git_dirty") else "")
+    except (OSError, ValueError, KeyError):
+        pass
     try:
         return subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
@@ -97,7 +113,7 @@ def summary(run, root):
     cmd = "scripts/demo.sh --quick" if quick else "scripts/demo.sh"
     out = []
     out.append(f"Measured by `{cmd}` on {datetime.date.today().isoformat()} ({os.cpu_count()} CPU cores, "
-               f"{platform.machine()}, {cpu_model()}, commit {commit(root)}), after the build: "
+               f"{platform.machine()}, {cpu_model()}, commit {commit(run, root)}), after the build: "
                f"**{total} s** of pipeline.")
     out.append("")
     out.append("| step | seconds |")
