@@ -207,12 +207,7 @@ fn qa(args: QaArgs) -> Result<()> {
     if let Some(dev_out) = &dev_out {
         qa_sets::write_set(dev_out, &dev, layout)?;
     }
-    let mut lines = String::new();
-    for r in &merged.rejects {
-        lines += &(serde_json::to_string(r)? + "\n");
-    }
-    fsutil::write_atomic(&rejects, |w| w.write_all(lines.as_bytes()))
-        .with_context(|| format!("writing {}", rejects.display()))?;
+    fsutil::write_json_lines(&rejects, &merged.rejects)?;
     let groups = qa_sets::statistics(&merged, tok.as_ref(), max_seq_length, doc_stride)?;
     qa_sets::write_json(
         &stats,

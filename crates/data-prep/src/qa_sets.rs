@@ -543,11 +543,7 @@ pub fn write_set(path: &std::path::Path, squad: &Value, layout: Layout) -> Resul
     }
     let records = text::qa::flat::records(squad);
     if path.extension().is_some_and(|e| e == "jsonl") {
-        let mut lines = String::new();
-        for r in &records {
-            lines += &(serde_json::to_string(r)? + "\n");
-        }
-        return fsutil::write_atomic(path, |w| std::io::Write::write_all(w, lines.as_bytes()));
+        return fsutil::write_json_lines(path, &records);
     }
     write_json(path, &json!({"version": squad["version"], "data": records}))
 }

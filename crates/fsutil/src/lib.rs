@@ -46,6 +46,20 @@ pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
     write_atomic(path, |w| w.write_all(text.as_bytes()))
 }
 
+/// `items` as JSON Lines (one compact value per line), written atomically (rejects reports, QA records).
+pub fn write_json_lines<T: serde::Serialize>(
+    path: &Path,
+    items: impl IntoIterator<Item = T>,
+) -> Result<()> {
+    let mut text = String::new();
+    for item in items {
+        text += &serde_json::to_string(&item)
+            .with_context(|| format!("cannot serialise a line of {}", path.display()))?;
+        text.push('\n');
+    }
+    write_atomic(path, |w| w.write_all(text.as_bytes()))
+}
+
 /// Checks, before any long work, that `path` can be written later: its directory exists or can be
 /// created, a file can be made in it, and `path` itself is not a directory. Creates the directory.
 pub fn check_output_file(path: &Path) -> Result<()> {
@@ -116,6 +130,23 @@ pub fn hash_file_into(hasher: &mut Sha256, path: &Path) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_lines_hold_one_compact_value_a_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/rows.jsonl");
+        let rows = [
+            serde_json::json!({"a": 1, "b": "x\ny"}),
+            serde_json::json!([2]),
+        ];
+        write_json_lines(&path, &rows).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1,\"b\":\"x\\ny\"}\n[2]\n"
+        );
+        write_json_lines(&path, Vec::<u8>::new()).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    }
 
     #[test]
     fn sha256_of_a_file_matches_the_standard_vector_and_missing_files_are_named() {

@@ -197,11 +197,7 @@ impl Index {
         let bytes = bincode::serialize(self).context("encoding the index")?;
         fsutil::write_atomic(&dir.join(INDEX_FILE), |w| w.write_all(&bytes))?;
         fsutil::write_json(&dir.join(SUMMARY_FILE), &self.summary(rejects.len()))?;
-        let mut lines = String::new();
-        for r in rejects {
-            lines += &(serde_json::to_string(r)? + "\n");
-        }
-        fsutil::write_atomic(&dir.join(REJECTS_FILE), |w| w.write_all(lines.as_bytes()))
+        fsutil::write_json_lines(&dir.join(REJECTS_FILE), rejects)
     }
 
     pub fn load(dir: &Path) -> Result<Self> {
