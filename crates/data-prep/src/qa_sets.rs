@@ -203,7 +203,7 @@ struct Site<'a> {
 impl Merger {
     fn file(&mut self, input: &QaInput) -> Result<()> {
         let file = input.path.display().to_string();
-        let squad = text::qa::data::read_squad(&input.path)?;
+        let squad = read_set(&input.path)?;
         let v2_file = text::qa::data::version_is_v2(squad.version.as_ref());
         self.merged.v2 |= v2_file;
         let mut report = FileReport {
@@ -385,6 +385,24 @@ impl Merger {
             });
         }
         id
+    }
+}
+
+/// A QA set: SQuAD JSON (nested or `datasets`' flat records), or `datasets`' records as Parquet (what
+/// the Hugging Face Hub holds and `Dataset.to_parquet` writes).
+fn read_set(path: &std::path::Path) -> Result<text::qa::data::SquadFile> {
+    if tables::TableFormat::from_path(path).ok() != Some(tables::TableFormat::Parquet) {
+        return text::qa::data::read_squad(path);
+    }
+    let rows = tables::read_as_json_lines(path)?;
+    match text::qa::flat::parse(&rows, path)? {
+        Some(set) => Ok(set),
+        None => bail!(
+            "{}: a Parquet QA set needs datasets' SQuAD columns (context, question, answers; id and \
+             title optional), found {:?}",
+            path.display(),
+            tables::columns_of(path)?
+        ),
     }
 }
 

@@ -538,3 +538,69 @@ print("ok")
         .expect("the set-up's Python (scripts/setup.sh --test)");
     assert_eq!(ok(out).trim(), "ok");
 }
+
+/// `datasets`' Parquet (the Hub's layout for a data set, `Dataset.to_parquet`): the same set as its JSON
+/// Lines, byte for byte in the merged output; a Parquet file without QA columns is an error naming them.
+#[test]
+fn datasets_parquet_merges_as_its_json_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = inputs(tmp.path());
+    let lines = tmp.path().join("flat/set.jsonl");
+    ok(run(&[
+        "qa",
+        "--input",
+        &a,
+        "--input",
+        &b,
+        "--out",
+        lines.to_str().unwrap(),
+        "--layout",
+        "flat",
+    ]));
+    let parquet = tmp.path().join("set.parquet");
+    let wrong = tmp.path().join("wrong.parquet");
+    let script = r#"
+import sys
+from datasets import Dataset, load_dataset
+lines, parquet, wrong = sys.argv[1:4]
+d = load_dataset("json", data_files={"train": lines})["train"]
+d.to_parquet(parquet)
+Dataset.from_list([{"text": "no questions here"}]).to_parquet(wrong)
+print(d.num_rows)
+"#;
+    let out = Command::new(test_support::python())
+        .arg("-c")
+        .arg(script)
+        .args([&lines, &parquet, &wrong])
+        .env("HF_DATASETS_CACHE", tmp.path().join("hf-cache"))
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("the set-up's Python (scripts/setup.sh --test)");
+    assert_eq!(ok(out).trim(), "6");
+    let merge = |input: &Path, out: &Path| {
+        run(&[
+            "qa",
+            "--input",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let (from_lines, from_parquet) = (tmp.path().join("l.json"), tmp.path().join("p.json"));
+    ok(merge(&lines, &from_lines));
+    ok(merge(&parquet, &from_parquet));
+    assert_eq!(questions(&read(&from_parquet)).len(), 6);
+    assert_eq!(
+        std::fs::read_to_string(&from_parquet).unwrap(),
+        std::fs::read_to_string(&from_lines).unwrap()
+    );
+    let failed = merge(&wrong, &tmp.path().join("w.json"));
+    assert!(!failed.status.success());
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        err.contains("wrong.parquet")
+            && err.contains("needs datasets' SQuAD columns")
+            && err.contains("\"text\""),
+        "{err}"
+    );
+}

@@ -105,6 +105,17 @@ fn read_columns(path: &Path, columns: Option<&[&str]>) -> Result<DataFrame> {
     df.with_context(|| format!("cannot read the table {}", path.display()))
 }
 
+/// A table file's rows as JSON Lines, one object per row, nested columns (lists, structs) as JSON arrays
+/// and objects: how `datasets`' Parquet files (the Hugging Face Hub's own layout for a data set) reach
+/// readers of JSON records.
+pub fn read_as_json_lines(path: &Path) -> Result<String> {
+    let mut df = read(path)?;
+    let mut out = Vec::new();
+    write(&mut df, TableFormat::Jsonl, &mut out)
+        .with_context(|| format!("cannot turn the rows of {} into JSON", path.display()))?;
+    String::from_utf8(out).with_context(|| format!("{}: rows are not UTF-8", path.display()))
+}
+
 /// The column names of a table file, read from its header (CSV/TSV) or schema (Parquet) alone.
 pub fn columns_of(path: &Path) -> Result<Vec<String>> {
     let format = TableFormat::from_path(path)?;
