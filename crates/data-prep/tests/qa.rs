@@ -67,20 +67,20 @@ fn inputs(dir: &Path) -> (String, String) {
     )
 }
 
+/// `data-prep qa` on the two inputs of [`inputs`] into `out`, with `extra` arguments; must succeed.
+fn merge_two(a: &str, b: &str, out: &Path, extra: &[&str]) -> String {
+    let out = out.to_str().unwrap();
+    let mut args = vec!["qa", "--input", a, "--input", b, "--out", out];
+    args.extend(extra);
+    ok(run(&args))
+}
+
 #[test]
 fn answers_are_repaired_or_rejected_and_sets_merge_deterministically() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = inputs(tmp.path());
     let out = tmp.path().join("merged.json");
-    let printed = ok(run(&[
-        "qa",
-        "--input",
-        &a,
-        "--input",
-        &b,
-        "--out",
-        out.to_str().unwrap(),
-    ]));
+    let printed = merge_two(&a, &b, &out, &[]);
     assert!(printed.contains("rejects: 2"), "{printed}");
     let merged = read(&out);
     let qs = questions(&merged);
@@ -144,15 +144,7 @@ fn answers_are_repaired_or_rejected_and_sets_merge_deterministically() {
 
     // The same inputs give the same bytes.
     let first = std::fs::read(&out).unwrap();
-    ok(run(&[
-        "qa",
-        "--input",
-        &a,
-        "--input",
-        &b,
-        "--out",
-        out.to_str().unwrap(),
-    ]));
+    merge_two(&a, &b, &out, &[]);
     assert_eq!(first, std::fs::read(&out).unwrap());
     // --strict makes a rejected answer an error that names the file and the question.
     let strict = run(&[
@@ -467,12 +459,7 @@ fn output_locations_are_checked_before_any_work() {
 fn flat_layout_is_the_squad_set_as_datasets_records() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = inputs(tmp.path());
-    let merge = |out: &Path, layout: &str| {
-        let out = out.to_str().unwrap();
-        ok(run(&[
-            "qa", "--input", &a, "--input", &b, "--out", out, "--layout", layout,
-        ]));
-    };
+    let merge = |out: &Path, layout: &str| merge_two(&a, &b, out, &["--layout", layout]);
     let nested = tmp.path().join("merged.json");
     merge(&nested, "squad");
     let (lines, run_qa) = (
@@ -528,15 +515,8 @@ for d in (load_dataset("json", data_files={"train": run_qa}, field="data")["trai
     assert sum(not r["text"] for r in d["answers"]) == 1
 print("ok")
 "#;
-    let out = Command::new(test_support::python())
-        .arg("-c")
-        .arg(script)
-        .args([&run_qa, &lines])
-        .env("HF_DATASETS_CACHE", tmp.path().join("hf-cache"))
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .expect("the set-up's Python (scripts/setup.sh --test)");
-    assert_eq!(ok(out).trim(), "ok");
+    let printed = test_support::run_datasets_script(script, &[&run_qa, &lines], tmp.path());
+    assert_eq!(printed.trim(), "ok");
 }
 
 /// `datasets`' Parquet (the Hub's layout for a data set, `Dataset.to_parquet`): the same set as its JSON
@@ -546,17 +526,7 @@ fn datasets_parquet_merges_as_its_json_lines() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = inputs(tmp.path());
     let lines = tmp.path().join("flat/set.jsonl");
-    ok(run(&[
-        "qa",
-        "--input",
-        &a,
-        "--input",
-        &b,
-        "--out",
-        lines.to_str().unwrap(),
-        "--layout",
-        "flat",
-    ]));
+    merge_two(&a, &b, &lines, &["--layout", "flat"]);
     let parquet = tmp.path().join("set.parquet");
     let wrong = tmp.path().join("wrong.parquet");
     let script = r#"
@@ -568,15 +538,9 @@ d.to_parquet(parquet)
 Dataset.from_list([{"text": "no questions here"}]).to_parquet(wrong)
 print(d.num_rows)
 "#;
-    let out = Command::new(test_support::python())
-        .arg("-c")
-        .arg(script)
-        .args([&lines, &parquet, &wrong])
-        .env("HF_DATASETS_CACHE", tmp.path().join("hf-cache"))
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .expect("the set-up's Python (scripts/setup.sh --test)");
-    assert_eq!(ok(out).trim(), "6");
+    let printed =
+        test_support::run_datasets_script(script, &[&lines, &parquet, &wrong], tmp.path());
+    assert_eq!(printed.trim(), "6");
     let merge = |input: &Path, out: &Path| {
         run(&[
             "qa",

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use test_support::{ok_all as ok, python, root};
+use test_support::{ok_all as ok, root};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qa-finetune");
 
@@ -31,15 +31,7 @@ read = load_dataset("json", data_files={"validation": run_qa}, field="data")["va
 assert read.num_rows == len(records), (read.num_rows, len(records))
 print(len(records))
 "#;
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .args([nested, &lines, &run_qa])
-        .env("HF_DATASETS_CACHE", dir.join("hf-cache"))
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .expect("the set-up's Python (scripts/setup.sh --test)");
-    let count = ok(out);
+    let count = test_support::run_datasets_script(script, &[nested, &lines, &run_qa], dir);
     eprintln!("{}: {} records", nested.display(), count.trim());
     (lines, run_qa)
 }

@@ -23,6 +23,24 @@ pub fn python() -> PathBuf {
         .unwrap_or_else(|_| root().join(".venv/bin/python"))
 }
 
+/// Runs the Python `script` with `args` under the set-up's Python, as `datasets` runs offline (its cache
+/// in `dir`, no Hub); must succeed; its standard output.
+pub fn run_datasets_script<S: AsRef<std::ffi::OsStr>>(
+    script: &str,
+    args: &[S],
+    dir: &Path,
+) -> String {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .env("HF_DATASETS_CACHE", dir.join("hf-cache"))
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("the set-up's Python (scripts/setup.sh --test)");
+    ok(out)
+}
+
 /// A finished command's standard output; fails the test with both streams unless it succeeded.
 pub fn ok(out: Output) -> String {
     assert!(
