@@ -8,6 +8,8 @@
 //!
 //! As in `run_qa.py`, a record whose `answers` lists no text is a question without an answer (SQuAD
 //! 2.0's layout in `datasets`). A record without an `id` is named `r<N>`, N its 0-based place in the file.
+//! JSON Lines and lists carry no `version`: scoring takes SQuAD 2.0's rules when a question has no answer
+//! (`eval score --version v2` asks for them anyway, as a nested file's "v2.0" would).
 
 use std::collections::HashMap;
 use std::path::Path;
