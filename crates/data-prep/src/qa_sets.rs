@@ -559,7 +559,7 @@ pub fn write_set(path: &std::path::Path, squad: &Value, layout: Layout) -> Resul
     if layout == Layout::Squad {
         return write_json(path, squad);
     }
-    let records = text::qa::flat::records(squad);
+    let records = text::qa::flat::records(squad)?;
     if path.extension().is_some_and(|e| e == "jsonl") {
         return fsutil::write_json_lines(path, &records);
     }

@@ -234,52 +234,64 @@ fn answer_list(raw: Option<Value>, at: &str) -> Result<Vec<Value>> {
 /// A nested SQuAD set (as JSON) in the flat layout: one record per question, in file order, with
 /// `id`, `title`, `context`, `question` and `answers` as `datasets`' columns (`{"text": [...],
 /// "answer_start": [...]}`; none for a question without an answer), then the question's other fields
-/// (`lang`, `source`, …) but `is_impossible`, which empty answers say.
-pub fn records(squad: &Value) -> Vec<Value> {
-    let list = |v: &Value, key: &str| v.get(key).and_then(Value::as_array).cloned();
+/// (`lang`, `source`, …) but `is_impossible`, which empty answers say. A set without SQuAD's lists, or a
+/// question that is not an object, is an error naming its place.
+pub fn records(squad: &Value) -> Result<Vec<Value>> {
+    fn list<'v>(v: &'v Value, key: &str, at: impl Fn() -> String) -> Result<&'v Vec<Value>> {
+        match v.get(key).and_then(Value::as_array) {
+            Some(items) => Ok(items),
+            None => bail!("{} has no \"{key}\" list", at()),
+        }
+    }
     let mut out = Vec::new();
-    for article in list(squad, "data").unwrap_or_default() {
+    for (ai, article) in list(squad, "data", || "the QA set".to_owned())?
+        .iter()
+        .enumerate()
+    {
         let title = article.get("title").cloned().unwrap_or(Value::Null);
-        for p in list(&article, "paragraphs").unwrap_or_default() {
+        for (pi, p) in list(article, "paragraphs", || format!("article {ai}"))?
+            .iter()
+            .enumerate()
+        {
             let context = p.get("context").cloned().unwrap_or(Value::Null);
-            for qa in list(&p, "qas").unwrap_or_default() {
-                let Value::Object(fields) = qa else { continue };
+            let qas = list(p, "qas", || format!("article {ai}, paragraph {pi}"))?;
+            for (qi, qa) in qas.iter().enumerate() {
+                let Value::Object(fields) = qa else {
+                    bail!("article {ai}, paragraph {pi}: question {qi} is not an object: {qa}");
+                };
+                let no_answers = Vec::new();
                 let answers = fields
                     .get("answers")
                     .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                let column = |key: &str| -> Vec<Value> {
-                    answers
-                        .iter()
-                        .map(|a| a.get(key).cloned().unwrap_or(Value::Null))
-                        .collect()
+                    .unwrap_or(&no_answers);
+                let column = |key: &str| -> Value {
+                    Value::Array(
+                        answers
+                            .iter()
+                            .map(|a| a.get(key).cloned().unwrap_or(Value::Null))
+                            .collect(),
+                    )
                 };
+                let field = |key: &str| fields.get(key).cloned().unwrap_or(Value::Null);
                 let mut record = Map::new();
-                record.insert(
-                    "id".into(),
-                    fields.get("id").cloned().unwrap_or(Value::Null),
-                );
+                record.insert("id".into(), field("id"));
                 record.insert("title".into(), title.clone());
                 record.insert("context".into(), context.clone());
-                record.insert(
-                    "question".into(),
-                    fields.get("question").cloned().unwrap_or(Value::Null),
-                );
+                record.insert("question".into(), field("question"));
                 let mut columns = Map::new();
-                columns.insert("text".into(), Value::Array(column("text")));
-                columns.insert("answer_start".into(), Value::Array(column("answer_start")));
+                columns.insert("text".into(), column("text"));
+                columns.insert("answer_start".into(), column("answer_start"));
                 record.insert("answers".into(), Value::Object(columns));
                 for (key, value) in fields {
-                    if !record.contains_key(&key) && key != "is_impossible" {
-                        record.insert(key, value);
+                    if !record.contains_key(key) && key != "is_impossible" {
+                        record.insert(key.clone(), value.clone());
                     }
                 }
                 out.push(Value::Object(record));
             }
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -357,8 +369,14 @@ mod tests {
     fn nested_sets_written_as_records_read_back_the_same() {
         let dir = tempfile::tempdir().unwrap();
         let nested: Value = serde_json::from_str(NESTED).unwrap();
-        let records = records(&nested);
+        let records = records(&nested).unwrap();
         assert_eq!(records.len(), 4);
+        let broken = serde_json::json!({"data": [{"paragraphs": [{"context": "c", "qas": [1]}]}]});
+        let err = super::records(&broken).unwrap_err().to_string();
+        assert!(
+            err.contains("paragraph 0: question 0 is not an object"),
+            "{err}"
+        );
         assert_eq!(
             records[1]["answers"],
             serde_json::json!({"text": ["thins blood", "thins"], "answer_start": [8, 8]})
