@@ -42,8 +42,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Validate, repair, tag, merge and deduplicate SQuAD-format QA sets, split by context into
-    /// train/dev, with rejects and statistics.
+    /// Validate, repair, tag, merge and deduplicate QA sets (SQuAD's nested JSON, or `datasets`' flat
+    /// records as JSON, JSON Lines or Parquet), split by context into train/dev, with rejects and
+    /// statistics.
     Qa(QaArgs),
     /// Import a real pretrained multilingual encoder (multilingual-e5-small, on XLM-R's own
     /// vocabulary) as a Hugging Face XLM-R directory: config.json, model.safetensors (fp32),
@@ -66,10 +67,11 @@ enum Command {
 /// `data-prep qa`'s arguments.
 #[derive(clap::Args, Debug)]
 struct QaArgs {
-    /// FILE[:lang=xx][:name=yy], repeatable; order is kept.
+    /// FILE[:lang=xx][:name=yy], repeatable; order is kept. FILE: SQuAD JSON (nested or flat records),
+    /// JSON Lines of records, or `.parquet` as `datasets` writes it.
     #[arg(long = "input", required = true)]
     inputs: Vec<data_prep::qa_sets::QaInput>,
-    /// The merged training set (SQuAD v2.0 format, `lang` and `source` on every question).
+    /// The merged training set (SQuAD format, `lang` and `source` on every question; see --layout).
     #[arg(long)]
     out: PathBuf,
     /// `squad`: nested SQuAD JSON. `flat`: one record per question as `datasets` and `run_qa.py` read

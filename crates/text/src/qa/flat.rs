@@ -146,17 +146,19 @@ fn build(
     let mut articles: HashMap<Option<String>, usize> = HashMap::new();
     let mut paragraphs: HashMap<(usize, String), usize> = HashMap::new();
     for (n, (place, r)) in records.into_iter().enumerate() {
-        let at = format!(
-            "{}: {place}{}",
-            path.display(),
-            r.id.as_ref()
-                .map_or(String::new(), |id| format!(" (id '{id}')"))
-        );
+        // Built only for an error message.
+        let id = r.id.clone();
+        let at = move || {
+            let id = id
+                .as_ref()
+                .map_or(String::new(), |id| format!(" (id '{id}')"));
+            format!("{}: {place}{id}", path.display())
+        };
         let Some(context) = r.context else {
-            bail!("{at} has no \"context\" string");
+            bail!("{} has no \"context\" string", at());
         };
         if r.question.is_none() {
-            bail!("{at} has no \"question\" string");
+            bail!("{} has no \"question\" string", at());
         }
         let answers = answer_list(r.answers, &at)?;
         let impossible = r.is_impossible.or(answers.is_empty().then_some(true));
@@ -190,20 +192,24 @@ fn build(
 
 /// A record's answers as SQuAD's list of `{"text", "answer_start"}` objects: from `datasets`' columns
 /// (`{"text": [...], "answer_start": [...]}`, of one length) or already as that list.
-fn answer_list(raw: Option<Value>, at: &str) -> Result<Vec<Value>> {
+fn answer_list(raw: Option<Value>, at: &dyn Fn() -> String) -> Result<Vec<Value>> {
     let columns = match raw {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(list)) => return Ok(list),
         Some(Value::Object(columns)) => columns,
         Some(other) => bail!(
-            "{at}: \"answers\" must be {{\"text\": [...], \"answer_start\": [...]}}, got {other}"
+            "{}: \"answers\" must be {{\"text\": [...], \"answer_start\": [...]}}, got {other}",
+            at()
         ),
     };
     let column = |name: &str| -> Result<Option<Vec<Value>>> {
         match columns.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Array(values)) => Ok(Some(values.clone())),
-            Some(other) => bail!("{at}: \"answers\".\"{name}\" must be a list, got {other}"),
+            Some(other) => bail!(
+                "{}: \"answers\".\"{name}\" must be a list, got {other}",
+                at()
+            ),
         }
     };
     let texts = column("text")?.unwrap_or_default();
@@ -211,7 +217,8 @@ fn answer_list(raw: Option<Value>, at: &str) -> Result<Vec<Value>> {
     if let Some(starts) = &starts {
         if starts.len() != texts.len() {
             bail!(
-                "{at}: \"answers\" has {} text(s) but {} answer_start value(s)",
+                "{}: \"answers\" has {} text(s) but {} answer_start value(s)",
+                at(),
                 texts.len(),
                 starts.len()
             );
