@@ -70,7 +70,7 @@ impl Fixture {
                 (norm - torch_norm).abs() <= 1e-6 * torch_norm.max(1.0),
                 "step {step}: norm {norm} vs {torch_norm}"
             );
-            let lr = 3e-3 * schedule.multiplier(step as u64);
+            let lr = schedule.learning_rate_at(step as u64);
             let torch_lr = self.t["lr"].double_value(&[step]);
             assert!(
                 (lr - torch_lr).abs() < 1e-15,
@@ -95,11 +95,7 @@ fn config() -> AdamWConfig {
 }
 
 fn schedule(steps: i64) -> Schedule {
-    Schedule {
-        kind: ScheduleKind::Linear,
-        warmup_steps: 10,
-        total_steps: steps as u64,
-    }
+    Schedule::new(ScheduleKind::Linear, 3e-3, 10, steps as u64)
 }
 
 #[test]
@@ -181,13 +177,10 @@ fn schedules_match_transformers() {
     for (key, kind) in [
         ("linear", ScheduleKind::Linear),
         ("cosine", ScheduleKind::Cosine),
-        ("constant", ScheduleKind::Constant),
+        // make_fixtures.py's "constant" is get_constant_schedule_with_warmup.
+        ("constant", ScheduleKind::ConstantWithWarmup),
     ] {
-        let s = Schedule {
-            kind,
-            warmup_steps: warmup,
-            total_steps: steps,
-        };
+        let s = Schedule::new(kind, 1.0, warmup, steps);
         for (i, expected) in v[key].as_array().unwrap().iter().enumerate() {
             let expected = expected.as_f64().unwrap();
             let ours = s.multiplier(i as u64);

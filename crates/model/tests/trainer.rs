@@ -155,7 +155,7 @@ fn config() -> TrainConfig {
         max_steps: Some(12),
         per_device_train_batch_size: 4,
         gradient_accumulation_steps: 2,
-        warmup_steps: Some(2),
+        warmup_steps: Some(2.0),
         weight_decay: 0.01,
         logging_steps: 3,
         eval_steps: 4,
@@ -641,4 +641,42 @@ fn load_best_and_early_stopping_settings_are_checked() {
         early_stopping(2, 0.0),
         "\"eval/score\" is not among the evaluation's metrics (eval/loss)",
     );
+}
+
+/// The loop trains at the schedule's rate at every step, whatever the schedule: `lr` in the log is
+/// `Schedule::learning_rate_at` (checked against transformers in tests/schedules.rs) of the steps done.
+#[test]
+fn every_step_runs_at_its_schedules_learning_rate() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    for keys in [
+        "lr_scheduler_type = \"polynomial\"\nlr_scheduler_kwargs = { power = 2.0, lr_end = 1e-4 }",
+        "lr_scheduler_type = \"warmup_stable_decay\"\nlr_scheduler_kwargs = { num_decay_steps = 5, decay_type = \"1-sqrt\" }",
+        "lr_scheduler_type = \"constant\"",
+    ] {
+        let chosen: TrainConfig = toml::from_str(keys).unwrap();
+        let cfg = TrainConfig {
+            lr_scheduler_type: chosen.lr_scheduler_type,
+            lr_scheduler_kwargs: chosen.lr_scheduler_kwargs,
+            logging_steps: 1,
+            ..config()
+        };
+        let run = tempfile::tempdir().unwrap();
+        train(&mut ToyQa::new(1, None), &cfg, Device::Cpu, run.path(), None).unwrap();
+        let schedule = cfg.schedule(12).unwrap();
+        let logged: Vec<(u64, f64)> = read_history(&run.path().join("train_log.jsonl"))
+            .unwrap()
+            .iter()
+            .filter_map(|r| r.values.get("lr").map(|lr| (r.step, *lr)))
+            .collect();
+        assert_eq!(logged.len(), 12, "{keys}: {logged:?}");
+        for (step, lr) in logged {
+            assert_eq!(lr, schedule.learning_rate_at(step - 1), "{keys}: step {step}");
+        }
+        // The rates differ from the default linear schedule's: the setting reached the loop.
+        assert_ne!(
+            schedule.learning_rate_at(6),
+            config().schedule(12).unwrap().learning_rate_at(6),
+            "{keys}"
+        );
+    }
 }

@@ -7,7 +7,7 @@ mod args;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use model::dist::{ProcessGroup, World};
 use model::train::manifest::{hash_path, Manifest};
 use model::train::trainer::format_metrics;
@@ -51,6 +51,14 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
     }
     let world = World::from_env()?;
     let (job, resolved): (J, _) = args.config(J::DEFAULTS)?;
+    // Settings errors before any data is read or a device is joined (the loop checks them again).
+    job.train_config().validate().with_context(|| {
+        let file = args.config.as_deref().map(Path::display);
+        format!(
+            "invalid [train] settings in {} (after overrides)",
+            file.map_or("the configuration".into(), |f| f.to_string())
+        )
+    })?;
     let device = rank_device(&world, args.device.resolve()?)?;
     let group = if world.is_distributed() {
         let timeout = std::time::Duration::from_secs(args.dist_timeout);

@@ -31,7 +31,7 @@ use indicatif::ProgressBar;
 use super::log::{progress_bar, History, LogRecord, Tensorboard};
 use super::optim::{AdamW, AdamWConfig};
 use super::sampling::{derive_seed, DataOrder};
-use super::schedule::{Schedule, ScheduleKind};
+use super::schedule::{Schedule, ScheduleArgs, ScheduleKind};
 use crate::autocast::{AutocastGuard, Precision};
 use crate::dist::{ProcessGroup, ReduceOp};
 
@@ -49,9 +49,13 @@ pub struct TrainConfig {
     pub per_device_train_batch_size: usize,
     pub gradient_accumulation_steps: usize,
     pub lr_scheduler_type: ScheduleKind,
+    /// The schedule's own settings (`num_cycles`, `power`, `lr_end`, `min_lr`, `num_decay_steps`, …),
+    /// as `transformers`' `lr_scheduler_kwargs`; each must be one the schedule takes.
+    pub lr_scheduler_kwargs: ScheduleArgs,
     pub warmup_ratio: f64,
-    /// Overrides `warmup_ratio` when set.
-    pub warmup_steps: Option<u64>,
+    /// Overrides `warmup_ratio` when set. As `transformers` 5: a whole number of steps, or a fraction
+    /// in [0, 1) of the run's steps (rounded up).
+    pub warmup_steps: Option<f64>,
     pub weight_decay: f64,
     pub adam_beta1: f64,
     pub adam_beta2: f64,
@@ -108,6 +112,7 @@ impl Default for TrainConfig {
             per_device_train_batch_size: 8,
             gradient_accumulation_steps: 1,
             lr_scheduler_type: ScheduleKind::Linear,
+            lr_scheduler_kwargs: ScheduleArgs::default(),
             warmup_ratio: 0.0,
             warmup_steps: None,
             weight_decay: 0.0,
@@ -148,6 +153,13 @@ impl TrainConfig {
         if !(0.0..=1.0).contains(&self.warmup_ratio) {
             bail!("warmup_ratio must be in [0, 1], got {}", self.warmup_ratio);
         }
+        if let Some(w) = self.warmup_steps {
+            if !(w >= 0.0 && w.is_finite()) {
+                bail!("warmup_steps must be a number of steps or a fraction in [0, 1), got {w}");
+            }
+        }
+        self.lr_scheduler_kwargs
+            .validate(self.lr_scheduler_type, self.learning_rate)?;
         if self.max_steps.is_none()
             && (self.num_train_epochs.is_nan() || self.num_train_epochs <= 0.0)
         {
@@ -203,15 +215,28 @@ impl TrainConfig {
         (self.gradient_accumulation_steps * world.max(1)) as u64
     }
 
-    pub fn schedule(&self, total_steps: u64) -> Schedule {
-        let warmup_steps = self
-            .warmup_steps
-            .unwrap_or_else(|| (self.warmup_ratio * total_steps as f64).ceil() as u64);
-        Schedule {
-            kind: self.lr_scheduler_type,
-            warmup_steps,
-            total_steps,
+    /// Warm-up steps of a run of `total_steps`, as `TrainingArguments.get_warmup_steps`.
+    pub fn warmup_steps_of(&self, total_steps: u64) -> u64 {
+        match self.warmup_steps {
+            Some(w) if w >= 1.0 => w as u64,
+            Some(fraction) => (fraction * total_steps as f64).ceil() as u64,
+            None => (self.warmup_ratio * total_steps as f64).ceil() as u64,
         }
+    }
+
+    /// The run's learning-rate schedule, checked against its length.
+    pub fn schedule(&self, total_steps: u64) -> Result<Schedule> {
+        let schedule = Schedule {
+            args: self.lr_scheduler_kwargs.clone(),
+            ..Schedule::new(
+                self.lr_scheduler_type,
+                self.learning_rate,
+                self.warmup_steps_of(total_steps),
+                total_steps,
+            )
+        };
+        schedule.validate()?;
+        Ok(schedule)
     }
 
     fn adamw(&self) -> AdamWConfig {
@@ -443,6 +468,14 @@ impl<'a, T: Task> Trainer<'a, T> {
         if let Some(group) = group {
             broadcast_weights(&*task, group)?;
         }
+        let schedule = cfg.schedule(total_steps)?;
+        if main && !cfg.lr_scheduler_type.warms_up() && schedule.warmup_steps > 0 {
+            eprintln!(
+                "note: lr_scheduler_type = \"constant\" has no warm-up (as in transformers); the {} \
+                 warm-up steps asked for are ignored: use \"constant_with_warmup\" to warm up",
+                schedule.warmup_steps
+            );
+        }
         let graphs = graphs_for(cfg, device, group.is_some(), main);
         if graphs.is_some() {
             task.use_static_shapes();
@@ -465,7 +498,7 @@ impl<'a, T: Task> Trainer<'a, T> {
                 sampling,
                 cfg.group_by_length,
             ),
-            schedule: cfg.schedule(total_steps),
+            schedule,
             task,
             cfg,
             device,
@@ -491,7 +524,7 @@ impl<'a, T: Task> Trainer<'a, T> {
         let cfg = self.cfg;
         let started = Instant::now();
         while self.state.step < self.total_steps && !self.state.stopped_early {
-            let lr = cfg.learning_rate * self.schedule.multiplier(self.state.step);
+            let lr = self.schedule.learning_rate_at(self.state.step);
             self.step(lr)?;
             let step = self.state.step;
             let at_end = step == self.total_steps;
@@ -1065,7 +1098,8 @@ mod tests {
             warmup_ratio: 0.1,
             ..cfg
         }
-        .schedule(95);
+        .schedule(95)
+        .unwrap();
         assert_eq!(s.warmup_steps, 10);
     }
 }
