@@ -5,6 +5,7 @@ fn main() {
         "medqa_shim",
         &[
             "csrc/autocast.cpp",
+            "csrc/checkpoint.cpp",
             "csrc/cross_entropy.cpp",
             "csrc/dropout.cpp",
             "csrc/host_memory.cpp",

@@ -19,6 +19,8 @@ ap.add_argument("--device", default="cpu")
 ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
 ap.add_argument("--profile", help="write torch.profiler's Chrome trace of the timed steps here")
 ap.add_argument("--phases", default="false", help="accepted for bench_step's command line; ignored")
+ap.add_argument("--gradient-checkpointing", default="off", choices=["off", "on"],
+                help="Trainer's gradient_checkpointing=True: gradient_checkpointing_enable() on the model")
 a, _ = ap.parse_known_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
@@ -26,6 +28,8 @@ cfg = XLMRobertaConfig(vocab_size=a.vocab, hidden_size=a.hidden, num_hidden_laye
                        num_attention_heads=a.heads, intermediate_size=a.intermediate,
                        max_position_embeddings=a.seq + 2, type_vocab_size=1)
 model = XLMRobertaForMaskedLM(cfg).to(a.device).train()
+if a.gradient_checkpointing == "on":
+    model.gradient_checkpointing_enable()
 decay = [p for n, p in model.named_parameters() if "bias" not in n and "LayerNorm" not in n and "layer_norm" not in n]
 no_decay = [p for n, p in model.named_parameters() if not ("bias" not in n and "LayerNorm" not in n and "layer_norm" not in n)]
 # fused on CUDA: what Trainer (run_mlm.py) uses there with torch ≥ 2.8 (optim="adamw_torch_fused").
@@ -59,7 +63,8 @@ for step in range(a.warmup + a.steps):
 if prof is not None:
     prof.stop()
     prof.export_chrome_trace(a.profile)
-print(json.dumps({"impl": "transformers", "device": a.device, "precision": a.precision, "tokens_per_sec": a.batch * a.seq * a.steps / timed,
+print(json.dumps({"impl": "transformers", "device": a.device, "precision": a.precision,
+                  "gradient_checkpointing": a.gradient_checkpointing == "on", "tokens_per_sec": a.batch * a.seq * a.steps / timed,
                   "seconds_per_step": timed / a.steps,
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "params": sum(p.numel() for p in model.parameters())}))

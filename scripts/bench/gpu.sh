@@ -7,7 +7,7 @@
 #                                      tokenizers the benchmarks in BENCHES need → runs/gpu-bundle.tar.gz
 #   scripts/bench/gpu.sh run [OUT]     on the GPU machine: unpacks the bundle, runs the benchmarks named
 #                                      in BENCHES (default: mlm mlm-profile predict-base train-base;
-#                                      also: mlm-masking mlm-loss mlm-bf16 mlm-trainer mlm-accum mlm-graphs checkpoints dist probe extract-small predict-small extract-base), appends each
+#                                      also: mlm-masking mlm-loss mlm-bf16 mlm-ckpt mlm-trainer mlm-accum mlm-graphs checkpoints dist probe extract-small predict-small extract-base), appends each
 #                                      result to OUT/bench-gpu.log as it comes
 # mlm: MLM training at the xlm-roberta-base shape, bf16, batch 16, 32 and 64 × 512 (MFU, peak memory);
 # mlm-profile: where a step's device time goes at 32×512, both sides (scripts/tools/profile_summary.py).
@@ -20,6 +20,8 @@
 # the model's weights and so every activation in bf16 without autocast (bench_step --weights bf16: an upper
 # bound for a bf16-activations mode) and against that mode with fp32 master weights in AdamW (--weights
 # bf16-master: what a real run would use), alternated; then all three as CUDA graphs.
+# mlm-ckpt: mlm's comparison at 32 and 64 × 512 with gradient checkpointing on both sides (medqa's
+# train.gradient_checkpointing, transformers' gradient_checkpointing_enable()): speed and peak memory.
 # mlm-trainer: the mlm-pretrain loop itself at the same shape, 32×512 (scripts/bench/mlm_trainer.sh).
 # mlm-accum: the same loop with 2 micro-batches of 32×512 per optimizer step (64×512 by accumulation).
 # mlm-graphs: medqa's step at 32×512 eager against captured as a CUDA graph and replayed, alternated; then
@@ -103,6 +105,12 @@ run)
     "$mlm_base --batch 32 --warmup 3 --steps 10" autocast="--weights fp32" bf16="--weights bf16" bf16-master="--weights bf16-master"
   want mlm-bf16 && step PYTHON="$py" scripts/bench/mlm_levers.sh $b/bin/bench_step \
     "$mlm_base --batch 32 --warmup 3 --steps 10 --graphs on" autocast-graphs="--weights fp32" bf16-graphs="--weights bf16" bf16-master-graphs="--weights bf16-master"
+  if want mlm-ckpt; then
+    for batch in 32 64; do
+      step PYTHON="$py" scripts/bench/mlm_gpu.sh $b/bin/bench_step $mlm_base --batch $batch --warmup 3 --steps 10 \
+        --gradient-checkpointing on
+    done
+  fi
   want mlm-trainer && step PYTHON="$py" scripts/bench/mlm_trainer.sh $b/bin $b/tokenizer-xlmr.json
   want mlm-accum && step PYTHON="$py" ACCUM=2 scripts/bench/mlm_trainer.sh $b/bin $b/tokenizer-xlmr.json
   want mlm-graphs && step PYTHON="$py" scripts/bench/mlm_levers.sh $b/bin/bench_step \

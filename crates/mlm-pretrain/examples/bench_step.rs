@@ -3,7 +3,7 @@
 //!     bench_step [--hidden 256 --layers 4 --heads 4 --intermediate 1024 --vocab 250002
 //!                 --batch 16 --seq 128 --threads 2 --warmup 1 --steps 3 --device cpu
 //!                 --precision fp32|bf16 --weights fp32|bf16|bf16-master --masking host|device --loss native|fp32
-//!                 --phases false --graphs off|on --profile TRACE.json]
+//!                 --phases false --graphs off|on --gradient-checkpointing off|on --profile TRACE.json]
 //!
 //! Prints one JSON line: tokens/s and peak resident memory. `--profile` writes libtorch's profile of the
 //! timed steps (a Chrome trace; `scripts/tools/profile_summary.py` reads it). `--masking host` (the
@@ -24,6 +24,8 @@
 //! on a GPU. `--weights bf16-master` is that mode as a real run would have it: the same bf16 model, with
 //! AdamW keeping fp32 master weights (`AdamW::with_fp32_master`), one gradient cast and one weight copy
 //! more per step (a few hundred MB each way at the base shape).
+//! `--gradient-checkpointing on` is `train.gradient_checkpointing`: each layer recomputed in the backward
+//! instead of its activations kept (peak memory against the extra forward).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -128,6 +130,15 @@ fn main() -> Result<()> {
         Some("on") => anyhow::bail!("--graphs on needs a CUDA device"),
         Some(other) => anyhow::bail!("--graphs {other}: expected off or on"),
     };
+    let checkpointing = match args.get("gradient-checkpointing").map(String::as_str) {
+        None | Some("off") => false,
+        Some("on") if !graphs => true,
+        Some("on") => {
+            anyhow::bail!("--gradient-checkpointing on steps eagerly: not with --graphs on")
+        }
+        Some(other) => anyhow::bail!("--gradient-checkpointing {other}: expected off or on"),
+    };
+    m.model.roberta.set_gradient_checkpointing(checkpointing);
     let bound = position_bound(batch * seq, 0.15);
     let ids = Tensor::randint_low(4, vocab - 1, [batch, seq], (Kind::Int64, Device::Cpu));
     let host_mask = ids.ones_like();
@@ -286,6 +297,7 @@ fn main() -> Result<()> {
         "loss": if fp32_loss { "fp32" } else { "native" },
         "weights": weights,
         "graphs": graphs,
+        "gradient_checkpointing": checkpointing,
         "tokens_per_sec": tokens / timed, "seconds_per_step": per_step(timed),
         "host_seconds": per_step(host), "last_loss": last_loss, "peak_rss_mib": peak_rss_mib(), "params": m.num_parameters(),
     });

@@ -307,6 +307,11 @@ impl MlmTask {
 impl model::train::Task for MlmTask {
     type Batch = MlmBatch;
 
+    fn set_gradient_checkpointing(&mut self, on: bool) -> Result<()> {
+        self.model.model.roberta.set_gradient_checkpointing(on);
+        Ok(())
+    }
+
     fn train_len(&self) -> usize {
         self.train_len
     }

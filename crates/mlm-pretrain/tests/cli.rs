@@ -101,6 +101,52 @@ fn the_host_memory_setting_leaves_every_number_the_same() {
     assert!(kept_weights == system_weights, "final weights differ");
 }
 
+/// Gradient checkpointing recomputes each layer in the backward with the forward's dropout masks: the
+/// run logs the same losses and writes the same weights byte for byte, and its manifest says it was on.
+#[test]
+fn gradient_checkpointing_leaves_every_number_the_same() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = tmp.path().join("corpus");
+    make_shards(&shards);
+    let train = |name: &str, checkpointing: bool| {
+        let dir = tmp.path().join(name);
+        let cfg = write_config(tmp.path(), &shards, &dir, 12);
+        let on = format!("train.gradient_checkpointing={checkpointing}");
+        let out = Command::new(BIN)
+            .args([
+                "--config",
+                cfg.to_str().unwrap(),
+                "--device",
+                "cpu",
+                "--set",
+                &on,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            manifest["config"]["train"]["gradient_checkpointing"],
+            checkpointing
+        );
+        (
+            losses(&dir),
+            std::fs::read(dir.join("final/model.safetensors")).unwrap(),
+        )
+    };
+    let (plain_losses, plain_weights) = train("plain", false);
+    let (ckpt_losses, ckpt_weights) = train("checkpointed", true);
+    assert_eq!(plain_losses.len(), 12);
+    assert_eq!(plain_losses, ckpt_losses);
+    assert!(plain_weights == ckpt_weights, "final weights differ");
+}
+
 #[test]
 fn sigkill_and_resume_gives_bitwise_the_same_losses() {
     let tmp = tempfile::tempdir().unwrap();

@@ -23,6 +23,15 @@ extern "C" {
         out: *mut *mut c_void,
     ) -> i32;
 
+    // csrc/checkpoint.cpp: a layer whose backward recomputes it (gradient checkpointing).
+    pub(crate) fn medqa_checkpoint(
+        input: *mut c_void,
+        state: *mut c_void,
+        call: crate::checkpoint::LayerFn,
+        drop: crate::checkpoint::DropFn,
+        out: *mut *mut c_void,
+    ) -> i32;
+
     // csrc/dropout.cpp: CPU keep masks drawn on every core.
     pub(crate) fn medqa_dropout_mask(
         like: *mut c_void,

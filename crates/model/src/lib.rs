@@ -8,6 +8,7 @@
 pub mod attention;
 pub mod autocast;
 pub mod batch;
+pub mod checkpoint;
 pub mod cuda_graph;
 pub use text::config;
 pub mod device;

@@ -1,8 +1,10 @@
 //! XLM-RoBERTa: embeddings, encoder and the MLM and QA heads, with `transformers`' parameter names.
 //!
 //! Variables are created under the exact `transformers` key names (`roberta.encoder.layer.0.…`), so
-//! a checkpoint maps onto the `VarStore` name for name (see `checkpoint.rs`). Every `forward_t` takes
+//! a checkpoint maps onto the `VarStore` name for name (see `weights.rs`). Every `forward_t` takes
 //! `train`, which switches dropout on; nothing else differs between train and eval mode.
+
+use std::sync::Arc;
 
 use tch::nn::{self, Init, Module};
 use tch::{Device, Kind, Tensor};
@@ -265,20 +267,27 @@ struct Pooler {
 #[derive(Debug)]
 pub struct XlmRobertaModel {
     pub embeddings: Embeddings,
-    layers: Vec<Layer>,
+    /// Shared with the closures a checkpointed forward leaves in the graph.
+    layers: Vec<Arc<Layer>>,
+    /// Training forwards keep no layer's activations: the backward recomputes them.
+    gradient_checkpointing: bool,
     pooler: Option<Pooler>,
     max_sequence_length: i64,
 }
 
 impl XlmRobertaModel {
     /// `p` is the model's root (`roberta` inside a head model, the store's root for a bare model).
+    // Layers in an Arc, not an Rc: a checkpointed forward's closure holds one, and libtorch may drop it
+    // on its backward thread (csrc/checkpoint.cpp) while this thread clones it for the next step.
+    #[allow(clippy::arc_with_non_send_sync)]
     pub fn new(p: nn::Path, cfg: &XlmRobertaConfig, with_pooler: bool) -> Self {
         let layers_path = &p / "encoder" / "layer";
         Self {
             embeddings: Embeddings::new(&p / "embeddings", cfg),
             layers: (0..cfg.num_hidden_layers)
-                .map(|i| Layer::new(&layers_path / i, cfg))
+                .map(|i| Arc::new(Layer::new(&layers_path / i, cfg)))
                 .collect(),
+            gradient_checkpointing: false,
             pooler: with_pooler.then(|| Pooler {
                 dense: linear(
                     &p / "pooler" / "dense",
@@ -323,9 +332,22 @@ impl XlmRobertaModel {
         });
         let mut x = self.embeddings.forward_t(input_ids, token_type_ids, train);
         for layer in &self.layers {
-            x = layer.forward_t(&x, mask.as_ref(), train);
+            x = if self.gradient_checkpointing && train {
+                let (layer, mask) = (layer.clone(), mask.as_ref().map(Tensor::shallow_clone));
+                crate::checkpoint::checkpoint(&x, move |x| layer.forward_t(x, mask.as_ref(), true))
+                    .unwrap_or_else(|e| panic!("{e:#}"))
+            } else {
+                layer.forward_t(&x, mask.as_ref(), train)
+            };
         }
         x
+    }
+
+    /// Gradient checkpointing (`transformers`' `gradient_checkpointing_enable`): training forwards keep
+    /// only each layer's input, and the backward runs each layer again, with the same dropout masks.
+    /// Fewer activations in memory (a longer batch fits) for about one more forward per step.
+    pub fn set_gradient_checkpointing(&mut self, on: bool) {
+        self.gradient_checkpointing = on;
     }
 
     /// `tanh(dense(h[:, 0]))`, for checkpoints that carry a pooler.

@@ -300,6 +300,11 @@ impl QaTask {
 impl model::train::Task for QaTask {
     type Batch = QaBatch;
 
+    fn set_gradient_checkpointing(&mut self, on: bool) -> Result<()> {
+        self.model.model.roberta.set_gradient_checkpointing(on);
+        Ok(())
+    }
+
     fn train_len(&self) -> usize {
         self.train.len()
     }

@@ -394,7 +394,8 @@ fn max_samples_takes_each_files_first_questions() {
 
 /// Same seed, same data: the same numbers, in two processes. The checkpoint (an MLM model: the fixture
 /// without its QA head) has no QA head, so the head is drawn fresh — from the seed, not from libtorch's
-/// default generator, which each process seeds at random.
+/// default generator, which each process seeds at random. A third run with gradient checkpointing (each
+/// layer recomputed in the backward, dropout replayed) gives them too.
 #[test]
 fn two_runs_with_one_seed_give_the_same_numbers() {
     let tmp = tempfile::tempdir().unwrap();
@@ -410,10 +411,14 @@ fn two_runs_with_one_seed_give_the_same_numbers() {
             .filter(|(name, _)| !name.starts_with("qa_outputs."))
             .collect();
     tch::Tensor::write_safetensors(&weights, headless.join("model.safetensors")).unwrap();
-    let run = |name: &str| {
+    let run = |name: &str, checkpointing: bool| {
         let out = tmp.path().join(name);
         let output = Command::new(BIN)
             .args(["--config", cfg.to_str().unwrap(), "--device", "cpu"])
+            .args([
+                "--set",
+                &format!("train.gradient_checkpointing={checkpointing}"),
+            ])
             .args(["--set", &format!("init_from={}", headless.display())])
             .args(["--set", &format!("output_dir={}", out.display())])
             .args(["--set", "train.max_steps=3", "--set", "data.validation=[]"])
@@ -428,11 +433,17 @@ fn two_runs_with_one_seed_give_the_same_numbers() {
         let weights = std::fs::read(out.join("final/model.safetensors")).unwrap();
         (log, weights)
     };
-    let (log_a, weights_a) = run("a");
-    let (log_b, weights_b) = run("b");
+    let (log_a, weights_a) = run("a", false);
+    let (log_b, weights_b) = run("b", false);
     assert!(log_a.contains("train/loss"), "{log_a}");
     assert_eq!(log_a, log_b);
     assert!(weights_a == weights_b, "the trained weights differ");
+    let (log_c, weights_c) = run("c", true);
+    assert_eq!(log_a, log_c, "gradient checkpointing changed the log");
+    assert!(
+        weights_a == weights_c,
+        "gradient checkpointing changed the weights"
+    );
 }
 
 #[test]

@@ -26,6 +26,14 @@ pub trait Task {
     /// only (MLM: the labelled positions padded to a fixed bound), so that one captured step replays
     /// every batch of a size. Called once, before the first batch, when the loop will capture steps.
     fn use_static_shapes(&mut self) {}
+    /// Gradient checkpointing (`train.gradient_checkpointing`): the model's training forwards keep no
+    /// layer's activations, which its backward recomputes. Called once, before the first batch.
+    fn set_gradient_checkpointing(&mut self, on: bool) -> Result<()> {
+        if on {
+            anyhow::bail!("gradient_checkpointing: this task's model does not support it");
+        }
+        Ok(())
+    }
     /// CUDA graphs: the device tensors a training step on `batch` reads, when a captured step may replay
     /// it — shapes fixed by the batch's size and nothing in the forward decided on the host from its
     /// values; a replay copies the new batch's tensors into the captured batch's, in this order. `None`

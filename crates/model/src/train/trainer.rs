@@ -100,6 +100,10 @@ pub struct TrainConfig {
     /// whose batches have fixed shapes (MLM on grouped text); elsewhere, and on the CPU, steps stay
     /// eager. Off by default until measured on a GPU against the eager step.
     pub cuda_graphs: bool,
+    /// Keep no encoder layer's activations for the backward, which recomputes them (`transformers`'
+    /// `gradient_checkpointing`): a larger batch or longer sequences fit in memory, for about one more
+    /// forward per step. The same numbers as without: dropout replays its masks. Steps run eagerly.
+    pub gradient_checkpointing: bool,
 }
 
 impl Default for TrainConfig {
@@ -135,6 +139,7 @@ impl Default for TrainConfig {
             group_by_length: false,
             freeze: Vec::new(),
             cuda_graphs: false,
+            gradient_checkpointing: false,
         }
     }
 }
@@ -339,6 +344,9 @@ fn graphs_for<B>(
         Some("data-parallel runs step eagerly")
     } else if cfg.gradient_accumulation_steps > 1 {
         Some("gradient accumulation steps eagerly")
+    } else if cfg.gradient_checkpointing {
+        // The recomputation is a backward inside the backward, and sets the generators' states.
+        Some("gradient checkpointing steps eagerly")
     } else {
         None
     };
@@ -476,6 +484,7 @@ impl<'a, T: Task> Trainer<'a, T> {
                 schedule.warmup_steps
             );
         }
+        task.set_gradient_checkpointing(cfg.gradient_checkpointing)?;
         let graphs = graphs_for(cfg, device, group.is_some(), main);
         if graphs.is_some() {
             task.use_static_shapes();
