@@ -167,6 +167,57 @@ fn two_ranks_train_as_one_process_over_the_same_global_batches() {
     );
 }
 
+/// `reduce_lr_on_plateau` lowers the rate on rank 0's evaluation; every rank must take it, or the
+/// ranks' weights part and the run stops being the single process's.
+#[test]
+fn a_plateau_lowered_rate_reaches_every_rank() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = tmp.path().join("corpus");
+    make_shards(&shards);
+    // Every evaluation after the first misses a 50% improvement: the rate halves at each.
+    let plateau = [
+        "--set",
+        "train.lr_scheduler_type=reduce_lr_on_plateau",
+        "--set",
+        "train.eval_steps=3",
+        "--set",
+        "train.lr_scheduler_kwargs={ patience = 0, threshold = 0.5, factor = 0.5 }",
+    ];
+    let run = |name: &str, ranks: usize| {
+        let dir = tmp.path().join(format!("cfg-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = tmp.path().join(name);
+        let cfg = write_config(&dir, &shards, &out, 12);
+        // After args()'s overrides, so that eval_steps = 3 replaces its 0.
+        let mut all = args(&cfg, 2 / ranks);
+        all.extend(plateau.map(String::from));
+        if ranks == 1 {
+            let mut cmd = Command::new(BIN);
+            cmd.args(&all).env("OMP_NUM_THREADS", "1");
+            run_ok(&mut cmd);
+        } else {
+            ok_all(torchrun(ranks, BIN, &strs(&all)).output().unwrap());
+        }
+        out
+    };
+    let (one, two) = (run("one", 1), run("two", 2));
+    let rates: Vec<f64> = read_history(&one.join("train_log.jsonl"))
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.values.get("lr").copied())
+        .collect();
+    assert!(
+        rates.windows(2).filter(|w| w[1] < w[0]).count() >= 2,
+        "the rate should fall at the evaluations: {rates:?}"
+    );
+    for file in ["train_log.jsonl", "final/model.safetensors"] {
+        assert!(
+            std::fs::read(one.join(file)).unwrap() == std::fs::read(two.join(file)).unwrap(),
+            "{file}: not bitwise the same"
+        );
+    }
+}
+
 #[test]
 fn a_two_rank_run_resumes_exactly_and_only_with_the_same_micro_batches_per_step() {
     let tmp = tempfile::tempdir().unwrap();

@@ -117,22 +117,7 @@ fn every_schedule_gives_transformers_learning_rates_to_the_bit() {
             serde_json::json!({"total": total, "train": train})
         })
         .collect();
-    let mut child = Command::new(common::venv_python())
-        .arg("-c")
-        .arg(REFERENCE)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    serde_json::to_writer(child.stdin.take().unwrap(), &cases).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reference: Vec<Vec<f64>> = serde_json::from_slice(&out.stdout).unwrap();
+    let reference = reference(REFERENCE, &cases);
     for ((total, keys), expected) in CASES.iter().zip(&reference) {
         let cfg: TrainConfig = toml::from_str(keys).unwrap();
         cfg.validate().unwrap();
@@ -151,5 +136,111 @@ fn every_schedule_gives_transformers_learning_rates_to_the_bit() {
             keys.replace('\n', "; "),
             ours.len()
         );
+    }
+}
+
+/// (`[train]` keys, the metric of each evaluation in turn)
+const PLATEAU_CASES: &[(&str, &[f64])] = &[
+    (
+        "learning_rate = 1e-3\nlr_scheduler_kwargs = { mode = \"min\", patience = 2 }",
+        &[2.0, 1.9, 1.9, 1.95, 1.9, 1.8999, 1.7, 1.7, 1.7, 1.71, 1.7, 1.7, 1.7, 1.69999],
+    ),
+    (
+        "learning_rate = 5e-4\nwarmup_steps = 3\nlr_scheduler_kwargs = { mode = \"max\", patience = 1, factor = 0.5, cooldown = 2 }",
+        &[10.0, 12.0, 11.0, 11.5, 11.9, 12.0, 12.0, 13.0, 12.9, 12.0, 11.0, 10.0, 9.0, 8.0],
+    ),
+    (
+        "learning_rate = 2e-5\nlr_scheduler_kwargs = { mode = \"min\", threshold_mode = \"abs\", threshold = 0.05, \
+         patience = 0, min_lr = 1e-6, factor = 0.3 }",
+        &[1.0, 0.97, 0.9, 0.88, 0.8, 0.79, 0.78, -0.5, -0.52, -0.6, -0.61, -0.62],
+    ),
+    (
+        "learning_rate = 1e-3\nlr_scheduler_kwargs = { mode = \"min\", patience = 0, eps = 2e-4, factor = 0.5 }",
+        &[1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+    ),
+    (
+        "learning_rate = 1e-3",
+        &[
+            3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0,
+            3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0,
+        ],
+    ),
+];
+
+/// `reduce_lr_on_plateau` built as `Trainer.create_scheduler` builds it, stepped with each metric.
+const PLATEAU_REFERENCE: &str = r#"
+import json, sys, tempfile, warnings
+import torch
+from transformers import TrainingArguments
+from transformers.optimization import get_scheduler
+
+warnings.simplefilter("ignore")
+out = []
+for case in json.load(sys.stdin):
+    keys = dict(case["train"])
+    args = TrainingArguments(output_dir=tempfile.mkdtemp(), report_to=[], eval_strategy="steps", eval_steps=1,
+                             lr_scheduler_type="reduce_lr_on_plateau", **keys)
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=args.learning_rate)
+    sched = get_scheduler(args.lr_scheduler_type, opt, num_warmup_steps=args.get_warmup_steps(100),
+                          num_training_steps=100, scheduler_specific_kwargs=args.lr_scheduler_kwargs)
+    rates = [opt.param_groups[0]["lr"]]
+    for m in case["metrics"]:
+        sched.step(m)
+        rates.append(opt.param_groups[0]["lr"])
+    out.append(rates)
+print(json.dumps(out))
+"#;
+
+fn reference(script: &str, cases: &[serde_json::Value]) -> Vec<Vec<f64>> {
+    let mut child = Command::new(common::venv_python())
+        .arg("-c")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    serde_json::to_writer(child.stdin.take().unwrap(), cases).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn reduce_lr_on_plateau_follows_the_metrics_as_torch() {
+    use model::train::Plateau;
+    let cases: Vec<serde_json::Value> = PLATEAU_CASES
+        .iter()
+        .map(|(keys, metrics)| {
+            let train: toml::Table = toml::from_str(keys).unwrap();
+            serde_json::json!({"train": train, "metrics": metrics})
+        })
+        .collect();
+    for ((keys, metrics), expected) in PLATEAU_CASES
+        .iter()
+        .zip(reference(PLATEAU_REFERENCE, &cases))
+    {
+        let mut cfg: TrainConfig = toml::from_str(keys).unwrap();
+        cfg.lr_scheduler_type = model::train::ScheduleKind::ReduceLrOnPlateau;
+        cfg.eval_steps = 1;
+        cfg.validate().unwrap();
+        let schedule = cfg.schedule(100).unwrap();
+        let mut plateau = Plateau::start(&schedule);
+        let mut ours = vec![plateau.learning_rate];
+        for &m in *metrics {
+            plateau.observe(&schedule, m, cfg.greater_is_better);
+            ours.push(plateau.learning_rate);
+        }
+        assert_eq!(ours, expected, "{keys:?}");
+        assert!(
+            ours.windows(2).any(|w| w[1] < w[0]) || keys.contains("eps"),
+            "{keys:?}: the case never reduces the rate: {ours:?}"
+        );
+        println!("{:<70} rates equal: {ours:?}", keys.replace('\n', "; "));
     }
 }

@@ -680,3 +680,55 @@ fn every_step_runs_at_its_schedules_learning_rate() {
         );
     }
 }
+
+/// `reduce_lr_on_plateau` lowers the rate after `patience` evaluations without improvement, from the
+/// next step on; its state is in the checkpoint, so a crashed run resumes at the lowered rate.
+#[test]
+fn reduce_lr_on_plateau_lowers_the_rate_and_resumes_with_it() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let settings: TrainConfig = toml::from_str(
+        "lr_scheduler_type = \"reduce_lr_on_plateau\"\nlr_scheduler_kwargs = { patience = 1, factor = 0.5 }",
+    )
+    .unwrap();
+    let cfg = TrainConfig {
+        lr_scheduler_type: settings.lr_scheduler_type,
+        lr_scheduler_kwargs: settings.lr_scheduler_kwargs,
+        logging_steps: 1,
+        eval_steps: 2,
+        save_steps: 2,
+        metric_for_best_model: "eval/score".to_owned(),
+        greater_is_better: true,
+        ..config()
+    };
+    // Evaluations at steps 2, 4, …, 12: 1 (best), 1 (one without improvement), 1 (two: halve), 2 (best)…
+    let scores = vec![1.0, 1.0, 1.0, 2.0, 2.0, 2.0];
+    let rates = |run: &Path| -> Vec<(u64, f64)> {
+        read_history(&run.join("train_log.jsonl"))
+            .unwrap()
+            .iter()
+            .filter_map(|r| r.values.get("lr").map(|lr| (r.step, *lr)))
+            .collect()
+    };
+    let straight = tempfile::tempdir().unwrap();
+    let mut task = ToyQa::new(1, None);
+    task.scores = scores.clone();
+    train(&mut task, &cfg, Device::Cpu, straight.path(), None).unwrap();
+    // No warm-up (as transformers), whatever warmup_steps says; halved from step 7 on.
+    let expected: Vec<(u64, f64)> = (1..=12)
+        .map(|s| (s, if s <= 6 { 3e-3 } else { 1.5e-3 }))
+        .collect();
+    assert_eq!(rates(straight.path()), expected);
+
+    // Crash inside step 10 (micro-batches 19 and 20), after the checkpoint of step 8.
+    let crashed = tempfile::tempdir().unwrap();
+    let mut task = ToyQa::new(1, Some(19));
+    task.scores = scores.clone();
+    assert!(train(&mut task, &cfg, Device::Cpu, crashed.path(), None).is_err());
+    let latest = checkpoint::latest(crashed.path()).unwrap().unwrap();
+    assert!(latest.ends_with("step-000008"), "{}", latest.display());
+    let mut task = ToyQa::new(99, None);
+    task.scores = scores[4..].to_vec();
+    train(&mut task, &cfg, Device::Cpu, crashed.path(), Some(&latest)).unwrap();
+    assert_eq!(rates(crashed.path()), expected);
+    assert_eq!(losses(straight.path()), losses(crashed.path()));
+}

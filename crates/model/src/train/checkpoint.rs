@@ -43,6 +43,9 @@ pub struct TrainState {
     /// Early stopping ended the run: a resume trains no further.
     #[serde(default)]
     pub stopped_early: bool,
+    /// `reduce_lr_on_plateau`: the rate and what it follows.
+    #[serde(default)]
+    pub plateau: Option<super::schedule::Plateau>,
 }
 
 /// A checkpoint's step and the metrics of its evaluation.
@@ -66,6 +69,7 @@ impl TrainState {
             best_checkpoint: None,
             evals_without_improvement: 0,
             stopped_early: false,
+            plateau: None,
         }
     }
 }

@@ -15,6 +15,6 @@ pub mod trainer;
 
 pub use optim::{AdamW, AdamWConfig};
 pub use sampling::{Sampling, Source};
-pub use schedule::{Curve, Schedule, ScheduleArgs, ScheduleKind};
+pub use schedule::{Curve, Mode, Plateau, Schedule, ScheduleArgs, ScheduleKind, ThresholdMode};
 pub use task::Task;
 pub use trainer::{train, train_in_group, TrainConfig, TrainOutcome};

@@ -1,7 +1,8 @@
 //! Learning-rate schedules, as `transformers.get_scheduler` defines them: every `SchedulerType` that is
-//! a function of the step (all but `reduce_lr_on_plateau` and `greedy`, which follow evaluations), with
-//! the same `lr_scheduler_kwargs`, defaults and arithmetic, so that a run configured as a `Trainer`
-//! run gets the same learning rate at every step.
+//! a function of the step, and `reduce_lr_on_plateau`, which follows the evaluations (torch's
+//! `ReduceLROnPlateau` on `metric_for_best_model`, its state in [`Plateau`]), with the same
+//! `lr_scheduler_kwargs`, defaults and arithmetic, so that a run configured as a `Trainer` run gets the
+//! same learning rate at every step. (`greedy`, GreedyLR, is not here.)
 //!
 //! `multiplier(step)` is the factor applied to the peak learning rate for the optimizer step that
 //! follows `step` completed steps (a `LambdaLR`'s lambda); like `transformers`, the first step of a
@@ -41,6 +42,11 @@ pub enum ScheduleKind {
     /// Warm-up, stable at the peak, then `num_decay_steps` of decay (`warmup_type`, `decay_type`:
     /// linear, cosine or 1-sqrt) to `min_lr_ratio`: a long run can be continued from before its decay.
     WarmupStableDecay,
+    /// The peak from the first step (no warm-up, as `transformers`), multiplied by `factor` (0.1) when
+    /// `patience` (10) evaluations in a row did not improve `metric_for_best_model` by `threshold`
+    /// (1e-4, relative or absolute: `threshold_mode`), then `cooldown` evaluations of rest, never below
+    /// `min_lr`: torch's `ReduceLROnPlateau`. Needs `eval_steps`.
+    ReduceLrOnPlateau,
 }
 
 impl ScheduleKind {
@@ -63,6 +69,16 @@ impl ScheduleKind {
                 "min_lr_ratio",
                 "num_cycles",
             ],
+            Self::ReduceLrOnPlateau => &[
+                "mode",
+                "factor",
+                "patience",
+                "threshold",
+                "threshold_mode",
+                "cooldown",
+                "min_lr",
+                "eps",
+            ],
         }
     }
 
@@ -74,9 +90,15 @@ impl ScheduleKind {
             .unwrap_or_default()
     }
 
-    /// Whether `warmup_steps` / `warmup_ratio` shape this schedule (`constant` ignores them).
+    /// Whether `warmup_steps` / `warmup_ratio` shape this schedule (`constant` and
+    /// `reduce_lr_on_plateau` ignore them, as in `transformers`).
     pub fn warms_up(self) -> bool {
-        self != Self::Constant
+        !matches!(self, Self::Constant | Self::ReduceLrOnPlateau)
+    }
+
+    /// Whether the rate follows the evaluations rather than the step.
+    pub fn follows_evaluations(self) -> bool {
+        self == Self::ReduceLrOnPlateau
     }
 }
 
@@ -90,6 +112,23 @@ pub enum Curve {
     Cosine,
     #[serde(rename = "1-sqrt")]
     OneMinusSqrt,
+}
+
+/// `reduce_lr_on_plateau`: whether the metric should fall or rise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Min,
+    Max,
+}
+
+/// `reduce_lr_on_plateau`: whether `threshold` is a fraction of the best metric or an amount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ThresholdMode {
+    #[default]
+    Rel,
+    Abs,
 }
 
 /// `lr_scheduler_kwargs`: the settings of one schedule, with `transformers`' names; unset ones take
@@ -129,6 +168,23 @@ pub struct ScheduleArgs {
     pub decay_type: Option<Curve>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_lr_ratio: Option<f64>,
+    /// `reduce_lr_on_plateau` (torch's names and defaults, `min_lr` above too). `mode` defaults to the
+    /// direction of `greater_is_better` (`transformers` leaves torch's "min" whatever the metric: set
+    /// `mode = "min"` to reproduce a Trainer run on a metric that should rise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_mode: Option<ThresholdMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eps: Option<f64>,
 }
 
 impl ScheduleArgs {
@@ -147,6 +203,13 @@ impl ScheduleArgs {
             ("warmup_type", self.warmup_type.is_some()),
             ("decay_type", self.decay_type.is_some()),
             ("min_lr_ratio", self.min_lr_ratio.is_some()),
+            ("mode", self.mode.is_some()),
+            ("factor", self.factor.is_some()),
+            ("patience", self.patience.is_some()),
+            ("threshold", self.threshold.is_some()),
+            ("threshold_mode", self.threshold_mode.is_some()),
+            ("cooldown", self.cooldown.is_some()),
+            ("eps", self.eps.is_some()),
         ];
         set.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect()
     }
@@ -176,6 +239,9 @@ impl ScheduleArgs {
             ("min_lr_rate", self.min_lr_rate),
             ("warmup_lr_rate", self.warmup_lr_rate),
             ("min_lr_ratio", self.min_lr_ratio),
+            ("factor", self.factor),
+            ("threshold", self.threshold),
+            ("eps", self.eps),
         ];
         for (name, value) in finite {
             if let Some(v) = value {
@@ -203,6 +269,9 @@ impl ScheduleArgs {
                  lr_scheduler_kwargs.min_lr_rate",
                 kind.name()
             );
+        }
+        if self.factor.is_some_and(|f| f >= 1.0) {
+            bail!("lr_scheduler_kwargs.factor must be below 1 (as torch's ReduceLROnPlateau)");
         }
         if kind == ScheduleKind::WarmupStableDecay && self.num_decay_steps.is_none() {
             bail!("lr_scheduler_type = \"warmup_stable_decay\" needs lr_scheduler_kwargs.num_decay_steps");
@@ -278,7 +347,8 @@ impl Schedule {
         let progress = (s - w) / (t - w).max(1.0);
         let with_floor = |factor: f64, floor: f64| factor * (1.0 - floor) + floor;
         match self.kind {
-            ScheduleKind::Constant => 1.0,
+            // The rate at the start; the loop follows the evaluations through `Plateau`.
+            ScheduleKind::Constant | ScheduleKind::ReduceLrOnPlateau => 1.0,
             ScheduleKind::ConstantWithWarmup => {
                 if warming {
                     linear_warmup
@@ -401,6 +471,70 @@ impl Schedule {
             return shaped(a.decay_type.unwrap_or(Curve::Cosine), progress, false);
         }
         floor
+    }
+}
+
+/// `reduce_lr_on_plateau`'s state, saved with every checkpoint (a resume goes on at the same rate):
+/// the rate now, the best metric so far (none before the first evaluation), the evaluations in a row
+/// that did not improve it, and the evaluations of cooldown left.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plateau {
+    pub learning_rate: f64,
+    pub best: Option<f64>,
+    pub bad_evaluations: u64,
+    pub cooldown_left: u64,
+}
+
+impl Plateau {
+    /// The state before the first evaluation: the peak learning rate.
+    pub fn start(schedule: &Schedule) -> Self {
+        Self {
+            learning_rate: schedule.learning_rate,
+            best: None,
+            bad_evaluations: 0,
+            cooldown_left: 0,
+        }
+    }
+
+    /// One evaluation's metric, as torch's `ReduceLROnPlateau.step(metric)`; `greater_is_better` gives
+    /// the mode when the settings do not.
+    pub fn observe(&mut self, schedule: &Schedule, metric: f64, greater_is_better: bool) {
+        let a = &schedule.args;
+        let mode = a.mode.unwrap_or(if greater_is_better {
+            Mode::Max
+        } else {
+            Mode::Min
+        });
+        let threshold = a.threshold.unwrap_or(1e-4);
+        let better = match self.best {
+            // torch starts from an infinite "worst", which any number beats and a NaN does not.
+            None => !metric.is_nan(),
+            Some(best) => match (mode, a.threshold_mode.unwrap_or_default()) {
+                (Mode::Min, ThresholdMode::Rel) => metric < best * (1.0 - threshold),
+                (Mode::Min, ThresholdMode::Abs) => metric < best - threshold,
+                (Mode::Max, ThresholdMode::Rel) => metric > best * (threshold + 1.0),
+                (Mode::Max, ThresholdMode::Abs) => metric > best + threshold,
+            },
+        };
+        if better {
+            self.best = Some(metric);
+            self.bad_evaluations = 0;
+        } else {
+            self.bad_evaluations += 1;
+        }
+        if self.cooldown_left > 0 {
+            self.cooldown_left -= 1;
+            self.bad_evaluations = 0;
+        }
+        if self.bad_evaluations > a.patience.unwrap_or(10) {
+            let reduced =
+                (self.learning_rate * a.factor.unwrap_or(0.1)).max(a.min_lr.unwrap_or(0.0));
+            if self.learning_rate - reduced > a.eps.unwrap_or(1e-8) {
+                self.learning_rate = reduced;
+            }
+            self.cooldown_left = a.cooldown.unwrap_or(0);
+            self.bad_evaluations = 0;
+        }
     }
 }
 

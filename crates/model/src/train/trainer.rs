@@ -31,7 +31,7 @@ use indicatif::ProgressBar;
 use super::log::{progress_bar, History, LogRecord, Tensorboard};
 use super::optim::{AdamW, AdamWConfig};
 use super::sampling::{derive_seed, DataOrder};
-use super::schedule::{Schedule, ScheduleArgs, ScheduleKind};
+use super::schedule::{Plateau, Schedule, ScheduleArgs, ScheduleKind};
 use crate::autocast::{AutocastGuard, Precision};
 use crate::dist::{ProcessGroup, ReduceOp};
 
@@ -165,6 +165,12 @@ impl TrainConfig {
         }
         self.lr_scheduler_kwargs
             .validate(self.lr_scheduler_type, self.learning_rate)?;
+        if self.lr_scheduler_type.follows_evaluations() && self.eval_steps == 0 {
+            bail!(
+                "lr_scheduler_type = \"reduce_lr_on_plateau\" follows the evaluations of \
+                 metric_for_best_model: set eval_steps"
+            );
+        }
         if self.max_steps.is_none()
             && (self.num_train_epochs.is_nan() || self.num_train_epochs <= 0.0)
         {
@@ -479,10 +485,14 @@ impl<'a, T: Task> Trainer<'a, T> {
         let schedule = cfg.schedule(total_steps)?;
         if main && !cfg.lr_scheduler_type.warms_up() && schedule.warmup_steps > 0 {
             eprintln!(
-                "note: lr_scheduler_type = \"constant\" has no warm-up (as in transformers); the {} \
-                 warm-up steps asked for are ignored: use \"constant_with_warmup\" to warm up",
+                "note: lr_scheduler_type = \"{}\" has no warm-up (as in transformers); the {} warm-up \
+                 steps asked for are ignored",
+                cfg.lr_scheduler_type.name(),
                 schedule.warmup_steps
             );
+        }
+        if cfg.lr_scheduler_type.follows_evaluations() && state.plateau.is_none() {
+            state.plateau = Some(Plateau::start(&schedule));
         }
         task.set_gradient_checkpointing(cfg.gradient_checkpointing)?;
         let graphs = graphs_for(cfg, device, group.is_some(), main);
@@ -533,7 +543,10 @@ impl<'a, T: Task> Trainer<'a, T> {
         let cfg = self.cfg;
         let started = Instant::now();
         while self.state.step < self.total_steps && !self.state.stopped_early {
-            let lr = self.schedule.learning_rate_at(self.state.step);
+            let lr = match &self.state.plateau {
+                Some(plateau) => plateau.learning_rate,
+                None => self.schedule.learning_rate_at(self.state.step),
+            };
             self.step(lr)?;
             let step = self.state.step;
             let at_end = step == self.total_steps;
@@ -556,6 +569,9 @@ impl<'a, T: Task> Trainer<'a, T> {
             self.bar.set_position(step);
             if evaluating && self.rank == 0 {
                 self.evaluate()?;
+            }
+            if evaluating {
+                self.share_plateau_rate()?;
             }
             if saving {
                 self.save()?;
@@ -791,8 +807,31 @@ impl<'a, T: Task> Trainer<'a, T> {
             .println(format!("step {step}: {}", format_metrics(&self.last_eval)));
         self.eval_seconds += started.elapsed().as_secs_f64();
         // Early stopping is only allowed with load_best_model_at_end (`TrainConfig::validate`).
-        match self.last_eval.get(&self.cfg.metric_for_best_model) {
-            Some(&value) => self.track_best(step, value),
+        let metric = self.last_eval.get(&self.cfg.metric_for_best_model).copied();
+        if let Some(plateau) = &mut self.state.plateau {
+            let Some(value) = metric else {
+                bail!(
+                    "metric_for_best_model = {:?} is not among the evaluation's metrics ({}); \
+                     reduce_lr_on_plateau follows it",
+                    self.cfg.metric_for_best_model,
+                    self.last_eval
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            };
+            let before = plateau.learning_rate;
+            plateau.observe(&self.schedule, value, self.cfg.greater_is_better);
+            if plateau.learning_rate != before {
+                self.bar.println(format!(
+                    "step {step}: reduce_lr_on_plateau: learning rate {before:e} -> {:e}",
+                    plateau.learning_rate
+                ));
+            }
+        }
+        match metric {
+            Some(value) => self.track_best(step, value),
             None if self.cfg.load_best_model_at_end => bail!(
                 "metric_for_best_model = {:?} is not among the evaluation's metrics ({}); \
                  load_best_model_at_end and early stopping need it",
@@ -839,6 +878,18 @@ impl<'a, T: Task> Trainer<'a, T> {
         {
             state.stopped_early = true;
         }
+    }
+
+    /// `reduce_lr_on_plateau` in a data-parallel run: rank 0 evaluated and moved the rate; every rank
+    /// takes it.
+    fn share_plateau_rate(&mut self) -> Result<()> {
+        let (Some(group), Some(plateau)) = (self.group, &mut self.state.plateau) else {
+            return Ok(());
+        };
+        let rate = Tensor::from(plateau.learning_rate).to_device(self.device);
+        group.broadcast(&rate, 0)?;
+        plateau.learning_rate = rate.double_value(&[]);
+        Ok(())
     }
 
     /// Whether early stopping ends the run after this evaluation: rank 0 evaluated and decided; with
