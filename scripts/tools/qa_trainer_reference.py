@@ -7,7 +7,7 @@ gets.
         --epochs E --batch B --warmup-steps W --weight-decay WD --max-seq-length L --doc-stride S
         [--freeze PATTERN ...] [--threads T] [--max-steps N] [--log-history FILE] [--mask-padding]
     qa_trainer_reference.py predict --model DIR --data F [F ...] --out DIR [DIR ...] --max-seq-length L
-        --doc-stride S [--bf16]
+        --doc-stride S [--bf16 | --fp16]
 
 Both run on CUDA when there is a GPU (--bf16: autocast, as the Trainer's bf16); predict answers each
 --data file into the --out directory at the same place in the list (one model load for them all).
@@ -74,7 +74,7 @@ def train(a):
         lr_scheduler_type="linear", max_grad_norm=1.0, seed=a.seed, data_seed=a.seed,
         max_steps=a.max_steps or -1, logging_steps=1 if a.log_history else 50,
         save_strategy="no", report_to=[], use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
-        bf16=a.bf16)
+        bf16=a.bf16, fp16=a.fp16)
     trainer = PaddingOutOfLoss if a.mask_padding else Trainer
     run = trainer(model=model, args=args, train_dataset=data)
     result = run.train()
@@ -100,7 +100,7 @@ def predict(a):
         enc = bench_qa.encode(tok, examples, a.max_seq_length, a.doc_stride)
         ids, mask = torch.tensor(enc["input_ids"]), torch.tensor(enc["attention_mask"])
         starts, ends = [], []
-        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=a.bf16):
+        with torch.no_grad(), torch.autocast(device, dtype=torch.float16 if a.fp16 else torch.bfloat16, enabled=a.bf16 or a.fp16):
             for b in range(0, len(ids), 64):
                 out = model(input_ids=ids[b:b + 64].to(device), attention_mask=mask[b:b + 64].to(device))
                 starts.append(out.start_logits.float().cpu().numpy()), ends.append(out.end_logits.float().cpu().numpy())
@@ -134,6 +134,7 @@ def main():
     for s in (t, p):
         s.add_argument("--model", required=True)
         s.add_argument("--bf16", action="store_true")
+        s.add_argument("--fp16", action="store_true")
         s.add_argument("--max-seq-length", type=int, required=True)
         s.add_argument("--doc-stride", type=int, required=True)
         s.add_argument("--threads", type=int, default=os.cpu_count())

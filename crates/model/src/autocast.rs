@@ -18,6 +18,9 @@ pub enum Precision {
     Fp32,
     /// Autocast to bf16 (matrix products and attention); weights, optimizer and reductions stay fp32.
     Bf16,
+    /// Autocast to fp16, for GPUs without bf16 (V100, T4): training scales the loss dynamically
+    /// (`train::loss_scale`), as `transformers`' `fp16=True` does with torch's GradScaler.
+    Fp16,
 }
 
 impl std::str::FromStr for Precision {
@@ -27,7 +30,8 @@ impl std::str::FromStr for Precision {
         match s {
             "fp32" => Ok(Self::Fp32),
             "bf16" => Ok(Self::Bf16),
-            other => bail!("unknown precision {other:?} (fp32 or bf16)"),
+            "fp16" => Ok(Self::Fp16),
+            other => bail!("unknown precision {other:?} (fp32, bf16 or fp16)"),
         }
     }
 }
@@ -95,6 +99,7 @@ impl AutocastGuard {
         match precision {
             Precision::Fp32 => Ok(None),
             Precision::Bf16 => Self::new(device, Kind::BFloat16).map(Some),
+            Precision::Fp16 => Self::new(device, Kind::Half).map(Some),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The C++ autocast shim: bf16 regions on CPU (the same calls serve CUDA), nesting and restoring.
 
-use model::autocast::{state, AutocastGuard};
+use model::autocast::{state, AutocastGuard, Precision};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
@@ -26,5 +26,11 @@ fn bf16_region_casts_matmuls_and_restores_the_previous_state() {
         );
     }
     assert_eq!(state(Device::Cpu), before);
+    assert_eq!(lin.forward(&x).kind(), Kind::Float);
+    // precision = "fp16" computes products in fp16, on the CPU too.
+    {
+        let _fp16 = AutocastGuard::for_precision(Precision::Fp16, Device::Cpu).unwrap();
+        assert_eq!(lin.forward(&x).kind(), Kind::Half);
+    }
     assert_eq!(lin.forward(&x).kind(), Kind::Float);
 }

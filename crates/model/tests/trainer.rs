@@ -25,6 +25,9 @@ struct ToyQa {
     fail_at_batch: Option<usize>,
     /// Micro-batches (1-based) whose loss is NaN, as a broken batch or an fp16 overflow gives.
     nan_batches: Vec<usize>,
+    /// Micro-batches (1-based) whose loss is multiplied by 1e34: finite, but its gradients overflow
+    /// once fp16's loss scale multiplies it.
+    huge_batches: Vec<usize>,
     /// The model's files include one that cannot be written (its directory is a file), as a full or
     /// failing disk would make a checkpoint's write fail after its capture succeeded.
     unwritable_model_files: bool,
@@ -59,6 +62,7 @@ impl ToyQa {
             batches_served: Cell::new(0),
             fail_at_batch,
             nan_batches: vec![],
+            huge_batches: vec![],
             unwritable_model_files: false,
             scores: vec![],
             evaluations: Cell::new(0),
@@ -108,6 +112,9 @@ impl Task for ToyQa {
         let loss = self.loss_of(ids, s, e, train);
         if self.nan_batches.contains(&self.batches_served.get()) {
             return loss * f64::NAN;
+        }
+        if self.huge_batches.contains(&self.batches_served.get()) {
+            return loss.to_kind(Kind::Float) * 1e34;
         }
         loss
     }
@@ -731,4 +738,54 @@ fn reduce_lr_on_plateau_lowers_the_rate_and_resumes_with_it() {
     train(&mut task, &cfg, Device::Cpu, crashed.path(), Some(&latest)).unwrap();
     assert_eq!(rates(crashed.path()), expected);
     assert_eq!(losses(straight.path()), losses(crashed.path()));
+}
+
+/// fp16 (autocast to fp16, as on GPUs without bf16) with GradScaler's dynamic loss scale: a step whose
+/// scaled gradients overflow is skipped and halves the scale, without counting against
+/// `max_nonfinite_steps_in_a_row`; the scale is in the checkpoint, so a crashed run resumes exactly.
+#[test]
+fn fp16_scales_the_loss_skips_overflows_and_resumes_exactly() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = TrainConfig {
+        precision: model::autocast::Precision::Fp16,
+        max_nonfinite_steps_in_a_row: 1,
+        logging_steps: 1,
+        ..config()
+    };
+    let run = tempfile::tempdir().unwrap();
+    let mut task = ToyQa::new(1, None);
+    // Steps 1 and 2 (micro-batches 1-4, two a step) overflow.
+    task.huge_batches = vec![1, 3];
+    let before = task.evaluate().unwrap()["eval/loss"];
+    let outcome = train(&mut task, &cfg, Device::Cpu, run.path(), None).unwrap();
+    assert_eq!(outcome.steps, 12);
+    let after = outcome.last_eval["eval/loss"];
+    assert!(
+        after < before * 0.9,
+        "fp16 should learn: {before} -> {after}"
+    );
+    let history = read_history(&run.path().join("train_log.jsonl")).unwrap();
+    let skipped: Vec<u64> = history
+        .iter()
+        .filter(|r| r.values.contains_key("skipped_overflow"))
+        .map(|r| r.step)
+        .collect();
+    assert_eq!(skipped, vec![1, 2]);
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.path().join("checkpoints/step-000012/state.json")).unwrap(),
+    )
+    .unwrap();
+    // 65,536 halved twice; ten good steps since.
+    assert_eq!(state["loss_scale"]["scale"], 16384.0);
+    assert_eq!(state["loss_scale"]["good_steps"], 10);
+    assert_eq!(state["skipped_overflow_steps"], 2);
+
+    let crashed = tempfile::tempdir().unwrap();
+    let mut task = ToyQa::new(1, Some(21));
+    task.huge_batches = vec![1, 3];
+    assert!(train(&mut task, &cfg, Device::Cpu, crashed.path(), None).is_err());
+    let latest = checkpoint::latest(crashed.path()).unwrap().unwrap();
+    let mut task = ToyQa::new(99, None);
+    train(&mut task, &cfg, Device::Cpu, crashed.path(), Some(&latest)).unwrap();
+    assert_eq!(losses(run.path()), losses(crashed.path()));
 }

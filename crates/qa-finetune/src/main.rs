@@ -46,7 +46,7 @@ enum Command {
         dump_features: Option<PathBuf>,
         #[arg(long, default_value = "auto")]
         device: DeviceChoice,
-        /// fp32, or bf16 (autocast; for CUDA).
+        /// fp32, bf16 (autocast; for CUDA), or fp16 (autocast, for GPUs without bf16).
         #[arg(long, default_value = "fp32")]
         precision: model::autocast::Precision,
     },

@@ -46,6 +46,12 @@ pub struct TrainState {
     /// `reduce_lr_on_plateau`: the rate and what it follows.
     #[serde(default)]
     pub plateau: Option<super::schedule::Plateau>,
+    /// fp16: the loss scale at this step.
+    #[serde(default)]
+    pub loss_scale: Option<super::loss_scale::SavedLossScale>,
+    /// fp16: steps skipped because the scaled gradients overflowed.
+    #[serde(default)]
+    pub skipped_overflow_steps: u64,
 }
 
 /// A checkpoint's step and the metrics of its evaluation.
@@ -70,6 +76,8 @@ impl TrainState {
             evals_without_improvement: 0,
             stopped_early: false,
             plateau: None,
+            loss_scale: None,
+            skipped_overflow_steps: 0,
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Training machinery shared by MLM pre-training and QA fine-tuning: one loop (`trainer`), AdamW with
-//! savable state (`optim`), the step as CUDA graphs (`graphs`), learning-rate schedules (`schedule`), atomic checkpoints (`checkpoint`),
+//! savable state (`optim`), the step as CUDA graphs (`graphs`), learning-rate schedules (`schedule`), fp16's loss scale (`loss_scale`), atomic checkpoints (`checkpoint`),
 //! progress, TensorBoard and history (`log`), and the run manifest (`manifest`).
 
 pub mod checkpoint;
 mod graphs;
 pub mod log;
+pub mod loss_scale;
 pub mod manifest;
 pub mod optim;
 pub mod run_dir;

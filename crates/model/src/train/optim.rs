@@ -149,6 +149,15 @@ impl AdamW {
 
     /// The trainable parameters' gradients in name order, for summing over ranks; every one must be
     /// there (ranks must send the same buffers, so a parameter that got no gradient is an error).
+    /// The gradients this step gave (parameters it did not reach have none).
+    pub fn present_gradients(&self) -> Vec<Tensor> {
+        self.params
+            .values()
+            .map(|s| s.param.grad())
+            .filter(Tensor::defined)
+            .collect()
+    }
+
     pub fn gradients(&self) -> Result<Vec<Tensor>> {
         self.params
             .iter()

@@ -29,6 +29,7 @@ use super::graphs::{Plan, StepGraphs};
 use indicatif::ProgressBar;
 
 use super::log::{progress_bar, History, LogRecord, Tensorboard};
+use super::loss_scale::LossScale;
 use super::optim::{AdamW, AdamWConfig};
 use super::sampling::{derive_seed, DataOrder};
 use super::schedule::{Plateau, Schedule, ScheduleArgs, ScheduleKind};
@@ -86,7 +87,8 @@ pub struct TrainConfig {
     pub early_stopping_threshold: f64,
     /// Stop when this many optimizer steps in a row had a non-finite loss or gradient.
     pub max_nonfinite_steps_in_a_row: u64,
-    /// `bf16`: forward passes under autocast to bf16 (for CUDA; works on CPU too).
+    /// `bf16`: forward passes under autocast to bf16 (for CUDA; works on CPU too); `fp16`: autocast to
+    /// fp16 with a dynamic loss scale (`loss_scale`), for GPUs without bf16.
     pub precision: Precision,
     /// Batches of similar lengths (less padding), as `transformers`' `group_by_length`.
     pub group_by_length: bool,
@@ -350,6 +352,8 @@ fn graphs_for<B>(
         Some("data-parallel runs step eagerly")
     } else if cfg.gradient_accumulation_steps > 1 {
         Some("gradient accumulation steps eagerly")
+    } else if cfg.precision == Precision::Fp16 {
+        Some("fp16 loss scaling steps eagerly")
     } else if cfg.gradient_checkpointing {
         // The recomputation is a backward inside the backward, and sets the generators' states.
         Some("gradient checkpointing steps eagerly")
@@ -432,6 +436,8 @@ struct Trainer<'a, T: Task> {
     eval_seconds: f64,
     /// The step's CUDA graphs, when `cuda_graphs` applies to this run.
     graphs: Option<StepGraphs<T::Batch>>,
+    /// fp16: the dynamic loss scale.
+    loss_scale: Option<LossScale>,
 }
 
 /// The learning rate of an update: a value, or a device scalar a captured step reads at each replay.
@@ -495,6 +501,10 @@ impl<'a, T: Task> Trainer<'a, T> {
             state.plateau = Some(Plateau::start(&schedule));
         }
         task.set_gradient_checkpointing(cfg.gradient_checkpointing)?;
+        let loss_scale = (cfg.precision == Precision::Fp16).then(|| match state.loss_scale {
+            Some(saved) => LossScale::from_saved(saved, device),
+            None => LossScale::new(device),
+        });
         let graphs = graphs_for(cfg, device, group.is_some(), main);
         if graphs.is_some() {
             task.use_static_shapes();
@@ -536,6 +546,7 @@ impl<'a, T: Task> Trainer<'a, T> {
             tokens_trained: 0,
             eval_seconds: 0.0,
             graphs,
+            loss_scale,
         })
     }
 
@@ -719,7 +730,11 @@ impl<'a, T: Task> Trainer<'a, T> {
             let _autocast = AutocastGuard::for_precision(self.cfg.precision, self.device)?;
             self.task.loss(batch, true).to_kind(Kind::Float)
         };
-        (&loss / micro_batches as f64).backward();
+        let differentiated = match &self.loss_scale {
+            Some(scale) => scale.scale(&loss),
+            None => loss.shallow_clone(),
+        };
+        (&differentiated / micro_batches as f64).backward();
         Ok(loss.detach())
     }
 
@@ -745,6 +760,9 @@ impl<'a, T: Task> Trainer<'a, T> {
             group.all_reduce(&all, ReduceOp::Sum)?;
             losses = all;
         }
+        if let Some(scale) = &self.loss_scale {
+            scale.unscale(&self.optimizer.present_gradients());
+        }
         let grad_norm = self
             .optimizer
             .clip_grad_norm(cfg.max_grad_norm)
@@ -762,6 +780,9 @@ impl<'a, T: Task> Trainer<'a, T> {
         match lr {
             Rate::Value(lr) => self.optimizer.step(lr, Some(&found_inf))?,
             Rate::Tensor(lr) => self.optimizer.step_at(lr, Some(&found_inf))?,
+        }
+        if let Some(scale) = &mut self.loss_scale {
+            scale.update(&found_inf);
         }
         Ok(Tensor::cat(&[losses, grad_norm.reshape([1])], 0))
     }
@@ -946,6 +967,7 @@ impl<'a, T: Task> Trainer<'a, T> {
                 metrics: self.last_eval.clone(),
             });
         }
+        self.state.loss_scale = self.loss_scale.as_ref().map(LossScale::saved);
         let saved = if self.rank == 0 {
             match checkpoint::capture(&*self.task, &self.optimizer, &self.state) {
                 Ok(captured) if self.cfg.async_checkpoints => {
@@ -1060,6 +1082,20 @@ fn record_steps(
             values.insert("train/loss".to_owned(), step_loss);
             values.insert("grad_norm".to_owned(), grad_norm);
             window.add(step_loss, grad_norm);
+        } else if cfg.precision == Precision::Fp16
+            && losses.iter().all(|v| v.is_finite())
+            && !grad_norm.is_finite()
+        {
+            // fp16's scaled gradients overflowed: GradScaler's normal course (the scale halves and the
+            // step is skipped), not a sign of a broken run; not counted against the limit.
+            state.skipped_overflow_steps += 1;
+            if history.is_some() {
+                eprintln!(
+                    "note: step {}: fp16 gradients overflowed; update skipped, loss scale halved",
+                    p.step
+                );
+            }
+            values.insert("skipped_overflow".to_owned(), 1.0);
         } else {
             state.nonfinite_in_a_row += 1;
             state.skipped_nonfinite_steps += 1;
