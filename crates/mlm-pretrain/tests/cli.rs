@@ -58,6 +58,31 @@ fn spawn_until(cfg: &Path, ready: impl Fn() -> bool) -> std::process::Child {
     child
 }
 
+/// A 12-step run of `write_config` in `tmp/name`, the command adjusted by `adjust`: its losses, final
+/// weights and manifest.
+fn tiny_run(
+    tmp: &Path,
+    shards: &Path,
+    name: &str,
+    adjust: impl FnOnce(&mut Command),
+) -> (Vec<(u64, u64)>, Vec<u8>, serde_json::Value) {
+    let dir = tmp.join(name);
+    let cfg = write_config(tmp, shards, &dir, 12);
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--config", cfg.to_str().unwrap(), "--device", "cpu"]);
+    adjust(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let weights = std::fs::read(dir.join("final/model.safetensors")).unwrap();
+    (losses(&dir), weights, manifest)
+}
+
 /// Keeping freed host blocks (the binary's default) changes where tensors live, never what they hold:
 /// a run with glibc's defaults (`MEDQA_HOST_MEMORY=system`) logs the same losses and writes the same
 /// weights byte for byte, and each manifest says which allocator setting ran.
@@ -66,36 +91,14 @@ fn the_host_memory_setting_leaves_every_number_the_same() {
     let tmp = tempfile::tempdir().unwrap();
     let shards = tmp.path().join("corpus");
     make_shards(&shards);
-    let train = |name: &str, system: bool| {
-        let dir = tmp.path().join(name);
-        let cfg = write_config(tmp.path(), &shards, &dir, 12);
-        let mut cmd = Command::new(BIN);
-        cmd.args(["--config", cfg.to_str().unwrap(), "--device", "cpu"]);
-        if system {
-            cmd.env(model::host_memory::OPT_OUT, "system");
-        } else {
-            cmd.env_remove(model::host_memory::OPT_OUT);
-        }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let manifest: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap())
-                .unwrap();
-        let weights = std::fs::read(dir.join("final/model.safetensors")).unwrap();
-        (
-            losses(&dir),
-            weights,
-            manifest["versions"]["host_memory"].clone(),
-        )
-    };
-    let (kept_losses, kept_weights, kept) = train("kept", false);
-    let (system_losses, system_weights, system) = train("system", true);
-    assert_eq!(kept, "kept");
-    assert_eq!(system, "system");
+    let (kept_losses, kept_weights, kept) = tiny_run(tmp.path(), &shards, "kept", |cmd| {
+        cmd.env_remove(model::host_memory::OPT_OUT);
+    });
+    let (system_losses, system_weights, system) = tiny_run(tmp.path(), &shards, "system", |cmd| {
+        cmd.env(model::host_memory::OPT_OUT, "system");
+    });
+    assert_eq!(kept["versions"]["host_memory"], "kept");
+    assert_eq!(system["versions"]["host_memory"], "system");
     assert_eq!(kept_losses.len(), 12);
     assert_eq!(kept_losses, system_losses);
     assert!(kept_weights == system_weights, "final weights differ");
@@ -108,40 +111,12 @@ fn gradient_checkpointing_leaves_every_number_the_same() {
     let tmp = tempfile::tempdir().unwrap();
     let shards = tmp.path().join("corpus");
     make_shards(&shards);
-    let train = |name: &str, checkpointing: bool| {
-        let dir = tmp.path().join(name);
-        let cfg = write_config(tmp.path(), &shards, &dir, 12);
-        let on = format!("train.gradient_checkpointing={checkpointing}");
-        let out = Command::new(BIN)
-            .args([
-                "--config",
-                cfg.to_str().unwrap(),
-                "--device",
-                "cpu",
-                "--set",
-                &on,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let manifest: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap())
-                .unwrap();
-        assert_eq!(
-            manifest["config"]["train"]["gradient_checkpointing"],
-            checkpointing
-        );
-        (
-            losses(&dir),
-            std::fs::read(dir.join("final/model.safetensors")).unwrap(),
-        )
-    };
-    let (plain_losses, plain_weights) = train("plain", false);
-    let (ckpt_losses, ckpt_weights) = train("checkpointed", true);
+    let (plain_losses, plain_weights, _) = tiny_run(tmp.path(), &shards, "plain", |_| {});
+    let (ckpt_losses, ckpt_weights, manifest) =
+        tiny_run(tmp.path(), &shards, "checkpointed", |cmd| {
+            cmd.args(["--set", "train.gradient_checkpointing=true"]);
+        });
+    assert_eq!(manifest["config"]["train"]["gradient_checkpointing"], true);
     assert_eq!(plain_losses.len(), 12);
     assert_eq!(plain_losses, ckpt_losses);
     assert!(plain_weights == ckpt_weights, "final weights differ");
