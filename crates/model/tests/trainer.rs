@@ -738,6 +738,36 @@ fn reduce_lr_on_plateau_lowers_the_rate_and_resumes_with_it() {
     train(&mut task, &cfg, Device::Cpu, crashed.path(), Some(&latest)).unwrap();
     assert_eq!(rates(crashed.path()), expected);
     assert_eq!(losses(straight.path()), losses(crashed.path()));
+
+    // Resumed with another schedule, the run follows that schedule, not the saved plateau's rate.
+    let switched = tempfile::tempdir().unwrap();
+    let first = TrainConfig {
+        max_steps: Some(4),
+        ..cfg.clone()
+    };
+    let mut task = ToyQa::new(1, None);
+    task.scores = scores.clone();
+    train(&mut task, &first, Device::Cpu, switched.path(), None).unwrap();
+    let linear = TrainConfig {
+        max_steps: Some(8),
+        logging_steps: 1,
+        ..config()
+    };
+    let at_4 = checkpoint::latest(switched.path()).unwrap().unwrap();
+    train(
+        &mut ToyQa::new(1, None),
+        &linear,
+        Device::Cpu,
+        switched.path(),
+        Some(&at_4),
+    )
+    .unwrap();
+    let schedule = linear.schedule(8).unwrap();
+    let resumed: Vec<(u64, f64)> = rates(switched.path()).into_iter().skip(4).collect();
+    let want: Vec<(u64, f64)> = (5..=8)
+        .map(|s| (s, schedule.learning_rate_at(s - 1)))
+        .collect();
+    assert_eq!(resumed, want);
 }
 
 /// fp16 (autocast to fp16, as on GPUs without bf16) with GradScaler's dynamic loss scale: a step whose

@@ -497,7 +497,10 @@ impl<'a, T: Task> Trainer<'a, T> {
                 schedule.warmup_steps
             );
         }
-        if cfg.lr_scheduler_type.follows_evaluations() && state.plateau.is_none() {
+        // A resumed run goes on at its plateau's rate; a run resumed with another schedule drops it.
+        if !cfg.lr_scheduler_type.follows_evaluations() {
+            state.plateau = None;
+        } else if state.plateau.is_none() {
             state.plateau = Some(Plateau::start(&schedule));
         }
         task.set_gradient_checkpointing(cfg.gradient_checkpointing)?;
