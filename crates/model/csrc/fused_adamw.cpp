@@ -72,6 +72,20 @@ int medqa_foreach_clip_grad_norm(void** grads, int n, double max_norm, void** to
   }
 }
 
+// Every gradient times `factor` (a one-element tensor on their device) in one foreach launch: fp16's
+// unscaling, as GradScaler's unscale_ multiplies by the inverse scale.
+int medqa_foreach_mul(void** grads, int n, void* factor) {
+  try {
+    at::NoGradGuard no_grad;
+    auto g = gather(grads, n);
+    at::_foreach_mul_(g, *static_cast<at::Tensor*>(factor));
+    return 0;
+  } catch (const std::exception& e) {
+    shim_last_error() = e.what();
+    return -1;
+  }
+}
+
 // Drops the gradients (as torch's zero_grad(set_to_none=True)): the next backward writes fresh ones
 // instead of adding into zeroed buffers, saving two passes over the 250k-row embedding gradient.
 void medqa_clear_grads(void** params, int n) {

@@ -44,8 +44,9 @@ extern "C" {
     pub(crate) fn medqa_keep_freed_host_memory() -> i32;
     pub(crate) fn medqa_host_mmapped_bytes() -> i64;
 
-    // csrc/fused_adamw.cpp: set-to-none gradients, foreach clipping, the fused AdamW kernel.
+    // csrc/fused_adamw.cpp: set-to-none gradients, foreach clipping and scaling, the fused AdamW kernel.
     pub(crate) fn medqa_clear_grads(params: *mut *mut c_void, n: i32);
+    pub(crate) fn medqa_foreach_mul(grads: *mut *mut c_void, n: i32, factor: *mut c_void) -> i32;
     pub(crate) fn medqa_foreach_clip_grad_norm(
         grads: *mut *mut c_void,
         n: i32,

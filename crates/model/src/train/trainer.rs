@@ -764,7 +764,7 @@ impl<'a, T: Task> Trainer<'a, T> {
             losses = all;
         }
         if let Some(scale) = &self.loss_scale {
-            scale.unscale(&self.optimizer.present_gradients());
+            scale.unscale(&self.optimizer.present_gradients())?;
         }
         let grad_norm = self
             .optimizer
