@@ -168,9 +168,11 @@ fn two_ranks_train_as_one_process_over_the_same_global_batches() {
 }
 
 /// `reduce_lr_on_plateau` lowers the rate on rank 0's evaluation; every rank must take it, or the
-/// ranks' weights part and the run stops being the single process's.
+/// ranks' weights part and the run stops being the single process's. `save_strategy = "best"`
+/// checkpoints after rank 0's evaluations that improve: every rank must join those checkpoints'
+/// collectives.
 #[test]
-fn a_plateau_lowered_rate_reaches_every_rank() {
+fn a_plateau_lowered_rate_and_best_checkpoints_reach_every_rank() {
     let tmp = tempfile::tempdir().unwrap();
     let shards = tmp.path().join("corpus");
     make_shards(&shards);
@@ -182,6 +184,10 @@ fn a_plateau_lowered_rate_reaches_every_rank() {
         "train.eval_steps=3",
         "--set",
         "train.lr_scheduler_kwargs={ patience = 0, threshold = 0.5, factor = 0.5 }",
+        "--set",
+        "train.save_strategy=best",
+        "--set",
+        "train.save_total_limit=10",
     ];
     let run = |name: &str, ranks: usize| {
         let dir = tmp.path().join(format!("cfg-{name}"));
@@ -216,6 +222,20 @@ fn a_plateau_lowered_rate_reaches_every_rank() {
             "{file}: not bitwise the same"
         );
     }
+    let checkpoints = |run: &std::path::Path| {
+        let mut names: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let saved = checkpoints(&one);
+    assert!(
+        saved.len() >= 2 && saved.contains(&"step-000003".to_owned()),
+        "best checkpoints at evaluations: {saved:?}"
+    );
+    assert_eq!(saved, checkpoints(&two));
 }
 
 #[test]

@@ -227,7 +227,7 @@ fn reduce_lr_on_plateau_follows_the_metrics_as_torch() {
     {
         let mut cfg: TrainConfig = toml::from_str(keys).unwrap();
         cfg.lr_scheduler_type = model::train::ScheduleKind::ReduceLrOnPlateau;
-        cfg.eval_steps = 1;
+        cfg.eval_steps = 1.0;
         cfg.validate().unwrap();
         let schedule = cfg.schedule(100).unwrap();
         let mut plateau = Plateau::start(&schedule);

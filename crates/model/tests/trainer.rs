@@ -164,9 +164,9 @@ fn config() -> TrainConfig {
         gradient_accumulation_steps: 2,
         warmup_steps: Some(2.0),
         weight_decay: 0.01,
-        logging_steps: 3,
-        eval_steps: 4,
-        save_steps: 4,
+        logging_steps: 3.0,
+        eval_steps: 4.0,
+        save_steps: 4.0,
         save_total_limit: 1,
         ..Default::default()
     }
@@ -369,7 +369,7 @@ fn bf16_autocast_trains_with_fp32_weights() {
     let before = task.evaluate().unwrap()["eval/loss"];
     let cfg = TrainConfig {
         precision: model::autocast::Precision::Bf16,
-        save_steps: 0,
+        save_steps: 0.0,
         ..config()
     };
     let outcome = train(&mut task, &cfg, Device::Cpu, run.path(), None).unwrap();
@@ -402,7 +402,7 @@ fn non_finite_steps_are_skipped_and_a_run_of_them_stops_training() {
     let mut task = ToyQa::new(1, None);
     task.nan_batches = vec![3, 8];
     let cfg = TrainConfig {
-        save_steps: 0,
+        save_steps: 0.0,
         ..config()
     };
     let outcome = train(&mut task, &cfg, Device::Cpu, run.path(), None).unwrap();
@@ -508,8 +508,8 @@ fn weights(task: &ToyQa) -> BTreeMap<String, Vec<u8>> {
 fn early_stopping(patience: u64, threshold: f64) -> TrainConfig {
     TrainConfig {
         max_steps: Some(24),
-        eval_steps: 2,
-        save_steps: 2,
+        eval_steps: 2.0,
+        save_steps: 2.0,
         save_total_limit: 1,
         metric_for_best_model: "eval/score".to_owned(),
         greater_is_better: true,
@@ -624,7 +624,7 @@ fn load_best_and_early_stopping_settings_are_checked() {
     };
     refused(
         TrainConfig {
-            save_steps: 3,
+            save_steps: 3.0,
             ..early_stopping(2, 0.0)
         },
         "save_steps a multiple of eval_steps",
@@ -664,7 +664,7 @@ fn every_step_runs_at_its_schedules_learning_rate() {
         let cfg = TrainConfig {
             lr_scheduler_type: chosen.lr_scheduler_type,
             lr_scheduler_kwargs: chosen.lr_scheduler_kwargs,
-            logging_steps: 1,
+            logging_steps: 1.0,
             ..config()
         };
         let run = tempfile::tempdir().unwrap();
@@ -700,9 +700,9 @@ fn reduce_lr_on_plateau_lowers_the_rate_and_resumes_with_it() {
     let cfg = TrainConfig {
         lr_scheduler_type: settings.lr_scheduler_type,
         lr_scheduler_kwargs: settings.lr_scheduler_kwargs,
-        logging_steps: 1,
-        eval_steps: 2,
-        save_steps: 2,
+        logging_steps: 1.0,
+        eval_steps: 2.0,
+        save_steps: 2.0,
         metric_for_best_model: "eval/score".to_owned(),
         greater_is_better: true,
         ..config()
@@ -750,7 +750,7 @@ fn reduce_lr_on_plateau_lowers_the_rate_and_resumes_with_it() {
     train(&mut task, &first, Device::Cpu, switched.path(), None).unwrap();
     let linear = TrainConfig {
         max_steps: Some(8),
-        logging_steps: 1,
+        logging_steps: 1.0,
         ..config()
     };
     let at_4 = checkpoint::latest(switched.path()).unwrap().unwrap();
@@ -779,7 +779,7 @@ fn fp16_scales_the_loss_skips_overflows_and_resumes_exactly() {
     let cfg = TrainConfig {
         precision: model::autocast::Precision::Fp16,
         max_nonfinite_steps_in_a_row: 1,
-        logging_steps: 1,
+        logging_steps: 1.0,
         ..config()
     };
     let run = tempfile::tempdir().unwrap();
@@ -818,4 +818,84 @@ fn fp16_scales_the_loss_skips_overflows_and_resumes_exactly() {
     let mut task = ToyQa::new(99, None);
     train(&mut task, &cfg, Device::Cpu, crashed.path(), Some(&latest)).unwrap();
     assert_eq!(losses(run.path()), losses(crashed.path()));
+}
+
+/// Times a TensorBoard tag was written in a run's event files (each scalar record names its tag).
+fn tensorboard_writes(run: &Path, tag: &str) -> usize {
+    let mut count = 0;
+    for entry in std::fs::read_dir(run.join("tb")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        count += bytes
+            .windows(tag.len())
+            .filter(|w| *w == tag.as_bytes())
+            .count();
+    }
+    count
+}
+
+/// The strategies in the loop itself (tests/cadence.rs checks the steps they give against the Trainer):
+/// 24 training rows in batches of 4 and 2 micro-batches a step make 3 steps an epoch, 9 in 3 epochs.
+#[test]
+fn logs_evaluations_and_checkpoints_follow_their_strategies() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let run = tempfile::tempdir().unwrap();
+    let mut task = ToyQa::new(1, None);
+    let cfg: TrainConfig = toml::from_str(
+        "seed = 5\nlearning_rate = 3e-3\nnum_train_epochs = 3\nper_device_train_batch_size = 4\n\
+         gradient_accumulation_steps = 2\nlogging_strategy = \"no\"\nlogging_first_step = true\n\
+         eval_strategy = \"epoch\"\neval_on_start = true\nsave_steps = 0.45\nsave_total_limit = 10\n\
+         async_checkpoints = false",
+    )
+    .unwrap();
+    let outcome = train(&mut task, &cfg, Device::Cpu, run.path(), None).unwrap();
+    assert_eq!(outcome.steps, 9);
+    let history = read_history(&run.path().join("train_log.jsonl")).unwrap();
+    let evals: Vec<(u64, f64)> = history
+        .iter()
+        .filter(|r| r.values.contains_key("eval/loss"))
+        .map(|r| (r.step, r.values["epoch"]))
+        .collect();
+    assert_eq!(evals, vec![(0, 0.0), (3, 1.0), (6, 2.0), (9, 3.0)]);
+    let steps: Vec<(u64, f64)> = history
+        .iter()
+        .filter(|r| r.values.contains_key("train/loss"))
+        .map(|r| (r.step, r.values["epoch"]))
+        .collect();
+    assert_eq!(steps.len(), 9);
+    for (step, epoch) in steps {
+        assert_eq!(epoch, step as f64 / 3.0, "step {step}");
+    }
+    // save_steps = 0.45 of 9 steps: every 5 (rounded up), and the end.
+    let saved: Vec<u64> = (1..=9)
+        .filter(|&s| checkpoint::dir_for(run.path(), s).exists())
+        .collect();
+    assert_eq!(saved, vec![5, 9]);
+    // Logged (window averages to TensorBoard) at the first step and the end only.
+    assert_eq!(tensorboard_writes(run.path(), "train/loss"), 2);
+    assert_eq!(tensorboard_writes(run.path(), "epoch"), 2);
+    // Evaluated at the start and at each epoch's end.
+    assert_eq!(tensorboard_writes(run.path(), "eval/loss"), 4);
+}
+
+/// `save_strategy = "best"`: a checkpoint after each evaluation that beat every one before it, and
+/// at the end; `load_best_model_at_end` takes the best of them.
+#[test]
+fn save_strategy_best_checkpoints_each_new_best() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let run = tempfile::tempdir().unwrap();
+    let mut task = ToyQa::new(1, None);
+    task.scores = vec![0.1, 0.9, 0.2, 0.95, 0.3, 0.95];
+    let cfg: TrainConfig = toml::from_str(
+        "seed = 5\nlearning_rate = 3e-3\nmax_steps = 12\nper_device_train_batch_size = 4\n\
+         eval_steps = 2\nsave_strategy = \"best\"\nsave_total_limit = 10\nasync_checkpoints = false\n\
+         metric_for_best_model = \"eval/score\"\ngreater_is_better = true\nload_best_model_at_end = true",
+    )
+    .unwrap();
+    let outcome = train(&mut task, &cfg, Device::Cpu, run.path(), None).unwrap();
+    let saved: Vec<u64> = (1..=12)
+        .filter(|&s| checkpoint::dir_for(run.path(), s).exists())
+        .collect();
+    assert_eq!(saved, vec![2, 4, 8, 12]);
+    assert_eq!(outcome.final_from_best, Some(8));
+    assert_eq!(outcome.last_eval["eval/score"], 0.95);
 }

@@ -58,7 +58,7 @@ fn main() -> Result<()> {
             per_device_train_batch_size: batch,
             learning_rate: 3e-5,
             weight_decay: 0.01,
-            logging_steps: 1_000_000,
+            logging_steps: 1_000_000.0,
             group_by_length: group,
             precision,
             ..Default::default()

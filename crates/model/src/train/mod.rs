@@ -1,7 +1,9 @@
 //! Training machinery shared by MLM pre-training and QA fine-tuning: one loop (`trainer`), AdamW with
 //! savable state (`optim`), the step as CUDA graphs (`graphs`), learning-rate schedules (`schedule`), fp16's loss scale (`loss_scale`), atomic checkpoints (`checkpoint`),
+//! when to log, evaluate and save (`cadence`),
 //! progress, TensorBoard and history (`log`), and the run manifest (`manifest`).
 
+pub mod cadence;
 pub mod checkpoint;
 mod graphs;
 pub mod log;
@@ -14,6 +16,7 @@ pub mod schedule;
 pub mod task;
 pub mod trainer;
 
+pub use cadence::{Cadence, Cadences, IntervalStrategy, SaveStrategy};
 pub use optim::{AdamW, AdamWConfig};
 pub use sampling::{Sampling, Source};
 pub use schedule::{Curve, Mode, Plateau, Schedule, ScheduleArgs, ScheduleKind, ThresholdMode};

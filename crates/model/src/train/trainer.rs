@@ -24,6 +24,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use super::cadence::{self, Cadence, Cadences, IntervalStrategy, SaveStrategy};
 use super::checkpoint::{self, BackgroundWriter, BestCheckpoint, TrainState};
 use super::graphs::{Plan, StepGraphs};
 use indicatif::ProgressBar;
@@ -62,11 +63,26 @@ pub struct TrainConfig {
     pub adam_beta2: f64,
     pub adam_epsilon: f64,
     pub max_grad_norm: f64,
-    pub logging_steps: u64,
-    /// 0: evaluate only at the end.
-    pub eval_steps: u64,
-    /// 0: checkpoint only at the end.
-    pub save_steps: u64,
+    /// When the loop logs (`transformers`' `logging_strategy`): every `logging_steps`, at the end of
+    /// each epoch, or only at the end ("steps", "epoch", "no"). The run's last step always logs,
+    /// evaluates and saves, whatever the strategies.
+    pub logging_strategy: IntervalStrategy,
+    /// With "steps": a whole number of steps, or a fraction in (0, 1) of the run's steps (rounded
+    /// up), as `transformers`; 0: only at the end.
+    pub logging_steps: f64,
+    /// Also log the first step (`transformers`' `logging_first_step`).
+    pub logging_first_step: bool,
+    pub eval_strategy: IntervalStrategy,
+    /// As `logging_steps`; 0: evaluate only at the end.
+    pub eval_steps: f64,
+    /// Evaluate the starting model before the first step of a fresh run (`transformers`'
+    /// `eval_on_start`): a baseline in the history, not a candidate for the best checkpoint.
+    pub eval_on_start: bool,
+    /// As `logging_strategy`, or "best": a checkpoint after each evaluation that improved
+    /// `metric_for_best_model`.
+    pub save_strategy: SaveStrategy,
+    /// As `logging_steps`; 0: checkpoint only at the end.
+    pub save_steps: f64,
     /// Checkpoints kept besides the best one.
     pub save_total_limit: usize,
     /// Write checkpoints on a background thread: the step copies the weights and moments to the host
@@ -126,9 +142,14 @@ impl Default for TrainConfig {
             adam_beta2: 0.999,
             adam_epsilon: 1e-8,
             max_grad_norm: 1.0,
-            logging_steps: 10,
-            eval_steps: 0,
-            save_steps: 0,
+            logging_strategy: IntervalStrategy::Steps,
+            logging_steps: 10.0,
+            logging_first_step: false,
+            eval_strategy: IntervalStrategy::Steps,
+            eval_steps: 0.0,
+            eval_on_start: false,
+            save_strategy: SaveStrategy::Steps,
+            save_steps: 0.0,
             save_total_limit: 2,
             async_checkpoints: true,
             metric_for_best_model: "eval/loss".to_owned(),
@@ -167,10 +188,19 @@ impl TrainConfig {
         }
         self.lr_scheduler_kwargs
             .validate(self.lr_scheduler_type, self.learning_rate)?;
-        if self.lr_scheduler_type.follows_evaluations() && self.eval_steps == 0 {
+        for (strategy, name, value) in [
+            (self.logging_strategy, "logging_steps", self.logging_steps),
+            (self.eval_strategy, "eval_steps", self.eval_steps),
+            (self.save_strategy.interval(), "save_steps", self.save_steps),
+        ] {
+            if strategy == IntervalStrategy::Steps {
+                cadence::check_steps(name, value)?;
+            }
+        }
+        if self.lr_scheduler_type.follows_evaluations() && !self.evaluates_during_training() {
             bail!(
                 "lr_scheduler_type = \"reduce_lr_on_plateau\" follows the evaluations of \
-                 metric_for_best_model: set eval_steps"
+                 metric_for_best_model: set eval_steps, or eval_strategy = \"epoch\""
             );
         }
         if self.max_steps.is_none()
@@ -178,17 +208,14 @@ impl TrainConfig {
         {
             bail!("num_train_epochs must be positive when max_steps is not set");
         }
-        if self.load_best_model_at_end
-            && (self.eval_steps == 0
-                || self.save_steps == 0
-                || !self.save_steps.is_multiple_of(self.eval_steps))
-        {
+        if self.save_strategy == SaveStrategy::Best && !self.evaluates_during_training() {
             bail!(
-                "load_best_model_at_end needs eval_steps and save_steps set, save_steps a multiple of \
-                 eval_steps (so that every checkpoint is evaluated); got eval_steps = {}, save_steps = {}",
-                self.eval_steps,
-                self.save_steps
+                "save_strategy = \"best\" saves after evaluations that improve metric_for_best_model: \
+                 set eval_steps, or eval_strategy = \"epoch\""
             );
+        }
+        if self.load_best_model_at_end {
+            self.check_every_checkpoint_is_evaluated()?;
         }
         if self.early_stopping_patience > 0 && !self.load_best_model_at_end {
             bail!(
@@ -203,6 +230,102 @@ impl TrainConfig {
             );
         }
         Ok(())
+    }
+
+    /// Whether evaluations happen before the run's end.
+    fn evaluates_during_training(&self) -> bool {
+        match self.eval_strategy {
+            IntervalStrategy::No => false,
+            IntervalStrategy::Steps => self.eval_steps > 0.0,
+            IntervalStrategy::Epoch => true,
+        }
+    }
+
+    /// `load_best_model_at_end`'s rule, as `transformers`: the same strategy for evaluations and
+    /// checkpoints, and with "steps", checkpoints at a multiple of the evaluations' interval. Fractions
+    /// are checked again once resolved (`Trainer::new`).
+    fn check_every_checkpoint_is_evaluated(&self) -> Result<()> {
+        if self.save_strategy == SaveStrategy::Best {
+            return Ok(());
+        }
+        let (eval, save) = (self.eval_strategy, self.save_strategy.interval());
+        if eval != save {
+            bail!(
+                "load_best_model_at_end needs the same eval_strategy and save_strategy (so that every \
+                 checkpoint is evaluated); got eval_strategy = \"{}\", save_strategy = \"{}\"",
+                eval.name(),
+                save.name()
+            );
+        }
+        let ok = match eval {
+            IntervalStrategy::No => false,
+            IntervalStrategy::Epoch => true,
+            IntervalStrategy::Steps if self.eval_steps <= 0.0 || self.save_steps <= 0.0 => false,
+            IntervalStrategy::Steps => {
+                match (
+                    cadence::is_fraction(self.eval_steps),
+                    cadence::is_fraction(self.save_steps),
+                ) {
+                    (false, false) => {
+                        (self.save_steps as u64).is_multiple_of(self.eval_steps as u64)
+                    }
+                    (true, true) => true,
+                    _ => false,
+                }
+            }
+        };
+        if !ok {
+            bail!(
+                "load_best_model_at_end needs evaluations and checkpoints during training, every \
+                 checkpoint evaluated: eval_strategy = save_strategy = \"epoch\", or eval_steps and \
+                 save_steps set (both whole numbers or both fractions), save_steps a multiple of \
+                 eval_steps; got eval_strategy = \"{}\", eval_steps = {}, save_steps = {}",
+                eval.name(),
+                self.eval_steps,
+                self.save_steps
+            );
+        }
+        Ok(())
+    }
+
+    /// When this run of `total_steps` logs, evaluates and saves, with `micro_batches_per_step` and
+    /// an epoch of `examples`.
+    pub fn cadences(
+        &self,
+        total_steps: u64,
+        micro_batches_per_step: u64,
+        examples: usize,
+    ) -> Result<Cadences> {
+        let per_epoch = self.batches_per_epoch(examples);
+        let resolve = |strategy, steps| {
+            Cadence::resolve(
+                strategy,
+                steps,
+                total_steps,
+                micro_batches_per_step,
+                per_epoch,
+            )
+        };
+        let cadences = Cadences {
+            log: resolve(self.logging_strategy, self.logging_steps),
+            eval: resolve(self.eval_strategy, self.eval_steps),
+            save: resolve(self.save_strategy.interval(), self.save_steps),
+        };
+        if self.load_best_model_at_end {
+            if let (Cadence::Every(eval), Cadence::Every(save)) = (cadences.eval, cadences.save) {
+                if !save.is_multiple_of(eval) {
+                    bail!(
+                        "load_best_model_at_end: over {total_steps} steps, eval_steps = {} is every {eval} \
+                         steps and save_steps = {} every {save}, not a multiple of it (so not every \
+                         checkpoint would be evaluated); choose fractions that round to multiples, or \
+                         whole numbers",
+                        self.eval_steps,
+                        self.save_steps
+                    );
+                }
+            }
+        }
+        Ok(cadences)
     }
 
     fn batches_per_epoch(&self, examples: usize) -> u64 {
@@ -416,6 +539,11 @@ struct Trainer<'a, T: Task> {
     rank: u64,
     world: u64,
     total_steps: u64,
+    /// When it logs, evaluates and saves.
+    cadences: Cadences,
+    /// Micro-batches per step and per epoch of the one data order, for the `epoch` logged.
+    micro_batches_per_step: u64,
+    batches_per_epoch: u64,
     schedule: Schedule,
     optimizer: AdamW,
     state: TrainState,
@@ -465,6 +593,25 @@ impl<'a, T: Task> Trainer<'a, T> {
         let (rank, world) = group.map_or((0, 1), |g| (g.world().rank, g.world().size));
         let main = rank == 0;
         let total_steps = cfg.total_steps_on(sampling.epoch_len(), world);
+        let micro_batches_per_step = cfg.micro_batches_per_step(world);
+        let batches_per_epoch = cfg.batches_per_epoch(sampling.epoch_len());
+        let cadences = cfg.cadences(total_steps, micro_batches_per_step, sampling.epoch_len())?;
+        let fractional = [cfg.logging_steps, cfg.eval_steps, cfg.save_steps]
+            .into_iter()
+            .any(cadence::is_fraction);
+        let by_epoch = [
+            cfg.logging_strategy,
+            cfg.eval_strategy,
+            cfg.save_strategy.interval(),
+        ]
+        .contains(&IntervalStrategy::Epoch);
+        if main && (fractional || by_epoch) {
+            eprintln!(
+                "{total_steps} steps, {} micro-batches an epoch: {}",
+                batches_per_epoch,
+                cadences.describe()
+            );
+        }
         let mut optimizer = AdamW::new(trainable(task.variables(), &cfg.freeze)?, cfg.adamw());
         let mut state = TrainState::new(cfg.seed);
         if let Some(dir) = resume {
@@ -539,6 +686,9 @@ impl<'a, T: Task> Trainer<'a, T> {
             rank: rank as u64,
             world: world as u64,
             total_steps,
+            cadences,
+            micro_batches_per_step,
+            batches_per_epoch,
             optimizer,
             state,
             window: LogWindow::default(),
@@ -556,6 +706,9 @@ impl<'a, T: Task> Trainer<'a, T> {
     fn run(mut self) -> Result<TrainOutcome> {
         let cfg = self.cfg;
         let started = Instant::now();
+        if cfg.eval_on_start && self.state.step == 0 && self.rank == 0 {
+            self.measure()?;
+        }
         while self.state.step < self.total_steps && !self.state.stopped_early {
             let lr = match &self.state.plateau {
                 Some(plateau) => plateau.learning_rate,
@@ -564,15 +717,17 @@ impl<'a, T: Task> Trainer<'a, T> {
             self.step(lr)?;
             let step = self.state.step;
             let at_end = step == self.total_steps;
-            let logging = step.is_multiple_of(cfg.logging_steps.max(1)) || at_end;
-            let evaluating = (cfg.eval_steps > 0 && step.is_multiple_of(cfg.eval_steps)) || at_end;
-            let saving = (cfg.save_steps > 0 && step.is_multiple_of(cfg.save_steps)) || at_end;
+            let logging =
+                self.cadences.log.due(step) || (cfg.logging_first_step && step == 1) || at_end;
+            let evaluating = self.cadences.eval.due(step) || at_end;
+            let mut saving = self.cadences.save.due(step) || at_end;
             let overdue = self.pending.len() >= cfg.max_nonfinite_steps_in_a_row.max(1) as usize;
             if logging || evaluating || saving || overdue {
                 record_steps(
                     &mut self.pending,
                     &mut self.state,
                     cfg,
+                    (self.micro_batches_per_step, self.batches_per_epoch),
                     self.history.as_mut(),
                     &mut self.window,
                 )?;
@@ -586,6 +741,9 @@ impl<'a, T: Task> Trainer<'a, T> {
             }
             if evaluating {
                 self.share_plateau_rate()?;
+                if cfg.save_strategy == SaveStrategy::Best {
+                    saving |= self.evaluation_was_best()?;
+                }
             }
             if saving {
                 self.save()?;
@@ -790,10 +948,17 @@ impl<'a, T: Task> Trainer<'a, T> {
         Ok(Tensor::cat(&[losses, grad_norm.reshape([1])], 0))
     }
 
+    /// Epochs done after `step` steps.
+    fn epoch_at(&self, step: u64) -> f64 {
+        cadence::epoch_at(step, self.micro_batches_per_step, self.batches_per_epoch)
+    }
+
     fn log(&mut self, lr: f64) {
         let step = self.state.step;
+        let epoch = self.epoch_at(step);
         let (loss, norm, tokens_per_sec) = self.window.take();
         let Some(tb) = &mut self.tb else { return };
+        tb.scalar("epoch", epoch, step);
         // Tokens of this rank times the ranks: the run's rate, as the ranks' batches are alike.
         let tokens_per_sec = tokens_per_sec * self.world as f64;
         tb.scalar("train/loss", loss, step);
@@ -806,8 +971,9 @@ impl<'a, T: Task> Trainer<'a, T> {
         ));
     }
 
-    /// Held-out metrics, recorded everywhere, and the best step so far by `metric_for_best_model`.
-    fn evaluate(&mut self) -> Result<()> {
+    /// Held-out metrics of the model as it is, recorded in TensorBoard, the history (with the
+    /// epoch) and on the terminal.
+    fn measure(&mut self) -> Result<()> {
         settle(self.device);
         let started = Instant::now();
         let step = self.state.step;
@@ -821,15 +987,23 @@ impl<'a, T: Task> Trainer<'a, T> {
             }
             tb.flush();
         }
+        let epoch = self.epoch_at(step);
         if let Some(history) = &mut self.history {
-            history.append(&LogRecord {
-                step,
-                values: self.last_eval.clone(),
-            })?;
+            let mut values = self.last_eval.clone();
+            values.insert("epoch".to_owned(), epoch);
+            history.append(&LogRecord { step, values })?;
         }
         self.bar
             .println(format!("step {step}: {}", format_metrics(&self.last_eval)));
         self.eval_seconds += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// An evaluation during the run: measured, then the best step so far by `metric_for_best_model`,
+    /// the plateau's rate and early stopping's count follow it.
+    fn evaluate(&mut self) -> Result<()> {
+        self.measure()?;
+        let step = self.state.step;
         // Early stopping is only allowed with load_best_model_at_end (`TrainConfig::validate`).
         let metric = self.last_eval.get(&self.cfg.metric_for_best_model).copied();
         if let Some(plateau) = &mut self.state.plateau {
@@ -914,6 +1088,16 @@ impl<'a, T: Task> Trainer<'a, T> {
         group.broadcast(&rate, 0)?;
         plateau.learning_rate = rate.double_value(&[]);
         Ok(())
+    }
+
+    /// Whether this step's evaluation set a new best (`save_strategy = "best"`): rank 0 evaluated;
+    /// with a group every rank learns it, so that all take part in the checkpoint.
+    fn evaluation_was_best(&self) -> Result<bool> {
+        let best = self.rank == 0 && self.state.best_step == Some(self.state.step);
+        match self.group {
+            Some(group) => Ok(!group.all_ok(!best)?),
+            None => Ok(best),
+        }
     }
 
     /// Whether early stopping ends the run after this evaluation: rank 0 evaluated and decided; with
@@ -1059,6 +1243,7 @@ fn record_steps(
     pending: &mut Vec<PendingStep>,
     state: &mut TrainState,
     cfg: &TrainConfig,
+    (micro_batches_per_step, batches_per_epoch): (u64, u64),
     mut history: Option<&mut History>,
     window: &mut LogWindow,
 ) -> Result<()> {
@@ -1076,7 +1261,8 @@ fn record_steps(
     )?;
     for (p, row) in pending.drain(..).zip(numbers.chunks(width)) {
         let (losses, grad_norm) = (&row[..width - 1], row[width - 1]);
-        let mut values = BTreeMap::from([("lr".to_owned(), p.lr)]);
+        let epoch = cadence::epoch_at(p.step, micro_batches_per_step, batches_per_epoch);
+        let mut values = BTreeMap::from([("lr".to_owned(), p.lr), ("epoch".to_owned(), epoch)]);
         if losses.iter().all(|v| v.is_finite()) && grad_norm.is_finite() {
             let step_loss = losses
                 .iter()
@@ -1200,5 +1386,53 @@ mod tests {
         .schedule(95)
         .unwrap();
         assert_eq!(s.warmup_steps, 10);
+    }
+
+    #[test]
+    fn strategies_are_checked_before_the_run() {
+        let refused = |keys: &str, says: &str| {
+            let cfg: TrainConfig = toml::from_str(keys).unwrap();
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains(says), "{keys:?}: {err}");
+        };
+        refused("eval_steps = 2.5", "eval_steps must be a whole number");
+        refused("logging_steps = -1", "logging_steps must be a number");
+        refused(
+            "load_best_model_at_end = true\neval_strategy = \"epoch\"\nsave_steps = 10",
+            "the same eval_strategy and save_strategy",
+        );
+        refused(
+            "load_best_model_at_end = true\neval_steps = 0.1\nsave_steps = 20",
+            "both whole numbers or both fractions",
+        );
+        refused(
+            "load_best_model_at_end = true\neval_strategy = \"no\"\nsave_strategy = \"no\"",
+            "evaluations and checkpoints during training",
+        );
+        refused(
+            "save_strategy = \"best\"\neval_strategy = \"no\"",
+            "save_strategy = \"best\" saves after evaluations",
+        );
+        refused(
+            "lr_scheduler_type = \"reduce_lr_on_plateau\"\neval_strategy = \"no\"\neval_steps = 5",
+            "eval_strategy = \"epoch\"",
+        );
+        let cfg: TrainConfig = toml::from_str(
+            "load_best_model_at_end = true\nsave_strategy = \"best\"\neval_strategy = \"epoch\"",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        // A "steps" setting is not read under another strategy, as in transformers.
+        let cfg: TrainConfig =
+            toml::from_str("eval_strategy = \"epoch\"\neval_steps = 2.5").unwrap();
+        cfg.validate().unwrap();
+        // Fractions that are multiples may still round to steps that are not.
+        let cfg: TrainConfig =
+            toml::from_str("load_best_model_at_end = true\neval_steps = 0.1\nsave_steps = 0.2")
+                .unwrap();
+        cfg.validate().unwrap();
+        assert!(cfg.cadences(100, 1, 800).is_ok());
+        let err = cfg.cadences(25, 1, 200).unwrap_err().to_string();
+        assert!(err.contains("every 3 steps"), "{err}");
     }
 }
