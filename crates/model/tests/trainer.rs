@@ -899,3 +899,27 @@ fn save_strategy_best_checkpoints_each_new_best() {
     assert_eq!(outcome.final_from_best, Some(8));
     assert_eq!(outcome.last_eval["eval/score"], 0.95);
 }
+
+/// `max_grad_norm = 0` turns clipping off, as in transformers (it used to scale every gradient to 0):
+/// the same losses as a bound never reached, and the run learns.
+#[test]
+fn max_grad_norm_zero_trains_unclipped() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let run_with = |max_grad_norm: f64| {
+        let run = tempfile::tempdir().unwrap();
+        let mut task = ToyQa::new(1, None);
+        let cfg = TrainConfig {
+            max_grad_norm,
+            ..config()
+        };
+        let outcome = train(&mut task, &cfg, Device::Cpu, run.path(), None).unwrap();
+        (losses(run.path()), outcome.last_eval["eval/loss"])
+    };
+    let (off, off_eval) = run_with(0.0);
+    let (unreached, _) = run_with(1e30);
+    let (clipped, _) = run_with(0.01);
+    assert_eq!(off, unreached);
+    assert_ne!(off, clipped, "the bound of 0.01 should have clipped");
+    let before = ToyQa::new(1, None).evaluate().unwrap()["eval/loss"];
+    assert!(off_eval < before * 0.9, "{before} -> {off_eval}");
+}

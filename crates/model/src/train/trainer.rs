@@ -62,6 +62,7 @@ pub struct TrainConfig {
     pub adam_beta1: f64,
     pub adam_beta2: f64,
     pub adam_epsilon: f64,
+    /// Gradients are scaled to this norm at most; 0: not clipped (as `transformers`).
     pub max_grad_norm: f64,
     /// When the loop logs (`transformers`' `logging_strategy`): every `logging_steps`, at the end of
     /// each epoch, or only at the end ("steps", "epoch", "no"). The run's last step always logs,
@@ -180,6 +181,9 @@ impl TrainConfig {
         }
         if !(0.0..=1.0).contains(&self.warmup_ratio) {
             bail!("warmup_ratio must be in [0, 1], got {}", self.warmup_ratio);
+        }
+        if self.max_grad_norm.is_nan() {
+            bail!("max_grad_norm must be a number (0: no clipping), got NaN");
         }
         if let Some(w) = self.warmup_steps {
             if !(w >= 0.0 && w.is_finite()) {
@@ -924,9 +928,16 @@ impl<'a, T: Task> Trainer<'a, T> {
         if let Some(scale) = &self.loss_scale {
             scale.unscale(&self.optimizer.present_gradients())?;
         }
+        // As transformers: 0 (or less) turns clipping off. The norm is still taken: the step is
+        // skipped when it is not finite. An infinite bound scales by exactly 1.
+        let max_norm = if cfg.max_grad_norm > 0.0 {
+            cfg.max_grad_norm
+        } else {
+            f64::INFINITY
+        };
         let grad_norm = self
             .optimizer
-            .clip_grad_norm(cfg.max_grad_norm)
+            .clip_grad_norm(max_norm)
             .to_kind(Kind::Float)
             .to_device(losses.device());
         // Decided on the device: reading the loss and the norm here would make the host wait for every
