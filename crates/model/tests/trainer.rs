@@ -34,6 +34,8 @@ struct ToyQa {
     /// `eval/score` of each evaluation in turn (for early stopping and the best checkpoint).
     scores: Vec<f64>,
     evaluations: Cell<usize>,
+    /// The training examples of every micro-batch served, in order.
+    served: std::cell::RefCell<Vec<Vec<usize>>>,
 }
 
 impl ToyQa {
@@ -66,6 +68,7 @@ impl ToyQa {
             unwritable_model_files: false,
             scores: vec![],
             evaluations: Cell::new(0),
+            served: Default::default(),
         }
     }
 
@@ -91,6 +94,7 @@ impl Task for ToyQa {
         if Some(served) == self.fail_at_batch {
             bail!("simulated crash at micro-batch {served}");
         }
+        self.served.borrow_mut().push(indices.to_vec());
         let idx = Tensor::from_slice(
             &indices
                 .iter()
@@ -922,4 +926,91 @@ fn max_grad_norm_zero_trains_unclipped() {
     assert_ne!(off, clipped, "the bound of 0.01 should have clipped");
     let before = ToyQa::new(1, None).evaluate().unwrap()["eval/loss"];
     assert!(off_eval < before * 0.9, "{before} -> {off_eval}");
+}
+
+/// `data_seed` holds the data order while `seed` varies dropout (and the other way round); a resume
+/// with another data order is refused.
+#[test]
+fn data_seed_orders_the_data_apart_from_seed() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let run_with = |seed: u64, data_seed: Option<u64>| {
+        let run = tempfile::tempdir().unwrap();
+        let mut task = ToyQa::new(1, None);
+        let cfg = TrainConfig {
+            seed,
+            data_seed,
+            ..config()
+        };
+        train(&mut task, &cfg, Device::Cpu, run.path(), None).unwrap();
+        let served = task.served.borrow().clone();
+        (served, losses(run.path()))
+    };
+    let (a_order, a_losses) = run_with(5, Some(7));
+    let (b_order, b_losses) = run_with(6, Some(7));
+    let (c_order, _) = run_with(5, None);
+    let (d_order, _) = run_with(7, None);
+    assert_eq!(a_order, b_order, "the same data_seed, the same batches");
+    assert_ne!(a_losses, b_losses, "another seed, other dropout");
+    assert_ne!(a_order, c_order, "data_seed, not seed, orders the data");
+    assert_eq!(a_order, d_order, "unset, data_seed is seed");
+
+    // Checkpoints at steps 4 and 8; the resume changes the data seed.
+    let run = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        data_seed: Some(7),
+        ..config()
+    };
+    let mut task = ToyQa::new(1, Some(21));
+    train(&mut task, &cfg, Device::Cpu, run.path(), None).unwrap_err();
+    let ckpt = checkpoint::latest(run.path()).unwrap().unwrap();
+    let other = TrainConfig {
+        data_seed: Some(8),
+        dataloader_drop_last: true,
+        ..cfg.clone()
+    };
+    let err = train(
+        &mut ToyQa::new(1, None),
+        &other,
+        Device::Cpu,
+        run.path(),
+        Some(&ckpt),
+    )
+    .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("data_seed (or seed) was 7, now 8")
+            && err.contains("dataloader_drop_last was false, now true"),
+        "{err}"
+    );
+    train(
+        &mut ToyQa::new(1, None),
+        &cfg,
+        Device::Cpu,
+        run.path(),
+        Some(&ckpt),
+    )
+    .unwrap();
+}
+
+/// `dataloader_drop_last`: 24 training rows in batches of 5 make 4 full batches an epoch, not 5.
+#[test]
+fn dataloader_drop_last_serves_full_batches_only() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let run_with = |drop_last: bool| {
+        let run = tempfile::tempdir().unwrap();
+        let mut task = ToyQa::new(1, None);
+        let cfg = TrainConfig {
+            max_steps: None,
+            num_train_epochs: 2.0,
+            per_device_train_batch_size: 5,
+            gradient_accumulation_steps: 1,
+            dataloader_drop_last: drop_last,
+            ..config()
+        };
+        let outcome = train(&mut task, &cfg, Device::Cpu, run.path(), None).unwrap();
+        let sizes: Vec<usize> = task.served.borrow().iter().map(Vec::len).collect();
+        (outcome.steps, sizes)
+    };
+    assert_eq!(run_with(true), (8, vec![5; 8]));
+    assert_eq!(run_with(false), (10, vec![5, 5, 5, 5, 4, 5, 5, 5, 5, 4]));
 }

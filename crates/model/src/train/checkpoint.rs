@@ -52,6 +52,20 @@ pub struct TrainState {
     /// fp16: steps skipped because the scaled gradients overflowed.
     #[serde(default)]
     pub skipped_overflow_steps: u64,
+    /// What the data order followed: a resume must keep it. Absent in checkpoints from before it was
+    /// kept.
+    #[serde(default)]
+    pub data_order: Option<DataOrderKey>,
+}
+
+/// The settings the data order follows (`TrainConfig::data_order`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataOrderKey {
+    pub per_device_train_batch_size: u64,
+    /// `data_seed`, or `seed` where it is unset.
+    pub data_seed: u64,
+    pub dataloader_drop_last: bool,
+    pub group_by_length: bool,
 }
 
 /// A checkpoint's step and the metrics of its evaluation.
@@ -78,6 +92,7 @@ impl TrainState {
             plateau: None,
             loss_scale: None,
             skipped_overflow_steps: 0,
+            data_order: None,
         }
     }
 }

@@ -90,8 +90,19 @@ pub(crate) struct DataOrder {
     batch: usize,
     sampling: Sampling,
     group_by_length: bool,
+    /// Each epoch's last micro-batch is left out when it is short (`dataloader_drop_last`).
+    drop_last: bool,
     epoch: Option<u64>,
     order: Vec<usize>,
+}
+
+/// Micro-batches of `batch` in an epoch of `examples`: the last one short, or left out with `drop_last`.
+pub(crate) fn batches_per_epoch(examples: usize, batch: usize, drop_last: bool) -> u64 {
+    if drop_last {
+        (examples / batch.max(1)) as u64
+    } else {
+        examples.div_ceil(batch.max(1)) as u64
+    }
 }
 
 impl DataOrder {
@@ -101,9 +112,15 @@ impl DataOrder {
             batch,
             sampling,
             group_by_length,
+            drop_last: false,
             epoch: None,
             order: Vec::new(),
         }
+    }
+
+    /// With `drop_last`, every micro-batch is full: each epoch's short last one is left out.
+    pub(crate) fn dropping_last(self, drop_last: bool) -> Self {
+        Self { drop_last, ..self }
     }
 
     fn epoch_order(&self, epoch: u64) -> Vec<usize> {
@@ -157,7 +174,7 @@ impl DataOrder {
     /// The examples of micro-batch `index` in the global stream of micro-batches.
     pub(crate) fn micro_batch(&mut self, index: u64) -> Vec<usize> {
         let examples = self.sampling.epoch_len();
-        let per_epoch = examples.div_ceil(self.batch) as u64;
+        let per_epoch = batches_per_epoch(examples, self.batch, self.drop_last).max(1);
         let (epoch, within) = (index / per_epoch, (index % per_epoch) as usize);
         if self.epoch != Some(epoch) {
             self.order = self.epoch_order(epoch);
@@ -177,6 +194,29 @@ mod tests {
         (e * per..(e + 1) * per)
             .flat_map(|i| order.micro_batch(i))
             .collect()
+    }
+
+    #[test]
+    fn drop_last_leaves_out_each_epochs_short_batch() {
+        let mut order = DataOrder::new(7, 4, Sampling::uniform(10), false).dropping_last(true);
+        assert_eq!(batches_per_epoch(10, 4, true), 2);
+        let (a, b) = (order.micro_batch(0), order.micro_batch(1));
+        assert_eq!((a.len(), b.len()), (4, 4));
+        // Micro-batch 2 opens the next epoch: another permutation.
+        let next: Vec<usize> = [order.micro_batch(2), order.micro_batch(3)].concat();
+        let first: Vec<usize> = [a, b].concat();
+        assert_ne!(first, next);
+        let mut seen = first.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 8, "no example twice within an epoch");
+        let mut plain = DataOrder::new(7, 4, Sampling::uniform(10), false);
+        assert_eq!(plain.micro_batch(2).len(), 2, "without it, the short batch");
+        assert_eq!(
+            &plain.micro_batch(0)[..],
+            &first[..4],
+            "the same permutation"
+        );
     }
 
     #[test]

@@ -25,14 +25,14 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::cadence::{self, Cadence, Cadences, IntervalStrategy, SaveStrategy};
-use super::checkpoint::{self, BackgroundWriter, BestCheckpoint, TrainState};
+use super::checkpoint::{self, BackgroundWriter, BestCheckpoint, DataOrderKey, TrainState};
 use super::graphs::{Plan, StepGraphs};
 use indicatif::ProgressBar;
 
 use super::log::{progress_bar, History, LogRecord, Tensorboard};
 use super::loss_scale::LossScale;
 use super::optim::{AdamW, AdamWConfig};
-use super::sampling::{derive_seed, DataOrder};
+use super::sampling::{self, derive_seed, DataOrder};
 use super::schedule::{Plateau, Schedule, ScheduleArgs, ScheduleKind};
 use crate::autocast::{AutocastGuard, Precision};
 use crate::dist::{ProcessGroup, ReduceOp};
@@ -109,6 +109,13 @@ pub struct TrainConfig {
     pub precision: Precision,
     /// Batches of similar lengths (less padding), as `transformers`' `group_by_length`.
     pub group_by_length: bool,
+    /// Leave out each epoch's last micro-batch when it is short (`transformers`'
+    /// `dataloader_drop_last`): every batch has the same size (one CUDA graph, steady memory).
+    pub dataloader_drop_last: bool,
+    /// Seeds the data order (each epoch's permutation, weighted sources' samples) apart from `seed`,
+    /// which keeps the initialisation of new weights, dropout and MLM masks (`transformers`'
+    /// `data_seed`): seeds that vary one and hold the other. Unset: `seed`.
+    pub data_seed: Option<u64>,
     /// Parameters left as they are: glob patterns over `transformers`' names (`*` matches dots too),
     /// e.g. `["*word_embeddings*"]` to keep a 250k-row vocabulary fixed while the encoder learns. Each
     /// pattern must match something; frozen parameters get no gradient and no optimizer state, and a
@@ -161,6 +168,8 @@ impl Default for TrainConfig {
             max_nonfinite_steps_in_a_row: 10,
             precision: Precision::Fp32,
             group_by_length: false,
+            dataloader_drop_last: false,
+            data_seed: None,
             freeze: Vec::new(),
             cuda_graphs: false,
             gradient_checkpointing: false,
@@ -333,7 +342,21 @@ impl TrainConfig {
     }
 
     fn batches_per_epoch(&self, examples: usize) -> u64 {
-        examples.div_ceil(self.per_device_train_batch_size) as u64
+        sampling::batches_per_epoch(
+            examples,
+            self.per_device_train_batch_size,
+            self.dataloader_drop_last,
+        )
+    }
+
+    /// What the data order follows: a resume must keep it, or the run would go on in another order.
+    pub fn data_order(&self) -> DataOrderKey {
+        DataOrderKey {
+            per_device_train_batch_size: self.per_device_train_batch_size as u64,
+            data_seed: self.data_seed.unwrap_or(self.seed),
+            dataloader_drop_last: self.dataloader_drop_last,
+            group_by_length: self.group_by_length,
+        }
     }
 
     /// Optimizer steps of the whole run.
@@ -594,6 +617,13 @@ impl<'a, T: Task> Trainer<'a, T> {
         if cfg.group_by_length && sampling.lengths.is_none() {
             bail!("group_by_length: this task does not report example lengths");
         }
+        if cfg.dataloader_drop_last && sampling.epoch_len() < cfg.per_device_train_batch_size {
+            bail!(
+                "dataloader_drop_last: an epoch of {} examples holds no full batch of {}",
+                sampling.epoch_len(),
+                cfg.per_device_train_batch_size
+            );
+        }
         let (rank, world) = group.map_or((0, 1), |g| (g.world().rank, g.world().size));
         let main = rank == 0;
         let total_steps = cfg.total_steps_on(sampling.epoch_len(), world);
@@ -634,6 +664,7 @@ impl<'a, T: Task> Trainer<'a, T> {
                 eprintln!("resuming from {} at step {}", dir.display(), state.step);
             }
         }
+        state.data_order = Some(cfg.data_order());
         state.world_size = Some(world as u64);
         state.micro_batches_per_step = Some(cfg.micro_batches_per_step(world));
         if let Some(group) = group {
@@ -676,11 +707,12 @@ impl<'a, T: Task> Trainer<'a, T> {
                 ProgressBar::hidden()
             },
             data: DataOrder::new(
-                cfg.seed,
+                cfg.data_seed.unwrap_or(cfg.seed),
                 cfg.per_device_train_batch_size,
                 sampling,
                 cfg.group_by_length,
-            ),
+            )
+            .dropping_last(cfg.dataloader_drop_last),
             schedule,
             task,
             cfg,
@@ -1226,6 +1258,42 @@ fn check_resumable(dir: &Path, state: &TrainState, cfg: &TrainConfig, world: usi
     let saved = state
         .micro_batches_per_step
         .unwrap_or(cfg.gradient_accumulation_steps as u64);
+    if let Some(saved) = state.data_order {
+        let now = cfg.data_order();
+        let changed: Vec<String> = [
+            (
+                "per_device_train_batch_size",
+                saved.per_device_train_batch_size.to_string(),
+                now.per_device_train_batch_size.to_string(),
+            ),
+            (
+                "data_seed (or seed)",
+                saved.data_seed.to_string(),
+                now.data_seed.to_string(),
+            ),
+            (
+                "dataloader_drop_last",
+                saved.dataloader_drop_last.to_string(),
+                now.dataloader_drop_last.to_string(),
+            ),
+            (
+                "group_by_length",
+                saved.group_by_length.to_string(),
+                now.group_by_length.to_string(),
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(name, a, b)| format!("{name} was {a}, now {b}"))
+        .collect();
+        if !changed.is_empty() {
+            bail!(
+                "{}: the data order would change ({}); resume with the checkpoint's settings",
+                dir.display(),
+                changed.join("; ")
+            );
+        }
+    }
     if saved != now {
         bail!(
             "{}: trained with {saved} micro-batches per step ({} process(es) × accumulation), but this \
