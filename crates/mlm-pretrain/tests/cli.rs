@@ -464,3 +464,58 @@ fn continues_from_a_hugging_face_checkpoint() {
     assert_eq!(cfg_out["hidden_size"], 32);
     assert_eq!(cfg_out["architectures"][0], "XLMRobertaForMaskedLM");
 }
+
+/// SIGTERM (SLURM's warning before a time limit or preemption): the run checkpoints the step it is on
+/// and exits with 75 and no final model; `--resume` goes on from that step and logs bitwise the losses
+/// of a run never stopped.
+#[test]
+fn sigterm_checkpoints_the_current_step_and_resume_goes_on_from_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = tmp.path().join("corpus");
+    make_shards(&shards);
+    let steps = 60;
+    let straight = tmp.path().join("straight");
+    let cfg = write_config(tmp.path(), &shards, &straight, steps);
+    let out = run(&["--config", cfg.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference = losses(&straight);
+
+    // Checkpoints every 4 steps; the signal comes once step 9 is logged.
+    let stopped = tmp.path().join("stopped");
+    let cfg = write_config(tmp.path(), &shards, &stopped, steps);
+    let child = spawn_until(&cfg, || losses(&stopped).last().map_or(0, |(s, _)| *s) >= 9);
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(75), "exit status of a stopped run");
+    let logged = losses(&stopped);
+    let last = logged.last().unwrap().0;
+    assert!(last < steps, "the run finished before the signal");
+    let saved: Vec<u64> = model::train::checkpoint::list(&stopped)
+        .unwrap()
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
+    assert_eq!(
+        saved.last(),
+        Some(&last),
+        "a checkpoint at the step it stopped on (not only every 4): {saved:?}"
+    );
+    assert!(!stopped.join("final").exists(), "no final model");
+    assert!(!stopped.join("eval_results.json").exists());
+
+    let out = run(&["--config", cfg.to_str().unwrap(), "--resume"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(losses(&stopped), reference, "stopped at step {last}");
+}

@@ -385,3 +385,60 @@ fn ranks_that_disagree_on_the_configuration_stop_before_training() {
     }
     assert!(!dir.join("train_log.jsonl").exists(), "nothing was trained");
 }
+
+/// A stop asked of one rank only (SIGTERM to rank 1, launched as srun starts ranks): the ranks agree at
+/// their next common reading of the numbers, checkpoint that step and exit with 75; resumed on 2 ranks
+/// the run logs bitwise what one process does.
+#[test]
+fn a_signal_to_one_rank_stops_every_rank_at_one_checkpointed_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = tmp.path().join("corpus");
+    make_shards(&shards);
+    let steps = 80;
+    let one = tmp.path().join("one");
+    let cfg_dir = tmp.path().join("cfg-one");
+    std::fs::create_dir_all(&cfg_dir).unwrap();
+    let cfg = write_config(&cfg_dir, &shards, &one, steps);
+    let mut cmd = Command::new(BIN);
+    cmd.args(args(&cfg, 2)).env("OMP_NUM_THREADS", "1");
+    run_ok(&mut cmd);
+
+    let dir = tmp.path().join("run");
+    let cfg = write_config(tmp.path(), &shards, &dir, steps);
+    let port = free_port();
+    let main = spawn_rank(&cfg, 0, port, true, &[]);
+    let other = spawn_rank(&cfg, 1, port, true, &[]);
+    let started = Instant::now();
+    while losses(&dir).last().map_or(0, |(s, _)| *s) < 9 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the run did not get going"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &other.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    for child in [main, other] {
+        let (status, err, _) = wait_for(child, Duration::from_secs(90));
+        assert_eq!(status.code(), Some(75), "{err}");
+    }
+    let last = losses(&dir).last().unwrap().0;
+    assert!(last < steps, "the run finished before the signal");
+    let saved = model::train::checkpoint::list(&dir).unwrap();
+    assert_eq!(saved.last().map(|(s, _)| *s), Some(last));
+    assert!(!dir.join("final").exists());
+
+    let port = free_port();
+    let resumed = [
+        spawn_rank(&cfg, 0, port, true, &["--resume"]),
+        spawn_rank(&cfg, 1, port, true, &["--resume"]),
+    ];
+    for child in resumed {
+        let (status, err, _) = wait_for(child, Duration::from_secs(120));
+        assert!(status.success(), "{err}");
+    }
+    assert_eq!(losses(&dir), losses(&one), "stopped at step {last}");
+}

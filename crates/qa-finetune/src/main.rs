@@ -52,7 +52,11 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    run::exit(main_result())
+}
+
+fn main_result() -> Result<()> {
     // Before the first tensor: large host blocks freed from here on are kept for reuse.
     model::host_memory::keep_freed_blocks();
     let cli = Cli::parse();

@@ -17,6 +17,34 @@ use serde::de::DeserializeOwned;
 pub use args::RunArgs;
 pub use fsutil::write_json;
 
+/// A run that stopped on request (a signal) with a checkpoint at its step, to be resumed.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "stopped as asked (a signal) at step {step}: {} holds it; the same command with --resume goes on",
+    checkpoint.display()
+)]
+pub struct Interrupted {
+    pub step: u64,
+    pub checkpoint: PathBuf,
+}
+
+/// A training binary's exit status: 0, 75 for a run stopped by a signal (`Interrupted`: try again with
+/// `--resume`, as a job script may), 1 for any other error; errors are printed as anyhow's `main`
+/// prints them.
+pub fn exit(result: Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            if e.is::<Interrupted>() {
+                std::process::ExitCode::from(model::train::stop::EXIT_STATUS)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
+        }
+    }
+}
+
 /// What a training binary adds to the common run: its configuration type and task.
 pub trait Job: DeserializeOwned {
     type Task: Task;
@@ -49,6 +77,7 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
         println!("{}", model::device::report(args.device)?);
         return Ok(());
     }
+    model::train::stop::install()?;
     let world = World::from_env()?;
     let (job, resolved): (J, _) = args.config(J::DEFAULTS)?;
     // Settings errors before any data is read or a device is joined (the loop checks them again).
@@ -97,6 +126,17 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
     let resume = resume_from.as_deref();
     let outcome =
         model::train::train_in_group(&mut task, cfg, device, &out, resume, group.as_ref())?;
+    if outcome.interrupted {
+        if let Some(group) = group {
+            group.barrier()?;
+            group.shutdown()?;
+        }
+        return Err(Interrupted {
+            step: outcome.steps,
+            checkpoint: model::train::checkpoint::dir_for(&out, outcome.steps),
+        }
+        .into());
+    }
     if !world.is_main() {
         // Stay in the group until rank 0 has written the model (the store may be ours to host).
         return group.map_or(Ok(()), |g| {

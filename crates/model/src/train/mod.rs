@@ -1,6 +1,6 @@
 //! Training machinery shared by MLM pre-training and QA fine-tuning: one loop (`trainer`), AdamW with
 //! savable state (`optim`), the step as CUDA graphs (`graphs`), learning-rate schedules (`schedule`), fp16's loss scale (`loss_scale`), atomic checkpoints (`checkpoint`),
-//! when to log, evaluate and save (`cadence`),
+//! when to log, evaluate and save (`cadence`), a stop asked for by a signal (`stop`),
 //! progress, TensorBoard and history (`log`), and the run manifest (`manifest`).
 
 pub mod cadence;
@@ -13,6 +13,7 @@ pub mod optim;
 pub mod run_dir;
 pub mod sampling;
 pub mod schedule;
+pub mod stop;
 pub mod task;
 pub mod trainer;
 

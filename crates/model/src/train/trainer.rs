@@ -474,6 +474,9 @@ pub struct TrainOutcome {
     pub final_from_best: Option<u64>,
     /// Early stopping ended the run before its last step.
     pub stopped_early: bool,
+    /// A stop was asked for (`stop`: a signal): the run ended at `steps` with a checkpoint there, to be
+    /// resumed; it has no final model.
+    pub interrupted: bool,
     pub skipped_nonfinite_steps: u64,
     /// Wall-clock seconds spent writing checkpoints and evaluating (the device's queued work finished
     /// first, so they hold only their own work): what a throughput figure for the steps leaves out.
@@ -745,6 +748,7 @@ impl<'a, T: Task> Trainer<'a, T> {
         if cfg.eval_on_start && self.state.step == 0 && self.rank == 0 {
             self.measure()?;
         }
+        let mut interrupted = false;
         while self.state.step < self.total_steps && !self.state.stopped_early {
             let lr = match &self.state.plateau {
                 Some(plateau) => plateau.learning_rate,
@@ -758,7 +762,8 @@ impl<'a, T: Task> Trainer<'a, T> {
             let evaluating = self.cadences.eval.due(step) || at_end;
             let mut saving = self.cadences.save.due(step) || at_end;
             let overdue = self.pending.len() >= cfg.max_nonfinite_steps_in_a_row.max(1) as usize;
-            if logging || evaluating || saving || overdue {
+            let sync = logging || evaluating || saving || overdue;
+            if sync {
                 record_steps(
                     &mut self.pending,
                     &mut self.state,
@@ -787,6 +792,30 @@ impl<'a, T: Task> Trainer<'a, T> {
             if evaluating && cfg.early_stopping_patience > 0 && self.stop_early()? {
                 break;
             }
+            if !at_end && self.stop_asked(sync)? {
+                if !sync {
+                    record_steps(
+                        &mut self.pending,
+                        &mut self.state,
+                        cfg,
+                        (self.micro_batches_per_step, self.batches_per_epoch),
+                        self.history.as_mut(),
+                        &mut self.window,
+                    )?;
+                }
+                if !saving {
+                    self.save()?;
+                }
+                if self.rank == 0 {
+                    self.bar.println(format!(
+                        "step {step}: stopping as asked (a signal); checkpoint {} written, \
+                         --resume goes on from it",
+                        checkpoint::dir_for(self.run_dir, step).display()
+                    ));
+                }
+                interrupted = true;
+                break;
+            }
         }
         self.bar.finish_and_clear();
         if let Some(tb) = &mut self.tb {
@@ -796,7 +825,7 @@ impl<'a, T: Task> Trainer<'a, T> {
         let waited = Instant::now();
         self.finish_checkpoint()?;
         self.checkpoint_seconds += waited.elapsed().as_secs_f64();
-        let final_from_best = if cfg.load_best_model_at_end && self.rank == 0 {
+        let final_from_best = if cfg.load_best_model_at_end && self.rank == 0 && !interrupted {
             self.load_best()?
         } else {
             None
@@ -804,6 +833,7 @@ impl<'a, T: Task> Trainer<'a, T> {
         Ok(TrainOutcome {
             final_from_best,
             stopped_early: self.state.stopped_early,
+            interrupted,
             train_seconds: started.elapsed().as_secs_f64(),
             // The ranks' batches are alike in size, as for the logged rate.
             train_tokens: self.tokens_trained * self.world,
@@ -1131,6 +1161,17 @@ impl<'a, T: Task> Trainer<'a, T> {
         group.broadcast(&rate, 0)?;
         plateau.learning_rate = rate.double_value(&[]);
         Ok(())
+    }
+
+    /// Whether a stop was asked for (`stop`). With a group, the ranks decide together at steps where
+    /// the loop reads its numbers anyway (at least every `max_nonfinite_steps_in_a_row` steps), so
+    /// that all stop at the same step without a wait on every step; one process looks at every step.
+    fn stop_asked(&self, sync: bool) -> Result<bool> {
+        match self.group {
+            None => Ok(super::stop::requested()),
+            Some(group) if sync => Ok(!group.all_ok(!super::stop::requested())?),
+            Some(_) => Ok(false),
+        }
     }
 
     /// Whether this step's evaluation set a new best (`save_strategy = "best"`): rank 0 evaluated;
