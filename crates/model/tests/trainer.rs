@@ -36,6 +36,8 @@ struct ToyQa {
     evaluations: Cell<usize>,
     /// The training examples of every micro-batch served, in order.
     served: std::cell::RefCell<Vec<Vec<usize>>>,
+    /// A stop is asked for (as a signal would) when this micro-batch (1-based) is served.
+    stop_at_batch: Option<usize>,
 }
 
 impl ToyQa {
@@ -69,6 +71,7 @@ impl ToyQa {
             scores: vec![],
             evaluations: Cell::new(0),
             served: Default::default(),
+            stop_at_batch: None,
         }
     }
 
@@ -95,6 +98,9 @@ impl Task for ToyQa {
             bail!("simulated crash at micro-batch {served}");
         }
         self.served.borrow_mut().push(indices.to_vec());
+        if Some(served) == self.stop_at_batch {
+            model::train::stop::request();
+        }
         let idx = Tensor::from_slice(
             &indices
                 .iter()
@@ -1013,4 +1019,75 @@ fn dataloader_drop_last_serves_full_batches_only() {
     };
     assert_eq!(run_with(true), (8, vec![5; 8]));
     assert_eq!(run_with(false), (10, vec![5, 5, 5, 5, 4, 5, 5, 5, 5, 4]));
+}
+
+/// Withdraws a stop request however the test ends: the request is process-wide.
+struct ClearStop;
+
+impl Drop for ClearStop {
+    fn drop(&mut self) {
+        model::train::stop::clear();
+    }
+}
+
+/// `save_only_model`: checkpoints without the optimizer's state, which a resume refuses; a stop asked
+/// for still writes a full checkpoint at the step under way, and the run goes on from it exactly.
+#[test]
+fn save_only_model_checkpoints_are_not_resumed_but_a_stops_is() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _clear = ClearStop;
+    let cfg = TrainConfig {
+        save_only_model: true,
+        save_total_limit: 10,
+        ..config()
+    };
+    let straight = tempfile::tempdir().unwrap();
+    let outcome = train(
+        &mut ToyQa::new(1, None),
+        &cfg,
+        Device::Cpu,
+        straight.path(),
+        None,
+    )
+    .unwrap();
+    assert!(!outcome.interrupted);
+    for step in [4, 8, 12] {
+        let dir = checkpoint::dir_for(straight.path(), step);
+        assert!(dir.join("model.safetensors").is_file());
+        assert!(!dir.join("optimizer.safetensors").exists(), "step {step}");
+    }
+    let ckpt = checkpoint::dir_for(straight.path(), 4);
+    let err = train(
+        &mut ToyQa::new(1, None),
+        &cfg,
+        Device::Cpu,
+        straight.path(),
+        Some(&ckpt),
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("save_only_model"), "{err:#}");
+
+    // Micro-batch 11 opens step 6 (2 a step): the stop comes after it, at step 6.
+    let stopped = tempfile::tempdir().unwrap();
+    let mut task = ToyQa::new(1, None);
+    task.stop_at_batch = Some(11);
+    let outcome = train(&mut task, &cfg, Device::Cpu, stopped.path(), None).unwrap();
+    assert!(outcome.interrupted);
+    assert_eq!(outcome.steps, 6);
+    let ckpt = checkpoint::dir_for(stopped.path(), 6);
+    assert!(
+        ckpt.join("optimizer.safetensors").is_file(),
+        "a full checkpoint"
+    );
+    model::train::stop::clear();
+    let outcome = train(
+        &mut ToyQa::new(1, None),
+        &cfg,
+        Device::Cpu,
+        stopped.path(),
+        Some(&ckpt),
+    )
+    .unwrap();
+    assert_eq!((outcome.steps, outcome.interrupted), (12, false));
+    assert_eq!(losses(stopped.path()), losses(straight.path()));
 }

@@ -198,16 +198,21 @@ fn sync_tree(dir: &Path) -> Result<()> {
 /// A checkpoint's contents copied to the host at one step, ready to be written by any thread.
 pub struct Checkpoint {
     model: DirSnapshot,
-    optimizer: SafetensorsSnapshot,
+    /// None with `save_only_model`: a checkpoint to evaluate or deploy, not to resume.
+    optimizer: Option<SafetensorsSnapshot>,
     state: TrainState,
 }
 
-/// Copies the model, the optimizer's moments and the loop state as they are now.
-pub fn capture<T: Task>(task: &T, optimizer: &AdamW, state: &TrainState) -> Result<Checkpoint> {
+/// Copies the model, the optimizer's moments (when given) and the loop state as they are now.
+pub fn capture<T: Task>(
+    task: &T,
+    optimizer: Option<&AdamW>,
+    state: &TrainState,
+) -> Result<Checkpoint> {
     let capture = || -> Result<Checkpoint> {
         Ok(Checkpoint {
             model: task.model_snapshot()?,
-            optimizer: optimizer.snapshot()?,
+            optimizer: optimizer.map(AdamW::snapshot).transpose()?,
             state: state.clone(),
         })
     };
@@ -238,7 +243,9 @@ impl Checkpoint {
         let written = (|| -> Result<()> {
             std::fs::create_dir_all(&tmp)?;
             self.model.write_into(&tmp)?;
-            self.optimizer.write(&tmp.join(OPTIMIZER_FILE))?;
+            if let Some(optimizer) = &self.optimizer {
+                optimizer.write(&tmp.join(OPTIMIZER_FILE))?;
+            }
             let text = serde_json::to_string_pretty(state)? + "\n";
             std::fs::write(tmp.join(STATE_FILE), text)?;
             sync_tree(&tmp).with_context(|| format!("cannot sync {}", tmp.display()))
@@ -348,6 +355,13 @@ pub fn load<T: Task>(dir: &Path, task: &mut T, optimizer: &mut AdamW) -> Result<
     let text = std::fs::read_to_string(&state_file)?;
     let state: TrainState = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a valid state file", state_file.display()))?;
+    if !dir.join(OPTIMIZER_FILE).is_file() {
+        bail!(
+            "{} holds no optimizer state (written with train.save_only_model): a run cannot go on \
+             from it; its model can start another run",
+            dir.display()
+        );
+    }
     task.load_model(dir)?;
     optimizer.load(&dir.join(OPTIMIZER_FILE))?;
     if optimizer.step_count() as u64 > state.step {

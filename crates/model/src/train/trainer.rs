@@ -86,6 +86,10 @@ pub struct TrainConfig {
     pub save_steps: f64,
     /// Checkpoints kept besides the best one.
     pub save_total_limit: usize,
+    /// Checkpoints hold the model and the loop state but not the optimizer's moments (twice the
+    /// model's size): for evaluation or `load_best_model_at_end`, not to resume (`transformers`'
+    /// `save_only_model`). A run stopped by a signal still writes a full checkpoint.
+    pub save_only_model: bool,
     /// Write checkpoints on a background thread: the step copies the weights and moments to the host
     /// and training goes on while they are serialized and synced (a base-size model with its AdamW
     /// moments is 3.3 GB). A write's error stops the run at the next checkpoint or at the end.
@@ -159,6 +163,7 @@ impl Default for TrainConfig {
             save_strategy: SaveStrategy::Steps,
             save_steps: 0.0,
             save_total_limit: 2,
+            save_only_model: false,
             async_checkpoints: true,
             metric_for_best_model: "eval/loss".to_owned(),
             greater_is_better: false,
@@ -803,8 +808,9 @@ impl<'a, T: Task> Trainer<'a, T> {
                         &mut self.window,
                     )?;
                 }
-                if !saving {
-                    self.save()?;
+                if !saving || cfg.save_only_model {
+                    // A checkpoint to go on from, whatever save_only_model says.
+                    self.save_with_optimizer(true)?;
                 }
                 if self.rank == 0 {
                     self.bar.println(format!(
@@ -1228,6 +1234,11 @@ impl<'a, T: Task> Trainer<'a, T> {
     /// can resume from it): at once for a write in the foreground, at the next checkpoint or at the
     /// end for one in the background, so that all ranks make the same collective calls in order.
     fn save(&mut self) -> Result<()> {
+        self.save_with_optimizer(!self.cfg.save_only_model)
+    }
+
+    /// As [`Self::save`], with the optimizer's state or without.
+    fn save_with_optimizer(&mut self, with_optimizer: bool) -> Result<()> {
         settle(self.device);
         let started = Instant::now();
         self.finish_checkpoint()?;
@@ -1240,7 +1251,8 @@ impl<'a, T: Task> Trainer<'a, T> {
         }
         self.state.loss_scale = self.loss_scale.as_ref().map(LossScale::saved);
         let saved = if self.rank == 0 {
-            match checkpoint::capture(&*self.task, &self.optimizer, &self.state) {
+            let optimizer = with_optimizer.then_some(&self.optimizer);
+            match checkpoint::capture(&*self.task, optimizer, &self.state) {
                 Ok(captured) if self.cfg.async_checkpoints => {
                     self.writer
                         .start(captured, self.run_dir, self.cfg.save_total_limit)
