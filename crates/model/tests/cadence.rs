@@ -55,6 +55,16 @@ const CASES: &[(usize, &str, &[f64])] = &[
          greater_is_better = true\nload_best_model_at_end = true",
         &[0.1, 0.9, 0.2, 0.95, 0.3, 0.95, 0.96],
     ),
+    (
+        40,
+        "num_train_epochs = 2\neval_steps = 3\neval_delay = 7",
+        &[],
+    ),
+    (
+        40,
+        "num_train_epochs = 4\ngradient_accumulation_steps = 2\neval_strategy = \"epoch\"\neval_delay = 2",
+        &[],
+    ),
 ];
 
 const REFERENCE: &str = r#"
@@ -123,6 +133,7 @@ fn trainer_args(cfg: &TrainConfig) -> serde_json::Value {
         "eval_strategy": strategy(cfg.eval_strategy, cfg.eval_steps),
         "eval_steps": cfg.eval_steps,
         "eval_on_start": cfg.eval_on_start,
+        "eval_delay": cfg.eval_delay,
         "save_strategy": save_strategy,
         "save_steps": cfg.save_steps,
         "load_best_model_at_end": cfg.load_best_model_at_end,
@@ -192,7 +203,7 @@ fn logs_evaluations_and_checkpoints_fall_on_the_trainers_steps() {
             (1..=total).filter(|&s| due(s)).chain([total]).collect()
         };
         let log = steps(&|s| cadences.log.due(s) || (cfg.logging_first_step && s == 1));
-        let mut eval = steps(&|s| cadences.eval.due(s));
+        let mut eval = steps(&|s| cadences.evaluates(s));
         if cfg.eval_on_start {
             eval.insert(0);
         }

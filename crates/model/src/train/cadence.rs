@@ -142,14 +142,29 @@ impl Cadence {
 }
 
 /// The run's three, resolved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Cadences {
     pub log: Cadence,
     pub eval: Cadence,
     pub save: Cadence,
+    /// Steps, or epochs with "epoch", before which `eval` does not evaluate (`eval_delay`).
+    pub eval_delay: f64,
 }
 
 impl Cadences {
+    /// Whether step `step` evaluates (besides the run's last): the cadence, once `eval_delay` steps
+    /// (with "epoch": epochs) have passed, as `transformers`' `eval_delay`.
+    pub fn evaluates(&self, step: u64) -> bool {
+        let done = match self.eval {
+            Cadence::Epochs {
+                micro_batches_per_step,
+                batches_per_epoch,
+            } => epoch_at(step, micro_batches_per_step, batches_per_epoch),
+            _ => step as f64,
+        };
+        self.eval.due(step) && done >= self.eval_delay
+    }
+
     /// For the run's opening lines.
     pub fn describe(&self) -> String {
         format!(

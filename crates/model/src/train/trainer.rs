@@ -76,6 +76,9 @@ pub struct TrainConfig {
     pub eval_strategy: IntervalStrategy,
     /// As `logging_steps`; 0: evaluate only at the end.
     pub eval_steps: f64,
+    /// No evaluation before this many steps (with "epoch": epochs) have passed, but at the end
+    /// (`transformers`' `eval_delay`).
+    pub eval_delay: f64,
     /// Evaluate the starting model before the first step of a fresh run (`transformers`'
     /// `eval_on_start`): a baseline in the history, not a candidate for the best checkpoint.
     pub eval_on_start: bool,
@@ -159,6 +162,7 @@ impl Default for TrainConfig {
             logging_first_step: false,
             eval_strategy: IntervalStrategy::Steps,
             eval_steps: 0.0,
+            eval_delay: 0.0,
             eval_on_start: false,
             save_strategy: SaveStrategy::Steps,
             save_steps: 0.0,
@@ -214,6 +218,12 @@ impl TrainConfig {
             if strategy == IntervalStrategy::Steps {
                 cadence::check_steps(name, value)?;
             }
+        }
+        if !(self.eval_delay >= 0.0 && self.eval_delay.is_finite()) {
+            bail!(
+                "eval_delay must be a number of steps (epochs with eval_strategy = \"epoch\") ≥ 0, got {}",
+                self.eval_delay
+            );
         }
         if self.lr_scheduler_type.follows_evaluations() && !self.evaluates_during_training() {
             bail!(
@@ -328,6 +338,7 @@ impl TrainConfig {
             log: resolve(self.logging_strategy, self.logging_steps),
             eval: resolve(self.eval_strategy, self.eval_steps),
             save: resolve(self.save_strategy.interval(), self.save_steps),
+            eval_delay: self.eval_delay,
         };
         if self.load_best_model_at_end {
             if let (Cadence::Every(eval), Cadence::Every(save)) = (cadences.eval, cadences.save) {
@@ -764,7 +775,7 @@ impl<'a, T: Task> Trainer<'a, T> {
             let at_end = step == self.total_steps;
             let logging =
                 self.cadences.log.due(step) || (cfg.logging_first_step && step == 1) || at_end;
-            let evaluating = self.cadences.eval.due(step) || at_end;
+            let evaluating = self.cadences.evaluates(step) || at_end;
             let mut saving = self.cadences.save.due(step) || at_end;
             let overdue = self.pending.len() >= cfg.max_nonfinite_steps_in_a_row.max(1) as usize;
             let sync = logging || evaluating || saving || overdue;
