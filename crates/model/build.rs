@@ -7,6 +7,7 @@ fn main() {
             "csrc/autocast.cpp",
             "csrc/checkpoint.cpp",
             "csrc/cross_entropy.cpp",
+            "csrc/determinism.cpp",
             "csrc/dropout.cpp",
             "csrc/host_memory.cpp",
             "csrc/sdpa.cpp",

@@ -7,7 +7,7 @@
 #                                      tokenizers the benchmarks in BENCHES need → runs/gpu-bundle.tar.gz
 #   scripts/bench/gpu.sh run [OUT]     on the GPU machine: unpacks the bundle, runs the benchmarks named
 #                                      in BENCHES (default: mlm mlm-profile predict-base train-base;
-#                                      also: mlm-masking mlm-loss mlm-bf16 mlm-ckpt mlm-trainer mlm-accum mlm-graphs checkpoints dist probe extract-small predict-small extract-base), appends each
+#                                      also: mlm-masking mlm-loss mlm-bf16 mlm-ckpt mlm-trainer mlm-accum mlm-graphs determinism checkpoints dist probe extract-small predict-small extract-base), appends each
 #                                      result to OUT/bench-gpu.log as it comes
 # mlm: MLM training at the xlm-roberta-base shape, bf16, batch 16, 32 and 64 × 512 (MFU, peak memory);
 # mlm-profile: where a step's device time goes at 32×512, both sides (scripts/tools/profile_summary.py).
@@ -26,6 +26,8 @@
 # mlm-accum: the same loop with 2 micro-batches of 32×512 per optimizer step (64×512 by accumulation).
 # mlm-graphs: medqa's step at 32×512 eager against captured as a CUDA graph and replayed, alternated; then
 # the mlm-pretrain loop with train.cuda_graphs (set beside mlm-trainer's figure, run in the same call).
+# determinism: the mlm-pretrain loop at the base shape twice with libtorch's default kernels and twice with
+# train.full_determinism: bitwise the same or not, and the time per step of each (scripts/bench/determinism.sh).
 # checkpoints: the mlm-pretrain loop at the base shape, 400 steps with a checkpoint (3.3 GB) every 200, written
 # by the loop against in the background (train.async_checkpoints), one run each (scripts/bench/checkpoints.sh).
 # MLM_BATCHES: the batch sizes of mlm (default 16 32 64).
@@ -45,7 +47,7 @@ bundle)
   rm -rf runs/gpu-bundle && mkdir -p runs/gpu-bundle/bin runs/gpu-bundle/data/qa
   bins=(target/release/qa-finetune target/release/examples/bench_train target/release/examples/bench_step)
   want extract && bins+=(target/release/extract)
-  { want dist || want mlm-trainer || want mlm-accum || want mlm-graphs || want checkpoints; } && bins+=(target/release/mlm-pretrain target/release/data-prep)
+  { want dist || want mlm-trainer || want mlm-accum || want mlm-graphs || want determinism || want checkpoints; } && bins+=(target/release/mlm-pretrain target/release/data-prep)
   for b in "${bins[@]}"; do
     strip -o "runs/gpu-bundle/bin/$(basename "$b")" "$b"
   done
@@ -116,6 +118,7 @@ run)
   want mlm-graphs && step PYTHON="$py" scripts/bench/mlm_levers.sh $b/bin/bench_step \
     "$mlm_base --batch 32 --warmup 3 --steps 10" eager="--graphs off" graphs="--graphs on"
   want mlm-graphs && step PYTHON="$py" GRAPHS=true scripts/bench/mlm_trainer.sh $b/bin $b/tokenizer-xlmr.json
+  want determinism && step PYTHON="$py" scripts/bench/determinism.sh $b/bin $b/tokenizer-xlmr.json
   want checkpoints && step PYTHON="$py" DEVICE=cuda REPEATS=1 scripts/bench/checkpoints.sh $b/bin $b/tokenizer-xlmr.json
   # The traces stay in runs/ (tens of MB); the summary comes back with the log.
   want mlm-profile && step PYTHON="$py" PROFILE=runs/profile-mlm scripts/bench/mlm_gpu.sh $b/bin/bench_step \

@@ -122,6 +122,22 @@ fn gradient_checkpointing_leaves_every_number_the_same() {
     assert!(plain_weights == ckpt_weights, "final weights differ");
 }
 
+/// `train.full_determinism`: libtorch's deterministic kernels exist for every op of an MLM step, and on
+/// the CPU compute what the default ones do.
+#[test]
+fn full_determinism_leaves_every_cpu_number_the_same() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = tmp.path().join("corpus");
+    make_shards(&shards);
+    let (plain_losses, plain_weights, _) = tiny_run(tmp.path(), &shards, "plain", |_| {});
+    let (losses, weights, manifest) = tiny_run(tmp.path(), &shards, "deterministic", |cmd| {
+        cmd.args(["--set", "train.full_determinism=true"]);
+    });
+    assert_eq!(manifest["config"]["train"]["full_determinism"], true);
+    assert_eq!(plain_losses, losses);
+    assert!(plain_weights == weights, "final weights differ");
+}
+
 #[test]
 fn sigkill_and_resume_gives_bitwise_the_same_losses() {
     let tmp = tempfile::tempdir().unwrap();

@@ -32,6 +32,10 @@ extern "C" {
         out: *mut *mut c_void,
     ) -> i32;
 
+    // csrc/determinism.cpp: libtorch's deterministic kernels on or off, process-wide.
+    pub(crate) fn medqa_set_deterministic(on: i32) -> i32;
+    pub(crate) fn medqa_deterministic() -> i32;
+
     // csrc/dropout.cpp: CPU keep masks drawn on every core.
     pub(crate) fn medqa_dropout_mask(
         like: *mut c_void,

@@ -10,6 +10,7 @@ pub mod autocast;
 pub mod batch;
 pub mod checkpoint;
 pub mod cuda_graph;
+pub mod determinism;
 pub use text::config;
 pub mod device;
 pub mod dist;

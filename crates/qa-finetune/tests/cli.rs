@@ -395,7 +395,8 @@ fn max_samples_takes_each_files_first_questions() {
 /// Same seed, same data: the same numbers, in two processes. The checkpoint (an MLM model: the fixture
 /// without its QA head) has no QA head, so the head is drawn fresh — from the seed, not from libtorch's
 /// default generator, which each process seeds at random. A third run with gradient checkpointing (each
-/// layer recomputed in the backward, dropout replayed) gives them too.
+/// layer recomputed in the backward, dropout replayed) gives them too, and so does one with libtorch's
+/// deterministic kernels.
 #[test]
 fn two_runs_with_one_seed_give_the_same_numbers() {
     let tmp = tempfile::tempdir().unwrap();
@@ -411,7 +412,7 @@ fn two_runs_with_one_seed_give_the_same_numbers() {
             .filter(|(name, _)| !name.starts_with("qa_outputs."))
             .collect();
     tch::Tensor::write_safetensors(&weights, headless.join("model.safetensors")).unwrap();
-    let run = |name: &str, checkpointing: bool, precision: &str| {
+    let run = |name: &str, checkpointing: bool, precision: &str, deterministic: bool| {
         let out = tmp.path().join(name);
         let output = Command::new(BIN)
             .args(["--config", cfg.to_str().unwrap(), "--device", "cpu"])
@@ -420,6 +421,8 @@ fn two_runs_with_one_seed_give_the_same_numbers() {
                 &format!("train.gradient_checkpointing={checkpointing}"),
                 "--set",
                 &format!("train.precision=\"{precision}\""),
+                "--set",
+                &format!("train.full_determinism={deterministic}"),
             ])
             .args(["--set", &format!("init_from={}", headless.display())])
             .args(["--set", &format!("output_dir={}", out.display())])
@@ -435,12 +438,12 @@ fn two_runs_with_one_seed_give_the_same_numbers() {
         let weights = std::fs::read(out.join("final/model.safetensors")).unwrap();
         (log, weights)
     };
-    let (log_a, weights_a) = run("a", false, "fp32");
-    let (log_b, weights_b) = run("b", false, "fp32");
+    let (log_a, weights_a) = run("a", false, "fp32", false);
+    let (log_b, weights_b) = run("b", false, "fp32", false);
     assert!(log_a.contains("train/loss"), "{log_a}");
     assert_eq!(log_a, log_b);
     assert!(weights_a == weights_b, "the trained weights differ");
-    let (log_c, weights_c) = run("c", true, "fp32");
+    let (log_c, weights_c) = run("c", true, "fp32", false);
     assert_eq!(log_a, log_c, "gradient checkpointing changed the log");
     assert!(
         weights_a == weights_c,
@@ -448,13 +451,21 @@ fn two_runs_with_one_seed_give_the_same_numbers() {
     );
     // Under bf16 autocast the backward's recomputation re-enters the forward's autocast (the loop's
     // backward runs outside it): the same numbers as without checkpointing, unlike fp32's.
-    let (log_d, weights_d) = run("d", false, "bf16");
-    let (log_e, weights_e) = run("e", true, "bf16");
+    let (log_d, weights_d) = run("d", false, "bf16", false);
+    let (log_e, weights_e) = run("e", true, "bf16", false);
     assert_ne!(log_a, log_d, "bf16 should round differently from fp32");
     assert_eq!(log_d, log_e, "gradient checkpointing changed the bf16 log");
     assert!(
         weights_d == weights_e,
         "gradient checkpointing changed the bf16 weights"
+    );
+    // libtorch's deterministic kernels (train.full_determinism): every op of a QA run has one, and on
+    // the CPU they compute what the default ones do.
+    let (log_f, weights_f) = run("f", false, "fp32", true);
+    assert_eq!(log_a, log_f, "full_determinism changed the log");
+    assert!(
+        weights_a == weights_f,
+        "full_determinism changed the weights"
     );
 }
 

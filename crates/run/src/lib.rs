@@ -88,6 +88,10 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
             file.map_or("the configuration".into(), |f| f.to_string())
         )
     })?;
+    // Before anything runs on the device: cuBLAS reads its workspace setting at its first matmul.
+    if job.train_config().full_determinism {
+        model::determinism::set_full_determinism(true)?;
+    }
     let device = rank_device(&world, args.device.resolve()?)?;
     let group = if world.is_distributed() {
         let timeout = std::time::Duration::from_secs(args.dist_timeout);

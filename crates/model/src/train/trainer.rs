@@ -137,6 +137,10 @@ pub struct TrainConfig {
     /// `gradient_checkpointing`): a larger batch or longer sequences fit in memory, for about one more
     /// forward per step. The same numbers as without: dropout replays its masks. Steps run eagerly.
     pub gradient_checkpointing: bool,
+    /// libtorch's deterministic kernels (`transformers`' `full_determinism`): the same numbers on every
+    /// run on CUDA too, where atomics otherwise sum in varying order; some speed is lost. The CPU loop
+    /// is deterministic without it. See `model::determinism`.
+    pub full_determinism: bool,
 }
 
 impl Default for TrainConfig {
@@ -182,6 +186,7 @@ impl Default for TrainConfig {
             freeze: Vec::new(),
             cuda_graphs: false,
             gradient_checkpointing: false,
+            full_determinism: false,
         }
     }
 }
@@ -703,6 +708,10 @@ impl<'a, T: Task> Trainer<'a, T> {
             state.plateau = None;
         } else if state.plateau.is_none() {
             state.plateau = Some(Plateau::start(&schedule));
+        }
+        if cfg.full_determinism {
+            // The binaries set it before anything runs on the device; here for the library's callers.
+            crate::determinism::set_full_determinism(true)?;
         }
         task.set_gradient_checkpointing(cfg.gradient_checkpointing)?;
         let loss_scale = (cfg.precision == Precision::Fp16).then(|| match state.loss_scale {
