@@ -406,6 +406,7 @@ impl model::train::Task for MlmTask {
 impl run::Job for MlmConfig {
     type Task = MlmTask;
     const NAME: &'static str = "mlm-pretrain";
+    const PIPELINE_TAG: &'static str = "fill-mask";
 
     fn output_dir(&self) -> &Path {
         &self.output_dir

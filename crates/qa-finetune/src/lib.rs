@@ -443,6 +443,7 @@ pub fn predict(
 impl run::Job for QaConfig {
     type Task = QaTask;
     const NAME: &'static str = "qa-finetune";
+    const PIPELINE_TAG: &'static str = "question-answering";
     // A QA evaluation gives EM/F1, no loss (as run_qa.py's): the best checkpoint is the best F1.
     const DEFAULTS: &'static [(&'static str, &'static str)] = &[
         ("train.metric_for_best_model", "\"eval/f1\""),

@@ -127,6 +127,29 @@ fn learns_predicts_and_round_trips() {
         after > 90.0 && after > before + 50.0,
         "F1 {before} -> {after}"
     );
+    // The model card: the pipeline, the evaluation as eval_results.json has it, the settings, the data's
+    // hashes and the command, from the manifest.
+    let card = std::fs::read_to_string(tmp.path().join("run/final/README.md")).unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("run/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(card.starts_with("---\nlibrary_name: transformers\npipeline_tag: question-answering\n"));
+    assert!(
+        card.contains(&format!("| eval/f1 | {after:.4} |")),
+        "{card}"
+    );
+    for input in manifest["inputs"].as_array().unwrap() {
+        assert!(card.contains(input["sha256"].as_str().unwrap()), "{card}");
+    }
+    assert!(
+        card.contains(&format!("| seed | {} |", manifest["seed"])),
+        "{card}"
+    );
+    assert!(
+        card.contains("--overwrite\n```"),
+        "the command line: {card}"
+    );
 
     let model = tmp.path().join("run/final");
     let out = tmp.path().join("pred");

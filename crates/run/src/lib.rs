@@ -4,6 +4,7 @@
 //! `eval_results.json`. A binary says what differs through [`Job`].
 
 mod args;
+mod model_card;
 
 use std::path::{Path, PathBuf};
 
@@ -50,6 +51,8 @@ pub trait Job: DeserializeOwned {
     type Task: Task;
     /// The binary's name, for the manifest and messages.
     const NAME: &'static str;
+    /// The Hugging Face pipeline its models serve (`fill-mask`, `question-answering`), for the model card.
+    const PIPELINE_TAG: &'static str;
     /// Settings (`dotted.key`, TOML value) this binary defaults otherwise than [`TrainConfig`]'s
     /// defaults, applied where the configuration file and `--set` leave them out.
     const DEFAULTS: &'static [(&'static str, &'static str)] = &[];
@@ -113,10 +116,17 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
         group.check_same("the model's parameters", &parameter_shapes(&task))?;
         group.check_same("the input files", &serde_json::to_vec(&inputs)?)?;
     }
+    let manifest = Manifest::with_hashes(
+        J::NAME,
+        version,
+        cfg.seed,
+        device,
+        resolved,
+        inputs,
+        world.size as u64,
+    );
     if world.is_main() {
-        let size = world.size as u64;
-        Manifest::with_hashes(J::NAME, version, cfg.seed, device, resolved, inputs, size)
-            .write(&out)?;
+        manifest.write(&out)?;
         let ranks = match group {
             None => String::new(),
             Some(_) => format!(", {} process(es) ({:?})", world.size, world.launcher),
@@ -151,6 +161,13 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
     let final_dir = out.join("final");
     let finished = (|| -> Result<()> {
         job.save_final(&mut task, &outcome, &final_dir)?;
+        let name = out
+            .file_name()
+            .map_or("model".into(), |n| n.to_string_lossy());
+        let card = model_card::model_card(&name, J::PIPELINE_TAG, &manifest, cfg, &outcome);
+        fsutil::write_atomic(&final_dir.join("README.md"), |w| {
+            w.write_all(card.as_bytes())
+        })?;
         write_json(&out.join("eval_results.json"), &outcome.last_eval)
     })();
     if let Some(group) = group {
