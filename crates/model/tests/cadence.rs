@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
 use model::train::{IntervalStrategy, SaveStrategy, TrainConfig};
 
@@ -152,24 +151,7 @@ struct Noted {
 }
 
 fn reference(cases: &[serde_json::Value]) -> Vec<Noted> {
-    let mut child = Command::new(common::venv_python())
-        .arg("-c")
-        .arg(REFERENCE)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    serde_json::to_writer(child.stdin.take().unwrap(), cases).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // The Trainer prints its logs to stdout too: the answer is the last line.
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
+    common::python_json(REFERENCE, &cases)
 }
 
 #[test]

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use model::train::TrainConfig;
 
 /// (total steps, the `[train]` keys)
@@ -193,22 +191,7 @@ print(json.dumps(out))
 "#;
 
 fn reference(script: &str, cases: &[serde_json::Value]) -> Vec<Vec<f64>> {
-    let mut child = Command::new(common::venv_python())
-        .arg("-c")
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    serde_json::to_writer(child.stdin.take().unwrap(), cases).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::python_json(script, &cases)
 }
 
 #[test]

@@ -789,14 +789,7 @@ impl<'a, T: Task> Trainer<'a, T> {
             let overdue = self.pending.len() >= cfg.max_nonfinite_steps_in_a_row.max(1) as usize;
             let sync = logging || evaluating || saving || overdue;
             if sync {
-                record_steps(
-                    &mut self.pending,
-                    &mut self.state,
-                    cfg,
-                    (self.micro_batches_per_step, self.batches_per_epoch),
-                    self.history.as_mut(),
-                    &mut self.window,
-                )?;
+                self.record_pending()?;
             }
             if logging {
                 self.log(lr);
@@ -819,14 +812,7 @@ impl<'a, T: Task> Trainer<'a, T> {
             }
             if !at_end && self.stop_asked(sync)? {
                 if !sync {
-                    record_steps(
-                        &mut self.pending,
-                        &mut self.state,
-                        cfg,
-                        (self.micro_batches_per_step, self.batches_per_epoch),
-                        self.history.as_mut(),
-                        &mut self.window,
-                    )?;
+                    self.record_pending()?;
                 }
                 if !saving || cfg.save_only_model {
                     // A checkpoint to go on from, whatever save_only_model says.
@@ -1045,6 +1031,18 @@ impl<'a, T: Task> Trainer<'a, T> {
             scale.update(&found_inf);
         }
         Ok(Tensor::cat(&[losses, grad_norm.reshape([1])], 0))
+    }
+
+    /// Reads the pending steps' numbers and records them (`record_steps`).
+    fn record_pending(&mut self) -> Result<()> {
+        record_steps(
+            &mut self.pending,
+            &mut self.state,
+            self.cfg,
+            (self.micro_batches_per_step, self.batches_per_epoch),
+            self.history.as_mut(),
+            &mut self.window,
+        )
     }
 
     /// Epochs done after `step` steps.

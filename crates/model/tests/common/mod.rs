@@ -60,3 +60,29 @@ pub fn workspace_root() -> PathBuf {
         .canonicalize()
         .unwrap()
 }
+
+/// Runs a Python `script` of the venv with `input` as JSON on its standard input; its answer is the
+/// last line of its standard output, as JSON (anything printed before it, such as a Trainer's logs, is
+/// passed over).
+pub fn python_json<T: serde::de::DeserializeOwned>(
+    script: &str,
+    input: &impl serde::Serialize,
+) -> T {
+    let mut child = std::process::Command::new(venv_python())
+        .arg("-c")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    serde_json::to_writer(child.stdin.take().unwrap(), input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
+}
