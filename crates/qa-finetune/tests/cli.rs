@@ -150,6 +150,22 @@ fn learns_predicts_and_round_trips() {
         card.contains("--overwrite\n```"),
         "the command line: {card}"
     );
+    // train_results.json: run_qa.py's names; the loss is the mean of the logged steps'.
+    let results: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("run/train_results.json")).unwrap(),
+    )
+    .unwrap();
+    let logged: Vec<f64> = model::train::log::read_history(&tmp.path().join("run/train_log.jsonl"))
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.values.get("train/loss").copied())
+        .collect();
+    assert_eq!(results["global_step"].as_u64(), Some(logged.len() as u64));
+    let mean = logged.iter().sum::<f64>() / logged.len() as f64;
+    let train_loss = results["train_loss"].as_f64().unwrap();
+    assert!((train_loss - mean).abs() < 1e-9, "{train_loss} vs {mean}");
+    assert!(results["train_runtime"].as_f64().unwrap() > 0.0);
+    assert!(results["epoch"].as_f64().unwrap() > 0.0);
 
     let model = tmp.path().join("run/final");
     let out = tmp.path().join("pred");

@@ -168,7 +168,8 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
         fsutil::write_atomic(&final_dir.join("README.md"), |w| {
             w.write_all(card.as_bytes())
         })?;
-        write_json(&out.join("eval_results.json"), &outcome.last_eval)
+        write_json(&out.join("eval_results.json"), &outcome.last_eval)?;
+        write_json(&out.join("train_results.json"), &train_results(&outcome))
     })();
     if let Some(group) = group {
         group.barrier()?;
@@ -203,6 +204,24 @@ fn prepare_run_dir(
             (Some(lock), resume)
         }
         None => (None, run_dir::resume_point(out, start)?),
+    })
+}
+
+/// `train_results.json`: the run's figures under the names run_qa.py's `train_results.json` gives them,
+/// and medqa's own beside them.
+fn train_results(outcome: &TrainOutcome) -> serde_json::Value {
+    let seconds = outcome.train_seconds.max(1e-9);
+    serde_json::json!({
+        "epoch": outcome.epoch,
+        "global_step": outcome.steps,
+        "train_loss": outcome.train_loss,
+        "train_runtime": outcome.train_seconds,
+        "train_steps_per_second": outcome.steps_this_run as f64 / seconds,
+        "train_tokens_per_second": outcome.train_tokens as f64 / seconds,
+        "eval_seconds": outcome.eval_seconds,
+        "checkpoint_seconds": outcome.checkpoint_seconds,
+        "stopped_early": outcome.stopped_early,
+        "skipped_nonfinite_steps": outcome.skipped_nonfinite_steps,
     })
 }
 

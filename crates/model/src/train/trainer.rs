@@ -498,6 +498,12 @@ pub struct TrainOutcome {
     /// A stop was asked for (`stop`: a signal): the run ended at `steps` with a checkpoint there, to be
     /// resumed; it has no final model.
     pub interrupted: bool,
+    /// The mean loss of this run's steps (not those before a resume; none without a finite one), and
+    /// the epochs done at its end: `transformers`' `train_loss` and `epoch`.
+    pub train_loss: Option<f64>,
+    pub epoch: f64,
+    /// The steps this run took (after a resume, those since it).
+    pub steps_this_run: u64,
     pub skipped_nonfinite_steps: u64,
     /// Wall-clock seconds spent writing checkpoints and evaluating (the device's queued work finished
     /// first, so they hold only their own work): what a throughput figure for the steps leaves out.
@@ -774,6 +780,7 @@ impl<'a, T: Task> Trainer<'a, T> {
             self.measure()?;
         }
         let mut interrupted = false;
+        let first_step = self.state.step;
         while self.state.step < self.total_steps && !self.state.stopped_early {
             let lr = match &self.state.plateau {
                 Some(plateau) => plateau.learning_rate,
@@ -846,6 +853,9 @@ impl<'a, T: Task> Trainer<'a, T> {
             final_from_best,
             stopped_early: self.state.stopped_early,
             interrupted,
+            train_loss: self.window.run_mean_loss(),
+            epoch: self.epoch_at(self.state.step),
+            steps_this_run: self.state.step - first_step,
             train_seconds: started.elapsed().as_secs_f64(),
             // The ranks' batches are alike in size, as for the logged rate.
             train_tokens: self.tokens_trained * self.world,
@@ -1469,13 +1479,16 @@ pub fn format_metrics(m: &BTreeMap<String, f64>) -> String {
         .join(", ")
 }
 
-/// Averages between two logging points, and the token rate.
+/// Averages between two logging points, and the token rate; and the loss of all steps of this run.
 struct LogWindow {
     loss: f64,
     norm: f64,
     steps: u64,
     tokens: u64,
     since: Instant,
+    /// Every finite step of this run (not reset at logging points): `train_loss`.
+    run_loss: f64,
+    run_steps: u64,
 }
 
 impl Default for LogWindow {
@@ -1486,6 +1499,8 @@ impl Default for LogWindow {
             steps: 0,
             tokens: 0,
             since: Instant::now(),
+            run_loss: 0.0,
+            run_steps: 0,
         }
     }
 }
@@ -1496,6 +1511,8 @@ impl LogWindow {
             self.loss += loss;
             self.norm += norm;
             self.steps += 1;
+            self.run_loss += loss;
+            self.run_steps += 1;
         }
     }
 
@@ -1503,8 +1520,17 @@ impl LogWindow {
         let n = self.steps.max(1) as f64;
         let rate = self.tokens as f64 / self.since.elapsed().as_secs_f64().max(1e-9);
         let out = (self.loss / n, self.norm / n, rate);
-        *self = Self::default();
+        *self = Self {
+            run_loss: self.run_loss,
+            run_steps: self.run_steps,
+            ..Self::default()
+        };
         out
+    }
+
+    /// The mean loss of this run's finite steps.
+    fn run_mean_loss(&self) -> Option<f64> {
+        (self.run_steps > 0).then(|| self.run_loss / self.run_steps as f64)
     }
 }
 
