@@ -482,8 +482,8 @@ fn continues_from_a_hugging_face_checkpoint() {
 }
 
 /// SIGTERM (SLURM's warning before a time limit or preemption): the run checkpoints the step it is on
-/// and exits with 75 and no final model; `--resume` goes on from that step and logs bitwise the losses
-/// of a run never stopped.
+/// and exits with 75 and no final model; `--auto-resume` goes on from that step and logs bitwise the
+/// losses of a run never stopped, does nothing to a finished run, and starts one where there is none.
 #[test]
 fn sigterm_checkpoints_the_current_step_and_resume_goes_on_from_it() {
     let tmp = tempfile::tempdir().unwrap();
@@ -527,11 +527,44 @@ fn sigterm_checkpoints_the_current_step_and_resume_goes_on_from_it() {
     assert!(!stopped.join("final").exists(), "no final model");
     assert!(!stopped.join("eval_results.json").exists());
 
-    let out = run(&["--config", cfg.to_str().unwrap(), "--resume"]);
+    // --auto-resume: the same command line whether or not there is a checkpoint (a requeued job).
+    let out = run(&["--config", cfg.to_str().unwrap(), "--auto-resume"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(losses(&stopped), reference, "stopped at step {last}");
+
+    // Once more on the finished run: nothing to train; the final model and its evaluation are the
+    // same as before, the history untouched.
+    let files = |dir: &Path| {
+        [
+            "eval_results.json",
+            "train_results.json",
+            "final/model.safetensors",
+            "train_log.jsonl",
+        ]
+        .map(|f| std::fs::read(dir.join(f)).unwrap())
+    };
+    let before = files(&stopped);
+    let out = run(&["--config", cfg.to_str().unwrap(), "--auto-resume"]);
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("nothing left to train"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(files(&stopped) == before, "a finished run changed");
+
+    // A fresh directory: --auto-resume starts a new run.
+    let fresh = tmp.path().join("fresh");
+    let cfg = write_config(tmp.path(), &shards, &fresh, 12);
+    let out = run(&["--config", cfg.to_str().unwrap(), "--auto-resume"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(losses(&fresh).len(), 12);
 }

@@ -22,6 +22,10 @@ pub struct RunArgs {
     /// Replace an existing run in output_dir.
     #[arg(long)]
     pub overwrite: bool,
+    /// Continue from output_dir's latest checkpoint when it has one, else start a new run (run_qa.py's
+    /// way): one command line for a job that may have been stopped and requeued.
+    #[arg(long, conflicts_with_all = ["resume", "overwrite"])]
+    pub auto_resume: bool,
     /// Where to compute: auto (CUDA when available), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
@@ -50,6 +54,9 @@ impl RunArgs {
     }
 
     pub fn start(&self) -> Start {
+        if self.auto_resume {
+            return Start::ResumeIfAny;
+        }
         match (&self.resume, self.overwrite) {
             (Some(ckpt), _) => Start::Resume(ckpt.clone()),
             (None, true) => Start::Overwrite,

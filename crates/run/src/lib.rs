@@ -169,7 +169,12 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
             w.write_all(card.as_bytes())
         })?;
         write_json(&out.join("eval_results.json"), &outcome.last_eval)?;
-        write_json(&out.join("train_results.json"), &train_results(&outcome))
+        let train_file = out.join("train_results.json");
+        // A run resumed at its end trained nothing: its figures stay those of the run that did.
+        if outcome.steps_this_run > 0 || !train_file.exists() {
+            write_json(&train_file, &train_results(&outcome))?;
+        }
+        Ok(())
     })();
     if let Some(group) = group {
         group.barrier()?;

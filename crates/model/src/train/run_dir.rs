@@ -19,6 +19,8 @@ pub enum Start {
     Fresh,
     /// From this checkpoint, or the latest when `None`.
     Resume(Option<PathBuf>),
+    /// From the latest checkpoint if there is one, else as `Fresh` (`--auto-resume`).
+    ResumeIfAny,
     Overwrite,
 }
 
@@ -75,7 +77,18 @@ pub fn prepare(dir: &Path, start: &Start) -> Result<(RunLock, Option<PathBuf>)> 
             entries.push(path);
         }
     }
+    if *start == Start::ResumeIfAny {
+        checkpoint::clear_unfinished(dir)?;
+        if let Some(latest) = checkpoint::latest(dir)? {
+            return Ok((held, Some(latest)));
+        }
+    }
     match start {
+        Start::ResumeIfAny if !entries.is_empty() => bail!(
+            "run directory {} holds a run without a complete checkpoint to continue from; pass \
+             --overwrite to replace it",
+            dir.display()
+        ),
         Start::Fresh if !entries.is_empty() => bail!(
             "run directory {} already holds a run; pass --resume to continue it or --overwrite to replace it",
             dir.display()
@@ -94,7 +107,7 @@ pub fn prepare(dir: &Path, start: &Start) -> Result<(RunLock, Option<PathBuf>)> 
             checkpoint::clear_unfinished(dir)?;
             return Ok((held, resume_point(dir, start)?));
         }
-        Start::Fresh => {}
+        Start::Fresh | Start::ResumeIfAny => {}
     }
     // Fail now, not after hours of training, if nothing can be written here.
     let probe = dir.join(".write-test");
@@ -112,6 +125,7 @@ pub fn resume_point(dir: &Path, start: &Start) -> Result<Option<PathBuf>> {
         Start::Resume(None) => Ok(Some(checkpoint::latest(dir)?.with_context(|| {
             format!("--resume: {} has no complete checkpoint", dir.display())
         })?)),
+        Start::ResumeIfAny => checkpoint::latest(dir),
         Start::Fresh | Start::Overwrite => Ok(None),
     }
 }

@@ -837,6 +837,17 @@ impl<'a, T: Task> Trainer<'a, T> {
             }
         }
         self.bar.finish_and_clear();
+        if self.state.step == first_step && !cfg.load_best_model_at_end && self.rank == 0 {
+            // Resumed at the end (a finished or early-stopped run): nothing to train, but the final
+            // model is written again, and its evaluation with it, not an empty one. The history has
+            // that evaluation already.
+            eprintln!(
+                "nothing left to train at step {} of {}; evaluating the model as it is",
+                self.state.step, self.total_steps
+            );
+            let _autocast = AutocastGuard::for_precision(cfg.precision, self.device)?;
+            self.last_eval = tch::no_grad(|| self.task.evaluate())?;
+        }
         if let Some(tb) = &mut self.tb {
             tb.flush();
         }
