@@ -39,6 +39,7 @@ fn main() -> Result<()> {
         data: DataConfig {
             train: vec![QaFile {
                 path: PathBuf::from(get("data")?),
+                name: None,
                 lang: None,
                 weight: 1.0,
                 max_samples: None,

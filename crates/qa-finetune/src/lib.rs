@@ -41,6 +41,10 @@ pub struct QaConfig {
 #[serde(deny_unknown_fields)]
 pub struct QaFile {
     pub path: PathBuf,
+    /// With several validation files, each one's EM/F1 is reported as `eval/NAME/exact`, `eval/NAME/f1`
+    /// (so `metric_for_best_model` can follow one set); NAME defaults to the file's stem.
+    #[serde(default)]
+    pub name: Option<String>,
     /// Overrides the file's `lang` tags.
     #[serde(default)]
     pub lang: Option<String>,
@@ -52,6 +56,18 @@ pub struct QaFile {
     /// `max_train_samples` / `max_eval_samples`, per file; taken before windows are made, as there).
     #[serde(default)]
     pub max_samples: Option<usize>,
+}
+
+impl QaFile {
+    /// Its name in per-file metrics.
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            self.path.file_stem().map_or_else(
+                || self.path.display().to_string(),
+                |s| s.to_string_lossy().into_owned(),
+            )
+        })
+    }
 }
 
 fn default_weight() -> f64 {
@@ -119,6 +135,43 @@ pub fn load_examples(files: &[QaFile]) -> Result<Vec<QaExample>> {
     Ok(out)
 }
 
+/// The validation files' questions, and with several files each one's name and place among them. Names
+/// must differ from each other and from the questions' languages (both give `eval/X/f1`).
+fn load_validation(
+    files: &[QaFile],
+) -> Result<(Vec<QaExample>, Vec<(String, std::ops::Range<usize>)>)> {
+    let mut examples = Vec::new();
+    let mut sets: Vec<(String, std::ops::Range<usize>)> = Vec::new();
+    for file in files {
+        let start = examples.len();
+        examples.extend(load_examples(std::slice::from_ref(file))?);
+        let name = file.name();
+        if sets.iter().any(|(other, _)| *other == name) {
+            bail!(
+                "two validation files are named {name:?} (the file's stem unless `name` is set): \
+                 give {} a `name`",
+                file.path.display()
+            );
+        }
+        sets.push((name, start..examples.len()));
+    }
+    if sets.len() < 2 {
+        return Ok((examples, Vec::new()));
+    }
+    for (name, _) in &sets {
+        if examples
+            .iter()
+            .any(|e| e.lang.as_deref() == Some(name.as_str()))
+        {
+            bail!(
+                "the validation file named {name:?} has a language's name: its metrics and the \
+                 language's would both be eval/{name}/f1; give it another `name`"
+            );
+        }
+    }
+    Ok((examples, sets))
+}
+
 /// EM/F1 of predictions with the eval crate, as v2.0 when the set has unanswerable questions.
 pub fn score(examples: &[QaExample], preds: &Predictions) -> scoring::report::Report {
     let questions: Vec<scoring::data::Question> = examples
@@ -171,6 +224,8 @@ pub struct QaTask {
     /// The training files' windows, in `train`'s order, with their mixing weights.
     sources: Vec<model::train::Source>,
     eval_examples: Vec<QaExample>,
+    /// With several validation files: each one's name and its questions in `eval_examples`.
+    eval_sets: Vec<(String, std::ops::Range<usize>)>,
     eval_features: Vec<QaFeature>,
     pub settings: QaSettings,
     eval_batch_size: usize,
@@ -248,7 +303,7 @@ impl QaTask {
                 d.train.iter().map(|f| &f.path).collect::<Vec<_>>()
             );
         }
-        let eval_examples = load_examples(&d.validation)?;
+        let (eval_examples, eval_sets) = load_validation(&d.validation)?;
         let eval_features = maker.all(&eval_examples)?;
         let mut postprocess = cfg.postprocess;
         postprocess.version_2_with_negative |= any_unanswerable;
@@ -259,6 +314,7 @@ impl QaTask {
             train,
             sources,
             eval_examples,
+            eval_sets,
             eval_features,
             settings: QaSettings {
                 max_seq_length: d.max_seq_length,
@@ -401,6 +457,11 @@ impl model::train::Task for QaTask {
                 m.insert(format!("eval/{lang}/f1"), s.f1);
                 m.insert(format!("eval/{lang}/exact"), s.exact);
             }
+        }
+        for (name, range) in &self.eval_sets {
+            let set = score(&self.eval_examples[range.clone()], &preds);
+            m.insert(format!("eval/{name}/f1"), set.overall.f1);
+            m.insert(format!("eval/{name}/exact"), set.overall.exact);
         }
         self.last_predictions = Some(preds);
         Ok(m)

@@ -90,6 +90,7 @@ fn main_result() -> Result<()> {
                 &model,
                 &qa_finetune::QaFile {
                     path: data,
+                    name: None,
                     lang,
                     weight: 1.0,
                     max_samples,

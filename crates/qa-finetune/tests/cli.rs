@@ -699,3 +699,66 @@ fn two_ranks_stop_early_together_at_the_step_one_process_stops() {
     assert!(stdout.contains("stopped early at step 4"), "{stdout}");
     assert_eq!(log.matches("train/loss").count(), 4, "{log}");
 }
+
+/// Several validation files: each one's EM/F1 beside the whole set's (which is their question-weighted
+/// mean), so that `metric_for_best_model` can follow one; a name shared by two files is refused.
+#[test]
+fn each_validation_file_is_scored_on_its_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = setup(tmp.path(), false, 1);
+    let dir = tmp.path();
+    std::fs::create_dir(dir.join("other")).unwrap();
+    std::fs::write(
+        dir.join("other/dev.json"),
+        squad(9, "w", 3, false).to_string(),
+    )
+    .unwrap();
+    let validation = |second: &str| {
+        format!(
+            "data.validation=[{{path=\"{}\"}}, {}]",
+            dir.join("dev.json").display(),
+            second
+        )
+    };
+    let run = |set: &str| {
+        Command::new(BIN)
+            .args([
+                "--config",
+                cfg.to_str().unwrap(),
+                "--device",
+                "cpu",
+                "--overwrite",
+            ])
+            .args(["--set", "train.max_steps=60", "--set", set])
+            .output()
+            .unwrap()
+    };
+    let out = run(&validation(&format!(
+        "{{path=\"{}\"}}",
+        dir.join("other/dev.json").display()
+    )));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("two validation files are named \"dev\""),
+        "{err}"
+    );
+
+    ok(run(&validation(&format!(
+        "{{path=\"{}\", name=\"other\"}}",
+        dir.join("other/dev.json").display()
+    ))));
+    let r = eval_results(dir);
+    let (f1, dev, other) = (
+        r["eval/f1"].as_f64().unwrap(),
+        r["eval/dev/f1"].as_f64().unwrap(),
+        r["eval/other/f1"].as_f64().unwrap(),
+    );
+    // 15 and 9 contexts of 3 questions.
+    let weighted = (45.0 * dev + 27.0 * other) / 72.0;
+    assert!((f1 - weighted).abs() < 1e-9, "{f1} vs {weighted} ({r})");
+    assert!(
+        dev > 0.0 && other > 0.0 && dev != other,
+        "too little learned to tell: {r}"
+    );
+    assert!(r.get("eval/other/exact").is_some(), "{r}");
+}
