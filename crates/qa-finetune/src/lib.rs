@@ -135,13 +135,14 @@ pub fn load_examples(files: &[QaFile]) -> Result<Vec<QaExample>> {
     Ok(out)
 }
 
+/// Each validation file's name and the range of its questions among all of them.
+type EvalSets = Vec<(String, std::ops::Range<usize>)>;
+
 /// The validation files' questions, and with several files each one's name and place among them. Names
 /// must differ from each other and from the questions' languages (both give `eval/X/f1`).
-fn load_validation(
-    files: &[QaFile],
-) -> Result<(Vec<QaExample>, Vec<(String, std::ops::Range<usize>)>)> {
+fn load_validation(files: &[QaFile]) -> Result<(Vec<QaExample>, EvalSets)> {
     let mut examples = Vec::new();
-    let mut sets: Vec<(String, std::ops::Range<usize>)> = Vec::new();
+    let mut sets: EvalSets = Vec::new();
     for file in files {
         let start = examples.len();
         examples.extend(load_examples(std::slice::from_ref(file))?);
@@ -225,7 +226,7 @@ pub struct QaTask {
     sources: Vec<model::train::Source>,
     eval_examples: Vec<QaExample>,
     /// With several validation files: each one's name and its questions in `eval_examples`.
-    eval_sets: Vec<(String, std::ops::Range<usize>)>,
+    eval_sets: EvalSets,
     eval_features: Vec<QaFeature>,
     pub settings: QaSettings,
     eval_batch_size: usize,
