@@ -80,7 +80,6 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
         println!("{}", model::device::report(args.device)?);
         return Ok(());
     }
-    model::train::stop::install()?;
     let world = World::from_env()?;
     let (job, resolved): (J, _) = args.config(J::DEFAULTS)?;
     // Settings errors before any data is read or a device is joined (the loop checks them again).
@@ -138,6 +137,9 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
         );
     }
     let resume = resume_from.as_deref();
+    // From here a signal asks for a checkpoint and a clean stop; before, it ends the process at once
+    // (nothing would be lost, and Ctrl-C during a long preparation should not wait for a step).
+    model::train::stop::install()?;
     let outcome =
         model::train::train_in_group(&mut task, cfg, device, &out, resume, group.as_ref())?;
     if outcome.interrupted {
