@@ -658,6 +658,15 @@ fn load_best_and_early_stopping_settings_are_checked() {
         early_stopping(2, 0.0),
         "\"eval/score\" is not among the evaluation's metrics (eval/loss)",
     );
+    refused(
+        TrainConfig {
+            load_best_model_at_end: false,
+            early_stopping_patience: 0,
+            save_strategy: model::train::SaveStrategy::Best,
+            ..early_stopping(2, 0.0)
+        },
+        "save_strategy = \"best\" need it",
+    );
 }
 
 /// The loop trains at the schedule's rate at every step, whatever the schedule: `lr` in the log is

@@ -1148,16 +1148,20 @@ impl<'a, T: Task> Trainer<'a, T> {
         }
         match metric {
             Some(value) => self.track_best(step, value),
-            None if self.cfg.load_best_model_at_end => bail!(
-                "metric_for_best_model = {:?} is not among the evaluation's metrics ({}); \
-                 load_best_model_at_end and early stopping need it",
-                self.cfg.metric_for_best_model,
-                self.last_eval
-                    .keys()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            None if self.cfg.load_best_model_at_end
+                || self.cfg.save_strategy == SaveStrategy::Best =>
+            {
+                bail!(
+                    "metric_for_best_model = {:?} is not among the evaluation's metrics ({}); \
+                 load_best_model_at_end, early stopping and save_strategy = \"best\" need it",
+                    self.cfg.metric_for_best_model,
+                    self.last_eval
+                        .keys()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
             None => {}
         }
         Ok(())
