@@ -99,6 +99,16 @@ fn the_host_memory_setting_leaves_every_number_the_same() {
     });
     assert_eq!(kept["versions"]["host_memory"], "kept");
     assert_eq!(system["versions"]["host_memory"], "system");
+    // The environment that changes numbers, and the machine, are in the manifest.
+    assert_eq!(system["environment"][model::host_memory::OPT_OUT], "system");
+    assert!(kept["environment"]
+        .get(model::host_memory::OPT_OUT)
+        .is_none());
+    assert!(
+        kept["host"]["cpu_cores"].as_u64().unwrap() >= 1,
+        "{}",
+        kept["host"]
+    );
     assert_eq!(kept_losses.len(), 12);
     assert_eq!(kept_losses, system_losses);
     assert!(kept_weights == system_weights, "final weights differ");

@@ -32,10 +32,18 @@ pub fn model_card(
         (None, _) => "no git commit".to_owned(),
     };
     let world = manifest.world_size.unwrap_or(1);
+    let machine = match (&manifest.host["cpu"], &manifest.host["gpus"]) {
+        (_, serde_json::Value::Array(gpus)) if !gpus.is_empty() => {
+            let names: Vec<&str> = gpus.iter().filter_map(|g| g.as_str()).collect();
+            format!(" ({})", names.join("; "))
+        }
+        (serde_json::Value::String(cpu), _) => format!(" ({cpu})"),
+        _ => String::new(),
+    };
     let _ = writeln!(
         s,
-        "Trained {start} by medqa's `{}` {} ({commit}) on {world} process(es), device {}, for {} \
-         optimizer steps{}.\n",
+        "Trained {start} by medqa's `{}` {} ({commit}) on {world} process(es), device {}{machine}, for \
+         {} optimizer steps{}.\n",
         manifest.tool,
         manifest.tool_version,
         manifest.device,

@@ -31,6 +31,87 @@ pub struct Manifest {
     /// Data-parallel processes (1: a plain run); absent in manifests written before it was kept.
     #[serde(default)]
     pub world_size: Option<u64>,
+    /// The machine, as far as it decides the numbers: the processor and its widest vector instructions
+    /// (libtorch picks kernels by them, which round differently), and on CUDA the GPUs and driver.
+    #[serde(default)]
+    pub host: serde_json::Value,
+    /// The environment variables that change numbers or kernels, where set (threads, cuBLAS's
+    /// workspace, the CUDA allocator, NCCL's algorithms, TF32 overrides, visible devices).
+    #[serde(default)]
+    pub environment: std::collections::BTreeMap<String, String>,
+}
+
+/// The variables [`Manifest::environment`] records.
+const NUMERIC_ENVIRONMENT: &[&str] = &[
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "CUDA_VISIBLE_DEVICES",
+    "PYTORCH_CUDA_ALLOC_CONF",
+    "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
+    "NVIDIA_TF32_OVERRIDE",
+    "NCCL_ALGO",
+    "NCCL_PROTO",
+    "MEDQA_HOST_MEMORY",
+    "LIBTORCH",
+];
+
+/// Those of [`NUMERIC_ENVIRONMENT`] that `lookup` finds.
+fn numeric_environment(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> std::collections::BTreeMap<String, String> {
+    NUMERIC_ENVIRONMENT
+        .iter()
+        .filter_map(|&k| lookup(k).map(|v| (k.to_owned(), v)))
+        .collect()
+}
+
+/// The processor's name and widest vector instructions from `/proc/cpuinfo`'s text.
+fn cpu_of(cpuinfo: &str) -> serde_json::Value {
+    let field = |key: &str| {
+        cpuinfo.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_owned())
+        })
+    };
+    let flags = field("flags").unwrap_or_default();
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let vector = [
+        ("avx512_bf16", "AVX-512 BF16"),
+        ("avx512f", "AVX-512"),
+        ("avx2", "AVX2"),
+    ]
+    .into_iter()
+    .find(|(flag, _)| has(flag))
+    .map(|(_, name)| name);
+    serde_json::json!({
+        "cpu": field("model name"),
+        "cpu_vector_instructions": vector,
+        "cpu_cores": cpuinfo.lines().filter(|l| l.starts_with("processor")).count(),
+    })
+}
+
+/// [`Manifest::host`] of this machine; the GPUs through `nvidia-smi` where the run is on CUDA.
+fn host(device: tch::Device) -> serde_json::Value {
+    let mut host = cpu_of(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default());
+    if device.is_cuda() {
+        let gpus = Command::new("nvidia-smi")
+            .args([
+                "--query-gpu=name,driver_version,memory.total",
+                "--format=csv,noheader",
+            ])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            });
+        host["gpus"] = serde_json::json!(gpus);
+    }
+    host
 }
 
 impl Manifest {
@@ -90,6 +171,8 @@ impl Manifest {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             world_size: Some(world_size),
+            host: host(device),
+            environment: numeric_environment(|k| std::env::var(k).ok()),
         }
     }
 
@@ -149,4 +232,28 @@ fn git_state() -> (Option<String>, Option<bool>) {
     let commit = run(&["rev-parse", "HEAD"]).map(|o| String::from_utf8_lossy(&o).trim().to_owned());
     let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).map(|o| !o.is_empty());
     (commit, dirty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_machine_and_the_numeric_environment_are_read() {
+        let cpuinfo = "processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\
+                       processor\t: 1\nmodel name\t: AMD EPYC 9R14\n";
+        assert_eq!(
+            cpu_of(cpuinfo),
+            serde_json::json!({"cpu": "AMD EPYC 9R14", "cpu_vector_instructions": "AVX-512 BF16", "cpu_cores": 2})
+        );
+        assert_eq!(
+            cpu_of("flags : sse avx2")["cpu_vector_instructions"],
+            "AVX2"
+        );
+        let env = numeric_environment(|k| (k == "OMP_NUM_THREADS").then(|| "1".to_owned()));
+        assert_eq!(
+            env.into_iter().collect::<Vec<_>>(),
+            vec![("OMP_NUM_THREADS".to_owned(), "1".to_owned())]
+        );
+    }
 }
