@@ -49,6 +49,24 @@ enum Command {
         #[arg(long)]
         run: Option<String>,
     },
+    /// Training runs side by side from their records (manifest.json, train_results.json,
+    /// eval_results.json): a Markdown table on stdout, a row per run, or with --group-by a row per
+    /// group of runs (e.g. a recipe's seeds) with each metric's mean and standard deviation.
+    Runs {
+        /// Run directories, as mlm-pretrain and qa-finetune write them.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Only these metrics of eval_results.json (repeat); default: every one.
+        #[arg(long)]
+        metric: Vec<String>,
+        /// Group by these settings of the runs' configurations, dotted (repeat; e.g.
+        /// train.learning_rate): a row per group, with the mean and the sample standard deviation.
+        #[arg(long)]
+        group_by: Vec<String>,
+        /// Also write the table here (.csv, .tsv, .parquet, .jsonl).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Training curves (steps × metrics) from train_log.jsonl files, as a PNG.
     Curves {
         /// A run's train_log.jsonl (repeat for several runs).
@@ -135,7 +153,40 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Score(args) => score(args),
+        Command::Runs {
+            runs,
+            metric,
+            group_by,
+            out,
+        } => compare_runs(&runs, &metric, &group_by, out.as_deref()),
     }
+}
+
+fn compare_runs(
+    runs: &[PathBuf],
+    metric: &[String],
+    group_by: &[String],
+    out: Option<&Path>,
+) -> Result<()> {
+    if let Some(path) = out {
+        fsutil::check_output_file(path)?;
+    }
+    let records = runs
+        .iter()
+        .map(|dir| eval::runs::RunRecord::read(dir))
+        .collect::<Result<Vec<_>>>()?;
+    let mut df = if group_by.is_empty() {
+        eval::runs::table(&records, metric, &[])?
+    } else {
+        eval::runs::grouped(&records, metric, group_by)?
+    };
+    print!("{}", tables::markdown(&df, 4));
+    if let Some(path) = out {
+        let format = tables::TableFormat::from_path(path)?;
+        fsutil::write_atomic(path, |w| tables::write(&mut df, format, w))?;
+        eprintln!("table in {}", path.display());
+    }
+    Ok(())
 }
 
 /// `eval nightly`; exits with status 2 when an F1 fell by more than the tolerance.
