@@ -61,8 +61,12 @@ enum Command {
         metric: Vec<String>,
         /// Group by these settings of the runs' configurations, dotted (repeat; e.g.
         /// train.learning_rate): a row per group, with the mean and the sample standard deviation.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "by_recipe")]
         group_by: Vec<String>,
+        /// Group the runs whose configurations are the same but for their seeds (train.seed,
+        /// train.data_seed) and output_dir: a recipe's repeats, with mean and standard deviation.
+        #[arg(long)]
+        by_recipe: bool,
         /// Also write the table here (.csv, .tsv, .parquet, .jsonl).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -157,15 +161,23 @@ fn main() -> Result<()> {
             runs,
             metric,
             group_by,
+            by_recipe,
             out,
-        } => compare_runs(&runs, &metric, &group_by, out.as_deref()),
+        } => {
+            let grouping = if by_recipe {
+                Some(eval::runs::Grouping::Recipe)
+            } else {
+                (!group_by.is_empty()).then_some(eval::runs::Grouping::Settings(&group_by))
+            };
+            compare_runs(&runs, &metric, grouping, out.as_deref())
+        }
     }
 }
 
 fn compare_runs(
     runs: &[PathBuf],
     metric: &[String],
-    group_by: &[String],
+    grouping: Option<eval::runs::Grouping>,
     out: Option<&Path>,
 ) -> Result<()> {
     if let Some(path) = out {
@@ -175,10 +187,9 @@ fn compare_runs(
         .iter()
         .map(|dir| eval::runs::RunRecord::read(dir))
         .collect::<Result<Vec<_>>>()?;
-    let mut df = if group_by.is_empty() {
-        eval::runs::table(&records, metric, &[])?
-    } else {
-        eval::runs::grouped(&records, metric, group_by)?
+    let mut df = match grouping {
+        None => eval::runs::table(&records, metric, &[])?,
+        Some(grouping) => eval::runs::grouped(&records, metric, grouping)?,
     };
     print!("{}", tables::markdown(&df, 4));
     if let Some(path) = out {

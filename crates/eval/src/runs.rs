@@ -175,17 +175,60 @@ fn mean_sd(values: &[f64]) -> (Option<f64>, Option<f64>) {
     (Some(mean), sd)
 }
 
-/// A row per group of runs with the same `group_by` settings (in first-seen order): how many runs, how
-/// many of them evaluated, and each metric's (and the train loss's) mean and standard deviation over
-/// the runs that have it.
-pub fn grouped(records: &[RunRecord], wanted: &[String], group_by: &[String]) -> Result<DataFrame> {
+/// How runs fall into groups.
+pub enum Grouping<'a> {
+    /// By these dotted settings.
+    Settings(&'a [String]),
+    /// Runs whose configurations are the same but for their seeds and output directory: a recipe and
+    /// its repeats. The group is named by its runs' directories.
+    Recipe,
+}
+
+/// The settings a recipe's repeats may differ in.
+const REPEAT_KEYS: &[&[&str]] = &[&["output_dir"], &["train", "seed"], &["train", "data_seed"]];
+
+/// A run's configuration without what its repeats may change.
+fn recipe(config: &serde_json::Value) -> String {
+    let mut config = config.clone();
+    for path in REPEAT_KEYS {
+        let (last, parents) = path.split_last().expect("non-empty key");
+        let parent = parents
+            .iter()
+            .fold(Some(&mut config), |v, k| v.and_then(|v| v.get_mut(*k)));
+        if let Some(serde_json::Value::Object(map)) = parent {
+            map.remove(*last);
+        }
+    }
+    config.to_string()
+}
+
+/// A row per group of runs (in first-seen order): how many runs, how many of them evaluated, and each
+/// metric's (and the train loss's) mean and standard deviation over the runs that have it.
+pub fn grouped(records: &[RunRecord], wanted: &[String], grouping: Grouping) -> Result<DataFrame> {
     let metrics = metric_names(records, wanted)?;
+    let group_by: Vec<String> = match grouping {
+        Grouping::Settings(keys) => keys.to_vec(),
+        Grouping::Recipe => vec!["recipe".to_owned()],
+    };
     let mut groups: Vec<(Vec<String>, Vec<&RunRecord>)> = Vec::new();
     for r in records {
-        let key: Vec<String> = group_by.iter().map(|k| r.setting(k)).collect();
+        let key: Vec<String> = match grouping {
+            Grouping::Settings(keys) => keys.iter().map(|k| r.setting(k)).collect(),
+            Grouping::Recipe => vec![recipe(&r.config)],
+        };
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, members)) => members.push(r),
             None => groups.push((key, vec![r])),
+        }
+    }
+    if let Grouping::Recipe = grouping {
+        // The recipe's configuration is no name: its runs' directories are.
+        for (key, members) in &mut groups {
+            key[0] = members
+                .iter()
+                .map(|r| r.dir.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
         }
     }
     let mut columns = Vec::new();
@@ -229,6 +272,15 @@ pub fn grouped(records: &[RunRecord], wanted: &[String], group_by: &[String]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recipe_is_the_configuration_but_for_seeds_and_output() {
+        let a = serde_json::json!({"output_dir": "runs/a", "train": {"seed": 1, "learning_rate": 3e-5}});
+        let b = serde_json::json!({"output_dir": "runs/b", "train": {"seed": 2, "data_seed": 5, "learning_rate": 3e-5}});
+        let c = serde_json::json!({"output_dir": "runs/c", "train": {"seed": 1, "learning_rate": 5e-5}});
+        assert_eq!(recipe(&a), recipe(&b));
+        assert_ne!(recipe(&a), recipe(&c));
+    }
 
     #[test]
     fn mean_and_sample_standard_deviation() {

@@ -86,6 +86,30 @@ fn runs_are_tabulated_one_by_one_and_by_group() {
     let written = std::fs::read_to_string(&csv).unwrap();
     assert!(written.starts_with("train.learning_rate,runs,evaluated,train_loss mean,train_loss sd,eval/f1 mean,eval/f1 sd"), "{written}");
 
+    // --by-recipe: the configurations but for seeds and output: the same two groups, named by their runs.
+    let out = Command::new(BIN)
+        .arg("runs")
+        .args(&runs)
+        .args(["--by-recipe", "--metric", "eval/f1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let by_recipe = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = by_recipe.lines().skip(2).collect();
+    assert_eq!(rows.len(), 2, "{by_recipe}");
+    assert!(
+        rows[0].starts_with(&format!(
+            "| {}, {}, {} | 3 | 3 |",
+            runs[0], runs[1], runs[2]
+        )),
+        "{by_recipe}"
+    );
+    assert!(rows[0].ends_with("| 72.0000 | 2.0000 |"), "{by_recipe}");
+
     // A directory that is not a run, and a metric no run has, are errors that say so.
     let out = Command::new(BIN)
         .args(["runs", root.to_str().unwrap()])
