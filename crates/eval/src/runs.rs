@@ -192,9 +192,7 @@ fn recipe(config: &serde_json::Value) -> String {
     let mut config = config.clone();
     for path in REPEAT_KEYS {
         let (last, parents) = path.split_last().expect("non-empty key");
-        let parent = parents
-            .iter()
-            .fold(Some(&mut config), |v, k| v.and_then(|v| v.get_mut(*k)));
+        let parent = parents.iter().try_fold(&mut config, |v, k| v.get_mut(*k));
         if let Some(serde_json::Value::Object(map)) = parent {
             map.remove(*last);
         }
