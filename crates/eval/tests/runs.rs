@@ -24,6 +24,16 @@ fn run_dir(root: &Path, name: &str, seed: u64, lr: f64, f1: Option<f64>, loss: f
     dir.display().to_string()
 }
 
+/// `eval runs RUNS… EXTRA…`.
+fn eval_runs(runs: &[String], extra: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("runs")
+        .args(runs)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn runs_are_tabulated_one_by_one_and_by_group() {
     let tmp = tempfile::tempdir().unwrap();
@@ -35,7 +45,7 @@ fn runs_are_tabulated_one_by_one_and_by_group() {
         run_dir(root, "b1", 1, 5e-5, Some(60.0), 0.9),
         run_dir(root, "b2", 2, 5e-5, None, 0.0),
     ];
-    let out = Command::new(BIN).arg("runs").args(&runs).output().unwrap();
+    let out = eval_runs(&runs, &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -58,13 +68,17 @@ fn runs_are_tabulated_one_by_one_and_by_group() {
     );
 
     let csv = root.join("by-lr.csv");
-    let out = Command::new(BIN)
-        .arg("runs")
-        .args(&runs)
-        .args(["--group-by", "train.learning_rate", "--metric", "eval/f1"])
-        .args(["--out", csv.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = eval_runs(
+        &runs,
+        &[
+            "--group-by",
+            "train.learning_rate",
+            "--metric",
+            "eval/f1",
+            "--out",
+            csv.to_str().unwrap(),
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -87,12 +101,7 @@ fn runs_are_tabulated_one_by_one_and_by_group() {
     assert!(written.starts_with("train.learning_rate,runs,evaluated,train_loss mean,train_loss sd,eval/f1 mean,eval/f1 sd"), "{written}");
 
     // --by-recipe: the configurations but for seeds and output: the same two groups, named by their runs.
-    let out = Command::new(BIN)
-        .arg("runs")
-        .args(&runs)
-        .args(["--by-recipe", "--metric", "eval/f1"])
-        .output()
-        .unwrap();
+    let out = eval_runs(&runs, &["--by-recipe", "--metric", "eval/f1"]);
     assert!(
         out.status.success(),
         "{}",
@@ -120,12 +129,7 @@ fn runs_are_tabulated_one_by_one_and_by_group() {
         !out.status.success() && err.contains("no manifest.json"),
         "{err}"
     );
-    let out = Command::new(BIN)
-        .arg("runs")
-        .args(&runs)
-        .args(["--metric", "eval/f2"])
-        .output()
-        .unwrap();
+    let out = eval_runs(&runs, &["--metric", "eval/f2"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("--metric eval/f2: no run has it"),

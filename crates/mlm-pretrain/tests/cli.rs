@@ -23,6 +23,17 @@ fn run(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs with `args` (on the CPU), which must succeed.
+fn run_ok(args: &[&str]) -> std::process::Output {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Runs with `--overwrite --set KEY=VALUE` and expects a failure whose message contains `needle`.
 fn fails_with_override(cfg: &Path, set: &str, needle: &str) {
     let out = run(&[
@@ -157,12 +168,7 @@ fn sigkill_and_resume_gives_bitwise_the_same_losses() {
 
     let straight = tmp.path().join("straight");
     let cfg = write_config(tmp.path(), &shards, &straight, steps);
-    let out = run(&["--config", cfg.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&["--config", cfg.to_str().unwrap()]);
     let reference = losses(&straight);
     assert_eq!(reference.len(), steps as usize);
     let eval: serde_json::Value =
@@ -202,12 +208,7 @@ fn sigkill_and_resume_gives_bitwise_the_same_losses() {
     std::fs::create_dir_all(&stale).unwrap();
     std::fs::write(stale.join("model.safetensors"), b"half").unwrap();
 
-    let out = run(&["--config", cfg.to_str().unwrap(), "--resume"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&["--config", cfg.to_str().unwrap(), "--resume"]);
     assert!(!stale.exists(), "the unfinished checkpoint is cleared");
     // The history up to the checkpoint resumed from stays byte for byte.
     let kept: String = log_before
@@ -458,17 +459,12 @@ fn continues_from_a_hugging_face_checkpoint() {
     );
     assert!(stderr.contains("lm_head.dense.weight"), "{stderr}");
     let again = tmp.path().join("again");
-    let out = run(&[
+    run_ok(&[
         "--config",
         cfg.to_str().unwrap(),
         "--set",
         &format!("output_dir={}", again.display()),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(!losses(&out_dir).is_empty());
     assert_eq!(
         losses(&out_dir),
@@ -502,12 +498,7 @@ fn sigterm_checkpoints_the_current_step_and_resume_goes_on_from_it() {
     let steps = 60;
     let straight = tmp.path().join("straight");
     let cfg = write_config(tmp.path(), &shards, &straight, steps);
-    let out = run(&["--config", cfg.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&["--config", cfg.to_str().unwrap()]);
     let reference = losses(&straight);
 
     // Checkpoints every 4 steps; the signal comes once step 9 is logged.
@@ -538,12 +529,7 @@ fn sigterm_checkpoints_the_current_step_and_resume_goes_on_from_it() {
     assert!(!stopped.join("eval_results.json").exists());
 
     // --auto-resume: the same command line whether or not there is a checkpoint (a requeued job).
-    let out = run(&["--config", cfg.to_str().unwrap(), "--auto-resume"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&["--config", cfg.to_str().unwrap(), "--auto-resume"]);
     assert_eq!(losses(&stopped), reference, "stopped at step {last}");
 
     // Once more on the finished run: nothing to train; the final model and its evaluation are the
@@ -570,11 +556,6 @@ fn sigterm_checkpoints_the_current_step_and_resume_goes_on_from_it() {
     // A fresh directory: --auto-resume starts a new run.
     let fresh = tmp.path().join("fresh");
     let cfg = write_config(tmp.path(), &shards, &fresh, 12);
-    let out = run(&["--config", cfg.to_str().unwrap(), "--auto-resume"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&["--config", cfg.to_str().unwrap(), "--auto-resume"]);
     assert_eq!(losses(&fresh).len(), 12);
 }
