@@ -32,11 +32,12 @@ BENCHES = [
     ("link", "entity linking: accuracy@1/@5 per language of medqa's linker against plain exact matching, and queries/s"),
     ("checkpoints", "checkpoints written in the background (`train.async_checkpoints`, the default) against written by the loop as transformers' Trainer writes them: the mlm-pretrain loop with a checkpoint every few steps, the two alternated in the same run; the last checkpoints compared byte for byte"),
     ("dist", "data-parallel MLM: 2 ranks × 1 thread (Gloo) against 1 process × 2 threads; on CUDA, an NCCL group of one"),
+    ("repeatability", "the same seeded CPU training run many times, several processes at once, at libtorch's default thread count and on one thread, and PyTorch alone: how many distinct results (1: every run the same)"),
     ("probe_shape_cost", "what a new batch shape costs on a GPU (PyTorch alone)"),
 ]
 # A result line: a comparison, a rate or a figure a reader looks for.
 RESULT = re.compile(r"speed-up|ratio|MFU|lever |same answers|tokens/s|features/s|questions/s|scores equal|docs/s|"
-                    r"accuracy@|queries/s|of which checkpoints|background checkpoints", re.I)
+                    r"accuracy@|queries/s|of which checkpoints|background checkpoints|distinct", re.I)
 NOISE = re.compile(r"^\s*[{\[]|warning:|Compiling|Finished")
 
 

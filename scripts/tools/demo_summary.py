@@ -98,6 +98,15 @@ def commit(run, root):
         return "unknown"
 
 
+def by_language(mlm_eval):
+    """The validation split's perplexity per language, where the evaluation reports languages."""
+    langs = sorted(k.split("/")[1] for k in mlm_eval if k.count("/") == 2 and k.endswith("/perplexity"))
+    if not langs:
+        return ""
+    parts = ", ".join(f"{lang} {mlm_eval[f'eval/{lang}/perplexity']:.1f}" for lang in langs)
+    return f" ({parts})"
+
+
 def summary(run, root):
     timings = {}
     for line in open(run / "timings.tsv", encoding="utf-8"):
@@ -125,7 +134,7 @@ def summary(run, root):
     shape = mlm_cfg["model"].get("shape", {})
     out.append(f"MLM: {last_step(run / 'mlm/train_log.jsonl')} steps (hidden {shape.get('hidden_size', '?')}, "
                f"{shape.get('num_hidden_layers', '?')} layers, learning rate {mlm_cfg['train']['learning_rate']}), "
-               f"eval perplexity {mlm_eval.get('eval/perplexity', float('nan')):.1f}. "
+               f"eval perplexity {mlm_eval.get('eval/perplexity', float('nan')):.1f}{by_language(mlm_eval)}. "
                f"QA: {last_step(run / 'qa/train_log.jsonl')} steps of {qa_cfg['train']['per_device_train_batch_size']} "
                f"windows. Extraction: {asked} note × concept questions in {timings.get('extract-en', 0)} s "
                f"with English questions, {same} of {asked} equal to the gold value.")

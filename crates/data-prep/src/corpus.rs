@@ -172,6 +172,8 @@ pub fn statistics_table(report: &Report) -> Result<tables::polars::prelude::Data
 struct SplitWriter {
     dir: PathBuf,
     split: &'static str,
+    /// The one language of the documents, for per-language splits.
+    language: Option<String>,
     max_tokens: u64,
     current: Option<ShardWriter>,
     tokens: u64,
@@ -179,10 +181,11 @@ struct SplitWriter {
 }
 
 impl SplitWriter {
-    fn new(dir: &Path, split: &'static str, max_tokens: u64) -> Self {
+    fn new(dir: &Path, split: &'static str, language: Option<&str>, max_tokens: u64) -> Self {
         Self {
             dir: dir.to_path_buf(),
             split,
+            language: language.map(str::to_owned),
             max_tokens,
             current: None,
             tokens: 0,
@@ -193,8 +196,16 @@ impl SplitWriter {
     fn push(&mut self, ids: &[u32]) -> Result<()> {
         if self.current.is_none() || self.tokens >= self.max_tokens {
             self.roll()?;
-            let name = format!("{}-{:05}", self.split, self.done.len());
-            self.current = Some(ShardWriter::create(&self.dir, &name, self.split)?);
+            let name = match &self.language {
+                Some(l) => format!("{}-{}-{:05}", self.split, file_safe(l), self.done.len()),
+                None => format!("{}-{:05}", self.split, self.done.len()),
+            };
+            self.current = Some(ShardWriter::create_in(
+                &self.dir,
+                &name,
+                self.split,
+                self.language.as_deref(),
+            )?);
             self.tokens = 0;
         }
         self.tokens += ids.len() as u64;
@@ -207,6 +218,20 @@ impl SplitWriter {
         }
         Ok(())
     }
+}
+
+/// A language code as part of a file name: letters, digits and `-` kept, anything else `_`.
+fn file_safe(language: &str) -> String {
+    language
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Documents handed on at a time: a file is never held whole, so memory is bounded by this many
@@ -492,8 +517,10 @@ fn build_into(
     let mut rejects: Vec<Reject> = Vec::new();
     let mut dedup = Dedup::new(cfg)?;
     let mut splits = Splits {
-        train: SplitWriter::new(out, "train", cfg.shard_tokens),
-        validation: SplitWriter::new(out, "validation", cfg.shard_tokens),
+        train: SplitWriter::new(out, "train", None, cfg.shard_tokens),
+        validation: BTreeMap::new(),
+        shard_tokens: cfg.shard_tokens,
+        out: out.to_path_buf(),
     };
     let bar = text::progress::progress_bar(cfg.sources.len() as u64, 0, "sources");
     let mut last_source = String::new();
@@ -516,7 +543,9 @@ fn build_into(
     )?;
     bar.finish_and_clear();
     splits.train.roll()?;
-    splits.validation.roll()?;
+    for w in splits.validation.values_mut() {
+        w.roll()?;
+    }
     report.rejects = rejects.len() as u64;
     for r in &rejects {
         *report
@@ -565,10 +594,13 @@ fn filter_documents(
     resolve_languages(keep, source, cfg.language_min_confidence, report)
 }
 
-/// The two splits' shard writers.
+/// The two splits' shard writers. Validation shards hold one language each, so that MLM evaluation
+/// can report every language's loss; the training split stays mixed, in the order documents come.
 struct Splits {
     train: SplitWriter,
-    validation: SplitWriter,
+    validation: BTreeMap<String, SplitWriter>,
+    shard_tokens: u64,
+    out: PathBuf,
 }
 
 impl Splits {
@@ -588,7 +620,10 @@ impl Splits {
             let key = dedup_key(text);
             let validation_doc = split_bucket(&key, cfg.split_salt) < cfg.validation_permille;
             let (writer, split) = if validation_doc {
-                (&mut self.validation, "validation")
+                let w = self.validation.entry(lang.clone()).or_insert_with(|| {
+                    SplitWriter::new(&self.out, "validation", Some(lang), self.shard_tokens)
+                });
+                (w, "validation")
             } else {
                 (&mut self.train, "train")
             };
@@ -650,7 +685,8 @@ fn write_outputs(
     let tok_text = std::fs::read(tok_path)?;
     fsutil::write_atomic(&out.join("tokenizer.json"), |w| w.write_all(&tok_text))?;
     let mut shards = splits.train.done;
-    shards.extend(splits.validation.done);
+    // Validation shards grouped by language, in the order of the language codes.
+    shards.extend(splits.validation.into_values().flat_map(|w| w.done));
     let manifest = ShardManifest {
         format: FORMAT.to_owned(),
         vocab_size: tok.vocab_size() as u64,

@@ -191,6 +191,38 @@ print(json.dumps(out))
         "{} train documents",
         corpus.documents()
     );
+
+    // Validation shards hold one language each, as many documents as the report counts for it;
+    // training shards stay mixed.
+    let manifest = text::shards::ShardManifest::load(&a).unwrap();
+    let kept = &manifest.extra["report"]["kept"];
+    let mut per_language: std::collections::BTreeMap<String, u64> = Default::default();
+    for (key, counts) in kept.as_object().unwrap() {
+        let parts: Vec<&str> = key.split('/').collect();
+        if parts[2] == "validation" {
+            *per_language.entry(parts[0].to_owned()).or_default() +=
+                counts["documents"].as_u64().unwrap();
+        }
+    }
+    assert!(per_language.len() >= 5, "{kept}");
+    for (lang, documents) in &per_language {
+        let corpus = text::shards::Corpus::open_language(&a, "validation", Some(lang)).unwrap();
+        assert_eq!(corpus.documents() as u64, *documents, "{lang}");
+    }
+    let languages: Vec<Option<String>> = per_language.into_keys().map(Some).collect();
+    assert_eq!(
+        text::shards::Corpus::languages(&a, "validation").unwrap(),
+        languages
+    );
+    for s in &manifest.shards {
+        match s.split.as_str() {
+            "train" => assert_eq!(s.language, None, "{s:?}"),
+            _ => {
+                let lang = s.language.as_deref().unwrap();
+                assert!(s.name.starts_with(&format!("validation-{lang}-")), "{s:?}");
+            }
+        }
+    }
 }
 
 #[test]

@@ -48,7 +48,8 @@ pub struct DataConfig {
     pub line_by_line: bool,
     #[serde(default = "default_eval_batch")]
     pub eval_batch_size: usize,
-    /// Cap on validation sequences scored at each evaluation.
+    /// Cap on validation sequences scored at each evaluation; with validation shards per language, it
+    /// is shared out evenly among the languages (one with fewer sequences leaves its rest to others).
     #[serde(default)]
     pub max_eval_sequences: Option<usize>,
     /// Train on the first N training sequences only, for quick runs and debugging (run_mlm.py's
@@ -95,7 +96,15 @@ pub struct Inputs {
     pub tokenizer: XlmrTokenizer,
     pub tokenizer_path: PathBuf,
     pub train: Sequences,
-    pub eval: Option<Sequences>,
+    /// The validation split, one set per language where its shards record languages; empty when the
+    /// split has no tokens.
+    pub eval: Vec<EvalSet>,
+}
+
+/// The validation sequences of one language (`None`: shards that record no language).
+pub struct EvalSet {
+    pub language: Option<String>,
+    pub sequences: Sequences,
 }
 
 impl MlmConfig {
@@ -141,13 +150,23 @@ impl MlmConfig {
                 self.data.shards.display()
             );
         }
-        let eval = Sequences::new(
-            Corpus::open(&self.data.shards, "validation")?,
-            seq,
-            self.data.line_by_line,
-            &tokenizer,
-        )?;
-        let eval = (!eval.is_empty()).then_some(eval);
+        // Each language's validation documents are grouped into sequences on their own, so that
+        // every sequence is scored under one language.
+        let mut eval = Vec::new();
+        for language in Corpus::languages(&self.data.shards, "validation")? {
+            let sequences = Sequences::new(
+                Corpus::open_language(&self.data.shards, "validation", language.as_deref())?,
+                seq,
+                self.data.line_by_line,
+                &tokenizer,
+            )?;
+            if !sequences.is_empty() {
+                eval.push(EvalSet {
+                    language,
+                    sequences,
+                });
+            }
+        }
         Ok(Inputs {
             tokenizer,
             tokenizer_path,
@@ -347,40 +366,48 @@ impl model::train::Task for MlmTask {
         batch.tokens
     }
 
+    fn padded_tokens(&self, batch: &MlmBatch) -> usize {
+        batch.input_ids.numel()
+    }
+
     fn loss(&self, batch: &MlmBatch, train: bool) -> Tensor {
         model::loss::cross_entropy(&self.logits(batch, train), &batch.targets)
     }
 
-    /// Loss, perplexity and accuracy on the validation split with the same masks every time.
+    /// Loss, perplexity and accuracy on the validation split with the same masks every time: over all
+    /// of it (`eval/loss`, …) and, where its shards record languages, per language (`eval/es/loss`, …).
     fn evaluate(&mut self) -> Result<BTreeMap<String, f64>> {
-        let Some(eval) = &self.inputs.eval else {
+        let sets = &self.inputs.eval;
+        if sets.is_empty() {
             return Ok(BTreeMap::new());
-        };
-        let n = self
-            .max_eval_sequences
-            .map_or(eval.len(), |m| m.min(eval.len()));
-        let (mut loss_sum, mut correct, mut count) = (0.0, 0i64, 0i64);
-        for (j, start) in (0..n).step_by(self.eval_batch_size).enumerate() {
-            let seqs: Vec<Vec<u32>> = (start..(start + self.eval_batch_size).min(n))
-                .map(|i| eval.get(i))
-                .collect();
-            tch::manual_seed(model::train::trainer::eval_batch_seed(self.seed, j as u64) as i64);
-            let b = self.masked_batch(&seqs, false)?;
-            let (l, c, k) = masked_loss_parts(&self.logits(&b, false), &b.targets);
-            loss_sum += l.to_kind(Kind::Double).double_value(&[]);
-            correct += c.int64_value(&[]);
-            count += k;
         }
-        let loss = loss_sum / count.max(1) as f64;
-        Ok(BTreeMap::from([
-            ("eval/loss".to_owned(), loss),
-            ("eval/perplexity".to_owned(), loss.exp()),
-            (
-                "eval/accuracy".to_owned(),
-                correct as f64 / count.max(1) as f64,
-            ),
-            ("eval/masked_tokens".to_owned(), count as f64),
-        ]))
+        let lens: Vec<usize> = sets.iter().map(|s| s.sequences.len()).collect();
+        let shares = eval_shares(&lens, self.max_eval_sequences);
+        let mut metrics = BTreeMap::new();
+        let mut all = EvalSums::default();
+        // One batch counter over all sets: every batch gets its own masks, the same at each evaluation.
+        let mut j = 0u64;
+        for (set, n) in sets.iter().zip(shares) {
+            let mut sums = EvalSums::default();
+            for start in (0..n).step_by(self.eval_batch_size) {
+                let seqs: Vec<Vec<u32>> = (start..(start + self.eval_batch_size).min(n))
+                    .map(|i| set.sequences.get(i))
+                    .collect();
+                tch::manual_seed(model::train::trainer::eval_batch_seed(self.seed, j) as i64);
+                j += 1;
+                let b = self.masked_batch(&seqs, false)?;
+                let (l, c, k) = masked_loss_parts(&self.logits(&b, false), &b.targets);
+                sums.loss += l.to_kind(Kind::Double).double_value(&[]);
+                sums.correct += c.int64_value(&[]);
+                sums.count += k;
+            }
+            if let Some(language) = &set.language {
+                sums.report(&format!("eval/{language}/"), &mut metrics);
+            }
+            all.add(&sums);
+        }
+        all.report("eval/", &mut metrics);
+        Ok(metrics)
     }
 
     fn variables(&self) -> HashMap<String, Tensor> {
@@ -400,6 +427,52 @@ impl model::train::Task for MlmTask {
         }
         Ok(())
     }
+}
+
+/// Sums over the masked tokens of an evaluation.
+#[derive(Default)]
+struct EvalSums {
+    loss: f64,
+    correct: i64,
+    count: i64,
+}
+
+impl EvalSums {
+    fn add(&mut self, other: &Self) {
+        self.loss += other.loss;
+        self.correct += other.correct;
+        self.count += other.count;
+    }
+
+    fn report(&self, prefix: &str, out: &mut BTreeMap<String, f64>) {
+        let loss = self.loss / self.count.max(1) as f64;
+        out.insert(format!("{prefix}loss"), loss);
+        out.insert(format!("{prefix}perplexity"), loss.exp());
+        let accuracy = self.correct as f64 / self.count.max(1) as f64;
+        out.insert(format!("{prefix}accuracy"), accuracy);
+        out.insert(format!("{prefix}masked_tokens"), self.count as f64);
+    }
+}
+
+/// How many sequences of each set an evaluation scores: all, or `cap` shared out evenly, a set with
+/// fewer than its share leaving the rest to the others (earlier sets take the remainder's extra one).
+pub fn eval_shares(lens: &[usize], cap: Option<usize>) -> Vec<usize> {
+    let Some(cap) = cap else {
+        return lens.to_vec();
+    };
+    let mut shares = vec![0; lens.len()];
+    let mut left = cap.min(lens.iter().sum());
+    while left > 0 {
+        let open: Vec<usize> = (0..lens.len()).filter(|&i| shares[i] < lens[i]).collect();
+        // Each open set gets an equal part of what is left (at least one, to the earliest first).
+        let part = (left / open.len()).max(1);
+        for i in open {
+            let take = part.min(lens[i] - shares[i]).min(left);
+            shares[i] += take;
+            left -= take;
+        }
+    }
+    shares
 }
 
 /// What `mlm-pretrain` adds to the common run (`run::train`).
@@ -445,7 +518,11 @@ impl run::Job for MlmConfig {
         format!(
             "{} parameters, {used} train sequences, {} validation sequences",
             task.model.num_parameters(),
-            task.inputs.eval.as_ref().map_or(0, |e| e.len()),
+            task.inputs
+                .eval
+                .iter()
+                .map(|e| e.sequences.len())
+                .sum::<usize>(),
         )
     }
 
@@ -456,5 +533,21 @@ impl run::Job for MlmConfig {
         dir: &Path,
     ) -> Result<()> {
         model::train::Task::save_model(task, dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::eval_shares;
+
+    #[test]
+    fn the_evaluation_cap_is_shared_out_evenly_among_languages() {
+        assert_eq!(eval_shares(&[5, 9], None), vec![5, 9]);
+        assert_eq!(eval_shares(&[50, 90, 70], Some(30)), vec![10, 10, 10]);
+        // A small language leaves its rest to the others; the remainder goes to the earliest.
+        assert_eq!(eval_shares(&[2, 90, 70], Some(31)), vec![2, 15, 14]);
+        assert_eq!(eval_shares(&[3, 4], Some(100)), vec![3, 4]);
+        assert_eq!(eval_shares(&[10, 10, 10], Some(2)), vec![1, 1, 0]);
+        assert_eq!(eval_shares(&[7], Some(0)), vec![0]);
     }
 }

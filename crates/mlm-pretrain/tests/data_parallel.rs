@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{losses, make_shards, write_config};
+use common::{losses, make_shards, tokens_seen, write_config};
 use model::train::log::read_history;
 use tch::Tensor;
 use test_support::{free_port, ok_all, rank_command, run_ok, slurm_rank_command, torchrun};
@@ -116,6 +116,8 @@ fn two_ranks_train_as_one_process_over_the_same_global_batches() {
         steps as usize,
         "one record per step: rank 1 writes none"
     );
+    // The records (compared below) count both ranks' input tokens.
+    assert_eq!(tokens_seen(&two).len(), steps as usize);
     let read = |dir: &Path, file: &str| std::fs::read(dir.join(file)).unwrap();
     for file in [
         "train_log.jsonl",

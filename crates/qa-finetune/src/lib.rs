@@ -404,6 +404,10 @@ impl model::train::Task for QaTask {
         batch.tokens
     }
 
+    fn padded_tokens(&self, batch: &QaBatch) -> usize {
+        batch.ids.numel()
+    }
+
     fn loss(&self, b: &QaBatch, train: bool) -> Tensor {
         let (s, e) = self
             .model

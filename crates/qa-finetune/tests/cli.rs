@@ -118,6 +118,8 @@ fn learns_predicts_and_round_trips() {
             "--device",
             "cpu",
             "--overwrite",
+            "--set",
+            "train.include_num_input_tokens_seen=non_padding",
         ])
         .output()
         .unwrap());
@@ -147,7 +149,7 @@ fn learns_predicts_and_round_trips() {
         "{card}"
     );
     assert!(
-        card.contains("--overwrite\n```"),
+        card.contains("--overwrite --set train.include_num_input_tokens_seen=non_padding\n```"),
         "the command line: {card}"
     );
     // train_results.json: run_qa.py's names; the loss is the mean of the logged steps'.
@@ -166,6 +168,15 @@ fn learns_predicts_and_round_trips() {
     assert!((train_loss - mean).abs() < 1e-9, "{train_loss} vs {mean}");
     assert!(results["train_runtime"].as_f64().unwrap() > 0.0);
     assert!(results["epoch"].as_f64().unwrap() > 0.0);
+    // The real tokens seen: every window once per epoch (12), the count tokens/s is taken over.
+    let seen = results["num_input_tokens_seen"].as_u64().unwrap();
+    assert_eq!(seen % 12, 0, "{seen}");
+    let rate = results["train_tokens_per_second"].as_f64().unwrap();
+    let counted = rate * results["train_runtime"].as_f64().unwrap();
+    assert!(
+        (counted - seen as f64).abs() < 1e-6 * seen as f64,
+        "{counted} vs {seen}"
+    );
 
     let model = tmp.path().join("run/final");
     let out = tmp.path().join("pred");

@@ -218,7 +218,7 @@ fn prepare_run_dir(
 /// and medqa's own beside them.
 fn train_results(outcome: &TrainOutcome) -> serde_json::Value {
     let seconds = outcome.train_seconds.max(1e-9);
-    serde_json::json!({
+    let mut results = serde_json::json!({
         "epoch": outcome.epoch,
         "global_step": outcome.steps,
         "train_loss": outcome.train_loss,
@@ -229,7 +229,11 @@ fn train_results(outcome: &TrainOutcome) -> serde_json::Value {
         "checkpoint_seconds": outcome.checkpoint_seconds,
         "stopped_early": outcome.stopped_early,
         "skipped_nonfinite_steps": outcome.skipped_nonfinite_steps,
-    })
+    });
+    if let Some(seen) = outcome.num_input_tokens_seen {
+        results["num_input_tokens_seen"] = seen.into();
+    }
+    results
 }
 
 fn report(outcome: &TrainOutcome, final_dir: &Path) {

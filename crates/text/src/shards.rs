@@ -20,6 +20,11 @@ pub struct ShardInfo {
     pub name: String,
     /// `train` or `validation`.
     pub split: String,
+    /// The language of every document in the shard, where the writer kept one language per shard
+    /// (data-prep's validation shards, so that MLM evaluation reports each language); absent in
+    /// mixed shards and in shards written before languages were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
     pub documents: u64,
     pub tokens: u64,
 }
@@ -60,6 +65,11 @@ pub struct ShardWriter {
 
 impl ShardWriter {
     pub fn create(dir: &Path, name: &str, split: &str) -> Result<Self> {
+        Self::create_in(dir, name, split, None)
+    }
+
+    /// A shard whose documents are all in `language` (recorded in its manifest entry).
+    pub fn create_in(dir: &Path, name: &str, split: &str, language: Option<&str>) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let bin_path = dir.join(format!("{name}.bin"));
         let idx_path = dir.join(format!("{name}.idx"));
@@ -74,6 +84,7 @@ impl ShardWriter {
             info: ShardInfo {
                 name: name.to_owned(),
                 split: split.to_owned(),
+                language: language.map(str::to_owned),
                 documents: 0,
                 tokens: 0,
             },
@@ -172,11 +183,36 @@ pub struct Corpus {
 
 impl Corpus {
     pub fn open(dir: &Path, split: &str) -> Result<Self> {
+        Self::open_where(dir, |s| s.split == split)
+    }
+
+    /// The shards of `split` in `language` (as their manifest entries record it; `None`: the shards
+    /// that record none).
+    pub fn open_language(dir: &Path, split: &str, language: Option<&str>) -> Result<Self> {
+        Self::open_where(dir, |s| {
+            s.split == split && s.language.as_deref() == language
+        })
+    }
+
+    /// The languages the shards of `split` record, sorted, with `None` for shards that record none.
+    pub fn languages(dir: &Path, split: &str) -> Result<Vec<Option<String>>> {
+        let mut langs: Vec<Option<String>> = ShardManifest::load(dir)?
+            .shards
+            .into_iter()
+            .filter(|s| s.split == split)
+            .map(|s| s.language)
+            .collect();
+        langs.sort();
+        langs.dedup();
+        Ok(langs)
+    }
+
+    fn open_where(dir: &Path, keep: impl Fn(&ShardInfo) -> bool) -> Result<Self> {
         let manifest = ShardManifest::load(dir)?;
         let mut shards = Vec::new();
         let mut starts = Vec::new();
         let mut documents = 0;
-        for info in manifest.shards.iter().filter(|s| s.split == split) {
+        for info in manifest.shards.iter().filter(|s| keep(s)) {
             let shard = Shard::open(dir, info)?;
             starts.push(documents);
             documents += shard.documents();

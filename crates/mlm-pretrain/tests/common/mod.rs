@@ -45,19 +45,35 @@ pub fn task(dir: &Path, data: serde_json::Value) -> anyhow::Result<mlm_pretrain:
 
 /// Shards of the sentences (many times over, shuffled in pairs) with the fixture tokenizer.
 pub fn make_shards(dir: &Path) {
+    write_shards(dir, &[(None, (0..SENTENCES.len()).collect())]);
+}
+
+/// As [`make_shards`], with validation shards of the given languages (`None`: none recorded), each
+/// holding one document per listed sentence (the sentence twice).
+pub fn write_shards(dir: &Path, validation: &[(Option<&str>, Vec<usize>)]) {
     let tok_file = fixtures().join("tokenizer/tokenizer.json");
     let tok = XlmrTokenizer::from_file(&tok_file).unwrap();
     std::fs::create_dir_all(dir).unwrap();
     std::fs::copy(&tok_file, dir.join("tokenizer.json")).unwrap();
-    let mut shards: Vec<ShardInfo> = Vec::new();
-    for (split, copies) in [("train", 12), ("validation", 1)] {
-        let mut w = ShardWriter::create(dir, &format!("{split}-00000"), split).unwrap();
-        for c in 0..copies {
-            for (i, s) in SENTENCES.iter().enumerate() {
-                let other = SENTENCES[(i + c) % SENTENCES.len()];
-                w.push(&tok.encode_plain(&format!("{s} {other}")).unwrap().input_ids)
-                    .unwrap();
-            }
+    let encode = |a: usize, b: usize| {
+        let text = format!("{} {}", SENTENCES[a], SENTENCES[b]);
+        tok.encode_plain(&text).unwrap().input_ids
+    };
+    let mut w = ShardWriter::create(dir, "train-00000", "train").unwrap();
+    for c in 0..12 {
+        for i in 0..SENTENCES.len() {
+            w.push(&encode(i, (i + c) % SENTENCES.len())).unwrap();
+        }
+    }
+    let mut shards: Vec<ShardInfo> = vec![w.finish().unwrap()];
+    for (language, sentences) in validation {
+        let name = match language {
+            Some(l) => format!("validation-{l}-00000"),
+            None => "validation-00000".to_owned(),
+        };
+        let mut w = ShardWriter::create_in(dir, &name, "validation", *language).unwrap();
+        for &s in sentences {
+            w.push(&encode(s, s)).unwrap();
         }
         shards.push(w.finish().unwrap());
     }
@@ -98,6 +114,7 @@ logging_steps = 5
 eval_steps = 10
 save_steps = 4
 save_total_limit = 2
+include_num_input_tokens_seen = "all"
 "#,
         out = out.display(),
         shards = shards.display()
@@ -112,5 +129,17 @@ pub fn losses(run_dir: &Path) -> Vec<(u64, u64)> {
         .unwrap()
         .iter()
         .filter_map(|r| r.values.get("train/loss").map(|l| (r.step, l.to_bits())))
+        .collect()
+}
+
+/// `num_input_tokens_seen` of each step's record.
+pub fn tokens_seen(run_dir: &Path) -> Vec<(u64, u64)> {
+    read_history(&run_dir.join("train_log.jsonl"))
+        .unwrap()
+        .iter()
+        .filter_map(|r| {
+            let seen = r.values.get("num_input_tokens_seen")?;
+            Some((r.step, *seen as u64))
+        })
         .collect()
 }

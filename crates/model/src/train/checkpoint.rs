@@ -56,6 +56,9 @@ pub struct TrainState {
     /// kept.
     #[serde(default)]
     pub data_order: Option<DataOrderKey>,
+    /// Input tokens trained on over all ranks so far (`include_num_input_tokens_seen`; 0 when off).
+    #[serde(default)]
+    pub num_input_tokens_seen: u64,
 }
 
 /// The settings the data order follows (`TrainConfig::data_order`).
@@ -93,6 +96,7 @@ impl TrainState {
             loss_scale: None,
             skipped_overflow_steps: 0,
             data_order: None,
+            num_input_tokens_seen: 0,
         }
     }
 }

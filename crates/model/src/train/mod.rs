@@ -1,6 +1,7 @@
 //! Training machinery shared by MLM pre-training and QA fine-tuning: one loop (`trainer`), AdamW with
 //! savable state (`optim`), the step as CUDA graphs (`graphs`), learning-rate schedules (`schedule`), fp16's loss scale (`loss_scale`), atomic checkpoints (`checkpoint`),
-//! when to log, evaluate and save (`cadence`), a stop asked for by a signal (`stop`),
+//! when to log, evaluate and save (`cadence`), a stop asked for by a signal (`stop`), input tokens
+//! counted (`tokens_seen`),
 //! progress, TensorBoard and history (`log`), and the run manifest (`manifest`).
 
 pub mod cadence;
@@ -15,6 +16,7 @@ pub mod sampling;
 pub mod schedule;
 pub mod stop;
 pub mod task;
+pub mod tokens_seen;
 pub mod trainer;
 
 pub use cadence::{Cadence, Cadences, IntervalStrategy, SaveStrategy};
@@ -22,4 +24,5 @@ pub use optim::{AdamW, AdamWConfig};
 pub use sampling::{Sampling, Source};
 pub use schedule::{Curve, Mode, Plateau, Schedule, ScheduleArgs, ScheduleKind, ThresholdMode};
 pub use task::Task;
+pub use tokens_seen::TokensSeen;
 pub use trainer::{train, train_in_group, TrainConfig, TrainOutcome};

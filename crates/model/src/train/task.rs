@@ -41,8 +41,13 @@ pub trait Task {
     fn graph_inputs(&self, _batch: &Self::Batch) -> Option<Vec<Tensor>> {
         None
     }
-    /// Tokens in a batch that count towards tokens/s.
+    /// Tokens in a batch that count towards tokens/s: the real ones, padding left out.
     fn tokens(&self, batch: &Self::Batch) -> usize;
+    /// Positions of a batch's input ids, padding included (`include_num_input_tokens_seen = "all"`);
+    /// by default the real tokens (a task whose batches have no padding).
+    fn padded_tokens(&self, batch: &Self::Batch) -> usize {
+        self.tokens(batch)
+    }
     /// The scalar loss of a batch (mean over its examples).
     fn loss(&self, batch: &Self::Batch, train: bool) -> Tensor;
     /// Held-out metrics (`eval/loss`, `eval/f1`, …), computed without gradients.

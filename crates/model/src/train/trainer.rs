@@ -34,6 +34,7 @@ use super::loss_scale::LossScale;
 use super::optim::{AdamW, AdamWConfig};
 use super::sampling::{self, derive_seed, DataOrder};
 use super::schedule::{Plateau, Schedule, ScheduleArgs, ScheduleKind};
+use super::tokens_seen::TokensSeen;
 use crate::autocast::{AutocastGuard, Precision};
 use crate::dist::{ProcessGroup, ReduceOp};
 
@@ -141,6 +142,10 @@ pub struct TrainConfig {
     /// run on CUDA too, where atomics otherwise sum in varying order; some speed is lost. The CPU loop
     /// is deterministic without it. See `model::determinism`.
     pub full_determinism: bool,
+    /// Count the input tokens trained on — "all" positions, "non_padding" ones, or "no" (`true`/`false`
+    /// as "all"/"no") — over every process and resume, as `num_input_tokens_seen` in each history record
+    /// and in `train_results.json` (`transformers`' `include_num_input_tokens_seen`).
+    pub include_num_input_tokens_seen: TokensSeen,
 }
 
 impl Default for TrainConfig {
@@ -187,6 +192,7 @@ impl Default for TrainConfig {
             cuda_graphs: false,
             gradient_checkpointing: false,
             full_determinism: false,
+            include_num_input_tokens_seen: TokensSeen::No,
         }
     }
 }
@@ -513,6 +519,8 @@ pub struct TrainOutcome {
     /// evaluation and checkpoints included), and the tokens its steps read on every rank together.
     pub train_seconds: f64,
     pub train_tokens: u64,
+    /// With `include_num_input_tokens_seen`: the input tokens of every step so far, resumes included.
+    pub num_input_tokens_seen: Option<u64>,
 }
 
 /// The step's CUDA graphs when `cuda_graphs` applies to this run: CUDA, a build with CUDA graphs, one
@@ -618,6 +626,8 @@ struct Trainer<'a, T: Task> {
     writer: BackgroundWriter,
     /// Tokens this rank's steps read in this run (not counting before a resume).
     tokens_trained: u64,
+    /// This rank's input tokens in the current step, as `include_num_input_tokens_seen` counts them.
+    step_input_tokens: u64,
     eval_seconds: f64,
     /// The step's CUDA graphs, when `cuda_graphs` applies to this run.
     graphs: Option<StepGraphs<T::Batch>>,
@@ -767,6 +777,7 @@ impl<'a, T: Task> Trainer<'a, T> {
             checkpoint_seconds: 0.0,
             writer: BackgroundWriter::default(),
             tokens_trained: 0,
+            step_input_tokens: 0,
             eval_seconds: 0.0,
             graphs,
             loss_scale,
@@ -870,6 +881,8 @@ impl<'a, T: Task> Trainer<'a, T> {
             train_seconds: started.elapsed().as_secs_f64(),
             // The ranks' batches are alike in size, as for the logged rate.
             train_tokens: self.tokens_trained * self.world,
+            num_input_tokens_seen: (self.cfg.include_num_input_tokens_seen != TokensSeen::No)
+                .then_some(self.state.num_input_tokens_seen),
             steps: self.state.step,
             best_checkpoint: self
                 .state
@@ -895,13 +908,30 @@ impl<'a, T: Task> Trainer<'a, T> {
             }
             None => self.eager_step(lr, None)?,
         };
+        let input_tokens = self.take_step_input_tokens()?;
         self.state.step += 1;
         self.pending.push(PendingStep {
             step: self.state.step,
             lr,
             numbers,
+            input_tokens,
         });
         Ok(())
+    }
+
+    /// The input tokens of the step just taken, over every rank (`include_num_input_tokens_seen`): with
+    /// a group, a device sum read with the step's other numbers, so the host does not wait for it.
+    fn take_step_input_tokens(&mut self) -> Result<Option<InputTokens>> {
+        let mine = std::mem::take(&mut self.step_input_tokens);
+        if self.cfg.include_num_input_tokens_seen == TokensSeen::No {
+            return Ok(None);
+        }
+        let Some(group) = self.group else {
+            return Ok(Some(InputTokens::Counted(mine)));
+        };
+        let sum = crate::device::upload(&Tensor::from_slice(&[mine as i64]), self.device);
+        group.all_reduce(&sum, ReduceOp::Sum)?;
+        Ok(Some(InputTokens::Summing(sum)))
     }
 
     /// The step run op by op; `first` is its first micro-batch when already drawn.
@@ -974,6 +1004,11 @@ impl<'a, T: Task> Trainer<'a, T> {
         let tokens = self.task.tokens(&batch) as u64;
         self.window.tokens += tokens;
         self.tokens_trained += tokens;
+        self.step_input_tokens += match self.cfg.include_num_input_tokens_seen {
+            TokensSeen::No => 0,
+            TokensSeen::NonPadding => tokens,
+            TokensSeen::All => self.task.padded_tokens(&batch) as u64,
+        };
         Ok(batch)
     }
 
@@ -1083,6 +1118,10 @@ impl<'a, T: Task> Trainer<'a, T> {
         tb.scalar("lr", lr, step);
         tb.scalar("grad_norm", norm, step);
         tb.scalar("tokens_per_sec", tokens_per_sec, step);
+        if self.cfg.include_num_input_tokens_seen != TokensSeen::No {
+            let seen = self.state.num_input_tokens_seen as f64;
+            tb.scalar("num_input_tokens_seen", seen, step);
+        }
         tb.flush();
         self.bar.set_message(format!(
             "loss {loss:.4} lr {lr:.2e} {tokens_per_sec:.0} tok/s"
@@ -1409,6 +1448,14 @@ struct PendingStep {
     lr: f64,
     /// `[loss of each micro-batch…, gradient norm]`, fp32.
     numbers: Tensor,
+    /// With `include_num_input_tokens_seen`: the step's input tokens over all ranks.
+    input_tokens: Option<InputTokens>,
+}
+
+/// A step's input tokens: counted on the host (one process), or being summed over the ranks.
+enum InputTokens {
+    Counted(u64),
+    Summing(Tensor),
 }
 
 /// Reads the pending steps' numbers in one transfer and does the host's part for each, in order:
@@ -1438,6 +1485,14 @@ fn record_steps(
         let (losses, grad_norm) = (&row[..width - 1], row[width - 1]);
         let epoch = cadence::epoch_at(p.step, micro_batches_per_step, batches_per_epoch);
         let mut values = BTreeMap::from([("lr".to_owned(), p.lr), ("epoch".to_owned(), epoch)]);
+        if let Some(tokens) = p.input_tokens {
+            state.num_input_tokens_seen += match tokens {
+                InputTokens::Counted(n) => n,
+                InputTokens::Summing(sum) => sum.int64_value(&[0]) as u64,
+            };
+            let seen = state.num_input_tokens_seen as f64;
+            values.insert("num_input_tokens_seen".to_owned(), seen);
+        }
         if losses.iter().all(|v| v.is_finite()) && grad_norm.is_finite() {
             let step_loss = losses
                 .iter()
