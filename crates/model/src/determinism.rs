@@ -1,7 +1,9 @@
 //! `train.full_determinism`: libtorch's deterministic kernels, as `transformers`' `full_determinism`
 //! (`torch.use_deterministic_algorithms(True)`, cuDNN deterministic and not benchmarking, and
 //! `CUBLAS_WORKSPACE_CONFIG=:4096:8`, without which cuBLAS may sum in another order). On the CPU the
-//! loop is deterministic already; on CUDA, kernels that add with atomics (attention's backward,
+//! loop uses no atomics, but libtorch's multi-threaded kernels may still give other last bits from one
+//! process to the next on some machines (`scripts/bench/repeatability.sh`), which only one thread
+//! (`OMP_NUM_THREADS=1`) avoids; on CUDA, kernels that add with atomics (attention's backward,
 //! index_add, scatter) sum in a different order on every run unless this is on, at some cost in speed.
 //! An op that has no deterministic kernel is then an error naming it, not a silent difference.
 

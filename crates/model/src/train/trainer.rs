@@ -140,7 +140,7 @@ pub struct TrainConfig {
     pub gradient_checkpointing: bool,
     /// libtorch's deterministic kernels (`transformers`' `full_determinism`): the same numbers on every
     /// run on CUDA too, where atomics otherwise sum in varying order; some speed is lost. The CPU loop
-    /// is deterministic without it. See `model::determinism`.
+    /// has no atomics (for bitwise repeats there, one thread: see `model::determinism`).
     pub full_determinism: bool,
     /// Count the input tokens trained on — "all" positions, "non_padding" ones, or "no" (`true`/`false`
     /// as "all"/"no") — over every process and resume, as `num_input_tokens_seen` in each history record
