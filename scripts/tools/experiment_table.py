@@ -143,18 +143,7 @@ def main():
     lines.append("**2. Domain adaptation** (MLM on the shared medical corpus, its QA contexts left out), then the "
                  "same QA fine-tuning with medqa:")
     lines.append("")
-    perplexity = {}
-    for mlm_run in ("mlm-head", "mlm"):
-        results = out / mlm_run / "eval_results.json"
-        if results.exists():
-            perplexity[mlm_run] = json.load(open(results, encoding="utf-8")).get("eval/perplexity")
-    if perplexity.get("mlm-head") is not None and perplexity.get("mlm") is not None:
-        lines.append(f"MLM evaluation perplexity: {perplexity['mlm-head']:.2f} with the fresh head trained alone "
-                     f"(the encoder as imported), {perplexity['mlm']:.2f} after adaptation.")
-        lines.append("")
-    elif perplexity.get("mlm") is not None:
-        lines.append(f"MLM evaluation perplexity after adaptation: {perplexity['mlm']:.2f}.")
-        lines.append("")
+    lines.extend(perplexity_lines(out))
     if not adapted_seeds:
         lines.append("Not run: the run's time budget ended before it (`BUDGET_S`).")
     elif adapted_seeds != seeds:
@@ -173,6 +162,39 @@ def main():
     block = "\n".join(lines) + "\n"
     write_block(Path(a.doc), block_name, block)
     print(block)
+
+
+def perplexity_lines(out):
+    """The MLM evaluation's perplexity with the fresh head trained alone and after adaptation, overall and,
+    where the evaluation reports languages (data-prep's per-language validation shards), per language."""
+    results = {}
+    for mlm_run in ("mlm-head", "mlm"):
+        path = out / mlm_run / "eval_results.json"
+        if path.exists():
+            results[mlm_run] = json.load(open(path, encoding="utf-8"))
+    head, adapted = results.get("mlm-head", {}), results.get("mlm", {})
+    lines = []
+    if head.get("eval/perplexity") is not None and adapted.get("eval/perplexity") is not None:
+        lines.append(f"MLM evaluation perplexity: {head['eval/perplexity']:.2f} with the fresh head trained alone "
+                     f"(the encoder as imported), {adapted['eval/perplexity']:.2f} after adaptation.")
+        lines.append("")
+    elif adapted.get("eval/perplexity") is not None:
+        lines.append(f"MLM evaluation perplexity after adaptation: {adapted['eval/perplexity']:.2f}.")
+        lines.append("")
+    langs = sorted(k.split("/")[1] for k in adapted if k.count("/") == 2 and k.endswith("/perplexity"))
+    if langs:
+        with_head = all(f"eval/{l}/perplexity" in head for l in langs)
+        lines.append("| language | masked tokens | perplexity, fresh head alone | perplexity after adaptation |"
+                     if with_head else "| language | masked tokens | perplexity after adaptation |")
+        lines.append("|---|---:|---:|---:|" if with_head else "|---|---:|---:|")
+        for l in langs:
+            cells = [l, f"{adapted[f'eval/{l}/masked_tokens']:.0f}"]
+            if with_head:
+                cells.append(f"{head[f'eval/{l}/perplexity']:.2f}")
+            cells.append(f"{adapted[f'eval/{l}/perplexity']:.2f}")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def write_block(doc, name, block):

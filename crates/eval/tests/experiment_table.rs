@@ -112,11 +112,13 @@ fn a_budget_cut_run_gets_its_own_block_with_the_seeds_that_completed() {
     run_dir(&run, &[1, 2], &[1], args("1 2", "1"));
     write(
         &run.join("mlm-head/eval_results.json"),
-        r#"{"eval/perplexity": 812.5}"#,
+        r#"{"eval/perplexity": 812.5, "eval/es/perplexity": 700.0, "eval/es/masked_tokens": 120,
+            "eval/pl/perplexity": 900.5, "eval/pl/masked_tokens": 80}"#,
     );
     write(
         &run.join("mlm/eval_results.json"),
-        r#"{"eval/perplexity": 640.25}"#,
+        r#"{"eval/perplexity": 640.25, "eval/es/perplexity": 500.0, "eval/es/masked_tokens": 120,
+            "eval/pl/perplexity": 801.0, "eval/pl/masked_tokens": 80}"#,
     );
     let text = table(&run, &shared, &doc);
 
@@ -144,6 +146,12 @@ fn a_budget_cut_run_gets_its_own_block_with_the_seeds_that_completed() {
         "MLM evaluation perplexity: 812.50 with the fresh head trained alone (the encoder as imported), \
          640.25 after adaptation."
     ));
+    // Each language of the MLM evaluation, before and after adaptation.
+    assert!(
+        text.contains("| es | 120 | 700.00 | 500.00 |")
+            && text.contains("| pl | 80 | 900.50 | 801.00 |"),
+        "{text}"
+    );
     // Adaptation compared on the seeds it completed: seed 1's 40 → 43 and 10 → 9.
     assert!(text.contains("Seeds 1 (the run's time budget ended before the others)"));
     assert!(
