@@ -34,6 +34,17 @@ fn eval_runs(runs: &[String], extra: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// The table `eval runs` prints for a call that must succeed.
+fn table_of(runs: &[String], extra: &[&str]) -> String {
+    let out = eval_runs(runs, extra);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn runs_are_tabulated_one_by_one_and_by_group() {
     let tmp = tempfile::tempdir().unwrap();
@@ -45,13 +56,7 @@ fn runs_are_tabulated_one_by_one_and_by_group() {
         run_dir(root, "b1", 1, 5e-5, Some(60.0), 0.9),
         run_dir(root, "b2", 2, 5e-5, None, 0.0),
     ];
-    let out = eval_runs(&runs, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8_lossy(&out.stdout);
+    let table = table_of(&runs, &[]);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 2 + runs.len(), "{table}");
     assert!(
@@ -68,7 +73,7 @@ fn runs_are_tabulated_one_by_one_and_by_group() {
     );
 
     let csv = root.join("by-lr.csv");
-    let out = eval_runs(
+    let table = table_of(
         &runs,
         &[
             "--group-by",
@@ -79,12 +84,6 @@ fn runs_are_tabulated_one_by_one_and_by_group() {
             csv.to_str().unwrap(),
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 4, "{table}");
     assert!(!lines[0].contains("eval/exact"), "{table}");
@@ -101,13 +100,7 @@ fn runs_are_tabulated_one_by_one_and_by_group() {
     assert!(written.starts_with("train.learning_rate,runs,evaluated,train_loss mean,train_loss sd,eval/f1 mean,eval/f1 sd"), "{written}");
 
     // --by-recipe: the configurations but for seeds and output: the same two groups, named by their runs.
-    let out = eval_runs(&runs, &["--by-recipe", "--metric", "eval/f1"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let by_recipe = String::from_utf8_lossy(&out.stdout);
+    let by_recipe = table_of(&runs, &["--by-recipe", "--metric", "eval/f1"]);
     let rows: Vec<&str> = by_recipe.lines().skip(2).collect();
     assert_eq!(rows.len(), 2, "{by_recipe}");
     assert!(
