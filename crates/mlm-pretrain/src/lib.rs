@@ -245,6 +245,8 @@ pub struct MlmBatch {
     positions: Tensor,
     targets: Tensor,
     tokens: usize,
+    /// Labelled positions before any padding of `targets`: the items the loss is the mean over.
+    labelled: usize,
     /// Shapes set by the batch's size alone and no padding: a captured step may replay it.
     fixed: bool,
 }
@@ -296,6 +298,7 @@ impl MlmTask {
         let (ids, attention_mask) = pad_batch(seqs, self.inputs.tokenizer.pad_id, 8);
         let (input_ids, labels) = self.masker.mask(&ids, &attention_mask)?;
         let (mut positions, mut targets) = labelled_positions(&labels);
+        let labelled = positions.size()[0] as usize;
         let mut fixed = false;
         if bounded {
             let bound = position_bound(ids.numel() as i64, self.masker.probability());
@@ -312,6 +315,7 @@ impl MlmTask {
             positions: upload(&positions),
             targets: upload(&targets),
             tokens: seqs.iter().map(Vec::len).sum(),
+            labelled,
             fixed,
         })
     }
@@ -372,6 +376,10 @@ impl model::train::Task for MlmTask {
 
     fn loss(&self, batch: &MlmBatch, train: bool) -> Tensor {
         model::loss::cross_entropy(&self.logits(batch, train), &batch.targets)
+    }
+
+    fn loss_items(&self, batch: &MlmBatch) -> Option<usize> {
+        Some(batch.labelled)
     }
 
     /// Loss, perplexity and accuracy on the validation split with the same masks every time: over all

@@ -5,13 +5,11 @@
 //! GradScaler's defaults throughout (65,536 at the start, ×2, ×0.5, 2,000); every number stays on the
 //! device (`_amp_update_scale_`), and the scale is saved with each checkpoint.
 
-use std::ffi::c_void;
-
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use crate::ffi::medqa_foreach_mul;
+use super::optim::scale_gradients;
 
 const INIT_SCALE: f64 = 65536.0;
 const GROWTH_FACTOR: f64 = 2.0;
@@ -67,30 +65,13 @@ impl LossScale {
     /// then rounded to fp32), in one foreach launch. A gradient that overflowed stays non-finite, and so
     /// does the norm.
     pub fn unscale(&self, grads: &[Tensor]) -> Result<()> {
-        if grads.is_empty() {
-            return Ok(());
-        }
         let inverse = self
             .scale
             .to_kind(Kind::Double)
             .reciprocal()
             .to_kind(Kind::Float)
             .reshape([]);
-        let mut handles: Vec<*mut c_void> =
-            grads.iter().map(|g| g.as_ptr() as *mut c_void).collect();
-        // SAFETY: the handles point to live at::Tensors owned by `grads`, and `inverse` lives, for the
-        // whole call; the shim changes the gradients in place and keeps no pointer.
-        let rc = unsafe {
-            medqa_foreach_mul(
-                handles.as_mut_ptr(),
-                handles.len() as i32,
-                inverse.as_ptr() as *mut c_void,
-            )
-        };
-        if rc != 0 {
-            bail!("unscaling fp16 gradients: {}", crate::ffi::last_error());
-        }
-        Ok(())
+        scale_gradients(grads, &inverse).context("unscaling fp16 gradients")
     }
 
     /// After the step: `found_inf` (a float scalar, 1 when the step was skipped) halves the scale, a

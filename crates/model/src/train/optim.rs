@@ -9,10 +9,37 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use crate::ffi::{medqa_clear_grads, medqa_foreach_clip_grad_norm, medqa_fused_adamw};
+use crate::ffi::{
+    medqa_clear_grads, medqa_foreach_clip_grad_norm, medqa_foreach_mul, medqa_fused_adamw,
+};
 use crate::snapshot::SafetensorsSnapshot;
 use anyhow::{bail, Context, Result};
 use tch::{Kind, Tensor};
+
+/// Multiplies the gradients in place by `factor` (an fp32 scalar tensor, on their device or the host),
+/// in one foreach launch, without reading it on the host.
+pub(crate) fn scale_gradients(grads: &[Tensor], factor: &Tensor) -> Result<()> {
+    if grads.is_empty() {
+        return Ok(());
+    }
+    let mut handles: Vec<*mut std::ffi::c_void> = grads
+        .iter()
+        .map(|g| g.as_ptr() as *mut std::ffi::c_void)
+        .collect();
+    // SAFETY: the handles point to live at::Tensors owned by `grads`, and `factor` lives, for the whole
+    // call; the shim changes the gradients in place and keeps no pointer.
+    let rc = unsafe {
+        medqa_foreach_mul(
+            handles.as_mut_ptr(),
+            handles.len() as i32,
+            factor.as_ptr() as *mut std::ffi::c_void,
+        )
+    };
+    if rc != 0 {
+        bail!("scaling gradients: {}", crate::ffi::last_error());
+    }
+    Ok(())
+}
 
 /// Hyper-parameters as `transformers`' `TrainingArguments` names them.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -48,8 +48,17 @@ pub trait Task {
     fn padded_tokens(&self, batch: &Self::Batch) -> usize {
         self.tokens(batch)
     }
-    /// The scalar loss of a batch (mean over its examples).
+    /// The scalar loss of a batch: the mean over its examples, or over the items of `loss_items`.
     fn loss(&self, batch: &Self::Batch, train: bool) -> Tensor;
+    /// The number of items a batch's loss is the mean over, where the loss is one over tokens (MLM:
+    /// its labelled positions). A step of several micro-batches (accumulation, processes) then weights
+    /// each by its items, so that the step's loss and gradient are the mean over all its items, as one
+    /// batch holding them all (`transformers`' `num_items_in_batch`). `None`, the default: the loss is
+    /// a mean over examples and micro-batches weigh alike (in `transformers`, a batch without `labels`,
+    /// as QA's).
+    fn loss_items(&self, _batch: &Self::Batch) -> Option<usize> {
+        None
+    }
     /// Held-out metrics (`eval/loss`, `eval/f1`, …), computed without gradients.
     fn evaluate(&mut self) -> Result<BTreeMap<String, f64>>;
     /// The trainable variables under their checkpoint names.

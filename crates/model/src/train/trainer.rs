@@ -31,7 +31,7 @@ use indicatif::ProgressBar;
 
 use super::log::{progress_bar, History, LogRecord, Tensorboard};
 use super::loss_scale::LossScale;
-use super::optim::{AdamW, AdamWConfig};
+use super::optim::{scale_gradients, AdamW, AdamWConfig};
 use super::sampling::{self, derive_seed, DataOrder};
 use super::schedule::{Plateau, Schedule, ScheduleArgs, ScheduleKind};
 use super::tokens_seen::TokensSeen;
@@ -146,6 +146,13 @@ pub struct TrainConfig {
     /// as "all"/"no") — over every process and resume, as `num_input_tokens_seen` in each history record
     /// and in `train_results.json` (`transformers`' `include_num_input_tokens_seen`).
     pub include_num_input_tokens_seen: TokensSeen,
+    /// For a loss that is a mean over tokens (MLM's labelled positions): divide every process's share
+    /// by the step's tokens over all processes, so that the step is the mean over all of them, as one
+    /// process with the whole batch (`transformers`' `average_tokens_across_devices`, on by default
+    /// there too). Off: each process takes the mean over its own tokens and the processes' gradients
+    /// are averaged. Over a process's micro-batches (gradient accumulation) the mean is always over
+    /// all their tokens.
+    pub average_tokens_across_devices: bool,
 }
 
 impl Default for TrainConfig {
@@ -193,6 +200,7 @@ impl Default for TrainConfig {
             gradient_checkpointing: false,
             full_determinism: false,
             include_num_input_tokens_seen: TokensSeen::No,
+            average_tokens_across_devices: true,
         }
     }
 }
@@ -941,14 +949,23 @@ impl<'a, T: Task> Trainer<'a, T> {
         self.optimizer.zero_grad();
         let mut first = first;
         let mut losses = Vec::with_capacity(accum as usize);
+        // A loss over tokens, in a step of several micro-batches: the items of each (`Task::loss_items`).
+        let mut items: Option<Vec<usize>> = None;
         for micro in 0..accum {
             let batch = match first.take() {
                 Some(batch) => batch,
                 None => self.micro_batch(micro)?,
             };
-            losses.push(self.forward_backward(&batch, micro_batches)?);
+            let n = self.task.loss_items(&batch).filter(|_| micro_batches > 1);
+            match (micro, n, items.as_mut()) {
+                (0, Some(n), _) => items = Some(vec![n]),
+                (_, Some(n), Some(items)) => items.push(n),
+                (_, None, None) => {}
+                _ => bail!("the task reported the items of its loss for some batches only"),
+            }
+            losses.push(self.forward_backward(&batch, n, micro_batches)?);
         }
-        self.update(Tensor::stack(&losses, 0), Rate::Value(lr))
+        self.update(Tensor::stack(&losses, 0), items.as_deref(), Rate::Value(lr))
     }
 
     /// The step as a CUDA graph where one applies (one process, one micro-batch per step).
@@ -968,8 +985,8 @@ impl<'a, T: Task> Trainer<'a, T> {
                 self.optimizer.zero_grad();
                 let captured = graphs.capture(key, batch, lr, seed, |batch, lr| {
                     self.optimizer.zero_grad();
-                    let loss = self.forward_backward(batch, 1)?;
-                    self.update(loss.reshape([1]), Rate::Tensor(lr))
+                    let loss = self.forward_backward(batch, None, 1)?;
+                    self.update(loss.reshape([1]), None, Rate::Tensor(lr))
                 })?;
                 match captured {
                     Ok(numbers) => {
@@ -1018,9 +1035,14 @@ impl<'a, T: Task> Trainer<'a, T> {
         (self.state.step * accum + micro) * self.world + self.rank
     }
 
-    /// Forward and backward of one micro-batch, its loss divided by the step's micro-batch count;
-    /// returns the undivided loss, detached.
-    fn forward_backward(&self, batch: &T::Batch, micro_batches: u64) -> Result<Tensor> {
+    /// Forward and backward of one micro-batch, its loss (times its `items`, when the step weights
+    /// micro-batches by them) divided by the step's micro-batch count; returns the loss, detached.
+    fn forward_backward(
+        &self,
+        batch: &T::Batch,
+        items: Option<usize>,
+        micro_batches: u64,
+    ) -> Result<Tensor> {
         let loss = {
             let _autocast = AutocastGuard::for_precision(self.cfg.precision, self.device)?;
             self.task.loss(batch, true).to_kind(Kind::Float)
@@ -1029,31 +1051,61 @@ impl<'a, T: Task> Trainer<'a, T> {
             Some(scale) => scale.scale(&loss),
             None => loss.shallow_clone(),
         };
+        // Times the items: the sum over them. `update` divides the step's gradient by all its items once
+        // they are known, which the micro-batches drawn one by one do not tell before the last.
+        let differentiated = match items {
+            Some(n) => differentiated * n as f64,
+            None => differentiated,
+        };
         (&differentiated / micro_batches as f64).backward();
         Ok(loss.detach())
     }
 
-    /// The step's update after its backward passes: gradients summed over the ranks, clipping, AdamW
-    /// (skipped on the device when anything is non-finite). Returns `[losses…, gradient norm]`.
-    fn update(&mut self, losses: Tensor, lr: Rate) -> Result<Tensor> {
+    /// The step's update after its backward passes: gradients summed over the ranks (and divided by
+    /// the step's loss items, when it has them), clipping, AdamW (skipped on the device when anything
+    /// is non-finite). Returns `[losses…, items…, gradient norm]`, the items 1 each for a loss that is
+    /// a mean over examples.
+    fn update(&mut self, losses: Tensor, items: Option<&[usize]>, lr: Rate) -> Result<Tensor> {
         let cfg = self.cfg;
         let (accum, micro_batches) = (
             cfg.gradient_accumulation_steps as u64,
             cfg.gradient_accumulation_steps as u64 * self.world,
         );
+        let device = losses.device();
         let mut losses = losses;
+        let mut counts = match items {
+            Some(items) => {
+                let items: Vec<f32> = items.iter().map(|&n| n as f32).collect();
+                crate::device::upload(&Tensor::from_slice(&items), device)
+            }
+            None => Tensor::ones([losses.size()[0]], (Kind::Float, device)),
+        };
+        // The gradients hold the sum over the items, over `micro_batches` (`forward_backward`).
+        let per_process = items.is_some() && !cfg.average_tokens_across_devices && self.world > 1;
+        if per_process {
+            // This process's mean over its items; the sum over processes below then averages them.
+            let factor =
+                (counts.sum(Kind::Double).reciprocal() * accum as f64).to_kind(Kind::Float);
+            scale_gradients(&self.optimizer.present_gradients(), &factor)?;
+        }
         if let Some(group) = self.group {
             group.sum_gradients(&self.optimizer.gradients()?)?;
-            // Every rank gets every micro-batch's loss in the single process's order (slot m·W + r;
-            // the sum adds only exact zeros to each), so the step's loss is computed as there, and is
-            // non-finite on every rank if it is on one: all ranks make the same skip decision (the
-            // gradients, and so their norm, are already the same).
-            let all = Tensor::zeros([micro_batches as i64], (Kind::Float, losses.device()));
-            all.view([accum as i64, self.world as i64])
-                .select(1, self.rank as i64)
-                .copy_(&losses);
+            // Every rank gets every micro-batch's loss and items in the single process's order (slot
+            // m·W + r; the sum adds only exact zeros to each), so the step's loss is computed as there,
+            // and is non-finite on every rank if it is on one: all ranks make the same skip decision
+            // (the gradients, and so their norm, are already the same).
+            let all = Tensor::zeros([2, micro_batches as i64], (Kind::Float, device));
+            all.view([2, accum as i64, self.world as i64])
+                .select(2, self.rank as i64)
+                .copy_(&Tensor::stack(&[losses, counts], 0));
             group.all_reduce(&all, ReduceOp::Sum)?;
-            losses = all;
+            (losses, counts) = (all.get(0), all.get(1));
+        }
+        if items.is_some() && !per_process {
+            // The mean over the step's items, on every process.
+            let factor =
+                (counts.sum(Kind::Double).reciprocal() * micro_batches as f64).to_kind(Kind::Float);
+            scale_gradients(&self.optimizer.present_gradients(), &factor)?;
         }
         if let Some(scale) = &self.loss_scale {
             scale.unscale(&self.optimizer.present_gradients())?;
@@ -1086,7 +1138,7 @@ impl<'a, T: Task> Trainer<'a, T> {
         if let Some(scale) = &mut self.loss_scale {
             scale.update(&found_inf);
         }
-        Ok(Tensor::cat(&[losses, grad_norm.reshape([1])], 0))
+        Ok(Tensor::cat(&[losses, counts, grad_norm.reshape([1])], 0))
     }
 
     /// Reads the pending steps' numbers and records them (`record_steps`).
@@ -1446,7 +1498,7 @@ fn check_resumable(dir: &Path, state: &TrainState, cfg: &TrainConfig, world: usi
 struct PendingStep {
     step: u64,
     lr: f64,
-    /// `[loss of each micro-batch…, gradient norm]`, fp32.
+    /// `[loss of each micro-batch…, its loss items…, gradient norm]`, fp32 (`Trainer::update`).
     numbers: Tensor,
     /// With `include_num_input_tokens_seen`: the step's input tokens over all ranks.
     input_tokens: Option<InputTokens>,
@@ -1472,8 +1524,9 @@ fn record_steps(
     if pending.is_empty() {
         return Ok(());
     }
-    // The losses of every micro-batch of the step (all ranks'), then the gradient norm.
+    // The losses of every micro-batch of the step (all ranks'), their items, then the gradient norm.
     let width = pending[0].numbers.size()[0] as usize;
+    let micro_batches = (width - 1) / 2;
     let rows: Vec<Tensor> = pending.iter().map(|p| p.numbers.shallow_clone()).collect();
     let numbers = Vec::<f64>::try_from(
         Tensor::stack(&rows, 0)
@@ -1482,7 +1535,11 @@ fn record_steps(
             .flatten(0, -1),
     )?;
     for (p, row) in pending.drain(..).zip(numbers.chunks(width)) {
-        let (losses, grad_norm) = (&row[..width - 1], row[width - 1]);
+        let (losses, items, grad_norm) = (
+            &row[..micro_batches],
+            &row[micro_batches..2 * micro_batches],
+            row[width - 1],
+        );
         let epoch = cadence::epoch_at(p.step, micro_batches_per_step, batches_per_epoch);
         let mut values = BTreeMap::from([("lr".to_owned(), p.lr), ("epoch".to_owned(), epoch)]);
         if let Some(tokens) = p.input_tokens {
@@ -1494,9 +1551,7 @@ fn record_steps(
             values.insert("num_input_tokens_seen".to_owned(), seen);
         }
         if losses.iter().all(|v| v.is_finite()) && grad_norm.is_finite() {
-            let step_loss = losses
-                .iter()
-                .fold(0.0, |sum, v| sum + v / losses.len() as f64);
+            let step_loss = step_loss(losses, items, processes_averaged(cfg, micro_batches));
             state.nonfinite_in_a_row = 0;
             values.insert("train/loss".to_owned(), step_loss);
             values.insert("grad_norm".to_owned(), grad_norm);
@@ -1540,6 +1595,31 @@ fn record_steps(
         }
     }
     Ok(())
+}
+
+/// How many processes' own means a step's loss averages: 1 when it is the mean over all its items.
+fn processes_averaged(cfg: &TrainConfig, micro_batches: usize) -> usize {
+    if cfg.average_tokens_across_devices {
+        1
+    } else {
+        micro_batches / cfg.gradient_accumulation_steps
+    }
+}
+
+/// A step's loss from its micro-batches' (slot `m·W + r` for micro-batch `m` of rank `r`): the mean
+/// over their items, each weighted by its count; or, over `processes` > 1, the mean of each process's
+/// mean (as its gradient is). Micro-batches of a loss over examples count 1 each: the plain mean.
+fn step_loss(losses: &[f64], items: &[f64], processes: usize) -> f64 {
+    let mean_of = |slots: &mut dyn Iterator<Item = usize>| {
+        let (sum, count) = slots.fold((0.0, 0.0), |(s, c), i| {
+            (s + losses[i] * items[i], c + items[i])
+        });
+        sum / count
+    };
+    (0..processes)
+        .map(|r| mean_of(&mut (r..losses.len()).step_by(processes)))
+        .sum::<f64>()
+        / processes as f64
 }
 
 pub fn format_metrics(m: &BTreeMap<String, f64>) -> String {
