@@ -387,3 +387,36 @@ fn processes_average_over_all_their_tokens_or_over_their_own() {
     let norm = grad_norm(|t| (t.loss_of(&served[0]).0 + t.loss_of(&served[1]).0) / 2.0);
     close(step1.1, norm, "its gradient norm");
 }
+
+/// fp16's loss scale starts at GradScaler's 65,536, sized for means: micro-batch losses weighted by
+/// their items must not overflow it (which would skip the first steps while the scale halves), and the
+/// step stays the one-batch mean.
+#[test]
+fn fp16_accumulation_weighs_tokens_without_overflowing_the_loss_scale() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = ToyMlm::new(true);
+    let cfg = TrainConfig {
+        precision: model::autocast::Precision::Fp16,
+        ..config(8, 2)
+    };
+    train(&mut task, &cfg, Device::Cpu, dir.path(), None).unwrap();
+    let records = read_history(&dir.path().join("train_log.jsonl")).unwrap();
+    let skipped: Vec<u64> = records
+        .iter()
+        .filter(|r| r.values.contains_key("skipped_overflow"))
+        .map(|r| r.step)
+        .collect();
+    assert!(
+        skipped.is_empty(),
+        "steps skipped for overflow: {skipped:?}"
+    );
+    let step1: Vec<usize> = task.served.take()[..2].concat();
+    let fresh = ToyMlm::new(true);
+    let one_batch = fresh.loss_of(&step1).0.double_value(&[]);
+    let logged = history(dir.path())[0].0;
+    assert!(
+        ((logged - one_batch) / one_batch).abs() < 1e-2,
+        "fp16 step 1: {logged} vs the fp32 one-batch mean {one_batch}"
+    );
+}

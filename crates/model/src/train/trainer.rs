@@ -950,7 +950,7 @@ impl<'a, T: Task> Trainer<'a, T> {
         let mut first = first;
         let mut losses = Vec::with_capacity(accum as usize);
         // A loss over tokens, in a step of several micro-batches: the items of each (`Task::loss_items`).
-        let mut items: Option<Vec<usize>> = None;
+        let mut items: Option<StepItems> = None;
         for micro in 0..accum {
             let batch = match first.take() {
                 Some(batch) => batch,
@@ -958,14 +958,15 @@ impl<'a, T: Task> Trainer<'a, T> {
             };
             let n = self.task.loss_items(&batch).filter(|_| micro_batches > 1);
             match (micro, n, items.as_mut()) {
-                (0, Some(n), _) => items = Some(vec![n]),
-                (_, Some(n), Some(items)) => items.push(n),
+                (0, Some(n), _) => items = Some(StepItems::first(n)),
+                (_, Some(n), Some(items)) => items.counts.push(n),
                 (_, None, None) => {}
                 _ => bail!("the task reported the items of its loss for some batches only"),
             }
-            losses.push(self.forward_backward(&batch, n, micro_batches)?);
+            let weight = n.zip(items.as_ref()).map(|(n, i)| n as f64 / i.unit);
+            losses.push(self.forward_backward(&batch, weight, micro_batches)?);
         }
-        self.update(Tensor::stack(&losses, 0), items.as_deref(), Rate::Value(lr))
+        self.update(Tensor::stack(&losses, 0), items.as_ref(), Rate::Value(lr))
     }
 
     /// The step as a CUDA graph where one applies (one process, one micro-batch per step).
@@ -1035,12 +1036,13 @@ impl<'a, T: Task> Trainer<'a, T> {
         (self.state.step * accum + micro) * self.world + self.rank
     }
 
-    /// Forward and backward of one micro-batch, its loss (times its `items`, when the step weights
-    /// micro-batches by them) divided by the step's micro-batch count; returns the loss, detached.
+    /// Forward and backward of one micro-batch, its loss (times `weight`, its items in the step's unit,
+    /// when the step weighs micro-batches by them) divided by the step's micro-batch count; returns the
+    /// loss, detached.
     fn forward_backward(
         &self,
         batch: &T::Batch,
-        items: Option<usize>,
+        weight: Option<f64>,
         micro_batches: u64,
     ) -> Result<Tensor> {
         let loss = {
@@ -1051,10 +1053,11 @@ impl<'a, T: Task> Trainer<'a, T> {
             Some(scale) => scale.scale(&loss),
             None => loss.shallow_clone(),
         };
-        // Times the items: the sum over them. `update` divides the step's gradient by all its items once
-        // they are known, which the micro-batches drawn one by one do not tell before the last.
-        let differentiated = match items {
-            Some(n) => differentiated * n as f64,
+        // Times the items: the sum over them (in `StepItems::unit`s). `update` divides the step's
+        // gradient by all its items once they are known, which the micro-batches drawn one by one do not
+        // tell before the last.
+        let differentiated = match weight {
+            Some(w) => differentiated * w,
             None => differentiated,
         };
         (&differentiated / micro_batches as f64).backward();
@@ -1065,7 +1068,7 @@ impl<'a, T: Task> Trainer<'a, T> {
     /// the step's loss items, when it has them), clipping, AdamW (skipped on the device when anything
     /// is non-finite). Returns `[losses…, items…, gradient norm]`, the items 1 each for a loss that is
     /// a mean over examples.
-    fn update(&mut self, losses: Tensor, items: Option<&[usize]>, lr: Rate) -> Result<Tensor> {
+    fn update(&mut self, losses: Tensor, items: Option<&StepItems>, lr: Rate) -> Result<Tensor> {
         let cfg = self.cfg;
         let (accum, micro_batches) = (
             cfg.gradient_accumulation_steps as u64,
@@ -1075,18 +1078,24 @@ impl<'a, T: Task> Trainer<'a, T> {
         let mut losses = losses;
         let mut counts = match items {
             Some(items) => {
-                let items: Vec<f32> = items.iter().map(|&n| n as f32).collect();
-                crate::device::upload(&Tensor::from_slice(&items), device)
+                let counts: Vec<f32> = items.counts.iter().map(|&n| n as f32).collect();
+                crate::device::upload(&Tensor::from_slice(&counts), device)
             }
             None => Tensor::ones([losses.size()[0]], (Kind::Float, device)),
         };
-        // The gradients hold the sum over the items, over `micro_batches` (`forward_backward`).
+        // The gradients hold the sum over the items in this process's unit, over `micro_batches`
+        // (`forward_backward`).
+        let unit = items.map_or(1.0, |i| i.unit);
         let per_process = items.is_some() && !cfg.average_tokens_across_devices && self.world > 1;
         if per_process {
             // This process's mean over its items; the sum over processes below then averages them.
-            let factor =
-                (counts.sum(Kind::Double).reciprocal() * accum as f64).to_kind(Kind::Float);
+            let factor = (counts.sum(Kind::Double).reciprocal() * (accum as f64 * unit))
+                .to_kind(Kind::Float);
             scale_gradients(&self.optimizer.present_gradients(), &factor)?;
+        } else if self.group.is_some() && unit != 1.0 {
+            // The ranks' units differ: back to plain sums before they are added (exactly: a power of 2).
+            let unit = Tensor::from(unit as f32).to_device(device);
+            scale_gradients(&self.optimizer.present_gradients(), &unit)?;
         }
         if let Some(group) = self.group {
             group.sum_gradients(&self.optimizer.gradients()?)?;
@@ -1102,9 +1111,10 @@ impl<'a, T: Task> Trainer<'a, T> {
             (losses, counts) = (all.get(0), all.get(1));
         }
         if items.is_some() && !per_process {
-            // The mean over the step's items, on every process.
-            let factor =
-                (counts.sum(Kind::Double).reciprocal() * micro_batches as f64).to_kind(Kind::Float);
+            // The mean over the step's items, on every process (one process: from its unit).
+            let unit = if self.group.is_some() { 1.0 } else { unit };
+            let factor = (counts.sum(Kind::Double).reciprocal() * (micro_batches as f64 * unit))
+                .to_kind(Kind::Float);
             scale_gradients(&self.optimizer.present_gradients(), &factor)?;
         }
         if let Some(scale) = &self.loss_scale {
@@ -1492,6 +1502,30 @@ fn check_resumable(dir: &Path, state: &TrainState, cfg: &TrainConfig, world: usi
         );
     }
     Ok(())
+}
+
+/// The loss items of a process's micro-batches in a step (`Task::loss_items`).
+struct StepItems {
+    counts: Vec<usize>,
+    /// The power of 2 at or below the first micro-batch's count: each micro-batch's loss is multiplied
+    /// by its items in this unit, which keeps the gradient near a mean's size (fp16's loss scale was
+    /// chosen for means: a plain sum over ~1,000 masked tokens overflows it) and, being a power of 2,
+    /// changes no bit of the result when `update` scales it back.
+    unit: f64,
+}
+
+impl StepItems {
+    fn first(n: usize) -> Self {
+        let unit = if n == 0 {
+            1.0
+        } else {
+            (1u64 << n.ilog2()) as f64
+        };
+        Self {
+            counts: vec![n],
+            unit,
+        }
+    }
 }
 
 /// A step whose losses (one per micro-batch) and gradient norm are still on the device.
