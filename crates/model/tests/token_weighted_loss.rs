@@ -45,6 +45,11 @@ struct ToyMlm {
 impl ToyMlm {
     /// The same weights and data on every call; no dropout, so a loss is a function of the weights.
     fn new(over_tokens: bool) -> Self {
+        Self::labelling(over_tokens, &LABELLED)
+    }
+
+    /// As `new`, with `labelled[i]` positions of example `i` labelled.
+    fn labelling(over_tokens: bool, labelled: &[i64; 16]) -> Self {
         let mut cfg = XlmRobertaConfig::new(50, 32, 2, 4, 64);
         cfg.max_position_embeddings = 20;
         cfg.hidden_dropout_prob = 0.0;
@@ -56,7 +61,7 @@ impl ToyMlm {
         let ids = Tensor::randint_low(4, 50, [n, LEN], (Kind::Int64, Device::Cpu));
         let labelled = Tensor::arange(LEN, (Kind::Int64, Device::Cpu))
             .unsqueeze(0)
-            .lt_tensor(&Tensor::from_slice(&LABELLED).unsqueeze(1));
+            .lt_tensor(&Tensor::from_slice(labelled).unsqueeze(1));
         // Each labelled position's target: the next token (learnable, and not the input itself).
         let next = ids.roll([-1], [1]);
         let labels = next.where_self(&labelled, &Tensor::from(-100i64));
@@ -418,5 +423,19 @@ fn fp16_accumulation_weighs_tokens_without_overflowing_the_loss_scale() {
     assert!(
         ((logged - one_batch) / one_batch).abs() < 1e-2,
         "fp16 step 1: {logged} vs the fp32 one-batch mean {one_batch}"
+    );
+}
+
+/// A micro-batch with nothing to take its loss over stops the run with a message that says so, rather
+/// than a loss that is not a number.
+#[test]
+fn a_micro_batch_without_items_is_an_error() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = ToyMlm::labelling(true, &[0; 16]);
+    let err = train(&mut task, &config(2, 2), Device::Cpu, dir.path(), None).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("step 1: micro-batch 0 has no items"),
+        "{err:#}"
     );
 }

@@ -51,11 +51,11 @@ pub trait Task {
     /// The scalar loss of a batch: the mean over its examples, or over the items of `loss_items`.
     fn loss(&self, batch: &Self::Batch, train: bool) -> Tensor;
     /// The number of items a batch's loss is the mean over, where the loss is one over tokens (MLM:
-    /// its labelled positions). A step of several micro-batches (accumulation, processes) then weights
+    /// its labelled positions). A step of several micro-batches (accumulation, processes) then weighs
     /// each by its items, so that the step's loss and gradient are the mean over all its items, as one
-    /// batch holding them all (`transformers`' `num_items_in_batch`). `None`, the default: the loss is
-    /// a mean over examples and micro-batches weigh alike (in `transformers`, a batch without `labels`,
-    /// as QA's).
+    /// batch holding them all (`transformers`' `num_items_in_batch`); a batch with none (a mean over
+    /// nothing) is then an error. `None`, the default: the loss is a mean over examples and
+    /// micro-batches weigh alike (in `transformers`, a batch without `labels`, as QA's).
     fn loss_items(&self, _batch: &Self::Batch) -> Option<usize> {
         None
     }

@@ -957,6 +957,13 @@ impl<'a, T: Task> Trainer<'a, T> {
                 None => self.micro_batch(micro)?,
             };
             let n = self.task.loss_items(&batch).filter(|_| micro_batches > 1);
+            if n == Some(0) {
+                // Its loss is a mean over nothing (not a number); the task must not make such batches.
+                bail!(
+                    "step {}: micro-batch {micro} has no items to take its loss over",
+                    self.state.step + 1
+                );
+            }
             match (micro, n, items.as_mut()) {
                 (0, Some(n), _) => items = Some(StepItems::first(n)),
                 (_, Some(n), Some(items)) => items.counts.push(n),
@@ -1516,14 +1523,9 @@ struct StepItems {
 
 impl StepItems {
     fn first(n: usize) -> Self {
-        let unit = if n == 0 {
-            1.0
-        } else {
-            (1u64 << n.ilog2()) as f64
-        };
         Self {
             counts: vec![n],
-            unit,
+            unit: (1u64 << n.max(1).ilog2()) as f64,
         }
     }
 }
