@@ -965,12 +965,12 @@ impl<'a, T: Task> Trainer<'a, T> {
                 );
             }
             match (micro, n, items.as_mut()) {
-                (0, Some(n), _) => items = Some(StepItems::first(n)),
+                (0, Some(n), _) => items = Some(StepItems { counts: vec![n] }),
                 (_, Some(n), Some(items)) => items.counts.push(n),
                 (_, None, None) => {}
                 _ => bail!("the task reported the items of its loss for some batches only"),
             }
-            let weight = n.zip(items.as_ref()).map(|(n, i)| n as f64 / i.unit);
+            let weight = n.zip(items.as_ref()).map(|(n, i)| n as f64 / i.unit());
             losses.push(self.forward_backward(&batch, weight, micro_batches)?);
         }
         self.update(Tensor::stack(&losses, 0), items.as_ref(), Rate::Value(lr))
@@ -1092,7 +1092,7 @@ impl<'a, T: Task> Trainer<'a, T> {
         };
         // The gradients hold the sum over the items in this process's unit, over `micro_batches`
         // (`forward_backward`).
-        let unit = items.map_or(1.0, |i| i.unit);
+        let unit = items.map_or(1.0, StepItems::unit);
         let per_process = items.is_some() && !cfg.average_tokens_across_devices && self.world > 1;
         if per_process {
             // This process's mean over its items; the sum over processes below then averages them.
@@ -1511,22 +1511,18 @@ fn check_resumable(dir: &Path, state: &TrainState, cfg: &TrainConfig, world: usi
     Ok(())
 }
 
-/// The loss items of a process's micro-batches in a step (`Task::loss_items`).
+/// The loss items of a process's micro-batches in a step (`Task::loss_items`), in order.
 struct StepItems {
     counts: Vec<usize>,
+}
+
+impl StepItems {
     /// The power of 2 at or below the first micro-batch's count: each micro-batch's loss is multiplied
     /// by its items in this unit, which keeps the gradient near a mean's size (fp16's loss scale was
     /// chosen for means: a plain sum over ~1,000 masked tokens overflows it) and, being a power of 2,
     /// changes no bit of the result when `update` scales it back.
-    unit: f64,
-}
-
-impl StepItems {
-    fn first(n: usize) -> Self {
-        Self {
-            counts: vec![n],
-            unit: (1u64 << n.max(1).ilog2()) as f64,
-        }
+    fn unit(&self) -> f64 {
+        (1u64 << self.counts[0].max(1).ilog2()) as f64
     }
 }
 
@@ -1646,14 +1642,15 @@ fn processes_averaged(cfg: &TrainConfig, micro_batches: usize) -> usize {
 /// over their items, each weighted by its count; or, over `processes` > 1, the mean of each process's
 /// mean (as its gradient is). Micro-batches of a loss over examples count 1 each: the plain mean.
 fn step_loss(losses: &[f64], items: &[f64], processes: usize) -> f64 {
-    let mean_of = |slots: &mut dyn Iterator<Item = usize>| {
-        let (sum, count) = slots.fold((0.0, 0.0), |(s, c), i| {
-            (s + losses[i] * items[i], c + items[i])
-        });
-        sum / count
-    };
     (0..processes)
-        .map(|r| mean_of(&mut (r..losses.len()).step_by(processes)))
+        .map(|r| {
+            let (sum, count) = (r..losses.len())
+                .step_by(processes)
+                .fold((0.0, 0.0), |(s, c), i| {
+                    (s + losses[i] * items[i], c + items[i])
+                });
+            sum / count
+        })
         .sum::<f64>()
         / processes as f64
 }
