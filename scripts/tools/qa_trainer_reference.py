@@ -70,6 +70,7 @@ def train(a):
             frozen += p.numel()
     args = TrainingArguments(
         output_dir=a.out, per_device_train_batch_size=a.batch, learning_rate=a.learning_rate,
+        gradient_accumulation_steps=a.gradient_accumulation_steps,
         num_train_epochs=a.epochs, warmup_steps=a.warmup_steps, weight_decay=a.weight_decay,
         lr_scheduler_type="linear", max_grad_norm=1.0, seed=a.seed, data_seed=a.seed,
         max_steps=a.max_steps or -1, logging_steps=1 if a.log_history else 50,
@@ -120,6 +121,7 @@ def main():
     t.add_argument("--learning-rate", type=float, required=True)
     t.add_argument("--epochs", type=float, required=True)
     t.add_argument("--batch", type=int, required=True)
+    t.add_argument("--gradient-accumulation-steps", type=int, default=1)
     t.add_argument("--warmup-steps", type=int, default=0)
     t.add_argument("--weight-decay", type=float, default=0.0)
     t.add_argument("--freeze", nargs="*", default=[])

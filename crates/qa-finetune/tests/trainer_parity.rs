@@ -83,26 +83,37 @@ print(worst[0], worst[1], moved)
 
 #[test]
 fn a_training_run_matches_transformers_trainer_step_for_step() {
-    parity(false, false);
+    parity(false, false, 1);
 }
 
 #[test]
 fn with_run_qa_padding_a_training_run_matches_run_qa_step_for_step() {
-    parity(true, false);
+    parity(true, false, 1);
+}
+
+/// Gradient accumulation: each step two micro-batches of half the windows on both sides. QA's loss is a
+/// mean over windows and both loops average the micro-batches' means (the Trainer: a batch without
+/// `labels` has no `num_items_in_batch`, so it divides by the accumulation steps); with halves of equal
+/// size that is the mean over the whole set, whichever windows each half holds.
+#[test]
+fn with_gradient_accumulation_a_training_run_matches_transformers_trainer_step_for_step() {
+    parity(false, false, 2);
 }
 
 /// `precision = "fp16"` against the Trainer's `fp16=True`: autocast to fp16 and GradScaler's loss scale
 /// on both sides (on the CPU here; the same code runs on CUDA).
 #[test]
 fn in_fp16_a_training_run_matches_transformers_trainer_step_for_step() {
-    parity(true, true);
+    parity(true, true, 1);
 }
 
 /// `run_qa_padding`: medqa pads to `max_seq_length` and keeps padding in the loss, the reference computes
 /// run_qa.py's loss; otherwise both leave padding out. `fp16`: both train in fp16 with a loss scale.
-fn parity(run_qa_padding: bool, fp16: bool) {
+/// `accum` > 1: each step is `accum` micro-batches of an equal share of the windows (else one batch of
+/// all of them).
+fn parity(run_qa_padding: bool, fp16: bool, accum: usize) {
     let dir = std::env::temp_dir().join(format!(
-        "medqa-trainer-parity-{}-{run_qa_padding}-{fp16}",
+        "medqa-trainer-parity-{}-{run_qa_padding}-{fp16}-{accum}",
         std::process::id()
     ));
     let precision = if fp16 { "fp16" } else { "fp32" };
@@ -121,6 +132,49 @@ fn parity(run_qa_padding: bool, fp16: bool) {
     // Large enough a learning rate and weight decay that a wrong schedule, decay rule or clip would move
     // the weights by far more than rounding does.
     let (lr, wd, warmup, seq, stride) = (5e-3, 0.1, 2, 64, 16);
+    let history = dir.join("reference-log.json");
+    // The reference run of `steps` steps of `accum` micro-batches of `batch` windows into `out`; returns
+    // its report line.
+    let reference = |batch: usize, accum: usize, steps: usize, out: &str| {
+        let mut cmd = Command::new(python());
+        cmd.arg(root().join("scripts/tools/qa_trainer_reference.py"))
+            .args(["train", "--model", init.to_str().unwrap()])
+            .args(["--train", train.to_str().unwrap()])
+            .args(["--out", dir.join(out).to_str().unwrap()])
+            .args(["--seed", "1", "--learning-rate", &lr.to_string()])
+            .args(["--epochs", "1000", "--max-steps", &steps.to_string()])
+            .args(["--batch", &batch.to_string()])
+            .args(["--gradient-accumulation-steps", &accum.to_string()])
+            .args(["--warmup-steps", &warmup.to_string()])
+            .args(["--weight-decay", &wd.to_string()])
+            .args(["--max-seq-length", &seq.to_string()])
+            .args(["--doc-stride", &stride.to_string()])
+            .args(["--log-history", history.to_str().unwrap()])
+            .args(["--threads", "2"]);
+        if !run_qa_padding {
+            cmd.arg("--mask-padding");
+        }
+        if fp16 {
+            cmd.arg("--fp16");
+        }
+        run(&mut cmd)
+    };
+    // One batch of every window (256 is more than there are), or `accum` equal shares of them.
+    let batch = if accum == 1 {
+        256
+    } else {
+        let report = reference(256, 1, 1, "count");
+        let line = report.lines().last().unwrap();
+        let windows = serde_json::from_str::<serde_json::Value>(line).unwrap()["windows"]
+            .as_u64()
+            .unwrap() as usize;
+        assert_eq!(
+            windows % accum,
+            0,
+            "{windows} windows do not split into {accum} equal shares"
+        );
+        windows / accum
+    };
     let cfg = dir.join("qa.toml");
     std::fs::write(
         &cfg,
@@ -139,7 +193,8 @@ precision = "{precision}"
 seed = 1
 learning_rate = {lr}
 max_steps = {STEPS}
-per_device_train_batch_size = 256
+per_device_train_batch_size = {batch}
+gradient_accumulation_steps = {accum}
 warmup_steps = {warmup}
 weight_decay = {wd}
 logging_steps = 1
@@ -156,47 +211,7 @@ save_steps = 0
         .args(["--config"])
         .arg(&cfg)
         .args(["--device", "cpu"]));
-    let reference = root().join("scripts/tools/qa_trainer_reference.py");
-    let history = dir.join("reference-log.json");
-    let mut reference_cmd = Command::new(python());
-    reference_cmd.arg(&reference).args([
-        "train",
-        "--model",
-        init.to_str().unwrap(),
-        "--train",
-        train.to_str().unwrap(),
-        "--out",
-        dir.join("reference").to_str().unwrap(),
-        "--seed",
-        "1",
-        "--learning-rate",
-        &lr.to_string(),
-        "--epochs",
-        "1000",
-        "--max-steps",
-        &STEPS.to_string(),
-        "--batch",
-        "256",
-        "--warmup-steps",
-        &warmup.to_string(),
-        "--weight-decay",
-        &wd.to_string(),
-        "--max-seq-length",
-        &seq.to_string(),
-        "--doc-stride",
-        &stride.to_string(),
-        "--log-history",
-        history.to_str().unwrap(),
-        "--threads",
-        "2",
-    ]);
-    if !run_qa_padding {
-        reference_cmd.arg("--mask-padding");
-    }
-    if fp16 {
-        reference_cmd.arg("--fp16");
-    }
-    run(&mut reference_cmd);
+    reference(batch, accum, STEPS, "reference");
 
     let ours: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("medqa/train_log.jsonl"))
         .unwrap()
