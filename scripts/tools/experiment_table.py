@@ -197,16 +197,18 @@ def perplexity_lines(out):
     return lines
 
 
-def write_block(doc, name, block):
-    """Puts `block` between the `experiment-e5 NAME` markers of `doc` (appended the first time)."""
+def write_block(doc, name, block, tag="experiment-e5"):
+    """Puts `block` between the `TAG NAME` markers of `doc` (appended the first time); the document is
+    replaced whole (written beside it, then renamed), never left half written."""
     body = doc.read_text(encoding="utf-8") if doc.exists() else HEADER + "\n## Real encoder: the seed's two steps (issue 15)\n\n"
-    begin, end = f"<!-- experiment-e5 {name}:begin -->", f"<!-- experiment-e5 {name}:end -->"
+    begin, end = f"<!-- {tag} {name}:begin -->", f"<!-- {tag} {name}:end -->"
     if begin in body:
         body = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: f"{begin}\n{block}{end}", body, flags=re.S)
     else:
         body = body.rstrip("\n") + f"\n\n{begin}\n{block}{end}\n"
-    doc.write_text(body, encoding="utf-8")
-
+    tmp = doc.with_name(doc.name + ".tmp")
+    tmp.write_text(body, encoding="utf-8")
+    os.replace(tmp, doc)
 
 if __name__ == "__main__":
     main()
