@@ -4,6 +4,9 @@
     scripts/tools/demo_summary.py runs/demo                     print them
     scripts/tools/demo_summary.py runs/demo --readme README.md  also put them into the README, between
                                                                  the demo-figures markers
+    scripts/tools/demo_summary.py runs/demo-pretrained --readme README.md
+                                                                 `demo.sh --pretrained`'s run, into the
+                                                                 demo-pretrained-figures markers
 
 scripts/demo.sh calls it at its end (runs/demo/summary.md), so a figure the README gives about the demo is
 always one a run printed, never one typed. Standard library only.
@@ -19,10 +22,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-BEGIN = "<!-- demo-figures:begin (scripts/tools/demo_summary.py writes this block) -->"
-END = "<!-- demo-figures:end -->"
+
+def markers(run):
+    """The README block of a run: `demo.sh --pretrained`'s has its own, beside the from-scratch demo's."""
+    name = "demo-pretrained-figures" if pretrained(run) else "demo-figures"
+    return (f"<!-- {name}:begin (scripts/tools/demo_summary.py writes this block) -->", f"<!-- {name}:end -->")
+
+
+def pretrained(run):
+    return (run / "e5" / "import.json").exists()
+
 
 STEPS = [
+    ("import", "data-prep import-e5: the pretrained encoder"),
     ("data-prep-tokenizer-corpus", "data-prep: tokenizer and corpus shards"),
     ("data-prep-qa", "data-prep: QA-set validation"),
     ("mlm", "MLM pre-training"),
@@ -107,6 +119,27 @@ def by_language(mlm_eval):
     return f" ({parts})"
 
 
+def questions(path):
+    d = read_json(path)
+    return sum(len(p["qas"]) for a in d["data"] for p in a["paragraphs"]), len(d["data"])
+
+
+def model_line(run):
+    """What the QA model was fine-tuned from: the MLM run, or the imported encoder."""
+    if pretrained(run):
+        imp = read_json(run / "e5/import.json")
+        trained, notes = questions(run / "qa-data/train.json")
+        return (f"Encoder: multilingual-e5-small imported by `data-prep import-e5` ({imp['parameters']:,} parameters, "
+                f"`{imp['weights_file']}` sha256 `{imp['weights_sha256'][:16]}…`), no MLM step. QA fine-tuning on "
+                f"{trained} questions of {notes} training notes")
+    mlm_eval = read_json(run / "mlm/eval_results.json")
+    mlm_cfg = read_json(run / "mlm/manifest.json")["config"]
+    shape = mlm_cfg["model"].get("shape", {})
+    return (f"MLM: {last_step(run / 'mlm/train_log.jsonl')} steps (hidden {shape.get('hidden_size', '?')}, "
+            f"{shape.get('num_hidden_layers', '?')} layers, learning rate {mlm_cfg['train']['learning_rate']}), "
+            f"eval perplexity {mlm_eval.get('eval/perplexity', float('nan')):.1f}{by_language(mlm_eval)}. QA")
+
+
 def summary(run, root):
     timings = {}
     for line in open(run / "timings.tsv", encoding="utf-8"):
@@ -114,12 +147,10 @@ def summary(run, root):
         timings[name] = int(secs)
     total = sum(timings.values())
     ev = read_json(run / "eval.json")
-    mlm_eval = read_json(run / "mlm/eval_results.json")
-    mlm_cfg = read_json(run / "mlm/manifest.json")["config"]
     qa_cfg = read_json(run / "qa/manifest.json")["config"]
     same, asked = gold_matches(run, root)
     quick = run.name.endswith("quick")
-    cmd = "scripts/demo.sh --quick" if quick else "scripts/demo.sh"
+    cmd = "scripts/demo.sh --quick" if quick else "scripts/demo.sh --pretrained" if pretrained(run) else "scripts/demo.sh"
     out = []
     out.append(f"Measured by `{cmd}` on {datetime.date.today().isoformat()} ({os.cpu_count()} CPU cores, "
                f"{platform.machine()}, {cpu_model()}, commit {commit(run, root)}), after the build: "
@@ -131,11 +162,7 @@ def summary(run, root):
         if key in timings:
             out.append(f"| {label} | {timings[key]} |")
     out.append("")
-    shape = mlm_cfg["model"].get("shape", {})
-    out.append(f"MLM: {last_step(run / 'mlm/train_log.jsonl')} steps (hidden {shape.get('hidden_size', '?')}, "
-               f"{shape.get('num_hidden_layers', '?')} layers, learning rate {mlm_cfg['train']['learning_rate']}), "
-               f"eval perplexity {mlm_eval.get('eval/perplexity', float('nan')):.1f}{by_language(mlm_eval)}. "
-               f"QA: {last_step(run / 'qa/train_log.jsonl')} steps of {qa_cfg['train']['per_device_train_batch_size']} "
+    out.append(f"{model_line(run)}: {last_step(run / 'qa/train_log.jsonl')} steps of {qa_cfg['train']['per_device_train_batch_size']} "
                f"windows. Extraction: {asked} note × concept questions in {timings.get('extract-en', 0)} s "
                f"with English questions, {same} of {asked} equal to the gold value.")
     out.append("")
@@ -148,12 +175,13 @@ def summary(run, root):
     return "\n".join(out) + "\n"
 
 
-def update_readme(readme, text):
+def update_readme(readme, text, run):
+    begin, end = markers(run)
     body = readme.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     if not pattern.search(body):
-        sys.exit(f"{readme}: no demo-figures markers")
-    readme.write_text(pattern.sub(lambda _: f"{BEGIN}\n{text}{END}", body), encoding="utf-8")
+        sys.exit(f"{readme}: no {begin} markers")
+    readme.write_text(pattern.sub(lambda _: f"{begin}\n{text}{end}", body), encoding="utf-8")
 
 
 def main():
@@ -165,7 +193,7 @@ def main():
     text = summary(args.run, root)
     print(text, end="")
     if args.readme:
-        update_readme(args.readme, text)
+        update_readme(args.readme, text, args.run)
 
 
 if __name__ == "__main__":
