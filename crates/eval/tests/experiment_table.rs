@@ -3,18 +3,9 @@
 //! run directory comes back here). A synthetic run with known scores: the means, ranges and verdicts it
 //! must print, a budget-cut run's blocks, and a rerun replacing its block rather than adding one.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python() -> PathBuf {
-    std::env::var("MEDQA_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join(".venv/bin/python"))
-}
+use test_support::{python, root};
 
 fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -4,18 +4,9 @@
 //! manifest, steps and scores from the runs), the block is named after device, precision and steps, and a
 //! rerun replaces its block and leaves the rest of the document as it was.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python() -> PathBuf {
-    std::env::var("MEDQA_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join(".venv/bin/python"))
-}
+use test_support::{python, root};
 
 fn write(path: &Path, bytes: impl AsRef<[u8]>) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -65,8 +56,14 @@ fn run_dir(dir: &Path, mlm_steps: u64) {
         r#"{"shards": [{"split": "train", "tokens": 1000000}, {"split": "train", "tokens": 521756},
                        {"split": "validation", "language": "ro", "tokens": 2440}]}"#,
     );
-    write(&dir.join("qa-ro-en/train_results.json"), r#"{"global_step": 320}"#);
-    write(&dir.join("qa-ro/train_results.json"), r#"{"global_step": 108}"#);
+    write(
+        &dir.join("qa-ro-en/train_results.json"),
+        r#"{"global_step": 320}"#,
+    );
+    write(
+        &dir.join("qa-ro/train_results.json"),
+        r#"{"global_step": 108}"#,
+    );
     let rows = [
         score("qa-before", "ro-dev", "ro", 0.0, 17.05, 180),
         score("qa-before", "squad-es", "es", 0.08, 6.11, 6583),
@@ -110,7 +107,10 @@ fn every_figure_comes_from_the_run_and_a_rerun_replaces_its_block() {
 
     let block = "<!-- experiment-real-data cpu-fp32-mlm600-qa320:begin -->";
     assert_eq!(text.matches(block).count(), 1, "{text}");
-    assert!(text.starts_with("# Experiments\n\nprose before\n"), "{text}");
+    assert!(
+        text.starts_with("# Experiments\n\nprose before\n"),
+        "{text}"
+    );
     assert!(text.contains("### `MLM_STEPS=600 scripts/experiment-real-data.sh`"));
     assert!(
         text.contains("Run on 2026-12-06, 2 CPU cores (test), commit abc1234, 12 min 34 s"),
@@ -121,7 +121,9 @@ fn every_figure_comes_from_the_run_and_a_rerun_replaces_its_block() {
         "{text}"
     );
     assert!(
-        text.contains("600 steps of 64 × 256 tokens (fp32, cpu) on 1,521,756 training tokens, 1612 s."),
+        text.contains(
+            "600 steps of 64 × 256 tokens (fp32, cpu) on 1,521,756 training tokens, 1612 s."
+        ),
         "{text}"
     );
     assert!(text.contains("320 steps on ro+en, 108 on ro only."));
