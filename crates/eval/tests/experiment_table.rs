@@ -5,7 +5,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use test_support::{python, root};
+use test_support::{python, root, run_ok};
 
 fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -68,18 +68,13 @@ fn run_dir(dir: &Path, seeds: &[u32], adapted: &[u32], args: serde_json::Value) 
 }
 
 fn table(dir: &Path, shared: &Path, doc: &Path) -> String {
-    let out = Command::new(python())
-        .arg(root().join("scripts/tools/experiment_table.py"))
-        .args(["--out", dir.to_str().unwrap()])
-        .args(["--args", dir.join("table-args.json").to_str().unwrap()])
-        .args(["--doc", doc.to_str().unwrap()])
-        .env("SHARED_DATA", shared)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "experiment_table.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(python())
+            .arg(root().join("scripts/tools/experiment_table.py"))
+            .args(["--out", dir.to_str().unwrap()])
+            .args(["--args", dir.join("table-args.json").to_str().unwrap()])
+            .args(["--doc", doc.to_str().unwrap()])
+            .env("SHARED_DATA", shared),
     );
     std::fs::read_to_string(doc).unwrap()
 }

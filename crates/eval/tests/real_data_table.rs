@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use test_support::{python, root};
+use test_support::{python, root, run_ok};
 
 fn write(path: &Path, bytes: impl AsRef<[u8]>) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -81,16 +81,11 @@ fn run_dir(dir: &Path, mlm_steps: u64) {
 }
 
 fn table(dir: &Path, doc: &Path) -> String {
-    let out = Command::new(python())
-        .arg(root().join("scripts/tools/real_data_table.py"))
-        .args(["--out", dir.to_str().unwrap()])
-        .args(["--doc", doc.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "real_data_table.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(python())
+            .arg(root().join("scripts/tools/real_data_table.py"))
+            .args(["--out", dir.to_str().unwrap()])
+            .args(["--doc", doc.to_str().unwrap()]),
     );
     std::fs::read_to_string(doc).unwrap()
 }
