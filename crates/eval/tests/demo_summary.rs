@@ -5,12 +5,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use test_support::{python, root, run_ok};
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
+use test_support::{python, root, run_ok, write_file as write};
 
 fn pretrained_run(run: &Path) {
     write(
@@ -32,7 +27,7 @@ fn pretrained_run(run: &Path) {
         {"title": "stroke-bg-01", "lang": "bg", "paragraphs": [{"context": "c", "qas": qas(2)}]},
         {"title": "stroke-cs-01", "lang": "cs", "paragraphs": [{"context": "c", "qas": qas(1)}]},
     ]});
-    write(&run.join("qa-data/train.json"), &train.to_string());
+    write(&run.join("qa-data/train.json"), train.to_string());
     write(
         &run.join("qa/manifest.json"),
         r#"{"git_commit": "abcdef0123", "git_dirty": false, "config": {"train": {"per_device_train_batch_size": 16}}}"#,
@@ -63,7 +58,7 @@ fn a_pretrained_run_fills_its_own_block_from_its_files() {
     let scratch = "<!-- demo-figures:begin (scripts/tools/demo_summary.py writes this block) -->\nfrom scratch\n<!-- demo-figures:end -->\n";
     write(
         &readme,
-        &format!("{scratch}\n<!-- demo-pretrained-figures:begin (scripts/tools/demo_summary.py writes this block) -->\nold\n<!-- demo-pretrained-figures:end -->\n"),
+        format!("{scratch}\n<!-- demo-pretrained-figures:begin (scripts/tools/demo_summary.py writes this block) -->\nold\n<!-- demo-pretrained-figures:end -->\n"),
     );
     let printed = run_ok(
         Command::new(python())

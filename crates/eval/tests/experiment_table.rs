@@ -5,12 +5,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use test_support::{python, root, run_ok};
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
+use test_support::{python, root, run_ok, write_file as write};
 
 /// A SQuAD file of `n` answerable questions.
 fn squad(n: usize) -> String {
@@ -34,8 +29,8 @@ fn run_dir(dir: &Path, seeds: &[u32], adapted: &[u32], args: serde_json::Value) 
             "tokenizer_file": "tok.json", "tokenizer_sha256": "0b44a9d7b51c3c620000"}"#,
     );
     for (name, train, dev) in [("es", 5, 3), ("pl", 4, 2)] {
-        write(&dir.join(format!("data/{name}.train.json")), &squad(train));
-        write(&dir.join(format!("data/{name}.dev.json")), &squad(dev));
+        write(&dir.join(format!("data/{name}.train.json")), squad(train));
+        write(&dir.join(format!("data/{name}.dev.json")), squad(dev));
     }
     // F1 by (tag, set) for seeds 1, 2, 3; EM is F1 - 10.
     let f1 = |tag: &str, set: &str| -> [f64; 3] {
@@ -59,12 +54,12 @@ fn run_dir(dir: &Path, seeds: &[u32], adapted: &[u32], args: serde_json::Value) 
                 let v = f1(tag, set)[s as usize - 1];
                 write(
                     &dir.join(format!("scores/{tag}-seed{s}-{set}.json")),
-                    &report(v - 10.0, v, 3),
+                    report(v - 10.0, v, 3),
                 );
             }
         }
     }
-    write(&dir.join("table-args.json"), &args.to_string());
+    write(&dir.join("table-args.json"), args.to_string());
 }
 
 fn table(dir: &Path, shared: &Path, doc: &Path) -> String {

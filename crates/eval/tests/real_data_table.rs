@@ -6,12 +6,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use test_support::{python, root, run_ok};
-
-fn write(path: &Path, bytes: impl AsRef<[u8]>) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, bytes).unwrap();
-}
+use test_support::{python, root, run_ok, write_file as write};
 
 /// A safetensors file of two F32 tensors, 3 × 4 and 5: 17 parameters.
 fn safetensors() -> Vec<u8> {

@@ -23,6 +23,12 @@ pub fn python() -> PathBuf {
         .unwrap_or_else(|_| root().join(".venv/bin/python"))
 }
 
+/// Writes `bytes` to `path`, creating its folders: the files of a synthetic run directory.
+pub fn write_file(path: &Path, bytes: impl AsRef<[u8]>) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
 /// Runs the Python `script` with `args` under the set-up's Python, as `datasets` runs offline (its cache
 /// in `dir`, no Hub); must succeed; its standard output.
 pub fn run_datasets_script<S: AsRef<std::ffi::OsStr>>(
