@@ -5,8 +5,9 @@
 
 MODEL_DIR must load with `from_pretrained` as the class named in its config's `architectures`, with no
 missing, unexpected or mismatched keys. OUTPUTS holds `input_ids`, `attention_mask` and medqa's outputs
-(`mlm_logits`, or `start_logits`/`end_logits`). TEXTS (optional) is a list of {"text", "input_ids"} that
-the saved tokenizer must reproduce. Prints a JSON summary; exits 1 on any difference.
+(`mlm_logits`, or `start_logits`/`end_logits`). TEXTS (optional) is a list of {"text", "input_ids"} (and
+optionally "offsets") that the saved tokenizer, as `AutoTokenizer.from_pretrained` builds it, must
+reproduce. Prints a JSON summary; exits 1 on any difference.
 """
 
 import json
@@ -41,9 +42,11 @@ def main() -> int:
     if texts:
         tok = transformers.AutoTokenizer.from_pretrained(model_dir)
         for case in texts:
-            ids = tok(case["text"])["input_ids"]
-            if ids != case["input_ids"]:
-                token_mismatches.append({"text": case["text"], "transformers": ids, "medqa": case["input_ids"]})
+            enc = tok(case["text"], return_offsets_mapping=True)
+            ids, offsets = enc["input_ids"], [list(o) for o in enc["offset_mapping"]]
+            if ids != case["input_ids"] or ("offsets" in case and offsets != case["offsets"]):
+                token_mismatches.append({"text": case["text"], "transformers": [ids, offsets],
+                                         "medqa": [case["input_ids"], case.get("offsets")]})
     ok = not problems and diffs and all(d <= TOL for d in diffs.values()) and not token_mismatches
     print(json.dumps({"architecture": arch, "load_problems": problems, "max_abs_diff": diffs,
                       "token_mismatches": token_mismatches, "ok": bool(ok)}, ensure_ascii=False))

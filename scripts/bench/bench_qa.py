@@ -21,14 +21,27 @@ import time
 
 import numpy as np
 import torch
-from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaForQuestionAnswering
+from transformers import AutoTokenizer, PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaForQuestionAnswering
 
 MAX_LEN, STRIDE, N_BEST, MAX_ANSWER = 384, 128, 20, 30
 
 
 def tokenizer(path):
+    """The tokenizer medqa builds from the tokenizer.json at `path`: with a tokenizer_config.json beside it,
+    what AutoTokenizer.from_pretrained makes of the directory; without one, the file as written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isfile(os.path.join(folder, "tokenizer_config.json")):
+        return AutoTokenizer.from_pretrained(folder)
     return PreTrainedTokenizerFast(tokenizer_file=path, bos_token="<s>", eos_token="</s>", sep_token="</s>",
                                    cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>")
+
+
+def copy_tokenizer(path, folder):
+    """Copies the tokenizer.json at `path` into `folder`, with the tokenizer_config.json beside it if any."""
+    shutil.copy(path, os.path.join(folder, "tokenizer.json"))
+    config = os.path.join(os.path.dirname(os.path.abspath(path)), "tokenizer_config.json")
+    if os.path.isfile(config):
+        shutil.copy(config, os.path.join(folder, "tokenizer_config.json"))
 
 
 def load_examples(path):
@@ -109,7 +122,7 @@ def make_model(a):
                            num_attention_heads=a.heads, intermediate_size=a.intermediate,
                            max_position_embeddings=MAX_LEN + 2, type_vocab_size=1)
     XLMRobertaForQuestionAnswering(cfg).save_pretrained(a.dir)
-    shutil.copy(a.tokenizer, os.path.join(a.dir, "tokenizer.json"))
+    copy_tokenizer(a.tokenizer, a.dir)
     # max_query_length = MAX_LEN: run_qa.py never cuts a question, so neither may medqa here (its default,
     # 64, gave one COVID-QA question with a 70-token question one window less).
     settings = {"max_seq_length": MAX_LEN, "doc_stride": STRIDE, "max_query_length": MAX_LEN,

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Compares medqa's QA windows with run_qa.py's on the real XLM-R tokenizer.
 
-    check_real_windows.py --tokenizer tokenizer.json --data SET.json --ours windows.jsonl \
+    check_real_windows.py --tokenizer DIR --data SET.json --ours windows.jsonl \
         [--max-seq-length 384] [--doc-stride 128]
 
 `windows.jsonl` (written by qa-finetune's real_encoder test) has one line per question: its id and
 windows, each with input ids, the character offsets of context tokens (null elsewhere) and the start/end
-labels. The reference is run_qa.py's prepare_train_features / prepare_validation_features with
-transformers' XLM-R fast tokenizer (question left-stripped, truncation only_second, overflowing windows
+labels. The reference is run_qa.py's prepare_train_features / prepare_validation_features with the
+tokenizer run_qa.py gets, `AutoTokenizer.from_pretrained(DIR)` (DIR holds tokenizer.json and
+tokenizer_config.json; question left-stripped, truncation only_second, overflowing windows
 with the stride, no padding). Labels are compared where the file's first answer sits where it says
 (medqa moves misplaced answers to their text; run_qa trusts the offset) and where run_qa's walk to the
 end token stays inside the context (medqa stops at the context's end where run_qa overruns).
@@ -19,7 +20,7 @@ import argparse
 import json
 import sys
 
-from transformers import XLMRobertaTokenizerFast
+from transformers import AutoTokenizer
 
 
 def questions(path):
@@ -59,13 +60,15 @@ def labels(enc, i, answer):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tokenizer", required=True)
+    ap.add_argument("--tokenizer", required=True, help="a directory with tokenizer.json and tokenizer_config.json")
     ap.add_argument("--data", required=True)
     ap.add_argument("--ours", required=True)
     ap.add_argument("--max-seq-length", type=int, default=384)
     ap.add_argument("--doc-stride", type=int, default=128)
     args = ap.parse_args()
-    tok = XLMRobertaTokenizerFast(tokenizer_file=args.tokenizer)
+    tok = AutoTokenizer.from_pretrained(args.tokenizer)
+    if not tok.is_fast:
+        raise SystemExit(f"{args.tokenizer}: transformers built a slow tokenizer; run_qa.py needs a fast one")
     ours = {}
     for line in open(args.ours, encoding="utf-8"):
         row = json.loads(line)

@@ -71,8 +71,9 @@ def gold_matches(run, root):
             gold[(g["doc_id"], g["concept"])] = g["answer"]
     with open(run / "extraction-en-questions.csv", encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
-    # Surrounding white space aside: medqa reads a tokenizer.json's own pre-tokenizer (a bare Metaspace for
-    # XLM-R), whose offsets give the space before a word to the word's token, so answers may start with one.
+    # Surrounding white space aside, as SQuAD scoring sets it aside: a tokenizer.json read as written with a
+    # bare Metaspace pre-tokenizer (XLM-R's file without a tokenizer_config.json) gives the space before a
+    # word to the word's token, so its answers start with one.
     same = sum(1 for r in rows
                if r["answer"].strip() and r["answer"].strip() == gold.get((r["doc_id"], r["concept"]), "").strip())
     return same, len(rows)

@@ -19,7 +19,6 @@ import argparse
 import fnmatch
 import json
 import os
-import shutil
 import sys
 
 import numpy as np
@@ -84,7 +83,7 @@ def train(a):
             json.dump([h for h in run.state.log_history if "loss" in h], f)
     os.makedirs(a.out, exist_ok=True)
     model.save_pretrained(os.path.join(a.out, "final"))
-    shutil.copy(os.path.join(a.model, "tokenizer.json"), os.path.join(a.out, "final", "tokenizer.json"))
+    bench_qa.copy_tokenizer(os.path.join(a.model, "tokenizer.json"), os.path.join(a.out, "final"))
     print(json.dumps({"impl": "transformers", "windows": len(data), "steps": result.global_step,
                       "train_loss": result.training_loss, "frozen_parameters": frozen}))
 

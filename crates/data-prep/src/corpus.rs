@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use text::shards::{ShardInfo, ShardManifest, ShardWriter, FORMAT, MANIFEST};
@@ -684,6 +684,15 @@ fn write_outputs(
     })?;
     let tok_text = std::fs::read(tok_path)?;
     fsutil::write_atomic(&out.join("tokenizer.json"), |w| w.write_all(&tok_text))?;
+    // The shards' tokenizer is built as the original is: its tokenizer_config.json comes along.
+    let tok_config = tok_path.with_file_name(text::tokenizer_config::FILE);
+    if tok_config.is_file() {
+        let bytes = std::fs::read(&tok_config)
+            .with_context(|| format!("cannot read {}", tok_config.display()))?;
+        fsutil::write_atomic(&out.join(text::tokenizer_config::FILE), |w| {
+            w.write_all(&bytes)
+        })?;
+    }
     let mut shards = splits.train.done;
     // Validation shards grouped by language, in the order of the language codes.
     shards.extend(splits.validation.into_values().flat_map(|w| w.done));

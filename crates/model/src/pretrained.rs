@@ -1,4 +1,5 @@
-//! Hugging Face model directories: `config.json` + `model.safetensors` (+ `tokenizer.json`).
+//! Hugging Face model directories: `config.json` + `model.safetensors` (+ `tokenizer.json` and
+//! `tokenizer_config.json`).
 
 use std::path::{Path, PathBuf};
 
@@ -101,7 +102,7 @@ impl<M: FromConfig> Pretrained<M> {
     }
 
     /// Writes `config.json` (with `architectures`) and `model.safetensors`, and copies the tokenizer
-    /// if given, so that `transformers`' `from_pretrained(dir)` loads the result.
+    /// (with its `tokenizer_config.json`, or one that reads it as written) if given, so that `transformers`' `from_pretrained(dir)` loads the result.
     pub fn save(&self, dir: &Path, dtype: SaveDtype, tokenizer: Option<&Path>) -> Result<()> {
         self.snapshot(dtype, tokenizer)?.write_into(dir)
     }
@@ -116,6 +117,13 @@ impl<M: FromConfig> Pretrained<M> {
             files
                 .add_copy_of(TOKENIZER_FILE, src)
                 .context("cannot copy the tokenizer")?;
+            // transformers 5 rebuilds an XLM-R tokenizer of a directory without one; with it, transformers
+            // builds the tokenizer medqa used.
+            let max_length = self.config.max_position_embeddings - self.config.pad_token_id - 1;
+            files.add_bytes(
+                text::tokenizer_config::FILE,
+                text::tokenizer_config::for_copy(src, max_length.max(0) as usize)?,
+            );
         }
         Ok(files)
     }

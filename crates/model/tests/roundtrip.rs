@@ -130,6 +130,126 @@ fn saved_models_load_in_transformers_with_identical_outputs() {
     );
 }
 
+/// The fixture tokenizer with its JSON changed by `edit`, in a directory of its own, with `config` as its
+/// tokenizer_config.json if given.
+fn edited_tokenizer(
+    root: &Path,
+    edit: impl FnOnce(&mut serde_json::Value),
+    config: Option<serde_json::Value>,
+) -> std::path::PathBuf {
+    let src = common::fixtures().join("tokenizer/tokenizer.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src).unwrap()).unwrap();
+    edit(&mut json);
+    std::fs::create_dir_all(root).unwrap();
+    let file = root.join("tokenizer.json");
+    std::fs::write(&file, json.to_string()).unwrap();
+    if let Some(c) = config {
+        std::fs::write(root.join(text::tokenizer_config::FILE), c.to_string()).unwrap();
+    }
+    file
+}
+
+/// transformers 5 rebuilds an XLM-R tokenizer in code unless the directory's tokenizer_config.json says
+/// otherwise: what medqa saves must make transformers build the tokenizer medqa used — a tokenizer read as
+/// written keeps its NFKC normalizer, and one named XLMRobertaTokenizer (as real checkpoints name it) is
+/// rebuilt alike on both sides (no trailing `▁` for a text ending in white space, offsets without the space
+/// before a word).
+#[test]
+fn saved_tokenizers_are_built_in_transformers_as_medqa_built_them() {
+    use text::tokenizer_config::{self, Build};
+    let tmp = tempfile::tempdir().unwrap();
+    let texts = [
+        "\u{fb01}brila\u{21b}ie atrial\u{103}, TA \u{ff11}\u{ff15}\u{ff10}/85 mmHg\n",
+        "Pacientul a fost internat cu accident vascular cerebral.  ",
+        "  Пациентът е приет с инсулт.\n",
+    ];
+    let nfkc = edited_tokenizer(
+        &tmp.path().join("nfkc"),
+        |j| j["normalizer"] = serde_json::json!({"type": "NFKC"}),
+        None,
+    );
+    let bare_metaspace = |j: &mut serde_json::Value| {
+        j["pre_tokenizer"] = serde_json::json!({"type": "Metaspace", "replacement": "\u{2581}",
+            "prepend_scheme": "always", "split": true});
+    };
+    let as_written = edited_tokenizer(&tmp.path().join("metaspace"), bare_metaspace, None);
+    let xlmr = edited_tokenizer(
+        &tmp.path().join("xlmr"),
+        bare_metaspace,
+        Some(tokenizer_config::xlm_roberta(128)),
+    );
+
+    // The rebuild is what changes the ids: XLM-R's bare Metaspace gives a trailing `▁` token and offsets
+    // that start at the space before a word; the rebuilt pipeline does not.
+    let (plain, rebuilt) = (
+        XlmrTokenizer::from_file(&as_written).unwrap(),
+        XlmrTokenizer::from_file(&xlmr).unwrap(),
+    );
+    assert_eq!(plain.build(), Build::AsWritten);
+    assert_eq!(
+        rebuilt.build(),
+        Build::XlmRoberta {
+            add_prefix_space: true
+        }
+    );
+    let chars: Vec<char> = texts[1].chars().collect();
+    let on_space = |w: &text::tokenizer::Window| {
+        w.offsets
+            .iter()
+            .filter(|(s, e)| s < e && chars[*s].is_whitespace())
+            .count()
+    };
+    let (a, b) = (
+        plain.encode(texts[1]).unwrap(),
+        rebuilt.encode(texts[1]).unwrap(),
+    );
+    // The text ends in two spaces: a `▁` token for each, as written.
+    assert_eq!(a.len(), b.len() + 2, "{a:?}\n{b:?}");
+    assert!(on_space(&a) >= 6, "{a:?}");
+    assert_eq!(on_space(&b), 0, "{b:?}");
+
+    for (name, tok_file) in [("nfkc", &nfkc), ("xlmr", &xlmr)] {
+        let tok = XlmrTokenizer::from_file(tok_file).unwrap();
+        let mut cfg = XlmRobertaConfig::new(tok.vocab_size() as i64, 32, 2, 2, 64);
+        cfg.max_position_embeddings = 130;
+        let (ids, mask) = batch(&tok, &texts);
+        let cases = serde_json::Value::Array(
+            texts
+                .iter()
+                .map(|t| {
+                    let w = tok.encode(t).unwrap();
+                    serde_json::json!({"text": t, "input_ids": w.input_ids, "offsets": w.offsets})
+                })
+                .collect(),
+        );
+        tch::manual_seed(12);
+        let mlm = perturbed::<XlmRobertaForMaskedLM>(&cfg);
+        let dir = tmp.path().join(format!("saved-{name}"));
+        mlm.save(&dir, SaveDtype::F32, Some(tok_file)).unwrap();
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(tokenizer_config::FILE)).unwrap())
+                .unwrap();
+        let class = if name == "nfkc" {
+            "PreTrainedTokenizerFast"
+        } else {
+            "XLMRobertaTokenizer"
+        };
+        assert_eq!(written["tokenizer_class"], class);
+        assert_eq!(written["model_max_length"], 128);
+        let logits = tch::no_grad(|| mlm.model.forward_t(&ids, &mask, None, false));
+        python_check(
+            &dir,
+            vec![
+                ("input_ids", ids),
+                ("attention_mask", mask),
+                ("mlm_logits", logits),
+            ],
+            &cases,
+        );
+    }
+}
+
 #[test]
 fn half_precision_save_round_trips() {
     let dir = &common::model_dirs()[0];

