@@ -700,6 +700,7 @@ fn write_outputs(
         format: FORMAT.to_owned(),
         vocab_size: tok.vocab_size() as u64,
         tokenizer_sha256: text::shards::sha256_file(&out.join("tokenizer.json"))?,
+        tokenizer_build: Some(tok.build().to_string()),
         shards,
         extra: serde_json::json!({ "config": cfg, "report": report }),
     };

@@ -195,6 +195,8 @@ print(json.dumps(out))
     // Validation shards hold one language each, as many documents as the report counts for it;
     // training shards stay mixed.
     let manifest = text::shards::ShardManifest::load(&a).unwrap();
+    // A tokenizer.json without a tokenizer_config.json beside it is read as written, and recorded so.
+    assert_eq!(manifest.tokenizer_build.as_deref(), Some("as written"));
     let kept = &manifest.extra["report"]["kept"];
     let mut per_language: std::collections::BTreeMap<String, u64> = Default::default();
     for (key, counts) in kept.as_object().unwrap() {

@@ -137,6 +137,18 @@ impl MlmConfig {
                 self.data.shards.display()
             );
         }
+        if let Some(built) = &manifest.tokenizer_build {
+            if *built != tokenizer.build().to_string() {
+                bail!(
+                    "the shards in {} were tokenized with {} built {built}, but here it is built {} \
+                     (its {} differs from the shards')",
+                    self.data.shards.display(),
+                    tokenizer_path.display(),
+                    tokenizer.build(),
+                    text::tokenizer_config::FILE
+                );
+            }
+        }
         let seq = self.data.max_seq_length;
         let train = Sequences::new(
             Corpus::open(&self.data.shards, "train")?,

@@ -387,6 +387,29 @@ fn bad_inputs_fail_before_any_compute() {
         "not the tokenizer",
     );
 
+    // The shards' own tokenizer file, built otherwise (a tokenizer_config.json naming XLM-R's class
+    // beside it).
+    let rebuilt = tmp.path().join("rebuilt");
+    std::fs::create_dir_all(&rebuilt).unwrap();
+    std::fs::copy(
+        shards.join("tokenizer.json"),
+        rebuilt.join("tokenizer.json"),
+    )
+    .unwrap();
+    std::fs::write(
+        rebuilt.join(text::tokenizer_config::FILE),
+        text::tokenizer_config::to_pretty(&text::tokenizer_config::xlm_roberta(64)),
+    )
+    .unwrap();
+    fails_with_override(
+        &cfg,
+        &format!(
+            "data.tokenizer=\"{}\"",
+            rebuilt.join("tokenizer.json").display()
+        ),
+        "built as written, but here it is built XLMRobertaTokenizer",
+    );
+
     // Shards whose manifest names another vocabulary size than the tokenizer's.
     let other_vocab = tmp.path().join("other-vocab");
     std::fs::create_dir_all(&other_vocab).unwrap();

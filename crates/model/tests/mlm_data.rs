@@ -29,6 +29,7 @@ fn corpus(docs: &[Vec<u32>], per_shard: usize) -> tempfile::TempDir {
         format: FORMAT.into(),
         vocab_size: 374,
         tokenizer_sha256: String::new(),
+        tokenizer_build: None,
         shards,
         extra: serde_json::Value::Null,
     };

@@ -35,6 +35,10 @@ pub struct ShardManifest {
     pub vocab_size: u64,
     /// SHA-256 of the `tokenizer.json` the ids come from.
     pub tokenizer_sha256: String,
+    /// How that file was built into a tokenizer (`tokenizer_config::Build`'s name): the same file gives
+    /// other ids under another build. Absent in manifests written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer_build: Option<String>,
     pub shards: Vec<ShardInfo>,
     /// Anything the writer wants to record (sources, statistics, config).
     #[serde(default)]

@@ -32,6 +32,21 @@ pub enum Build {
     XlmRoberta { add_prefix_space: bool },
 }
 
+impl std::fmt::Display for Build {
+    /// The name recorded in a shard manifest (`tokenizer_build`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Build::AsWritten => f.write_str("as written"),
+            Build::XlmRoberta {
+                add_prefix_space: true,
+            } => f.write_str("XLMRobertaTokenizer"),
+            Build::XlmRoberta {
+                add_prefix_space: false,
+            } => f.write_str("XLMRobertaTokenizer without prefix space"),
+        }
+    }
+}
+
 /// How `tokenizer_file` is built, from the `tokenizer_config.json` beside it (and, where that names no
 /// class, the model type in `config.json`, as `AutoTokenizer` resolves it).
 pub fn build_for(tokenizer_file: &Path) -> Result<Build> {

@@ -81,6 +81,7 @@ pub fn write_shards(dir: &Path, validation: &[(Option<&str>, Vec<usize>)]) {
         format: FORMAT.into(),
         vocab_size: tok.vocab_size() as u64,
         tokenizer_sha256: model::shards::sha256_file(&dir.join("tokenizer.json")).unwrap(),
+        tokenizer_build: Some("as written".into()),
         shards,
         extra: serde_json::Value::Null,
     };
