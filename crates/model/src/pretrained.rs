@@ -102,7 +102,8 @@ impl<M: FromConfig> Pretrained<M> {
     }
 
     /// Writes `config.json` (with `architectures`) and `model.safetensors`, and copies the tokenizer
-    /// (with its `tokenizer_config.json`, or one that reads it as written) if given, so that `transformers`' `from_pretrained(dir)` loads the result.
+    /// (with its `tokenizer_config.json`, or one that reads it as written) if given, so that
+    /// `transformers`' `from_pretrained(dir)` loads the result and builds the tokenizer medqa used.
     pub fn save(&self, dir: &Path, dtype: SaveDtype, tokenizer: Option<&Path>) -> Result<()> {
         self.snapshot(dtype, tokenizer)?.write_into(dir)
     }
