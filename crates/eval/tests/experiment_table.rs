@@ -116,13 +116,21 @@ fn a_budget_cut_run_gets_its_own_block_with_the_seeds_that_completed() {
     );
     assert!(text.contains("`pl-source.json` (not on the machine that wrote this table)"));
     assert!(text.contains("| es | es | 5 | 3 |") && text.contains("| pl | pl | 4 | 2 |"));
-    // es: medqa 45.00 ± 7.07 inside transformers' 44–48; pl: 11.00 below 20–30.
+    // es: medqa 45.00 ± 7.07 inside transformers' 44–48; pl: 11.00 below 20–30. The difference's standard
+    // error: es √(50/2 + 8/2) = 5.39, within two of it; pl √(2/2 + 50/2) = 5.10, 14 is beyond two.
     assert!(
-        text.contains("| es | 35.00 ± 7.07 | 45.00 ± 7.07 | 36.00 ± 2.83 | 46.00 ± 2.83 | 44.00–48.00 | within |"),
+        text.contains(
+            "| es | 35.00 ± 7.07 | 45.00 ± 7.07 | 36.00 ± 2.83 | 46.00 ± 2.83 | 44.00–48.00 | within | -1.00 ± 5.39 |"
+        ),
         "{text}"
     );
-    assert!(text.contains("| pl | 1.00 ± 1.41 | 11.00 ± 1.41 | 15.00 ± 7.07 | 25.00 ± 7.07 | 20.00–30.00 | **outside** |"));
-    assert!(text.contains("within transformers' seed-to-seed range on 1 of 2 sets."));
+    assert!(text.contains(
+        "| pl | 1.00 ± 1.41 | 11.00 ± 1.41 | 15.00 ± 7.07 | 25.00 ± 7.07 | 20.00–30.00 | **outside** | -14.00 ± 5.10 |"
+    ));
+    assert!(text.contains(
+        "within transformers' seed-to-seed range on 1 of 2 sets; the two means differ by less than two \
+         standard errors of their difference on 1 of 2."
+    ));
     assert!(text.contains(
         "MLM evaluation perplexity: 812.50 with the fresh head trained alone (the encoder as imported), \
          640.25 after adaptation."
