@@ -153,6 +153,22 @@ fn a_budget_cut_run_gets_its_own_block_with_the_seeds_that_completed() {
 }
 
 #[test]
+fn a_one_seed_run_gives_the_difference_without_a_standard_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (run, doc) = (tmp.path().join("run"), tmp.path().join("EXPERIMENTS.md"));
+    run_dir(&run, &[1], &[], args("1", ""));
+    let text = table(&run, tmp.path(), &doc);
+    assert!(
+        text.contains("| es | 30.00 ± 0.00 | 40.00 ± 0.00 | 34.00 ± 0.00 | 44.00 ± 0.00 | 44.00–44.00 | **outside** | -4.00 (one seed: no error) |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("within transformers' seed-to-seed range on 0 of 2 sets.\n"),
+        "{text}"
+    );
+}
+
+#[test]
 fn three_seeds_fill_the_variant_block_and_a_rerun_replaces_it() {
     let tmp = tempfile::tempdir().unwrap();
     let (run, doc) = (tmp.path().join("run"), tmp.path().join("EXPERIMENTS.md"));
