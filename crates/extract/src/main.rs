@@ -17,7 +17,7 @@ use model::qa::inference::QaModel;
 #[derive(Parser, Debug)]
 #[command(name = "extract", version)]
 struct Cli {
-    /// A fine-tuned QA model directory (a qa-finetune run's final/).
+    /// A fine-tuned QA model directory (a qa-finetune run's final/, or one transformers wrote).
     #[arg(long)]
     model: PathBuf,
     /// The concept catalogue (configs/concepts-*.toml).
@@ -62,6 +62,10 @@ struct Cli {
     /// score, method; every candidate in link_candidates) in the long table, its IRI in the linked data.
     #[command(flatten)]
     link: link::LinkArgs,
+    /// The model's windows and post-processing come from its medqa.json (run_qa.py's defaults for a
+    /// model fine-tuned outside medqa); these flags set them.
+    #[command(flatten)]
+    settings: model::qa::inference::SettingsArgs,
 }
 
 fn main() -> Result<()> {
@@ -103,7 +107,7 @@ fn main() -> Result<()> {
     // The index is read before the model runs: a wrong path fails in a second, not after extraction.
     let linker = cli.link.load()?;
     let device = cli.device.resolve()?;
-    let qa = QaModel::load(&cli.model, device)?;
+    let qa = QaModel::load_with(&cli.model, device, &cli.settings)?;
     let bar = model::train::log::progress_bar(docs.len() as u64, 0, "documents");
     let clock = std::time::Instant::now();
     let rows = extract::extract(

@@ -294,3 +294,50 @@ fn answers_are_linked_to_a_terminology() {
         "{err}"
     );
 }
+
+#[test]
+fn a_model_without_medqa_json_extracts_with_the_settings_the_command_line_gives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let model = qa_model(d);
+    // The same model as transformers would leave it: no medqa.json.
+    let foreign = d.join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    for entry in std::fs::read_dir(&model).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() != "medqa.json" {
+            std::fs::copy(&path, foreign.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let docs = d.join("notes.csv");
+    std::fs::write(
+        &docs,
+        "id,text\nn1,\"NIHSS 5 on admission, blood pressure 150/90 mmHg, discharged on aspirin 100 mg daily after a thrombectomy.\"\n",
+    )
+    .unwrap();
+    let own = d.join("own.jsonl");
+    let log = ok(run(&args(&model, &docs, &own)));
+    assert!(!log.contains("has no medqa.json"), "{log}");
+
+    // run_qa.py's defaults: 384-token windows, more than the fixture's positions.
+    let refused = run(&args(&foreign, &docs, &d.join("refused.jsonl")));
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("max_seq_length 384 exceeds"), "{err}");
+
+    // medqa.json's values from the command line: the same table, byte for byte.
+    let given = d.join("given.jsonl");
+    let mut with_flags = args(&foreign, &docs, &given);
+    for (k, v) in [
+        ("--max-seq-length", "48"),
+        ("--doc-stride", "16"),
+        ("--max-query-length", "12"),
+        ("--n-best-size", "10"),
+        ("--max-answer-length", "8"),
+    ] {
+        with_flags.extend([k.to_owned(), v.to_owned()]);
+    }
+    let log = ok(run(&with_flags));
+    assert!(log.contains("has no medqa.json"), "{log}");
+    assert_eq!(std::fs::read(&own).unwrap(), std::fs::read(&given).unwrap());
+}

@@ -19,7 +19,9 @@ use model::{Pretrained, XlmRobertaForQuestionAnswering, XlmrTokenizer};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-pub use model::qa::inference::{infer, Prediction, QaSettings, Seconds, SETTINGS_FILE};
+pub use model::qa::inference::{
+    infer, Prediction, QaSettings, Seconds, SettingsArgs, SETTINGS_FILE,
+};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -491,18 +493,30 @@ impl model::train::Task for QaTask {
 }
 
 /// `predict`: answers for a SQuAD-format file (its first `data.max_samples` questions, if set) with
-/// a fine-tuned model directory.
+/// a fine-tuned model directory, its settings (`medqa.json`, else run_qa.py's) under `settings`; also
+/// what it ran with, for `predict_settings.json`.
 pub fn predict(
     model_dir: &Path,
     data: &QaFile,
+    settings: &SettingsArgs,
     batch_size: usize,
     device: Device,
     precision: model::autocast::Precision,
-) -> Result<(Vec<QaExample>, Prediction)> {
-    let qa = model::qa::inference::QaModel::load(model_dir, device)?;
+) -> Result<(Vec<QaExample>, Prediction, serde_json::Value)> {
+    let qa = model::qa::inference::QaModel::load_with(model_dir, device, settings)?;
     let examples = load_examples(std::slice::from_ref(data))?;
     let prediction = qa.predict(&examples, batch_size, precision)?;
-    Ok((examples, prediction))
+    let record = serde_json::json!({
+        "model": model_dir,
+        "data": data.path,
+        "questions": examples.len(),
+        "settings_from": qa.origin,
+        "set_on_the_command_line": qa.overridden,
+        "settings": qa.settings,
+        "precision": precision,
+        "device": model::device::describe(device),
+    });
+    Ok((examples, prediction, record))
 }
 
 /// What `qa-finetune` adds to the common run (`run::train`).

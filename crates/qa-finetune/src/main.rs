@@ -24,9 +24,13 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Answer the questions of a SQuAD-format file: predictions.json, nbest_predictions.json,
-    /// null_odds.json (SQuAD v2).
+    /// null_odds.json (SQuAD v2), predict_settings.json (the settings used and where they came from).
+    ///
+    /// Windows and post-processing repeat training's, from the model's medqa.json; a model fine-tuned
+    /// outside medqa (run_qa.py, a hub checkpoint) has none and gets run_qa.py's defaults. The flags
+    /// below set either.
     Predict {
-        /// A fine-tuned model directory (RUN/final).
+        /// A fine-tuned QA model directory (RUN/final, or one transformers wrote).
         #[arg(long)]
         model: PathBuf,
         #[arg(long)]
@@ -49,6 +53,8 @@ enum Command {
         /// fp32, bf16 (autocast; for CUDA), or fp16 (autocast, for GPUs without bf16).
         #[arg(long, default_value = "fp32")]
         precision: model::autocast::Precision,
+        #[command(flatten)]
+        settings: qa_finetune::SettingsArgs,
     },
 }
 
@@ -71,6 +77,7 @@ fn main_result() -> Result<()> {
             dump_features,
             device,
             precision,
+            settings,
         }) => {
             let device = device.resolve()?;
             // Checked before the model loads and the windows run, not after.
@@ -86,6 +93,7 @@ fn main_result() -> Result<()> {
                     predictions: preds,
                     seconds,
                 },
+                record,
             ) = predict(
                 &model,
                 &qa_finetune::QaFile {
@@ -95,6 +103,7 @@ fn main_result() -> Result<()> {
                     weight: 1.0,
                     max_samples,
                 },
+                &settings,
                 batch_size,
                 device,
                 precision,
@@ -112,6 +121,7 @@ fn main_result() -> Result<()> {
             if !preds.null_odds.is_empty() {
                 write_json(&out.join("null_odds.json"), &preds.null_odds)?;
             }
+            write_json(&out.join("predict_settings.json"), &record)?;
             if let Some(path) = dump_features {
                 let mut text = String::new();
                 for (f, (s, e)) in features.iter().zip(&logits) {

@@ -12,7 +12,7 @@ use extract::concepts::{Catalogue, QuestionLanguage};
 use extract::documents::Document;
 use extract::Extraction;
 use model::autocast::Precision;
-use model::qa::inference::QaModel;
+use model::qa::inference::{QaModel, SettingsArgs, SettingsOrigin};
 use model::qa::squad::QaExample;
 use tokio::sync::oneshot;
 
@@ -51,6 +51,8 @@ pub struct EngineConfig {
     /// Questions (QA) or documents (extraction) taken into one prediction at most.
     pub max_batch_items: usize,
     pub catalogue: Option<Catalogue>,
+    /// Over the model's medqa.json (or run_qa.py's defaults).
+    pub settings: SettingsArgs,
 }
 
 /// What the loaded model is, for `/model`.
@@ -64,6 +66,9 @@ pub struct ModelInfo {
     pub max_seq_length: usize,
     pub doc_stride: usize,
     pub version_2_with_negative: bool,
+    /// `medqa_json`, or `run_qa_defaults` for a model fine-tuned outside medqa.
+    pub settings_from: SettingsOrigin,
+    pub settings_set_on_the_command_line: Vec<&'static str>,
 }
 
 /// Why a request got no result.
@@ -92,7 +97,7 @@ impl Engine {
         let handle = std::thread::Builder::new()
             .name("medqa-model".into())
             .spawn(move || {
-                let loaded = QaModel::load(&cfg.model, cfg.device)
+                let loaded = QaModel::load_with(&cfg.model, cfg.device, &cfg.settings)
                     .with_context(|| format!("loading the QA model {}", cfg.model.display()));
                 match loaded {
                     Ok(qa) => {
@@ -148,6 +153,8 @@ fn info(cfg: &EngineConfig, qa: &QaModel) -> ModelInfo {
         max_seq_length: qa.settings.max_seq_length,
         doc_stride: qa.settings.doc_stride,
         version_2_with_negative: qa.settings.postprocess.version_2_with_negative,
+        settings_from: qa.origin,
+        settings_set_on_the_command_line: qa.overridden.clone(),
     }
 }
 

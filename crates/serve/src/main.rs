@@ -15,7 +15,7 @@ use serve::routes::{router, AppState, Limits};
 #[derive(Parser, Debug)]
 #[command(name = "serve", version)]
 struct Cli {
-    /// A fine-tuned QA model directory (a qa-finetune run's final/).
+    /// A fine-tuned QA model directory (a qa-finetune run's final/, or one transformers wrote).
     #[arg(long)]
     model: PathBuf,
     /// A concept catalogue (configs/concepts-*.toml) for /extract and Label Studio's /predict.
@@ -52,6 +52,10 @@ struct Cli {
     /// Questions of one /qa request, tasks of one /predict.
     #[arg(long, default_value_t = 256)]
     max_items: usize,
+    /// The model's windows and post-processing come from its medqa.json (run_qa.py's defaults for a
+    /// model fine-tuned outside medqa); these flags set them.
+    #[command(flatten)]
+    settings: model::qa::inference::SettingsArgs,
 }
 
 fn main() -> Result<()> {
@@ -77,6 +81,7 @@ fn main() -> Result<()> {
         queue: cli.queue,
         max_batch_items: cli.max_batch_items,
         catalogue: catalogue.clone(),
+        settings: cli.settings.clone(),
     })?;
     let state = Arc::new(AppState {
         engine,

@@ -123,6 +123,8 @@ fn the_json_api_answers_with_offsets_into_the_text_sent() {
     assert_eq!((status, health["status"].as_str()), (200, Some("UP")));
     let (_, info) = server.get("/model");
     assert_eq!(info["model"]["hidden_size"], 40);
+    assert_eq!(info["model"]["settings_from"], "medqa_json");
+    assert_eq!(info["model"]["doc_stride"], 16);
     assert_eq!(info["catalogue"]["concepts"].as_array().unwrap().len(), 34);
     let (_, spec) = server.get("/openapi.json");
     assert_eq!(spec["openapi"], "3.0.3");
@@ -382,5 +384,27 @@ fn inception_gets_predictions_in_its_cas() {
         assert_eq!(a["predicted"], true);
         assert!(a["score"].as_f64().is_some());
     }
+    assert!(server.stop().success());
+}
+
+#[test]
+fn the_command_line_sets_prediction_settings_over_the_model_s_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        tmp.path(),
+        &["--doc-stride", "8", "--version-2-with-negative"],
+    );
+    let (_, info) = server.get("/model");
+    let m = &info["model"];
+    assert_eq!(
+        (m["max_seq_length"].as_u64(), m["doc_stride"].as_u64()),
+        (Some(48), Some(8))
+    );
+    assert_eq!(m["version_2_with_negative"], true);
+    assert_eq!(m["settings_from"], "medqa_json");
+    assert_eq!(
+        m["settings_set_on_the_command_line"],
+        json!(["doc_stride", "version_2_with_negative"])
+    );
     assert!(server.stop().success());
 }

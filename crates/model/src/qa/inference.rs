@@ -1,40 +1,22 @@
 //! QA inference on a fine-tuned model directory: windows, batched forward passes without gradients,
 //! and `utils_qa.py`'s post-processing, with the window settings and no-answer threshold saved at
-//! training time (`medqa.json`). Used by qa-finetune's `predict` and by concept extraction.
+//! training time (`medqa.json`, see `settings`). Used by qa-finetune's `predict`, concept extraction
+//! and the service.
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
 
 use crate::autocast::{AutocastGuard, Precision};
 use crate::qa::features::{FeatureMaker, QaFeature};
-use crate::qa::postprocess::{postprocess, PostprocessConfig, Predictions};
+use crate::qa::postprocess::{postprocess, Predictions};
 use crate::qa::squad::QaExample;
 use crate::{Pretrained, XlmRobertaForQuestionAnswering, XlmrTokenizer};
 
-/// Settings stored beside a fine-tuned model, so that prediction repeats training's windows and
-/// post-processing, with the tuned no-answer threshold.
-pub const SETTINGS_FILE: &str = "medqa.json";
-
-/// What prediction needs to repeat training's processing.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct QaSettings {
-    pub max_seq_length: usize,
-    pub doc_stride: usize,
-    pub max_query_length: usize,
-    pub postprocess: PostprocessConfig,
-}
-
-impl QaSettings {
-    pub fn load(dir: &Path) -> Result<Self> {
-        let file = dir.join(SETTINGS_FILE);
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not valid", file.display()))
-    }
-}
+pub use crate::qa::settings::{
+    QaSettings, ResolvedSettings, SettingsArgs, SettingsOrigin, SETTINGS_FILE,
+};
 
 /// Right-pads windows to the longest, rounded up to [`pad_multiple`]: `(input_ids on device,
 /// attention_mask on the host)`. The encoder reads from the host mask whether the batch has padding
@@ -116,26 +98,50 @@ pub struct Seconds {
     pub postprocess: f64,
 }
 
-/// A fine-tuned QA model ready to answer: weights, tokenizer and saved settings.
+/// A fine-tuned QA model ready to answer: weights, tokenizer and settings.
 pub struct QaModel {
     pub model: Pretrained<XlmRobertaForQuestionAnswering>,
     pub tokenizer: XlmrTokenizer,
     pub settings: QaSettings,
+    /// `medqa.json`, or run_qa.py's defaults for a model fine-tuned elsewhere.
+    pub origin: SettingsOrigin,
+    /// The settings the command line set.
+    pub overridden: Vec<&'static str>,
     pub device: Device,
 }
 
 impl QaModel {
+    /// The model with its own settings (`medqa.json`, else run_qa.py's defaults, said on stderr).
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
-        let settings = QaSettings::load(dir)?;
+        Self::load_with(dir, device, &SettingsArgs::default())
+    }
+
+    /// The model with `args` over its settings.
+    pub fn load_with(dir: &Path, device: Device, args: &SettingsArgs) -> Result<Self> {
+        let resolved = ResolvedSettings::resolve(dir, args)?;
         let tokenizer = XlmrTokenizer::from_file(dir)?;
         let model = Pretrained::<XlmRobertaForQuestionAnswering>::load(dir, device)?;
         if let Some(r) = model.report.as_ref().filter(|r| !r.missing.is_empty()) {
             bail!("{} is not a fine-tuned QA model: {r}", dir.display());
         }
+        let positions = model.config.max_sequence_length();
+        if resolved.settings.max_seq_length as i64 > positions {
+            bail!(
+                "max_seq_length {} exceeds the {positions} positions of the model in {}: give a \
+                 shorter --max-seq-length",
+                resolved.settings.max_seq_length,
+                dir.display()
+            );
+        }
+        if let Some(note) = resolved.note(dir) {
+            eprintln!("{note}");
+        }
         Ok(Self {
             model,
             tokenizer,
-            settings,
+            settings: resolved.settings,
+            origin: resolved.origin,
+            overridden: resolved.overridden,
             device,
         })
     }

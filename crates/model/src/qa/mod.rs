@@ -2,4 +2,5 @@
 //! features and post-processing live in the torch-free `text` crate and are re-exported.
 
 pub mod inference;
+pub mod settings;
 pub use text::qa::{data, features, postprocess, squad};

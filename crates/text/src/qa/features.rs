@@ -34,6 +34,9 @@ impl FeatureMaker {
         doc_stride: usize,
         max_query_length: usize,
     ) -> Result<Self> {
+        if max_query_length == 0 {
+            anyhow::bail!("max_query_length must be at least 1");
+        }
         Ok(Self {
             windows: tok.pair_windows(max_seq_length, doc_stride)?,
             max_query_length,
