@@ -72,8 +72,13 @@ fn default_precision() -> String {
 #[serde(deny_unknown_fields)]
 pub struct ModelEntry {
     pub name: String,
-    /// A fine-tuned model directory (a qa-finetune run's `final/`).
+    /// A fine-tuned model directory (a qa-finetune run's `final/`, or one transformers wrote).
     pub path: PathBuf,
+    /// Prediction settings over the model's `medqa.json`; for a model without one (fine-tuned by
+    /// transformers), over run_qa.py's defaults: what its training used (`settings = { max_seq_length =
+    /// 256, doc_stride = 64 }`).
+    #[serde(default)]
+    pub settings: text::qa::settings::SettingsArgs,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -303,7 +308,8 @@ fn predict(
         .arg(out)
         .args(["--device", &cfg.predict.device])
         .args(["--batch-size", &cfg.predict.batch_size.to_string()])
-        .args(["--precision", &cfg.predict.precision]);
+        .args(["--precision", &cfg.predict.precision])
+        .args(m.settings.to_flags());
     if let Some(l) = &set.lang {
         cmd.args(["--lang", l]);
     }

@@ -202,3 +202,57 @@ fn history_deltas_plots_and_the_regression_exit_status() {
         text(&missing)
     );
 }
+
+#[test]
+fn a_model_entry_s_settings_reach_the_prediction_of_a_model_without_medqa_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let model = model_dir(d);
+    // The same weights as transformers would leave them: no medqa.json.
+    let foreign = d.join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    for entry in std::fs::read_dir(&model).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() != "medqa.json" {
+            std::fs::copy(&path, foreign.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let set = d.join("dev.json");
+    write_set(&set, |_, ctx| ctx.to_owned());
+    let reports = d.join("nightly");
+    let cfg = d.join("nightly.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "report_dir = \"{reports}\"\n[predict]\ndevice = \"cpu\"\n\
+             [[models]]\nname = \"own\"\npath = \"{model}\"\n\
+             [[models]]\nname = \"foreign\"\npath = \"{foreign}\"\n\
+             settings = {{ max_seq_length = 64, doc_stride = 16, max_query_length = 16, max_answer_length = 10 }}\n\
+             [[models]]\nname = \"bare\"\npath = \"{foreign}\"\n\
+             [[sets]]\nname = \"dev\"\npath = \"{set}\"\n",
+            reports = reports.display(),
+            model = model.display(),
+            foreign = foreign.display(),
+            set = set.display()
+        ),
+    )
+    .unwrap();
+    let out = nightly(&cfg, "2026-11-01T03:00:00Z");
+    let log = text(&out);
+    let run = reports.join("2026-11-01T030000Z");
+    let read = |name: &str| {
+        std::fs::read(run.join(format!("predictions/{name}/dev/predictions.json"))).unwrap()
+    };
+    // medqa.json's settings given in the entry: the model's own answers.
+    assert_eq!(read("own"), read("foreign"), "{log}");
+    let settings: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(run.join("predictions/foreign/dev/predict_settings.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(settings["settings_from"], "run_qa_defaults");
+    // Without them, run_qa.py's 384-token windows: more than the fixture's positions, a failure the
+    // report names (and the run's status says).
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("bare on dev: prediction failed"), "{log}");
+    assert!(log.contains("max_seq_length 384 exceeds"), "{log}");
+}

@@ -2,5 +2,4 @@
 //! features and post-processing live in the torch-free `text` crate and are re-exported.
 
 pub mod inference;
-pub mod settings;
-pub use text::qa::{data, features, postprocess, squad};
+pub use text::qa::{data, features, postprocess, settings, squad};

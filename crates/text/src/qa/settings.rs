@@ -1,7 +1,8 @@
 //! What prediction needs to repeat training's windows and post-processing. A model medqa fine-tuned
 //! carries them in `medqa.json`; a model fine-tuned elsewhere (transformers' run_qa.py, a hub
 //! checkpoint) has none, and gets run_qa.py's defaults, since nothing in a Hugging Face directory
-//! records them. Either way the command line may set each one (`SettingsArgs`).
+//! records them. Either way the command line may set each one (`SettingsArgs`), as may the nightly
+//! suite's model entries, which pass them to `qa-finetune predict` as flags.
 
 use std::path::Path;
 
@@ -82,8 +83,9 @@ pub enum SettingsOrigin {
 }
 
 /// Prediction settings from the command line, over the model's `medqa.json` or run_qa.py's defaults.
-/// The flags are run_qa.py's (`--max-query-length` is medqa's).
-#[derive(clap::Args, Clone, Debug, Default, PartialEq, Serialize)]
+/// The flags are run_qa.py's (`--max-query-length` is medqa's); in TOML the same names with `_`.
+#[derive(clap::Args, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SettingsArgs {
     /// Window length in tokens [default: medqa.json's, else run_qa.py's 384].
     #[arg(long)]
@@ -108,6 +110,33 @@ pub struct SettingsArgs {
     /// [default: medqa.json's tuned one, else 0].
     #[arg(long, allow_negative_numbers = true)]
     pub null_score_diff_threshold: Option<f64>,
+}
+
+impl SettingsArgs {
+    /// The flags that give these settings to `qa-finetune predict` (`--name=value`, so that a negative
+    /// threshold is not read as a flag).
+    pub fn to_flags(&self) -> Vec<String> {
+        let usize_flags = [
+            ("max-seq-length", self.max_seq_length),
+            ("doc-stride", self.doc_stride),
+            ("max-query-length", self.max_query_length),
+            ("n-best-size", self.n_best_size),
+            ("max-answer-length", self.max_answer_length),
+        ];
+        let mut flags: Vec<String> = usize_flags
+            .iter()
+            .filter_map(|(name, v)| v.map(|v| format!("--{name}={v}")))
+            .collect();
+        flags.extend(
+            self.version_2_with_negative
+                .map(|v| format!("--version-2-with-negative={v}")),
+        );
+        flags.extend(
+            self.null_score_diff_threshold
+                .map(|v| format!("--null-score-diff-threshold={v}")),
+        );
+        flags
+    }
 }
 
 /// The settings a prediction runs with, where they came from, and which the command line set.
@@ -218,6 +247,42 @@ impl ResolvedSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: SettingsArgs,
+    }
+
+    #[test]
+    fn to_flags_gives_back_the_same_settings_through_the_command_line() {
+        let all = SettingsArgs {
+            max_seq_length: Some(256),
+            doc_stride: Some(64),
+            max_query_length: Some(32),
+            n_best_size: Some(10),
+            max_answer_length: Some(40),
+            version_2_with_negative: Some(false),
+            null_score_diff_threshold: Some(-1.5),
+        };
+        for settings in [all, SettingsArgs::default()] {
+            let flags = settings.to_flags();
+            let parsed = Cli::try_parse_from(std::iter::once("predict".to_owned()).chain(flags))
+                .unwrap()
+                .settings;
+            assert_eq!(parsed, settings);
+        }
+        let bare = Cli::try_parse_from(["predict", "--version-2-with-negative"]).unwrap();
+        assert_eq!(bare.settings.version_2_with_negative, Some(true));
+        let toml: SettingsArgs =
+            toml::from_str("doc_stride = 64\nversion_2_with_negative = true").unwrap();
+        assert_eq!(
+            toml.to_flags(),
+            ["--doc-stride=64", "--version-2-with-negative=true"]
+        );
+        assert!(toml::from_str::<SettingsArgs>("doc_strid = 64").is_err());
+    }
 
     fn dir_with(medqa_json: Option<&str>) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
