@@ -27,6 +27,10 @@
 # last one's) would end past the budget is not started; the tables report the seeds that completed.
 # BLOCK names the run's block of the document (default: the variant, `cpu` or `full`, with three seeds;
 # `cpu-5-seeds` and so on with another count), so a run with other settings does not replace the variant's.
+# KEEP=1 extends the earlier run in OUT_DIR instead of redoing it (more seeds on the same data): it needs that
+# run's table-args.json with the same variant, sets and settings and the same data files (checked); a seed
+# whose score files are all there, the MLM step when its model is there, and an adapted fine-tuning whose
+# scores are there are kept; the tables count both runs' time and name both commits.
 # DOC: where the tables go (default docs/EXPERIMENTS.md; "none": only RUN/table-args.json, from which
 # scripts/tools/experiment_table.py --args writes them elsewhere).
 # PADDING picks the QA loss both sides train with (scripts/experiment-e5-padding.sh measures the two):
@@ -38,7 +42,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # The command as given, with the knobs set in the environment, for the tables.
 invocation="scripts/experiment-e5.sh${*:+ $*}"
-for knob in BLOCK BUDGET_S MLM_STEPS MLM_HEAD_STEPS EPOCHS DEV_Q TRAIN_Q PADDING PRECISION DEVICE SETS SEEDS; do
+for knob in OUT_DIR KEEP BLOCK BUDGET_S MLM_STEPS MLM_HEAD_STEPS EPOCHS DEV_Q TRAIN_Q PADDING PRECISION DEVICE SETS SEEDS; do
   [ -n "${!knob+set}" ] && invocation="$knob=\"${!knob}\" $invocation"
 done
 mode=cpu
@@ -69,6 +73,8 @@ else
   SETS=${SETS:-"squad-es:es:squad-es-v1.1-dev-small.es.json poquad:pl:poquad-dev.pl.json ro-covid:ro:ro-covid-squad-train.ro.json bioasq:en:bioasq-7b-train-factoid.en.json covid-qa:en:covid-qa-200423.en.json:200:100"}
 fi
 BUDGET_S=${BUDGET_S:-0}
+KEEP=${KEEP:-0}
+settings="padding=$PADDING subset=spread train_q=$TRAIN_Q dev_q=$DEV_Q epochs=$EPOCHS seq=$SEQ stride=$STRIDE batch=$BATCH lr=$LR precision=$PRECISION mlm_head_steps=$MLM_HEAD_STEPS mlm_steps=$MLM_STEPS mlm_batch=$MLM_BATCH mlm_seq=$MLM_SEQ"
 DOC=${DOC:-docs/EXPERIMENTS.md}
 precision_flags=(); [ "$PRECISION" = bf16 ] && precision_flags=(--bf16)
 out=${OUT_DIR:-runs/e5-experiment-$mode}
@@ -76,6 +82,24 @@ mkdir -p "$out/data" "$out/scores"
 start=$(date +%s)
 # The commit the run started from (the tables are written at its end, when HEAD may have moved on).
 commit=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || true)}
+kept_commit="" kept_elapsed=0
+if [ "$KEEP" = 1 ]; then
+  # The earlier run's commit and time, after checking it ran what this one would.
+  read -r kept_commit kept_elapsed < <("$py" - "$out/table-args.json" "$mode" "$SETS" "$settings" <<'PY'
+import json, sys
+path, mode, sets, settings = sys.argv[1:]
+try:
+    run = json.load(open(path, encoding="utf-8"))
+except OSError as e:
+    sys.exit(f"experiment-e5.sh: KEEP=1 needs the earlier run's {path}: {e.strerror}")
+for key, want in (("mode", mode), ("sets", sets), ("settings", settings)):
+    if run.get(key) != want:
+        sys.exit(f"experiment-e5.sh: KEEP=1: {path} has {key} {run.get(key)!r}, this run {want!r}")
+print(run.get("commit") or "unknown", run.get("elapsed") or 0)
+PY
+  ) || exit 1
+  [ -n "$kept_commit" ] || exit 1
+fi
 step() { echo; echo "== [$(( $(date +%s) - start )) s] $*"; }
 # Whether a run expected to take $1 seconds ends within BUDGET_S.
 fits() { [ "$BUDGET_S" = 0 ] || [ $(( $(date +%s) - start + $1 )) -le "$BUDGET_S" ]; }
@@ -86,6 +110,9 @@ assets=(); [ -n "${E5_ASSETS:-}" ] && assets=(--assets "$E5_ASSETS")
 
 step "data: each set split 80/20 by context; answerable questions; $([ "$TRAIN_Q" = 0 ] && echo all || echo "$TRAIN_Q / $DEV_Q spread over contexts") per set"
 train_files=(); dev_sets=()
+# KEEP: the earlier run's data files, to check they are made again byte for byte.
+kept_data=""
+[ "$KEEP" = 1 ] && kept_data=$(cd "$out/data" && sha256sum -- *.train.json *.dev.json)
 for s in $SETS; do
   IFS=: read -r name lang file set_train set_dev <<< "$s"
   "$bin/data-prep" qa --input "$shared/qa/$file:lang=$lang:name=$name" --out "$out/data/$name.split-train.json" \
@@ -97,6 +124,10 @@ for s in $SETS; do
   done
   train_files+=("$out/data/$name.train.json"); dev_sets+=("$name")
 done
+if [ "$KEEP" = 1 ] && ! (cd "$out/data" && sha256sum --check --quiet - <<< "$kept_data"); then
+  echo "experiment-e5.sh: KEEP=1: the data made now differ from the earlier run's in $out/data" >&2
+  exit 1
+fi
 
 # The [train] keys both fine-tunings and the MLM steps share: 10% warm-up, weight decay 0.01, no evaluation
 # or checkpoints during the run, frozen word embeddings (96 M of the 117 M parameters; $1 freezes others).
@@ -134,6 +165,12 @@ TOML
   done
   score_held_out "$run" "$tag-seed$seed"
 }
+# Whether KEEP keeps the earlier run's TAG fine-tuning of SEED: its score files are all there.
+kept() {
+  [ "$KEEP" = 1 ] || return 1
+  local name
+  for name in "${dev_sets[@]}"; do [ -f "$out/scores/$1-seed$2-$name.json" ] || return 1; done
+}
 # Scores RUN/pred-SET/predictions.json of every held-out set with medqa's eval into scores/TAG-SET.json.
 score_held_out() {
   local run=$1 tag=$2
@@ -146,6 +183,11 @@ echo "see $out/*.log for each run"
 pairs=() adapted=() pair_s=0
 for seed in $SEEDS; do
   fits "$pair_s" || { step "seed $seed and later not started: a round takes ${pair_s} s, BUDGET_S is $BUDGET_S"; break; }
+  if kept medqa "$seed" && kept transformers "$seed"; then
+    step "seed $seed: both fine-tunings kept from the earlier run (KEEP)"
+    pairs+=("$seed")
+    continue
+  fi
   round_start=$(date +%s)
   step "medqa QA fine-tuning, seed $seed"
   medqa_qa "$out/e5" "$out/medqa-seed$seed" "$seed" medqa
@@ -170,7 +212,11 @@ for seed in $SEEDS; do
 done
 
 # The MLM step is started when at least two fine-tunings' time is left, the fine-tunings from it one by one.
-if fits $(( 2 * ${medqa_s:-0} )); then
+if [ "$KEEP" = 1 ] && [ -f "$out/mlm/final/model.safetensors" ]; then
+  step "domain adaptation: the MLM step kept from the earlier run (KEEP)"
+  adapt_ok=1
+elif fits $(( 2 * ${medqa_s:-0} )); then
+adapt_ok=1
 step "domain adaptation: MLM from the encoder on the shared corpus ($MLM_HEAD_STEPS steps of the head alone, then $MLM_STEPS)"
 # configs/corpus-shared.toml without its QA-context sources: the held-out splits' contexts must not be
 # in the adaptation corpus.
@@ -215,23 +261,31 @@ if [ "$MLM_HEAD_STEPS" != 0 ]; then
   adapt_from=$out/mlm-head/final
 fi
 mlm_run mlm "$adapt_from" "$MLM_STEPS"
+else
+  adapt_ok=0
+  step "domain adaptation: not started (BUDGET_S)"
+fi
+if [ "$adapt_ok" = 1 ]; then
 for seed in "${pairs[@]}"; do
-  fits "$medqa_s" || { step "fine-tuning from the adapted encoder, seed $seed and later: not started (BUDGET_S)"; break; }
+  if kept adapted "$seed"; then
+    step "fine-tuning from the adapted encoder, seed $seed: kept from the earlier run (KEEP)"
+    adapted+=("$seed")
+    continue
+  fi
+  fits "${medqa_s:-0}" || { step "fine-tuning from the adapted encoder, seed $seed and later: not started (BUDGET_S)"; break; }
   step "medqa QA fine-tuning from the adapted encoder, seed $seed"
   medqa_qa "$out/mlm/final" "$out/adapted-seed$seed" "$seed" adapted
   adapted+=("$seed")
 done
-else
-  step "domain adaptation: not started (BUDGET_S)"
 fi
 
 step "tables"
 # Everything the tables need besides the run's files: experiment_table.py --args reads it (also where the
 # run's directory was brought back from another machine).
 "$py" - "$out/table-args.json" mode="$mode" seeds="${pairs[*]}" adapted_seeds="${adapted[*]}" sets="$SETS" \
-  block="${BLOCK:-}" command="$invocation" elapsed="$(( $(date +%s) - start ))" machine="${MACHINE:-}" \
-  commit="$commit" shared="$shared" \
-  settings="padding=$PADDING subset=spread train_q=$TRAIN_Q dev_q=$DEV_Q epochs=$EPOCHS seq=$SEQ stride=$STRIDE batch=$BATCH lr=$LR precision=$PRECISION mlm_head_steps=$MLM_HEAD_STEPS mlm_steps=$MLM_STEPS mlm_batch=$MLM_BATCH mlm_seq=$MLM_SEQ" <<'PY'
+  block="${BLOCK:-}" command="$invocation" elapsed="$(( $(date +%s) - start + kept_elapsed ))" machine="${MACHINE:-}" \
+  commit="$([ -n "$kept_commit" ] && [ "$kept_commit" != "$commit" ] && echo "$kept_commit (kept runs) and $commit" || echo "$commit")" \
+  shared="$shared" settings="$settings" <<'PY'
 import hashlib, json, sys
 from pathlib import Path
 args = dict(kv.split("=", 1) for kv in sys.argv[2:])
