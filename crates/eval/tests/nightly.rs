@@ -208,15 +208,7 @@ fn a_model_entry_s_settings_reach_the_prediction_of_a_model_without_medqa_json()
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let model = model_dir(d);
-    // The same weights as transformers would leave them: no medqa.json.
-    let foreign = d.join("foreign");
-    std::fs::create_dir_all(&foreign).unwrap();
-    for entry in std::fs::read_dir(&model).unwrap() {
-        let path = entry.unwrap().path();
-        if path.file_name().unwrap() != "medqa.json" {
-            std::fs::copy(&path, foreign.join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    let foreign = test_support::without_medqa_json(&model, &d.join("foreign"));
     let set = d.join("dev.json");
     write_set(&set, |_, ctx| ctx.to_owned());
     let reports = d.join("nightly");

@@ -300,15 +300,7 @@ fn a_model_without_medqa_json_extracts_with_the_settings_the_command_line_gives(
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let model = qa_model(d);
-    // The same model as transformers would leave it: no medqa.json.
-    let foreign = d.join("foreign");
-    std::fs::create_dir_all(&foreign).unwrap();
-    for entry in std::fs::read_dir(&model).unwrap() {
-        let path = entry.unwrap().path();
-        if path.file_name().unwrap() != "medqa.json" {
-            std::fs::copy(&path, foreign.join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    let foreign = test_support::without_medqa_json(&model, &d.join("foreign"));
     let docs = d.join("notes.csv");
     std::fs::write(
         &docs,

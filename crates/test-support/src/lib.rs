@@ -149,3 +149,18 @@ pub fn fixture_qa_model(dir: &Path, checkpoint: &str, medqa_json: &str) -> PathB
     std::fs::write(m.join("medqa.json"), medqa_json).expect("a writable test directory");
     m
 }
+
+/// A copy of the QA model directory `model` in `dest` without its `medqa.json`: the same model as
+/// transformers would leave it, for the fallback to run_qa.py's settings.
+pub fn without_medqa_json(model: &Path, dest: &Path) -> PathBuf {
+    std::fs::create_dir_all(dest).expect("a writable test directory");
+    for entry in std::fs::read_dir(model).unwrap_or_else(|e| panic!("{}: {e}", model.display())) {
+        let path = entry.expect("a readable model directory").path();
+        let name = path.file_name().expect("a file name");
+        if name != "medqa.json" {
+            std::fs::copy(&path, dest.join(name))
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+    dest.to_path_buf()
+}
