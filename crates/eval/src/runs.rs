@@ -69,7 +69,12 @@ impl RunRecord {
             commit: manifest["git_commit"]
                 .as_str()
                 .map(|c| c.chars().take(7).collect()),
-            config: manifest["config"].clone(),
+            // Every setting with its default where the run recorded one, so that a run that wrote a
+            // default out and one that left it out are the same recipe; else what the file gave.
+            config: match &manifest["effective_config"] {
+                serde_json::Value::Null => manifest["config"].clone(),
+                effective => effective.clone(),
+            },
             steps: train["global_step"].as_u64(),
             epoch: train["epoch"].as_f64(),
             train_loss: train["train_loss"].as_f64(),

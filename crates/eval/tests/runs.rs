@@ -129,3 +129,35 @@ fn runs_are_tabulated_one_by_one_and_by_group() {
         "{err}"
     );
 }
+
+#[test]
+fn runs_are_compared_by_every_setting_they_used_where_the_manifest_has_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Two seeds of one recipe: one config file left the warm-up out, the other wrote its default.
+    let runs: Vec<String> = [(1, serde_json::json!({})), (2, serde_json::json!({"warmup_ratio": 0.0}))]
+        .into_iter()
+        .map(|(seed, written)| {
+            let dir = tmp.path().join(format!("s{seed}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut config = serde_json::json!({"train": {"learning_rate": 3e-5, "seed": seed}});
+            for (k, v) in written.as_object().unwrap() {
+                config["train"][k] = v.clone();
+            }
+            let manifest = serde_json::json!({
+                "tool": "qa-finetune", "seed": seed, "config": config,
+                "effective_config": {"output_dir": dir, "train": {"learning_rate": 3e-5, "seed": seed, "warmup_ratio": 0.0}},
+            });
+            std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+            dir.display().to_string()
+        })
+        .collect();
+    let by_recipe = table_of(&runs, &["--by-recipe"]);
+    let rows: Vec<&str> = by_recipe.lines().skip(2).collect();
+    assert_eq!(rows.len(), 1, "one recipe: {by_recipe}");
+    // A setting the file left out shows its value, not "-".
+    let table = table_of(&runs, &["--group-by", "train.warmup_ratio"]);
+    assert!(
+        table.lines().nth(2).unwrap().starts_with("| 0.0 | 2 |"),
+        "{table}"
+    );
+}

@@ -119,6 +119,11 @@ fn the_host_memory_setting_leaves_every_number_the_same() {
         cmd.env(model::host_memory::OPT_OUT, "system");
     });
     assert_eq!(kept["versions"]["host_memory"], "kept");
+    // Every setting the run used, the defaults the config file left out included.
+    let effective = &kept["effective_config"];
+    assert_eq!(effective["train"]["adam_epsilon"], 1e-8, "{effective}");
+    assert_eq!(effective["train"]["group_by_length"], false, "{effective}");
+    assert!(kept["config"]["train"].get("adam_epsilon").is_none());
     assert_eq!(system["versions"]["host_memory"], "system");
     // The environment that changes numbers, and the machine, are in the manifest.
     assert_eq!(system["environment"][model::host_memory::OPT_OUT], "system");

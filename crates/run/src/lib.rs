@@ -14,6 +14,7 @@ use model::train::manifest::{hash_path, Manifest};
 use model::train::trainer::format_metrics;
 use model::train::{run_dir, Task, TrainConfig, TrainOutcome};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 pub use args::RunArgs;
 pub use fsutil::write_json;
@@ -47,7 +48,7 @@ pub fn exit(result: Result<()>) -> std::process::ExitCode {
 }
 
 /// What a training binary adds to the common run: its configuration type and task.
-pub trait Job: DeserializeOwned {
+pub trait Job: DeserializeOwned + Serialize {
     type Task: Task;
     /// The binary's name, for the manifest and messages.
     const NAME: &'static str;
@@ -115,7 +116,7 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
         group.check_same("the model's parameters", &parameter_shapes(&task))?;
         group.check_same("the input files", &serde_json::to_vec(&inputs)?)?;
     }
-    let manifest = Manifest::with_hashes(
+    let mut manifest = Manifest::with_hashes(
         J::NAME,
         version,
         cfg.seed,
@@ -124,6 +125,7 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
         inputs,
         world.size as u64,
     );
+    manifest.effective_config = serde_json::to_value(&job)?;
     if world.is_main() {
         manifest.write(&out)?;
         let ranks = match group {

@@ -26,6 +26,11 @@ pub struct Manifest {
     pub versions: serde_json::Value,
     pub device: String,
     pub config: serde_json::Value,
+    /// Every setting the run used, this version's defaults included (`config` holds what the file,
+    /// `--set` and the tool's own defaults gave): a later version whose defaults moved still shows what
+    /// this run ran with. Absent in manifests written before it was kept, and for tools without one.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub effective_config: serde_json::Value,
     pub inputs: Vec<InputHash>,
     pub started_at_unix: u64,
     /// Data-parallel processes (1: a plain run); absent in manifests written before it was kept.
@@ -165,6 +170,7 @@ impl Manifest {
             }),
             device: crate::device::describe(device),
             config,
+            effective_config: serde_json::Value::Null,
             inputs,
             started_at_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
