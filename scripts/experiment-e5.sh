@@ -85,8 +85,9 @@ commit=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || true)}
 kept_commit="" kept_elapsed=0
 if [ "$KEEP" = 1 ]; then
   # The earlier run's commit and time, after checking it ran what this one would.
-  read -r kept_commit kept_elapsed < <("$py" - "$out/table-args.json" "$mode" "$SETS" "$settings" <<'PY'
-import json, sys
+  # Its commit may already name two (a run that kept another's): every commit it names, in order.
+  read -r kept_elapsed kept_commit < <("$py" - "$out/table-args.json" "$mode" "$SETS" "$settings" <<'PY'
+import json, re, sys
 path, mode, sets, settings = sys.argv[1:]
 try:
     run = json.load(open(path, encoding="utf-8"))
@@ -95,7 +96,8 @@ except OSError as e:
 for key, want in (("mode", mode), ("sets", sets), ("settings", settings)):
     if run.get(key) != want:
         sys.exit(f"experiment-e5.sh: KEEP=1: {path} has {key} {run.get(key)!r}, this run {want!r}")
-print(run.get("commit") or "unknown", run.get("elapsed") or 0)
+commits = list(dict.fromkeys(re.findall(r"\b[0-9a-f]{7,40}\b", run.get("commit") or ""))) or ["unknown"]
+print(run.get("elapsed") or 0, ", ".join(commits))
 PY
   ) || exit 1
   [ -n "$kept_commit" ] || exit 1
