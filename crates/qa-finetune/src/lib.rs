@@ -510,9 +510,9 @@ pub fn predict(
         "model": model_dir,
         "data": data.path,
         "questions": examples.len(),
-        "settings_from": qa.origin,
-        "set_on_the_command_line": qa.overridden,
-        "settings": qa.settings,
+        "settings_from": qa.resolved.origin,
+        "set_on_the_command_line": qa.resolved.overridden,
+        "settings": qa.resolved.settings,
         "precision": precision,
         "device": model::device::describe(device),
     });

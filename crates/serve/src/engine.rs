@@ -150,11 +150,11 @@ fn info(cfg: &EngineConfig, qa: &QaModel) -> ModelInfo {
         hidden_size: c.hidden_size,
         layers: c.num_hidden_layers,
         vocab_size: c.vocab_size,
-        max_seq_length: qa.settings.max_seq_length,
-        doc_stride: qa.settings.doc_stride,
-        version_2_with_negative: qa.settings.postprocess.version_2_with_negative,
-        settings_from: qa.origin,
-        settings_set_on_the_command_line: qa.overridden.clone(),
+        max_seq_length: qa.settings().max_seq_length,
+        doc_stride: qa.settings().doc_stride,
+        version_2_with_negative: qa.settings().postprocess.version_2_with_negative,
+        settings_from: qa.resolved.origin,
+        settings_set_on_the_command_line: qa.resolved.overridden.clone(),
     }
 }
 

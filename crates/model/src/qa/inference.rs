@@ -102,11 +102,8 @@ pub struct Seconds {
 pub struct QaModel {
     pub model: Pretrained<XlmRobertaForQuestionAnswering>,
     pub tokenizer: XlmrTokenizer,
-    pub settings: QaSettings,
-    /// `medqa.json`, or run_qa.py's defaults for a model fine-tuned elsewhere.
-    pub origin: SettingsOrigin,
-    /// The settings the command line set.
-    pub overridden: Vec<&'static str>,
+    /// The settings, from `medqa.json` or run_qa.py's defaults, with the command line's over them.
+    pub resolved: ResolvedSettings,
     pub device: Device,
 }
 
@@ -139,11 +136,14 @@ impl QaModel {
         Ok(Self {
             model,
             tokenizer,
-            settings: resolved.settings,
-            origin: resolved.origin,
-            overridden: resolved.overridden,
+            resolved,
             device,
         })
+    }
+
+    /// The settings predictions run with.
+    pub fn settings(&self) -> &QaSettings {
+        &self.resolved.settings
     }
 
     /// Answers every example: all windows of all examples go through the model in batches of
@@ -154,7 +154,7 @@ impl QaModel {
         batch_size: usize,
         precision: Precision,
     ) -> Result<Prediction> {
-        let s = &self.settings;
+        let s = self.settings();
         let maker = FeatureMaker::new(
             &self.tokenizer,
             s.max_seq_length,
