@@ -33,8 +33,11 @@ enum Command {
         /// A fine-tuned QA model directory (RUN/final, or one transformers wrote).
         #[arg(long)]
         model: PathBuf,
+        /// The questions: a SQuAD file (v1.1, v2.0, BioASQ as BioBERT ships it) or `datasets`' flat
+        /// layout (`{"data": [records]}`, a JSON list, JSON Lines), as run_qa.py reads.
         #[arg(long)]
         data: PathBuf,
+        /// Directory for the outputs (created; files of an earlier prediction there are replaced).
         #[arg(long)]
         out: PathBuf,
         /// Language of the questions, overriding the file's tags.
@@ -43,11 +46,13 @@ enum Command {
         /// Answer only the file's first N questions (run_qa.py's max_predict_samples).
         #[arg(long)]
         max_samples: Option<usize>,
+        /// Windows per forward pass, whichever questions they come from.
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
         /// Write every window's example id, input ids, offsets and logits here (JSONL).
         #[arg(long)]
         dump_features: Option<PathBuf>,
+        /// Where to compute: auto (CUDA when available), cpu, cuda or cuda:N.
         #[arg(long, default_value = "auto")]
         device: DeviceChoice,
         /// fp32, bf16 (autocast; for CUDA), or fp16 (autocast, for GPUs without bf16).
@@ -118,8 +123,12 @@ fn main_result() -> Result<()> {
             }
             write_json(&out.join("predictions.json"), &preds.answers)?;
             write_json(&out.join("nbest_predictions.json"), &preds.nbest)?;
+            let null_odds = out.join("null_odds.json");
             if !preds.null_odds.is_empty() {
-                write_json(&out.join("null_odds.json"), &preds.null_odds)?;
+                write_json(&null_odds, &preds.null_odds)?;
+            } else {
+                // An earlier SQuAD v2 prediction's odds would otherwise sit beside these answers.
+                remove_if_present(&null_odds)?;
             }
             write_json(&out.join("predict_settings.json"), &record)?;
             if let Some(path) = dump_features {
@@ -147,5 +156,14 @@ fn main_result() -> Result<()> {
             Ok(())
         }
         None => run::train::<QaConfig>(&cli.train, env!("CARGO_PKG_VERSION")),
+    }
+}
+
+fn remove_if_present(path: &std::path::Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(anyhow::Error::new(e).context(format!("cannot remove {}", path.display())))
+        }
+        _ => Ok(()),
     }
 }

@@ -296,6 +296,28 @@ fn squad_v2_tunes_and_stores_the_no_answer_threshold() {
         serde_json::from_str(&std::fs::read_to_string(out.join("null_odds.json")).unwrap())
             .unwrap();
     assert_eq!(odds.len(), 60);
+    // The same directory answered again as SQuAD v1: the earlier odds do not stay beside the answers.
+    ok(Command::new(BIN)
+        .args([
+            "predict",
+            "--model",
+            tmp.path().join("run/final").to_str().unwrap(),
+        ])
+        .args([
+            "--data",
+            tmp.path().join("dev.json").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--version-2-with-negative=false",
+        ])
+        .output()
+        .unwrap());
+    assert!(
+        !out.join("null_odds.json").exists(),
+        "a v1 prediction left the earlier v2 null_odds.json in place"
+    );
 }
 
 /// Steps of one epoch over train.json (weight `w`) and dev.json (weight 0), grouped by length.
