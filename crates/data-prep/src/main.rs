@@ -19,11 +19,14 @@ struct Cli {
 enum Command {
     /// Clean, deduplicate, split and tokenize the sources of a corpus config into token shards.
     Corpus {
+        /// The corpus config (TOML: sources, cleaning, splits, tokenizer; see configs/corpus-*.toml).
         #[arg(long)]
         config: PathBuf,
         /// Override a config key, e.g. --set tokenizer=path/tokenizer.json (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
+        /// The shard directory to write: NAME.bin/.idx per split (and language), manifest.json,
+        /// statistics.parquet, rejects.jsonl.
         #[arg(long)]
         out: PathBuf,
         /// Any rejected input is an error instead of a counted skip.
@@ -32,13 +35,17 @@ enum Command {
     },
     /// Train a Unigram tokenizer in XLM-R's layout on the (cleaned) documents of a corpus config.
     Tokenizer {
+        /// The corpus config whose sources the tokenizer learns from.
         #[arg(long)]
         config: PathBuf,
         /// Override a config key (repeatable), as for `corpus`.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
+        /// Pieces in the vocabulary, special tokens and <mask> included (at most: a small corpus gives
+        /// fewer).
         #[arg(long, default_value_t = 8000)]
         vocab_size: u32,
+        /// The tokenizer.json to write.
         #[arg(long)]
         out: PathBuf,
     },
@@ -95,8 +102,10 @@ struct QaArgs {
     /// With a tokenizer.json: context lengths in tokens and windows needed.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
+    /// Window length in tokens for the windows-needed statistics (with --tokenizer), as run_qa.py's.
     #[arg(long, default_value_t = 384)]
     max_seq_length: usize,
+    /// Tokens shared by consecutive windows, for the same statistics.
     #[arg(long, default_value_t = 128)]
     doc_stride: usize,
     /// Any rejected answer is an error.
@@ -266,4 +275,12 @@ fn import_e5(out: &Path, assets: Option<PathBuf>, python: &str) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_argument_has_help() {
+        test_support::assert_every_arg_has_help(<super::Cli as clap::CommandFactory>::command());
+    }
 }

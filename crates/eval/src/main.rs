@@ -40,6 +40,8 @@ enum Command {
     /// report.md, predictions, F1-over-time PNGs), the Parquet history, deltas against the previous run
     /// and the best so far. Exits with status 2 when an F1 dropped by more than the tolerance.
     Nightly {
+        /// The suite (TOML: models, evaluation sets, history and report locations, tolerance; see
+        /// configs/nightly.toml).
         #[arg(long)]
         config: PathBuf,
         /// The `qa-finetune` binary that predicts (default: MEDQA_QA_FINETUNE, else beside this one).
@@ -79,8 +81,10 @@ enum Command {
         /// Metrics to draw (repeat).
         #[arg(long, default_values_t = ["train/loss".to_string(), "eval/loss".to_string()])]
         metric: Vec<String>,
+        /// The chart's title.
         #[arg(long, default_value = "Training curves")]
         title: String,
+        /// The PNG to write.
         #[arg(long)]
         out: PathBuf,
     },
@@ -89,8 +93,11 @@ enum Command {
 /// `eval score`'s arguments.
 #[derive(clap::Args, Debug)]
 struct ScoreArgs {
+    /// The gold set: SQuAD JSON (v1.1, v2.0) or `datasets`' flat records.
     #[arg(long)]
     data: PathBuf,
+    /// predictions.json: question id → answer text ("" for no answer), as run_qa.py and
+    /// `qa-finetune predict` write it.
     #[arg(long)]
     predictions: PathBuf,
     /// Normalise every answer with this language's rules (default: each question's or article's
@@ -100,6 +107,8 @@ struct ScoreArgs {
     /// `na_prob.json` (SQuAD v2.0): adds best_exact/best_f1 and their thresholds.
     #[arg(long)]
     na_probs: Option<PathBuf>,
+    /// With --na-probs: answer "" where the no-answer probability exceeds this, as the official
+    /// v2.0 script's --na-prob-thresh.
     #[arg(long, default_value_t = 1.0)]
     na_prob_thresh: f64,
     /// v1 (missing predictions score 0) or v2 (missing predictions are left out); auto picks v2
@@ -306,5 +315,13 @@ fn warn_about(report: &eval::report::Report) {
         eprintln!(
             "warning: no normalisation rules for language '{l}'; language-neutral rules used"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_argument_has_help() {
+        test_support::assert_every_arg_has_help(<super::Cli as clap::CommandFactory>::command());
     }
 }

@@ -27,6 +27,7 @@ struct Cli {
     /// .parquet file with id/text/lang fields.
     #[arg(long)]
     docs: PathBuf,
+    /// The long table, one row per document × concept (.parquet, .csv, .tsv or .jsonl, by extension).
     #[arg(long)]
     out: PathBuf,
     /// Also write the wide table (one row per document, one column per concept).
@@ -41,21 +42,28 @@ struct Cli {
     /// Language of documents that do not give theirs (default: detected).
     #[arg(long)]
     doc_lang: Option<String>,
+    /// The documents' id field or column (tables and JSON Lines).
     #[arg(long, default_value = "id")]
     id_field: String,
+    /// The documents' text field or column.
     #[arg(long, default_value = "text")]
     text_field: String,
+    /// The documents' language field or column (optional in the data).
     #[arg(long, default_value = "lang")]
     lang_field: String,
     /// Overrides the catalogue's min_probability for every concept.
     #[arg(long)]
     min_probability: Option<f64>,
+    /// Windows per forward pass, whichever documents and questions they come from.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    /// Documents read and answered together (their windows share batches; memory grows with it).
     #[arg(long, default_value_t = 32)]
     docs_per_chunk: usize,
+    /// Where to compute: auto (CUDA when available), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: DeviceChoice,
+    /// fp32, bf16 (autocast; for CUDA), or fp16 (autocast, for GPUs without bf16).
     #[arg(long, default_value = "fp32")]
     precision: model::autocast::Precision,
     /// With --link-index: each accepted answer's concept (id, IRI, preferred label, matched label,
@@ -165,4 +173,12 @@ fn main() -> Result<()> {
         cli.out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_argument_has_help() {
+        test_support::assert_every_arg_has_help(<super::Cli as clap::CommandFactory>::command());
+    }
 }

@@ -26,6 +26,7 @@ enum Command {
         /// labels) and .obo take name= and iri=. Repeatable.
         #[arg(long = "terms", required = true)]
         terms: Vec<TermSource>,
+        /// The index directory to write.
         #[arg(long)]
         out: PathBuf,
         /// Character n-gram length.
@@ -34,8 +35,10 @@ enum Command {
     },
     /// Link one text (--text) or every row of a table column (--input/--column/--out).
     Match {
+        /// An index directory (`link index --out DIR`).
         #[arg(long)]
         index: PathBuf,
+        /// One text to link; its candidates are printed, one JSON line each.
         #[arg(long, conflicts_with = "input")]
         text: Option<String>,
         /// The text's language (ISO 639-1): labels in it are preferred.
@@ -44,6 +47,7 @@ enum Command {
         /// A table (.csv/.tsv/.parquet/.jsonl) whose column --column holds the answers.
         #[arg(long, requires_all = ["column", "out"])]
         input: Option<PathBuf>,
+        /// The column of --input that holds the texts to link.
         #[arg(long)]
         column: Option<String>,
         /// A column with each row's language.
@@ -53,8 +57,10 @@ enum Command {
         /// columns for a row without candidates).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Candidates kept per text.
         #[arg(long, default_value_t = 5)]
         top_k: usize,
+        /// Least character n-gram cosine for a candidate that is not an exact match.
         #[arg(long, default_value_t = 0.3)]
         min_score: f64,
     },
@@ -217,4 +223,12 @@ fn link_table(
         out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_argument_has_help() {
+        test_support::assert_every_arg_has_help(<super::Cli as clap::CommandFactory>::command());
+    }
 }

@@ -28,8 +28,10 @@ enum Command {
         /// A Hugging Face model directory with tokenizer.json (e.g. RUN/final).
         #[arg(long)]
         model: PathBuf,
+        /// Fillers shown per <mask>.
         #[arg(long, default_value_t = 5)]
         top_k: usize,
+        /// Where to compute: auto (CUDA when available), cpu, cuda or cuda:N.
         #[arg(long, default_value = "auto")]
         device: DeviceChoice,
         /// Text containing <mask>.
@@ -62,5 +64,13 @@ fn main_result() -> Result<()> {
             Ok(())
         }
         None => run::train::<MlmConfig>(&cli.train, env!("CARGO_PKG_VERSION")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_argument_has_help() {
+        test_support::assert_every_arg_has_help(<super::Cli as clap::CommandFactory>::command());
     }
 }

@@ -167,3 +167,11 @@ fn remove_if_present(path: &std::path::Path) -> Result<()> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_argument_has_help() {
+        test_support::assert_every_arg_has_help(<super::Cli as clap::CommandFactory>::command());
+    }
+}

@@ -31,8 +31,10 @@ struct Cli {
     /// offer it further).
     #[arg(long, default_value = "127.0.0.1:8090")]
     listen: SocketAddr,
+    /// Where to compute: auto (CUDA when available), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: DeviceChoice,
+    /// fp32, bf16 (autocast; for CUDA), or fp16 (autocast, for GPUs without bf16).
     #[arg(long, default_value = "fp32")]
     precision: model::autocast::Precision,
     /// Windows per forward pass.
@@ -44,6 +46,7 @@ struct Cli {
     /// Questions or documents of waiting requests taken into one prediction at most.
     #[arg(long, default_value_t = 512)]
     max_batch_items: usize,
+    /// Bytes of one request body; a larger one gets 413.
     #[arg(long, default_value_t = 4 << 20)]
     max_body_bytes: usize,
     /// Characters of one document or context.
@@ -135,4 +138,12 @@ async fn shutdown() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     eprintln!("shutting down: answering the requests in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_argument_has_help() {
+        test_support::assert_every_arg_has_help(<super::Cli as clap::CommandFactory>::command());
+    }
 }
