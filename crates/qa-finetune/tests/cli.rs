@@ -276,44 +276,23 @@ fn squad_v2_tunes_and_stores_the_no_answer_threshold() {
         r["eval/best_f1_thresh"].as_f64()
     );
     let out = tmp.path().join("pred");
-    ok(Command::new(BIN)
-        .args([
-            "predict",
-            "--model",
-            tmp.path().join("run/final").to_str().unwrap(),
-        ])
-        .args([
-            "--data",
-            tmp.path().join("dev.json").to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--device",
-            "cpu",
-        ])
-        .output()
-        .unwrap());
+    let predict = |extra: &[&str]| {
+        ok(Command::new(BIN)
+            .arg("predict")
+            .args(["--model", tmp.path().join("run/final").to_str().unwrap()])
+            .args(["--data", tmp.path().join("dev.json").to_str().unwrap()])
+            .args(["--out", out.to_str().unwrap(), "--device", "cpu"])
+            .args(extra)
+            .output()
+            .unwrap())
+    };
+    predict(&[]);
     let odds: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(out.join("null_odds.json")).unwrap())
             .unwrap();
     assert_eq!(odds.len(), 60);
     // The same directory answered again as SQuAD v1: the earlier odds do not stay beside the answers.
-    ok(Command::new(BIN)
-        .args([
-            "predict",
-            "--model",
-            tmp.path().join("run/final").to_str().unwrap(),
-        ])
-        .args([
-            "--data",
-            tmp.path().join("dev.json").to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--device",
-            "cpu",
-            "--version-2-with-negative=false",
-        ])
-        .output()
-        .unwrap());
+    predict(&["--version-2-with-negative=false"]);
     assert!(
         !out.join("null_odds.json").exists(),
         "a v1 prediction left the earlier v2 null_odds.json in place"
