@@ -167,7 +167,7 @@ pub fn without_medqa_json(model: &Path, dest: &Path) -> PathBuf {
 
 /// Checks a binary's command line with clap's own consistency checks, then that every argument of it
 /// and of its subcommands says what it is for in `--help`: a user reads the help, not the source.
-pub fn assert_every_arg_has_help(cmd: clap::Command) {
+pub fn assert_every_arg_has_help(mut cmd: clap::Command) {
     fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
         for arg in cmd.get_arguments() {
             if arg.get_help().is_none() && arg.get_long_help().is_none() {
@@ -178,7 +178,6 @@ pub fn assert_every_arg_has_help(cmd: clap::Command) {
             undocumented(sub, &format!("{path} {}", sub.get_name()), out);
         }
     }
-    let mut cmd = cmd;
     cmd.build();
     cmd.clone().debug_assert();
     let mut missing = Vec::new();
