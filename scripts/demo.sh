@@ -51,7 +51,8 @@ if [ -z "${MEDQA_DEMO_NO_BUILD:-}" ]; then
   scripts/setup.sh
   echo; echo "== build (release): every binary and example"
   # --bins as well: an explicit --examples alone replaces the default selection and builds no binary.
-  cargo build --release --workspace --bins --examples
+  # --locked: the dependency versions Cargo.lock pins, so the demo's figures come from the same code.
+  cargo build --release --locked --workspace --bins --examples
   start=$(date +%s)
 fi
 for b in data-prep mlm-pretrain qa-finetune eval extract link examples/parity_report; do

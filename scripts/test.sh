@@ -13,8 +13,9 @@ scripts/setup.sh --test
 # nothing else has built the binaries yet, so a build line that makes none fails here.
 scripts/demo.sh --quick
 cargo fmt --all -- --check
-cargo clippy --release --workspace --all-targets -- -D warnings
-cargo test --release --workspace 2>&1 | tee "$log"
+# --locked: a manifest change whose Cargo.lock was not committed fails here, not on a user's machine.
+cargo clippy --release --locked --workspace --all-targets -- -D warnings
+cargo test --release --locked --workspace 2>&1 | tee "$log"
 # cargo prints one result line per test binary, the last often a doc-test run with nothing in it;
 # close on the totals so that a reader of the last line sees what ran.
 disk
