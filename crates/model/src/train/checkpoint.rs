@@ -15,7 +15,7 @@ const STATE_FILE: &str = "state.json";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 
 /// Everything besides weights and moments that the loop needs to continue. Random state is not
-/// here: it is derived from (seed, step), see `trainer.rs`.
+/// here: it is derived from (seed, step), see `trainer`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
     /// Optimizer steps completed (the data position follows from it).

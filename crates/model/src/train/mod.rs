@@ -1,11 +1,14 @@
-//! Training machinery shared by MLM pre-training and QA fine-tuning: one loop (`trainer`), AdamW with
-//! savable state (`optim`), the step as CUDA graphs (`graphs`), learning-rate schedules (`schedule`), fp16's loss scale (`loss_scale`), atomic checkpoints (`checkpoint`),
-//! when to log, evaluate and save (`cadence`), a stop asked for by a signal (`stop`), input tokens
-//! counted (`tokens_seen`),
-//! progress, TensorBoard and history (`log`), and the run manifest (`manifest`).
+//! Training machinery shared by MLM pre-training and QA fine-tuning: one loop (`trainer`) and its
+//! settings (`config`, `freeze`), AdamW with savable state (`optim`), the step as CUDA graphs
+//! (`graphs`), learning-rate schedules (`schedule`), fp16's loss scale (`loss_scale`), atomic
+//! checkpoints (`checkpoint`), when to log, evaluate and save (`cadence`), a stop asked for by a
+//! signal (`stop`), input tokens counted (`tokens_seen`), progress, TensorBoard and history (`log`),
+//! and the run manifest (`manifest`).
 
 pub mod cadence;
 pub mod checkpoint;
+pub mod config;
+mod freeze;
 mod graphs;
 pub mod log;
 pub mod loss_scale;
@@ -20,9 +23,10 @@ pub mod tokens_seen;
 pub mod trainer;
 
 pub use cadence::{Cadence, Cadences, IntervalStrategy, SaveStrategy};
+pub use config::TrainConfig;
 pub use optim::{AdamW, AdamWConfig};
 pub use sampling::{Sampling, Source};
 pub use schedule::{Curve, Mode, Plateau, Schedule, ScheduleArgs, ScheduleKind, ThresholdMode};
 pub use task::Task;
 pub use tokens_seen::TokensSeen;
-pub use trainer::{train, train_in_group, TrainConfig, TrainOutcome};
+pub use trainer::{train, train_in_group, TrainOutcome};

@@ -18,7 +18,7 @@ pub(crate) fn derive_seed(seed: u64, stream: u64, counter: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-// Seed streams: 1 epoch order, 2 micro-batch randomness, 3 evaluation masks (trainer.rs), 4 the
+// Seed streams: 1 epoch order, 2 micro-batch randomness, 3 evaluation masks (`trainer`), 4 the
 // fractional part of a source's weight.
 const STREAM_ORDER: u64 = 1;
 const STREAM_SUBSAMPLE: u64 = 4;
