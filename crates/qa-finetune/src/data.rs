@@ -1,0 +1,103 @@
+//! The SQuAD-format files a run reads, and EM/F1 scoring of predictions with the eval crate.
+
+use std::collections::HashMap;
+
+use anyhow::{bail, Result};
+use model::qa::postprocess::Predictions;
+use model::qa::squad::{self, QaExample};
+
+use crate::config::QaFile;
+
+/// The files' questions in order, each file cut to its `max_samples`.
+pub fn load_examples(files: &[QaFile]) -> Result<Vec<QaExample>> {
+    let mut out = Vec::new();
+    for f in files {
+        let mut examples = squad::load(&f.path, f.lang.as_deref())?;
+        if let Some(n) = f.max_samples {
+            if n == 0 {
+                bail!("{}: max_samples must be at least 1", f.path.display());
+            }
+            if n < examples.len() {
+                eprintln!(
+                    "{}: the first {n} of {} questions (max_samples)",
+                    f.path.display(),
+                    examples.len()
+                );
+                examples.truncate(n);
+            }
+        }
+        out.extend(examples);
+    }
+    Ok(out)
+}
+
+/// Each validation file's name and the range of its questions among all of them.
+pub(crate) type EvalSets = Vec<(String, std::ops::Range<usize>)>;
+
+/// The validation files' questions, and with several files each one's name and place among them. Names
+/// must differ from each other and from the questions' languages (both give `eval/X/f1`).
+pub(crate) fn load_validation(files: &[QaFile]) -> Result<(Vec<QaExample>, EvalSets)> {
+    let mut examples = Vec::new();
+    let mut sets: EvalSets = Vec::new();
+    for file in files {
+        let start = examples.len();
+        examples.extend(load_examples(std::slice::from_ref(file))?);
+        let name = file.name();
+        if sets.iter().any(|(other, _)| *other == name) {
+            bail!(
+                "two validation files are named {name:?} (the file's stem unless `name` is set): \
+                 give {} a `name`",
+                file.path.display()
+            );
+        }
+        sets.push((name, start..examples.len()));
+    }
+    if sets.len() < 2 {
+        return Ok((examples, Vec::new()));
+    }
+    for (name, _) in &sets {
+        if examples
+            .iter()
+            .any(|e| e.lang.as_deref() == Some(name.as_str()))
+        {
+            bail!(
+                "the validation file named {name:?} has a language's name: its metrics and the \
+                 language's would both be eval/{name}/f1; give it another `name`"
+            );
+        }
+    }
+    Ok((examples, sets))
+}
+
+/// EM/F1 of predictions with the eval crate, as v2.0 when the set has unanswerable questions.
+pub fn score(examples: &[QaExample], preds: &Predictions) -> scoring::report::Report {
+    let questions: Vec<scoring::data::Question> = examples
+        .iter()
+        .map(|e| scoring::data::Question {
+            id: e.id.clone(),
+            golds: e.gold_texts(),
+            lang: e.lang.clone(),
+        })
+        .collect();
+    let is_v2 = examples
+        .iter()
+        .any(|e| e.answers.is_empty() && e.unlocated.is_empty());
+    let dataset = scoring::data::Dataset { questions, is_v2 };
+    let na: Vec<(String, f64)> = preds
+        .null_odds
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    let opts = scoring::report::Options {
+        version: None,
+        lang: None,
+        na_probs: (!na.is_empty()).then_some(na),
+        na_prob_thresh: 1.0,
+    };
+    let answers: HashMap<String, String> = preds
+        .answers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    scoring::report::evaluate(&dataset, &answers, &opts)
+}
