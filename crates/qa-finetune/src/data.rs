@@ -1,6 +1,6 @@
 //! The SQuAD-format files a run reads, and EM/F1 scoring of predictions with the eval crate.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{bail, Result};
 use model::qa::postprocess::Predictions;
@@ -100,4 +100,36 @@ pub fn score(examples: &[QaExample], preds: &Predictions) -> scoring::report::Re
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     scoring::report::evaluate(&dataset, &answers, &opts)
+}
+
+/// Whether any question has a gold answer to score against: a test file may have none (its questions
+/// then all read as unanswerable, and a score would only count empty predictions).
+pub fn has_gold_answers(examples: &[QaExample]) -> bool {
+    examples
+        .iter()
+        .any(|e| !e.answers.is_empty() || !e.unlocated.is_empty())
+}
+
+/// A report's figures named as the run's metrics, under `prefix` (`eval` during training, `predict`
+/// for `qa-finetune predict`): `PREFIX/exact`, `PREFIX/f1`; with SQuAD v2's no-answer odds the
+/// threshold that maximises F1 and that F1; and each language's when there are several.
+pub fn metrics(report: &scoring::report::Report, prefix: &str) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::from([
+        (format!("{prefix}/exact"), report.overall.exact),
+        (format!("{prefix}/f1"), report.overall.f1),
+    ]);
+    if let Some(t) = report.overall.best_f1_thresh {
+        m.insert(format!("{prefix}/best_f1_thresh"), t);
+        m.insert(
+            format!("{prefix}/best_f1"),
+            report.overall.best_f1.unwrap_or(0.0),
+        );
+    }
+    if report.by_language.len() > 1 {
+        for (lang, s) in &report.by_language {
+            m.insert(format!("{prefix}/{lang}/f1"), s.f1);
+            m.insert(format!("{prefix}/{lang}/exact"), s.exact);
+        }
+    }
+    m
 }

@@ -16,7 +16,7 @@ mod predict;
 mod task;
 
 pub use config::{DataConfig, QaConfig, QaFile};
-pub use data::{load_examples, score};
+pub use data::{has_gold_answers, load_examples, metrics, score};
 pub use model::qa::inference::{
     infer, Prediction, QaSettings, Seconds, SettingsArgs, SETTINGS_FILE,
 };

@@ -1,5 +1,6 @@
 //! `qa-finetune`: extractive QA fine-tuning of XLM-RoBERTa, and prediction.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -24,7 +25,8 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Answer the questions of a SQuAD-format file: predictions.json, nbest_predictions.json,
-    /// null_odds.json (SQuAD v2), predict_settings.json (the settings used and where they came from).
+    /// null_odds.json (SQuAD v2), predict_settings.json (the settings used and where they came from),
+    /// and when the file has gold answers predict_results.json (EM/F1 as training's evaluation).
     ///
     /// Windows and post-processing repeat training's, from the model's medqa.json; a model fine-tuned
     /// outside medqa (run_qa.py, a hub checkpoint) has none and gets run_qa.py's defaults. The flags
@@ -131,6 +133,17 @@ fn main_result() -> Result<()> {
                 remove_if_present(&null_odds)?;
             }
             write_json(&out.join("predict_settings.json"), &record)?;
+            let results = out.join("predict_results.json");
+            let scored = if qa_finetune::has_gold_answers(&examples) {
+                let runtime = seconds.features + seconds.forward + seconds.postprocess;
+                let figures = predict_results(&examples, &preds, runtime);
+                write_json(&results, &figures)?;
+                Some(figures)
+            } else {
+                // A test file without answers: nothing to score, and an earlier file's score must go.
+                remove_if_present(&results)?;
+                None
+            };
             if let Some(path) = dump_features {
                 let mut text = String::new();
                 for (f, (s, e)) in features.iter().zip(&logits) {
@@ -153,10 +166,35 @@ fn main_result() -> Result<()> {
                 seconds.postprocess,
                 out.display()
             );
+            match scored {
+                Some(figures) => println!(
+                    "exact {:.2}, F1 {:.2} against the file's answers (predict_results.json)",
+                    figures["predict/exact"], figures["predict/f1"]
+                ),
+                None => println!("no gold answers in the file: not scored"),
+            }
             Ok(())
         }
         None => run::train::<QaConfig>(&cli.train, env!("CARGO_PKG_VERSION")),
     }
+}
+
+/// `predict_results.json`: EM/F1 against the file's gold answers as training's evaluation gives them
+/// (`predict/exact`, `predict/f1`, per language, SQuAD v2's best threshold), beside run_qa.py's
+/// `predict_samples`, `predict_runtime` and `predict_samples_per_second`.
+fn predict_results(
+    examples: &[model::qa::squad::QaExample],
+    preds: &model::qa::postprocess::Predictions,
+    runtime: f64,
+) -> BTreeMap<String, f64> {
+    let mut figures = qa_finetune::metrics(&qa_finetune::score(examples, preds), "predict");
+    figures.insert("predict_samples".to_owned(), examples.len() as f64);
+    figures.insert("predict_runtime".to_owned(), runtime);
+    figures.insert(
+        "predict_samples_per_second".to_owned(),
+        examples.len() as f64 / runtime.max(1e-9),
+    );
+    figures
 }
 
 fn remove_if_present(path: &std::path::Path) -> Result<()> {

@@ -14,7 +14,7 @@ use model::{Pretrained, XlmRobertaForQuestionAnswering, XlmrTokenizer};
 use tch::{Device, Tensor};
 
 use crate::config::QaConfig;
-use crate::data::{load_examples, load_validation, score, EvalSets};
+use crate::data::{load_examples, load_validation, metrics, score, EvalSets};
 
 pub struct QaBatch {
     ids: Tensor,
@@ -255,24 +255,7 @@ impl model::train::Task for QaTask {
             &logits,
             &self.settings.postprocess,
         );
-        let report = score(&self.eval_examples, &preds);
-        let mut m = BTreeMap::from([
-            ("eval/exact".to_owned(), report.overall.exact),
-            ("eval/f1".to_owned(), report.overall.f1),
-        ]);
-        if let Some(t) = report.overall.best_f1_thresh {
-            m.insert("eval/best_f1_thresh".to_owned(), t);
-            m.insert(
-                "eval/best_f1".to_owned(),
-                report.overall.best_f1.unwrap_or(0.0),
-            );
-        }
-        if report.by_language.len() > 1 {
-            for (lang, s) in &report.by_language {
-                m.insert(format!("eval/{lang}/f1"), s.f1);
-                m.insert(format!("eval/{lang}/exact"), s.exact);
-            }
-        }
+        let mut m = metrics(&score(&self.eval_examples, &preds), "eval");
         for (name, range) in &self.eval_sets {
             let set = score(&self.eval_examples[range.clone()], &preds);
             m.insert(format!("eval/{name}/f1"), set.overall.f1);

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use test_support::{ok, root};
+use test_support::{ok, root, run_ok};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qa-finetune");
 
@@ -214,6 +214,62 @@ fn learns_predicts_and_round_trips() {
     assert!(
         !out.join("null_odds.json").exists(),
         "no null odds for SQuAD v1"
+    );
+    // predict_results.json: EM/F1 against dev.json's answers, as training's last evaluation of the same
+    // model on the same file gave them, and as a SQuAD v1.1 scorer in Python gives them for
+    // predictions.json.
+    let results = |dir: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("predict_results.json")).unwrap())
+            .unwrap()
+    };
+    let scored = results(&out);
+    assert_eq!(scored["predict_samples"].as_f64(), Some(45.0), "{scored}");
+    assert_eq!(scored["predict/f1"].as_f64(), Some(after), "{scored}");
+    let reference: serde_json::Value = serde_json::from_str(&run_ok(
+        Command::new(test_support::python()).args([
+            root()
+                .join("scripts/bench/squad_v1_reference.py")
+                .as_os_str(),
+            tmp.path().join("dev.json").as_os_str(),
+            out.join("predictions.json").as_os_str(),
+        ]),
+    ))
+    .unwrap();
+    for (ours, theirs) in [("predict/exact", "exact_match"), ("predict/f1", "f1")] {
+        let (a, b) = (
+            scored[ours].as_f64().unwrap(),
+            reference[theirs].as_f64().unwrap(),
+        );
+        assert!(
+            (a - b).abs() < 1e-9,
+            "{ours} {a} vs the reference's {theirs} {b}"
+        );
+    }
+    // A file without gold answers is not scored, and the earlier file's score does not stay.
+    let mut unlabelled = squad(15, "v", 2, false);
+    unlabelled["version"] = "v2.0".into();
+    for article in unlabelled["data"].as_array_mut().unwrap() {
+        for qa in article["paragraphs"][0]["qas"].as_array_mut().unwrap() {
+            qa["answers"] = serde_json::json!([]);
+        }
+    }
+    let unlabelled_file = tmp.path().join("unlabelled.json");
+    std::fs::write(&unlabelled_file, unlabelled.to_string()).unwrap();
+    let said = run_ok(Command::new(BIN).args([
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        unlabelled_file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]));
+    assert!(said.contains("not scored"), "{said}");
+    assert!(
+        !out.join("predict_results.json").exists(),
+        "dev.json's score stayed beside the unlabelled file's predictions"
     );
     let rows = std::fs::read_to_string(&dump).unwrap();
     let row: serde_json::Value = serde_json::from_str(rows.lines().next().unwrap()).unwrap();
