@@ -1,9 +1,10 @@
 //! `qa-finetune predict`: answers from a fine-tuned model directory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use model::qa::inference::{Prediction, SettingsArgs};
+use model::pretrained::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use model::qa::inference::{Prediction, SettingsArgs, SETTINGS_FILE};
 use model::qa::squad::QaExample;
 use tch::Device;
 
@@ -12,7 +13,9 @@ use crate::data::load_examples;
 
 /// `predict`: answers for a SQuAD-format file (its first `data.max_samples` questions, if set) with
 /// a fine-tuned model directory, its settings (`medqa.json`, else run_qa.py's) under `settings`; also
-/// what it ran with, for `predict_settings.json`.
+/// what it ran with, for `predict_settings.json`: the settings and where they came from, and the
+/// provenance a training run's manifest records (command line, git commit, versions, machine, and the
+/// SHA-256 of the data file and of the model's files), so that a published score can be repeated.
 pub fn predict(
     model_dir: &Path,
     data: &QaFile,
@@ -33,6 +36,25 @@ pub fn predict(
         "settings": qa.resolved.settings,
         "precision": precision,
         "device": model::device::describe(device),
+        "provenance": provenance(model_dir, &data.path, device)?,
     });
     Ok((examples, prediction, record))
+}
+
+/// The data file and those of the model directory's files that decide the answers.
+fn provenance(model_dir: &Path, data: &Path, device: Device) -> Result<serde_json::Value> {
+    let model_files: Vec<PathBuf> = [CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, SETTINGS_FILE]
+        .into_iter()
+        .map(|name| model_dir.join(name))
+        .filter(|file| file.is_file())
+        .collect();
+    let inputs: Vec<&Path> = std::iter::once(data)
+        .chain(model_files.iter().map(PathBuf::as_path))
+        .collect();
+    model::train::manifest::provenance(
+        "qa-finetune predict",
+        env!("CARGO_PKG_VERSION"),
+        device,
+        &inputs,
+    )
 }

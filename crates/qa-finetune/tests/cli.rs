@@ -245,6 +245,38 @@ fn learns_predicts_and_round_trips() {
             "{ours} {a} vs the reference's {theirs} {b}"
         );
     }
+    // predict_settings.json's provenance: the data's and the model's hashes (checked with Python's
+    // hashlib), the tool, and no seed or configuration, which prediction does not have.
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("predict_settings.json")).unwrap())
+            .unwrap();
+    let provenance = &record["provenance"];
+    assert_eq!(provenance["tool"], "qa-finetune predict", "{provenance}");
+    assert!(provenance.get("seed").is_none() && provenance.get("config").is_none());
+    let hashed: Vec<(String, String)> = provenance["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let path = i["path"].as_str().unwrap().to_owned();
+            (path, i["sha256"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let files: Vec<PathBuf> = [
+        tmp.path().join("dev.json"),
+        model.join("config.json"),
+        model.join("model.safetensors"),
+        model.join("tokenizer.json"),
+        model.join("medqa.json"),
+    ]
+    .into();
+    let python_sha = run_ok(Command::new(test_support::python()).args(["-c", "import hashlib, sys\nfor p in sys.argv[1:]: print(hashlib.sha256(open(p, 'rb').read()).hexdigest())"]).args(&files));
+    let expected: Vec<(String, String)> = files
+        .iter()
+        .map(|f| f.display().to_string())
+        .zip(python_sha.lines().map(str::to_owned))
+        .collect();
+    assert_eq!(hashed, expected);
     // A file without gold answers is not scored, and the earlier file's score does not stay.
     let mut unlabelled = squad(15, "v", 2, false);
     unlabelled["version"] = "v2.0".into();

@@ -187,6 +187,32 @@ impl Manifest {
     }
 }
 
+/// Where an output that is not a training run came from (`qa-finetune predict`'s record): a manifest's
+/// fields — command line, git commit, versions, machine, numeric environment, the inputs' hashes — but
+/// the seed and the configuration, which such a tool does not have (its record holds its settings).
+pub fn provenance(
+    tool: &str,
+    tool_version: &str,
+    device: tch::Device,
+    inputs: &[&Path],
+) -> Result<serde_json::Value> {
+    let manifest = Manifest::new(
+        tool,
+        tool_version,
+        0,
+        device,
+        serde_json::Value::Null,
+        inputs,
+    )?;
+    let mut record = serde_json::to_value(manifest)?;
+    if let Some(fields) = record.as_object_mut() {
+        for training_only in ["seed", "config", "effective_config", "world_size"] {
+            fields.remove(training_only);
+        }
+    }
+    Ok(record)
+}
+
 /// SHA-256 of a file, or of a directory's files in name order (path and content both count).
 pub fn hash_path(path: &Path) -> Result<InputHash> {
     let mut hasher = Sha256::new();
