@@ -13,7 +13,10 @@ use model::qa::inference::QaModel;
 /// Ask every concept of a catalogue of every document, in any language, and write the answers with
 /// their character offsets, scores and no-answer decisions as a table.
 ///
-/// Output by extension: .parquet, .csv, .tsv or .jsonl (one row per document × concept).
+/// Output by extension: .parquet, .csv, .tsv or .jsonl (one row per document × concept); beside it
+/// OUT.run.json (the settings, counts, and provenance: command line, git commit, versions, SHA-256 of
+/// the documents, catalogue, model files and link index) and OUT.skipped.jsonl when documents were
+/// skipped.
 #[derive(Parser, Debug)]
 #[command(name = "extract", version)]
 struct Cli {
@@ -87,8 +90,14 @@ fn main() -> Result<()> {
         .map(tables::TableFormat::from_path)
         .transpose()?;
     // Every output location is checked before the model loads and the questions run.
+    let record_file = cli.out.with_extension("run.json");
     model::fsutil::check_output_file(&cli.out)?;
-    for path in cli.wide.iter().chain(&cli.linked_data) {
+    for path in cli
+        .wide
+        .iter()
+        .chain(&cli.linked_data)
+        .chain([&record_file])
+    {
         model::fsutil::check_output_file(path)?;
     }
     let mut catalogue = Catalogue::load(&cli.concepts)?;
@@ -96,10 +105,10 @@ fn main() -> Result<()> {
         catalogue.override_min_probability(p)?;
     }
     let opts = DocOptions {
-        id_field: cli.id_field,
-        text_field: cli.text_field,
-        lang_field: cli.lang_field,
-        lang: cli.doc_lang,
+        id_field: cli.id_field.clone(),
+        text_field: cli.text_field.clone(),
+        lang_field: cli.lang_field.clone(),
+        lang: cli.doc_lang.clone(),
     };
     let (docs, skipped) = documents::read(&cli.docs, &opts)?;
     for s in &skipped {
@@ -123,7 +132,7 @@ fn main() -> Result<()> {
         &catalogue,
         &docs,
         &Options {
-            question_lang: cli.question_lang,
+            question_lang: cli.question_lang.clone(),
             batch_size: cli.batch_size,
             precision: cli.precision,
             docs_per_chunk: cli.docs_per_chunk,
@@ -162,6 +171,45 @@ fn main() -> Result<()> {
         eprintln!("{} document(s) skipped: {}", skipped.len(), path.display());
     }
     let answered = rows.iter().filter(|r| r.answer.is_some()).count();
+    // What produced the tables, so that a published figure can be traced and repeated.
+    let mut inputs = vec![cli.docs.as_path(), cli.concepts.as_path()];
+    let model_files = QaModel::files(&cli.model);
+    inputs.extend(model_files.iter().map(PathBuf::as_path));
+    inputs.extend(cli.link.link_index.as_deref());
+    let record = serde_json::json!({
+        "model": cli.model,
+        "concepts": cli.concepts,
+        "docs": cli.docs,
+        "documents": docs.len(),
+        "skipped_documents": skipped.len(),
+        "questions": rows.len(),
+        "answered": answered,
+        "seconds": seconds,
+        "settings_from": qa.resolved.origin,
+        "set_on_the_command_line": qa.resolved.overridden,
+        "settings": qa.resolved.settings,
+        "question_lang": match &cli.question_lang {
+            QuestionLanguage::Document => "doc".to_owned(),
+            QuestionLanguage::Fixed(code) => code.clone(),
+        },
+        "doc_lang": cli.doc_lang,
+        "fields": {"id": cli.id_field, "text": cli.text_field, "lang": cli.lang_field},
+        "min_probability": cli.min_probability,
+        "batch_size": cli.batch_size,
+        "docs_per_chunk": cli.docs_per_chunk,
+        "precision": cli.precision,
+        "device": model::device::describe(device),
+        "link": cli.link.link_index.as_ref().map(|index| serde_json::json!({
+            "index": index, "top_k": cli.link.link_top_k, "min_score": cli.link.link_min_score,
+        })),
+        "provenance": model::train::manifest::provenance(
+            "extract",
+            env!("CARGO_PKG_VERSION"),
+            device,
+            &inputs,
+        )?,
+    });
+    model::fsutil::write_json(&record_file, &record)?;
     println!(
         "{} documents × {} concepts = {} questions in {seconds:.1} s ({:.1} questions/s); {answered} answered, \
          {} no answer; table: {}",
@@ -172,6 +220,7 @@ fn main() -> Result<()> {
         rows.len() - answered,
         cli.out.display()
     );
+    println!("settings and provenance: {}", record_file.display());
     Ok(())
 }
 

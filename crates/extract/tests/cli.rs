@@ -91,6 +91,43 @@ fn documents_times_concepts_with_offsets_wide_and_linked_data() {
         skipped.contains("empty document") && skipped.contains("not UTF-8"),
         "{skipped}"
     );
+    // out.run.json: the counts, settings and provenance; the catalogue's and model's hashes as
+    // Python's hashlib gives them, the documents' folder hashed over its four files.
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("out.run.json")).unwrap()).unwrap();
+    assert_eq!(record["documents"], 2, "{record}");
+    assert_eq!(record["skipped_documents"], 2, "{record}");
+    assert_eq!(record["questions"], 2 * n_concepts, "{record}");
+    assert_eq!(record["settings"]["max_seq_length"], 48, "{record}");
+    assert_eq!(record["batch_size"], 16, "{record}");
+    let inputs = record["provenance"]["inputs"].as_array().unwrap();
+    let paths: Vec<&str> = inputs.iter().map(|i| i["path"].as_str().unwrap()).collect();
+    let files: Vec<PathBuf> = [
+        concepts.clone(),
+        model.join("config.json"),
+        model.join("model.safetensors"),
+        model.join("tokenizer.json"),
+        model.join("medqa.json"),
+    ]
+    .into();
+    let mut expected_paths = vec![docs.display().to_string()];
+    expected_paths.extend(files.iter().map(|f| f.display().to_string()));
+    assert_eq!(paths, expected_paths);
+    let sha = test_support::run_ok(
+        Command::new(test_support::python())
+            .args([
+                "-c",
+                "import hashlib, sys\nfor p in sys.argv[1:]: print(hashlib.sha256(open(p, 'rb').read()).hexdigest())",
+            ])
+            .args(&files),
+    );
+    let hashed: Vec<&str> = inputs[1..]
+        .iter()
+        .map(|i| i["sha256"].as_str().unwrap())
+        .collect();
+    assert_eq!(hashed, sha.lines().collect::<Vec<_>>());
+    let doc_bytes = (ro.len() + en.len() + 3 + b"\xff\xfe broken".len()) as u64;
+    assert_eq!(inputs[0]["bytes"].as_u64(), Some(doc_bytes), "{record}");
 
     let table = tables::read(&out).unwrap();
     assert_eq!(table.height(), 2 * n_concepts);
@@ -193,10 +230,14 @@ fn every_output_location_is_checked_before_the_model_runs() {
     std::fs::write(tmp.path().join("blocker"), "a file").unwrap();
     let good = tmp.path().join("out.csv");
     let bad = tmp.path().join("blocker/x.csv");
+    // A directory where the run record would go blocks it too.
+    let record_blocked = tmp.path().join("blocked.csv");
+    std::fs::create_dir_all(record_blocked.with_extension("run.json")).unwrap();
     for (out, extra) in [
         (&bad, None),
         (&good, Some(("--wide", "csv"))),
         (&good, Some(("--linked-data", "nt"))),
+        (&record_blocked, None),
     ] {
         let mut a = args(&model, &docs, out);
         if let Some((flag, ext)) = extra {
@@ -207,9 +248,12 @@ fn every_output_location_is_checked_before_the_model_runs() {
         }
         let o = run(&a);
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success() && err.contains("is a file"), "{err}");
         assert!(
-            !good.exists(),
+            !o.status.success() && (err.contains("is a file") || err.contains("is a directory")),
+            "{err}"
+        );
+        assert!(
+            !good.exists() && !record_blocked.exists(),
             "nothing extracted before the outputs were checked"
         );
     }

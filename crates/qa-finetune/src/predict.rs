@@ -3,8 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use model::pretrained::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
-use model::qa::inference::{Prediction, SettingsArgs, SETTINGS_FILE};
+use model::qa::inference::{Prediction, QaModel, SettingsArgs};
 use model::qa::squad::QaExample;
 use tch::Device;
 
@@ -24,7 +23,7 @@ pub fn predict(
     device: Device,
     precision: model::autocast::Precision,
 ) -> Result<(Vec<QaExample>, Prediction, serde_json::Value)> {
-    let qa = model::qa::inference::QaModel::load_with(model_dir, device, settings)?;
+    let qa = QaModel::load_with(model_dir, device, settings)?;
     let examples = load_examples(std::slice::from_ref(data))?;
     let prediction = qa.predict(&examples, batch_size, precision)?;
     let record = serde_json::json!({
@@ -41,13 +40,9 @@ pub fn predict(
     Ok((examples, prediction, record))
 }
 
-/// The data file and those of the model directory's files that decide the answers.
+/// The data file and the model directory's files that decide the answers.
 fn provenance(model_dir: &Path, data: &Path, device: Device) -> Result<serde_json::Value> {
-    let model_files: Vec<PathBuf> = [CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, SETTINGS_FILE]
-        .into_iter()
-        .map(|name| model_dir.join(name))
-        .filter(|file| file.is_file())
-        .collect();
+    let model_files = QaModel::files(model_dir);
     let inputs: Vec<&Path> = std::iter::once(data)
         .chain(model_files.iter().map(PathBuf::as_path))
         .collect();

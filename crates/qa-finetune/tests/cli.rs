@@ -267,6 +267,7 @@ fn learns_predicts_and_round_trips() {
         model.join("config.json"),
         model.join("model.safetensors"),
         model.join("tokenizer.json"),
+        model.join("tokenizer_config.json"),
         model.join("medqa.json"),
     ]
     .into();

@@ -3,7 +3,7 @@
 //! training time (`medqa.json`, see `settings`). Used by qa-finetune's `predict`, concept extraction
 //! and the service.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
@@ -108,6 +108,22 @@ pub struct QaModel {
 }
 
 impl QaModel {
+    /// The files of a QA model directory that decide its answers, those present of: configuration,
+    /// weights, tokenizer and its settings, `medqa.json`. What a record of a prediction hashes.
+    pub fn files(dir: &Path) -> Vec<PathBuf> {
+        [
+            crate::pretrained::CONFIG_FILE,
+            crate::pretrained::WEIGHTS_FILE,
+            crate::pretrained::TOKENIZER_FILE,
+            "tokenizer_config.json",
+            SETTINGS_FILE,
+        ]
+        .into_iter()
+        .map(|name| dir.join(name))
+        .filter(|file| file.is_file())
+        .collect()
+    }
+
     /// The model with its own settings (`medqa.json`, else run_qa.py's defaults, said on stderr).
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
         Self::load_with(dir, device, &SettingsArgs::default())
