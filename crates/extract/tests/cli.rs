@@ -113,19 +113,11 @@ fn documents_times_concepts_with_offsets_wide_and_linked_data() {
     let mut expected_paths = vec![docs.display().to_string()];
     expected_paths.extend(files.iter().map(|f| f.display().to_string()));
     assert_eq!(paths, expected_paths);
-    let sha = test_support::run_ok(
-        Command::new(test_support::python())
-            .args([
-                "-c",
-                "import hashlib, sys\nfor p in sys.argv[1:]: print(hashlib.sha256(open(p, 'rb').read()).hexdigest())",
-            ])
-            .args(&files),
-    );
     let hashed: Vec<&str> = inputs[1..]
         .iter()
         .map(|i| i["sha256"].as_str().unwrap())
         .collect();
-    assert_eq!(hashed, sha.lines().collect::<Vec<_>>());
+    assert_eq!(hashed, test_support::python_sha256(&files));
     let doc_bytes = (ro.len() + en.len() + 3 + b"\xff\xfe broken".len()) as u64;
     assert_eq!(inputs[0]["bytes"].as_u64(), Some(doc_bytes), "{record}");
 

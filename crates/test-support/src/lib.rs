@@ -75,6 +75,16 @@ pub fn run_ok(cmd: &mut Command) -> String {
     ok(out)
 }
 
+/// Each file's SHA-256 as Python's hashlib gives it: the reference for the hashes medqa records.
+pub fn python_sha256(files: &[PathBuf]) -> Vec<String> {
+    let script = "import hashlib, sys\n\
+                  for p in sys.argv[1:]: print(hashlib.sha256(open(p, 'rb').read()).hexdigest())";
+    run_ok(Command::new(python()).args(["-c", script]).args(files))
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// `bin` as `ranks` processes under torchrun from the set-up's Python (`--standalone`: the agent picks
 /// a free port and hosts the rendezvous store), each with `args`.
 pub fn torchrun(ranks: usize, bin: &str, args: &[&str]) -> Command {
