@@ -495,9 +495,23 @@ fn copies(rate: f64, key: &[u8; 16]) -> usize {
 pub fn build(cfg: &CorpusConfig, base: &Path, out: &Path, strict: bool) -> Result<Report> {
     let tok_path = base.join(&cfg.tokenizer);
     let tok = XlmrTokenizer::from_file(&tok_path)?;
-    validate_sources(cfg, base)?;
+    let files = validate_sources(cfg, base)?;
     let staging = Staging::new(out, MANIFEST)?;
-    let report = build_into(cfg, base, staging.path(), &tok, &tok_path, strict)?;
+    // What the corpus is made from, hashed before it is read: the tokenizer and every source file. No
+    // time or command line: a rebuild from the same inputs stays byte-identical.
+    let inputs: Vec<&Path> = std::iter::once(tok_path.as_path())
+        .chain(files.iter().flatten().map(PathBuf::as_path))
+        .collect();
+    let provenance =
+        fsutil::provenance::inputs_record("data-prep corpus", env!("CARGO_PKG_VERSION"), &inputs)?;
+    let report = build_into(
+        cfg,
+        base,
+        staging.path(),
+        (&tok, &tok_path),
+        &provenance,
+        strict,
+    )?;
     staging.commit()?;
     Ok(report)
 }
@@ -506,8 +520,8 @@ fn build_into(
     cfg: &CorpusConfig,
     base: &Path,
     out: &Path,
-    tok: &XlmrTokenizer,
-    tok_path: &Path,
+    (tok, tok_path): (&XlmrTokenizer, &Path),
+    provenance: &serde_json::Value,
     strict: bool,
 ) -> Result<Report> {
     let mut report = Report {
@@ -563,7 +577,14 @@ fn build_into(
             r.reason
         );
     }
-    write_outputs(cfg, out, tok, tok_path, &report, &rejects, splits)?;
+    write_outputs(
+        cfg,
+        out,
+        (tok, tok_path),
+        provenance,
+        (&report, &rejects),
+        splits,
+    )?;
     Ok(report)
 }
 
@@ -661,14 +682,15 @@ impl Splits {
     }
 }
 
-/// `rejects.jsonl`, `statistics.parquet`, the tokenizer and the shard manifest, each written atomically.
+/// `rejects.jsonl`, `statistics.parquet`, the tokenizer and the shard manifest (with the config, the
+/// report and the provenance: version, git commit, SHA-256 of the tokenizer and every source file), each
+/// written atomically.
 fn write_outputs(
     cfg: &CorpusConfig,
     out: &Path,
-    tok: &XlmrTokenizer,
-    tok_path: &Path,
-    report: &Report,
-    rejects: &[Reject],
+    (tok, tok_path): (&XlmrTokenizer, &Path),
+    provenance: &serde_json::Value,
+    (report, rejects): (&Report, &[Reject]),
     splits: Splits,
 ) -> Result<()> {
     let rejects_text: String = rejects
@@ -702,7 +724,7 @@ fn write_outputs(
         tokenizer_sha256: text::shards::sha256_file(&out.join("tokenizer.json"))?,
         tokenizer_build: Some(tok.build().to_string()),
         shards,
-        extra: serde_json::json!({ "config": cfg, "report": report }),
+        extra: serde_json::json!({ "config": cfg, "report": report, "provenance": provenance }),
     };
     fsutil::write_json(&out.join(MANIFEST), &manifest)
 }

@@ -197,6 +197,29 @@ print(json.dumps(out))
     let manifest = text::shards::ShardManifest::load(&a).unwrap();
     // A tokenizer.json without a tokenizer_config.json beside it is read as written, and recorded so.
     assert_eq!(manifest.tokenizer_build.as_deref(), Some("as written"));
+    // Its provenance: the tokenizer, then every source file (the 140 notes among them), each hashed as
+    // Python's hashlib does; no time or command line, which would break the byte-identical rebuild.
+    let provenance = &manifest.extra["provenance"];
+    assert_eq!(provenance["tool"], "data-prep corpus", "{provenance}");
+    assert!(
+        provenance.get("command_line").is_none() && provenance.get("started_at_unix").is_none()
+    );
+    let inputs = provenance["inputs"].as_array().unwrap();
+    let paths: Vec<PathBuf> = inputs
+        .iter()
+        .map(|i| root().join(i["path"].as_str().unwrap()))
+        .collect();
+    assert_eq!(paths[0], root().join(tok_s), "the tokenizer first");
+    assert!(
+        paths.contains(&root().join("data/sample/corpus/bg.txt")),
+        "{paths:?}"
+    );
+    assert!(inputs.len() > 140, "{} inputs", inputs.len());
+    let hashed: Vec<&str> = inputs
+        .iter()
+        .map(|i| i["sha256"].as_str().unwrap())
+        .collect();
+    assert_eq!(hashed, test_support::python_sha256(&paths));
     let kept = &manifest.extra["report"]["kept"];
     let mut per_language: std::collections::BTreeMap<String, u64> = Default::default();
     for (key, counts) in kept.as_object().unwrap() {

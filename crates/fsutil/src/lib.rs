@@ -1,5 +1,8 @@
-//! Files: writing so that a crash leaves either the old file or the new one, never half of one; and
-//! hashing them for run manifests and evaluation history.
+//! Files: writing so that a crash leaves either the old file or the new one, never half of one;
+//! hashing them for run manifests and evaluation history; and the provenance record of an output
+//! (`provenance`).
+
+pub mod provenance;
 
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;

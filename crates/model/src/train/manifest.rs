@@ -1,19 +1,15 @@
 //! `manifest.json`: everything needed to repeat a run — resolved config, command line, seed, git commit,
-//! tool versions and hashes of the inputs.
+//! tool versions and hashes of the inputs. The fields any output records (`fsutil::provenance`: command
+//! line, git state, machine, numeric environment, input hashes) are shared with the tools that do not
+//! train; this adds libtorch's side.
 
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+use fsutil::provenance;
+pub use fsutil::provenance::{hash_path, InputHash};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct InputHash {
-    pub path: String,
-    pub sha256: String,
-    pub bytes: u64,
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Manifest {
@@ -46,59 +42,9 @@ pub struct Manifest {
     pub environment: std::collections::BTreeMap<String, String>,
 }
 
-/// The variables [`Manifest::environment`] records.
-const NUMERIC_ENVIRONMENT: &[&str] = &[
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "CUBLAS_WORKSPACE_CONFIG",
-    "CUDA_VISIBLE_DEVICES",
-    "PYTORCH_CUDA_ALLOC_CONF",
-    "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
-    "NVIDIA_TF32_OVERRIDE",
-    "NCCL_ALGO",
-    "NCCL_PROTO",
-    "MEDQA_HOST_MEMORY",
-    "LIBTORCH",
-];
-
-/// Those of [`NUMERIC_ENVIRONMENT`] that `lookup` finds.
-fn numeric_environment(
-    lookup: impl Fn(&str) -> Option<String>,
-) -> std::collections::BTreeMap<String, String> {
-    NUMERIC_ENVIRONMENT
-        .iter()
-        .filter_map(|&k| lookup(k).map(|v| (k.to_owned(), v)))
-        .collect()
-}
-
-/// The processor's name and widest vector instructions from `/proc/cpuinfo`'s text.
-fn cpu_of(cpuinfo: &str) -> serde_json::Value {
-    let field = |key: &str| {
-        cpuinfo.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            (k.trim() == key).then(|| v.trim().to_owned())
-        })
-    };
-    let flags = field("flags").unwrap_or_default();
-    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
-    let vector = [
-        ("avx512_bf16", "AVX-512 BF16"),
-        ("avx512f", "AVX-512"),
-        ("avx2", "AVX2"),
-    ]
-    .into_iter()
-    .find(|(flag, _)| has(flag))
-    .map(|(_, name)| name);
-    serde_json::json!({
-        "cpu": field("model name"),
-        "cpu_vector_instructions": vector,
-        "cpu_cores": cpuinfo.lines().filter(|l| l.starts_with("processor")).count(),
-    })
-}
-
 /// [`Manifest::host`] of this machine; the GPUs through `nvidia-smi` where the run is on CUDA.
 fn host(device: tch::Device) -> serde_json::Value {
-    let mut host = cpu_of(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default());
+    let mut host = provenance::host_cpu();
     if device.is_cuda() {
         let gpus = Command::new("nvidia-smi")
             .args([
@@ -151,7 +97,7 @@ impl Manifest {
         inputs: Vec<InputHash>,
         world_size: u64,
     ) -> Self {
-        let (git_commit, git_dirty) = git_state();
+        let (git_commit, git_dirty) = provenance::git_state();
         Self {
             tool: tool.to_owned(),
             tool_version: tool_version.to_owned(),
@@ -159,26 +105,15 @@ impl Manifest {
             seed,
             git_commit,
             git_dirty,
-            versions: serde_json::json!({
-                "medqa-model": env!("CARGO_PKG_VERSION"),
-                "tch": "0.24.0",
-                "libtorch_cuda_available": tch::Cuda::is_available(),
-                "cuda_devices": tch::Cuda::device_count(),
-                "cudnn": tch::Cuda::cudnn_is_available(),
-                "num_threads": tch::get_num_threads(),
-                "host_memory": crate::host_memory::current().name(),
-            }),
+            versions: versions(),
             device: crate::device::describe(device),
             config,
             effective_config: serde_json::Value::Null,
             inputs,
-            started_at_unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            started_at_unix: provenance::unix_now(),
             world_size: Some(world_size),
             host: host(device),
-            environment: numeric_environment(|k| std::env::var(k).ok()),
+            environment: provenance::numeric_environment(|k| std::env::var(k).ok()),
         }
     }
 
@@ -187,105 +122,31 @@ impl Manifest {
     }
 }
 
-/// Where an output that is not a training run came from (`qa-finetune predict`'s record): a manifest's
-/// fields — command line, git commit, versions, machine, numeric environment, the inputs' hashes — but
-/// the seed and the configuration, which such a tool does not have (its record holds its settings).
+/// Where an output that is not a training run came from (`qa-finetune predict`'s and `extract`'s
+/// records): `fsutil::provenance::record` with libtorch's versions, the device and its GPUs — a
+/// manifest's fields but the seed and the configuration, which such a tool does not have.
 pub fn provenance(
     tool: &str,
     tool_version: &str,
     device: tch::Device,
     inputs: &[&Path],
 ) -> Result<serde_json::Value> {
-    let manifest = Manifest::new(
-        tool,
-        tool_version,
-        0,
-        device,
-        serde_json::Value::Null,
-        inputs,
-    )?;
-    let mut record = serde_json::to_value(manifest)?;
-    if let Some(fields) = record.as_object_mut() {
-        for training_only in ["seed", "config", "effective_config", "world_size"] {
-            fields.remove(training_only);
-        }
-    }
+    let mut record = provenance::record(tool, tool_version, inputs)?;
+    record["versions"] = versions();
+    record["device"] = crate::device::describe(device).into();
+    record["host"] = host(device);
     Ok(record)
 }
 
-/// SHA-256 of a file, or of a directory's files in name order (path and content both count).
-pub fn hash_path(path: &Path) -> Result<InputHash> {
-    let mut hasher = Sha256::new();
-    let mut bytes = 0;
-    let mut files = Vec::new();
-    collect_files(path, &mut files)?;
-    files.sort();
-    for file in &files {
-        if path.is_dir() {
-            hasher.update(
-                file.strip_prefix(path)
-                    .unwrap_or(file)
-                    .to_string_lossy()
-                    .as_bytes(),
-            );
-        }
-        bytes += fsutil::hash_file_into(&mut hasher, file)?;
-    }
-    let digest = hasher.finalize();
-    Ok(InputHash {
-        path: path.display().to_string(),
-        sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
-        bytes,
+/// medqa's and libtorch's versions and what libtorch found.
+fn versions() -> serde_json::Value {
+    serde_json::json!({
+        "medqa-model": env!("CARGO_PKG_VERSION"),
+        "tch": "0.24.0",
+        "libtorch_cuda_available": tch::Cuda::is_available(),
+        "cuda_devices": tch::Cuda::device_count(),
+        "cudnn": tch::Cuda::cudnn_is_available(),
+        "num_threads": tch::get_num_threads(),
+        "host_memory": crate::host_memory::current().name(),
     })
-}
-
-fn collect_files(path: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
-    if path.is_dir() {
-        for entry in
-            std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?
-        {
-            collect_files(&entry?.path(), out)?;
-        }
-    } else {
-        out.push(path.to_path_buf());
-    }
-    Ok(())
-}
-
-fn git_state() -> (Option<String>, Option<bool>) {
-    let run = |args: &[&str]| {
-        Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| o.stdout)
-    };
-    let commit = run(&["rev-parse", "HEAD"]).map(|o| String::from_utf8_lossy(&o).trim().to_owned());
-    let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).map(|o| !o.is_empty());
-    (commit, dirty)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_machine_and_the_numeric_environment_are_read() {
-        let cpuinfo = "processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\
-                       processor\t: 1\nmodel name\t: AMD EPYC 9R14\n";
-        assert_eq!(
-            cpu_of(cpuinfo),
-            serde_json::json!({"cpu": "AMD EPYC 9R14", "cpu_vector_instructions": "AVX-512 BF16", "cpu_cores": 2})
-        );
-        assert_eq!(
-            cpu_of("flags : sse avx2")["cpu_vector_instructions"],
-            "AVX2"
-        );
-        let env = numeric_environment(|k| (k == "OMP_NUM_THREADS").then(|| "1".to_owned()));
-        assert_eq!(
-            env.into_iter().collect::<Vec<_>>(),
-            vec![("OMP_NUM_THREADS".to_owned(), "1".to_owned())]
-        );
-    }
 }

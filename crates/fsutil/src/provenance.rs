@@ -1,0 +1,219 @@
+//! Where an output came from, for tools with and without libtorch: the command line, the git commit,
+//! the machine as far as it decides numbers, the environment variables that change them, and the
+//! SHA-256 of the inputs. A training run's manifest (`model::train::manifest`) adds the seed, the
+//! configuration and libtorch's versions and devices to the same fields.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InputHash {
+    pub path: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// The record of a tool's output: `tool` (with its version) read `inputs`, which are hashed now.
+pub fn record(tool: &str, tool_version: &str, inputs: &[&Path]) -> Result<serde_json::Value> {
+    let inputs: Vec<InputHash> = inputs.iter().map(|p| hash_path(p)).collect::<Result<_>>()?;
+    let (git_commit, git_dirty) = git_state();
+    Ok(serde_json::json!({
+        "tool": tool,
+        "tool_version": tool_version,
+        "command_line": std::env::args().collect::<Vec<_>>(),
+        "git_commit": git_commit,
+        "git_dirty": git_dirty,
+        "host": host_cpu(),
+        "environment": numeric_environment(|k| std::env::var(k).ok()),
+        "inputs": inputs,
+        "started_at_unix": unix_now(),
+    }))
+}
+
+/// What decides an output that must come out byte-identical from the same inputs (a corpus's shard
+/// manifest, which later runs hash as their input): the tool, its version, the git state and the inputs'
+/// hashes, without [`record`]'s time, command line or machine.
+pub fn inputs_record(
+    tool: &str,
+    tool_version: &str,
+    inputs: &[&Path],
+) -> Result<serde_json::Value> {
+    let inputs: Vec<InputHash> = inputs.iter().map(|p| hash_path(p)).collect::<Result<_>>()?;
+    let (git_commit, git_dirty) = git_state();
+    Ok(serde_json::json!({
+        "tool": tool,
+        "tool_version": tool_version,
+        "git_commit": git_commit,
+        "git_dirty": git_dirty,
+        "inputs": inputs,
+    }))
+}
+
+/// Seconds since 1970 (0 on a clock before it).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The environment variables that change numbers or kernels, where set (threads, cuBLAS's
+/// workspace, the CUDA allocator, NCCL's algorithms, TF32 overrides, visible devices).
+pub const NUMERIC_ENVIRONMENT: &[&str] = &[
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "CUDA_VISIBLE_DEVICES",
+    "PYTORCH_CUDA_ALLOC_CONF",
+    "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
+    "NVIDIA_TF32_OVERRIDE",
+    "NCCL_ALGO",
+    "NCCL_PROTO",
+    "MEDQA_HOST_MEMORY",
+    "LIBTORCH",
+];
+
+/// Those of [`NUMERIC_ENVIRONMENT`] that `lookup` finds.
+pub fn numeric_environment(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> std::collections::BTreeMap<String, String> {
+    NUMERIC_ENVIRONMENT
+        .iter()
+        .filter_map(|&k| lookup(k).map(|v| (k.to_owned(), v)))
+        .collect()
+}
+
+/// This machine's processor, from `/proc/cpuinfo`.
+pub fn host_cpu() -> serde_json::Value {
+    cpu_of(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default())
+}
+
+/// The processor's name, widest vector instructions (libtorch picks kernels by them, which round
+/// differently) and cores from `/proc/cpuinfo`'s text.
+pub fn cpu_of(cpuinfo: &str) -> serde_json::Value {
+    let field = |key: &str| {
+        cpuinfo.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_owned())
+        })
+    };
+    let flags = field("flags").unwrap_or_default();
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let vector = [
+        ("avx512_bf16", "AVX-512 BF16"),
+        ("avx512f", "AVX-512"),
+        ("avx2", "AVX2"),
+    ]
+    .into_iter()
+    .find(|(flag, _)| has(flag))
+    .map(|(_, name)| name);
+    serde_json::json!({
+        "cpu": field("model name"),
+        "cpu_vector_instructions": vector,
+        "cpu_cores": cpuinfo.lines().filter(|l| l.starts_with("processor")).count(),
+    })
+}
+
+/// SHA-256 of a file, or of a directory's files in name order (path and content both count).
+pub fn hash_path(path: &Path) -> Result<InputHash> {
+    let mut hasher = Sha256::new();
+    let mut bytes = 0;
+    let mut files = Vec::new();
+    collect_files(path, &mut files)?;
+    files.sort();
+    for file in &files {
+        if path.is_dir() {
+            hasher.update(
+                file.strip_prefix(path)
+                    .unwrap_or(file)
+                    .to_string_lossy()
+                    .as_bytes(),
+            );
+        }
+        bytes += crate::hash_file_into(&mut hasher, file)?;
+    }
+    let digest = hasher.finalize();
+    Ok(InputHash {
+        path: path.display().to_string(),
+        sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+        bytes,
+    })
+}
+
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    if path.is_dir() {
+        for entry in
+            std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?
+        {
+            collect_files(&entry?.path(), out)?;
+        }
+    } else {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+/// The commit checked out in the working directory and whether tracked files differ from it.
+pub fn git_state() -> (Option<String>, Option<bool>) {
+    let run = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| o.stdout)
+    };
+    let commit = run(&["rev-parse", "HEAD"]).map(|o| String::from_utf8_lossy(&o).trim().to_owned());
+    let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).map(|o| !o.is_empty());
+    (commit, dirty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_machine_and_the_numeric_environment_are_read() {
+        let cpuinfo = "processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\
+                       processor\t: 1\nmodel name\t: AMD EPYC 9R14\n";
+        assert_eq!(
+            cpu_of(cpuinfo),
+            serde_json::json!({"cpu": "AMD EPYC 9R14", "cpu_vector_instructions": "AVX-512 BF16", "cpu_cores": 2})
+        );
+        assert_eq!(
+            cpu_of("flags : sse avx2")["cpu_vector_instructions"],
+            "AVX2"
+        );
+        let env = numeric_environment(|k| (k == "OMP_NUM_THREADS").then(|| "1".to_owned()));
+        assert_eq!(
+            env.into_iter().collect::<Vec<_>>(),
+            vec![("OMP_NUM_THREADS".to_owned(), "1".to_owned())]
+        );
+    }
+
+    #[test]
+    fn a_directory_hashes_its_files_names_and_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("b.txt"), "bb").unwrap();
+        std::fs::create_dir(tmp.path().join("a")).unwrap();
+        std::fs::write(tmp.path().join("a/x.txt"), "x").unwrap();
+        let dir = hash_path(tmp.path()).unwrap();
+        assert_eq!(dir.bytes, 3);
+        // "a/x.txt", its bytes, then "b.txt" and its: names in order, contents after each.
+        let mut h = Sha256::new();
+        for part in ["a/x.txt", "x", "b.txt", "bb"] {
+            h.update(part.as_bytes());
+        }
+        assert_eq!(dir.sha256, format!("{:x}", h.finalize()));
+        // A file: its bytes alone.
+        let file = hash_path(&tmp.path().join("b.txt")).unwrap();
+        assert_eq!(
+            file.sha256,
+            crate::sha256_file(&tmp.path().join("b.txt")).unwrap()
+        );
+    }
+}
