@@ -17,21 +17,15 @@ pub struct InputHash {
     pub bytes: u64,
 }
 
-/// The record of a tool's output: `tool` (with its version) read `inputs`, which are hashed now.
+/// The record of a tool's output: `tool` (with its version) read `inputs`, which are hashed now; with
+/// the command line, the machine, the numeric environment and the time, beside [`inputs_record`]'s.
 pub fn record(tool: &str, tool_version: &str, inputs: &[&Path]) -> Result<serde_json::Value> {
-    let inputs: Vec<InputHash> = inputs.iter().map(|p| hash_path(p)).collect::<Result<_>>()?;
-    let (git_commit, git_dirty) = git_state();
-    Ok(serde_json::json!({
-        "tool": tool,
-        "tool_version": tool_version,
-        "command_line": std::env::args().collect::<Vec<_>>(),
-        "git_commit": git_commit,
-        "git_dirty": git_dirty,
-        "host": host_cpu(),
-        "environment": numeric_environment(|k| std::env::var(k).ok()),
-        "inputs": inputs,
-        "started_at_unix": unix_now(),
-    }))
+    let mut record = inputs_record(tool, tool_version, inputs)?;
+    record["command_line"] = serde_json::json!(std::env::args().collect::<Vec<_>>());
+    record["host"] = host_cpu();
+    record["environment"] = serde_json::json!(numeric_environment(|k| std::env::var(k).ok()));
+    record["started_at_unix"] = unix_now().into();
+    Ok(record)
 }
 
 /// What decides an output that must come out byte-identical from the same inputs (a corpus's shard
