@@ -220,12 +220,22 @@ fn qa(args: QaArgs) -> Result<()> {
     }
     fsutil::write_json_lines(&rejects, &merged.rejects)?;
     let groups = qa_sets::statistics(&merged, tok.as_ref(), max_seq_length, doc_stride)?;
+    // The input files and the tokenizer, hashed; no time or command line, so that a re-run writes the
+    // same bytes.
+    let hashed: Vec<&Path> = inputs
+        .iter()
+        .map(|i| i.path.as_path())
+        .chain(tokenizer.as_deref())
+        .collect();
+    let provenance =
+        fsutil::provenance::inputs_record("data-prep qa", env!("CARGO_PKG_VERSION"), &hashed)?;
     qa_sets::write_json(
         &stats,
         &serde_json::json!({
             "files": merged.files, "groups": groups, "merged_duplicates": merged.merges,
             "renamed_ids": merged.renames, "dev_permille": dev_permille,
             "max_seq_length": max_seq_length, "doc_stride": doc_stride,
+            "provenance": provenance,
         }),
     )?;
     print!("{}", qa_sets::summary(&merged, &groups));

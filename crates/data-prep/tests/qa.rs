@@ -131,6 +131,26 @@ fn answers_are_repaired_or_rejected_and_sets_merge_deterministically() {
     assert!(rows[0]["file"].as_str().unwrap().ends_with("a.json"));
     assert!(rows[1]["reason"].as_str().unwrap().contains("dropped"));
     let stats = read(&tmp.path().join("merged.json.stats.json"));
+    // The inputs' hashes, as Python's hashlib gives them, in the order given.
+    let hashed: Vec<(String, String)> = stats["provenance"]["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["path"].as_str().unwrap().to_owned(),
+                i["sha256"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let given: Vec<std::path::PathBuf> = hashed.iter().map(|(p, _)| p.into()).collect();
+    assert_eq!(given.len(), 2, "{hashed:?}");
+    assert!(
+        given[0].ends_with("a.json") && given[1].ends_with("b.json"),
+        "{given:?}"
+    );
+    let sums: Vec<String> = hashed.into_iter().map(|(_, s)| s).collect();
+    assert_eq!(sums, test_support::python_sha256(&given));
     let f = &stats["files"][0];
     assert_eq!(
         (
