@@ -26,7 +26,8 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
         /// The shard directory to write: NAME.bin/.idx per split (and language), manifest.json,
-        /// statistics.parquet, rejects.jsonl.
+        /// statistics.parquet, rejects.jsonl; the manifest records the SHA-256 of the tokenizer and every
+        /// source file.
         #[arg(long)]
         out: PathBuf,
         /// Any rejected input is an error instead of a counted skip.
@@ -96,7 +97,8 @@ struct QaArgs {
     /// Default: beside --out, `<out>.rejects.jsonl`.
     #[arg(long)]
     rejects: Option<PathBuf>,
-    /// Counts per file and statistics per language × source (JSON). Default: `<out>.stats.json`.
+    /// Counts per file, statistics per language × source, and the inputs' SHA-256 with the version and git
+    /// commit (JSON). Default: `<out>.stats.json`.
     #[arg(long)]
     stats: Option<PathBuf>,
     /// With a tokenizer.json: context lengths in tokens and windows needed.
