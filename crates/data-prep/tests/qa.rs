@@ -285,6 +285,68 @@ fn covid_qa_offsets_are_all_recovered() {
     assert_eq!(kept, 1380, "no gold answer lost");
 }
 
+/// `git` with a fixed identity in `dir`; `None` where it fails (no checkout).
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-C"])
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+#[test]
+fn the_record_names_the_code_that_ran_not_the_working_directorys_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A user's project, a git repository of its own, as the working directory.
+    let project = tmp.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+    let (a, _) = inputs(&project);
+    git(&project, &["init", "-q"]).unwrap();
+    git(&project, &["add", "a.json"]).unwrap();
+    git(&project, &["commit", "-q", "-m", "data"]).unwrap();
+    let project_commit = git(&project, &["rev-parse", "HEAD"]).unwrap();
+    let provenance = |bin: &Path| {
+        let out = project.join("out.json");
+        ok(Command::new(bin)
+            .current_dir(&project)
+            .args(["qa", "--input", &a, "--out", out.to_str().unwrap()])
+            .output()
+            .unwrap());
+        read(&project.join("out.json.stats.json"))["provenance"].clone()
+    };
+    // The built binary: the commit of the checkout it was compiled in.
+    let p = provenance(Path::new(BIN));
+    match git(&root(), &["rev-parse", "HEAD"]) {
+        Some(commit) => {
+            assert_eq!(p["git_commit"], commit.as_str(), "{p}");
+            assert_eq!(p["git_commit_from"], "source checkout", "{p}");
+        }
+        // Built from an unpacked archive: no commit is claimed, least of all the project's.
+        None => assert!(p["git_commit"].is_null(), "{p}"),
+    }
+    assert_ne!(p["git_commit"], project_commit.as_str());
+    // A copy beside a build file (a GPU bundle): the file's commit.
+    let bundle = tmp.path().join("bundle");
+    std::fs::create_dir(&bundle).unwrap();
+    let copy = bundle.join("data-prep");
+    std::fs::copy(BIN, &copy).unwrap();
+    std::fs::write(
+        bundle.join("medqa-build.json"),
+        r#"{"git_commit": "feedc0de", "git_dirty": true}"#,
+    )
+    .unwrap();
+    let p = provenance(&copy);
+    assert_eq!(
+        (&p["git_commit"], &p["git_dirty"], &p["git_commit_from"]),
+        (&"feedc0de".into(), &true.into(), &"medqa-build.json".into()),
+        "{p}"
+    );
+}
+
 /// Writes `body` (the `data` list of a SQuAD file, with `version` if given) to `dir/name`.
 fn squad_file(dir: &Path, name: &str, version: Option<&str>, data: &str) -> String {
     let path = dir.join(name);

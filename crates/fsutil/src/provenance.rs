@@ -25,6 +25,9 @@ pub fn record(tool: &str, tool_version: &str, inputs: &[&Path]) -> Result<serde_
     record["host"] = host_cpu();
     record["environment"] = serde_json::json!(numeric_environment(|k| std::env::var(k).ok()));
     record["started_at_unix"] = unix_now().into();
+    if let Some(git) = working_directory_git() {
+        record["working_directory_git"] = git;
+    }
     Ok(record)
 }
 
@@ -37,12 +40,13 @@ pub fn inputs_record(
     inputs: &[&Path],
 ) -> Result<serde_json::Value> {
     let inputs: Vec<InputHash> = inputs.iter().map(|p| hash_path(p)).collect::<Result<_>>()?;
-    let (git_commit, git_dirty) = git_state();
+    let code = code_state()?;
     Ok(serde_json::json!({
         "tool": tool,
         "tool_version": tool_version,
-        "git_commit": git_commit,
-        "git_dirty": git_dirty,
+        "git_commit": code.git_commit,
+        "git_dirty": code.git_dirty,
+        "git_commit_from": code.git_commit_from,
         "inputs": inputs,
     }))
 }
@@ -151,18 +155,99 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// The commit checked out in the working directory and whether tracked files differ from it.
-pub fn git_state() -> (Option<String>, Option<bool>) {
-    let run = |args: &[&str]| {
-        Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| o.stdout)
-    };
-    let commit = run(&["rev-parse", "HEAD"]).map(|o| String::from_utf8_lossy(&o).trim().to_owned());
-    let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).map(|o| !o.is_empty());
+/// The file beside an executable that says which commit it was built from, where the executable was
+/// copied out of its checkout (the GPU bundles of `scripts/bench/gpu.sh` and
+/// `scripts/experiment-e5-gpu.sh` write it): `{"git_commit": "…", "git_dirty": false}`.
+pub const BUILD_INFO_FILE: &str = "medqa-build.json";
+
+/// The code that ran, as far as git can tell.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CodeState {
+    pub git_commit: Option<String>,
+    /// Tracked files differ from the commit.
+    pub git_dirty: Option<bool>,
+    /// Where the two were read: [`BUILD_INFO_FILE`] beside the executable, or the source checkout the
+    /// executable was compiled from (its state now: a checkout that moved on since the build reads as
+    /// its new commit).
+    pub git_commit_from: Option<String>,
+}
+
+/// [`CodeState`] of the running executable: its [`BUILD_INFO_FILE`] where one lies beside it, else the
+/// checkout this crate was compiled in. Not the working directory's: a user runs medqa from a project
+/// directory of their own, often a git repository of its own, whose commit says nothing of the code
+/// (that commit is [`working_directory_git`]'s).
+pub fn code_state() -> Result<CodeState> {
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    code_state_from(exe_dir.as_deref(), Path::new(env!("CARGO_MANIFEST_DIR")))
+}
+
+fn code_state_from(exe_dir: Option<&Path>, source: &Path) -> Result<CodeState> {
+    if let Some(file) = exe_dir
+        .map(|d| d.join(BUILD_INFO_FILE))
+        .filter(|f| f.is_file())
+    {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let mut state: CodeState = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{}: not {{\"git_commit\": …, \"git_dirty\": …}}",
+                file.display()
+            )
+        })?;
+        state.git_commit_from = Some(BUILD_INFO_FILE.to_owned());
+        return Ok(state);
+    }
+    let (git_commit, git_dirty) = git_state_in(source);
+    Ok(CodeState {
+        git_commit_from: git_commit.as_ref().map(|_| "source checkout".to_owned()),
+        git_commit,
+        git_dirty,
+    })
+}
+
+/// The working directory's git commit and state, where it lies in a checkout other than the code's
+/// (a project repository holding the configs): `{"commit", "dirty", "toplevel"}`.
+pub fn working_directory_git() -> Option<serde_json::Value> {
+    working_directory_git_in(
+        &std::env::current_dir().ok()?,
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+    )
+}
+
+fn working_directory_git_in(dir: &Path, source: &Path) -> Option<serde_json::Value> {
+    let top = git_toplevel(dir)?;
+    if git_toplevel(source).as_ref() == Some(&top) {
+        return None;
+    }
+    let (commit, dirty) = git_state_in(dir);
+    Some(serde_json::json!({"commit": commit, "dirty": dirty, "toplevel": top}))
+}
+
+fn git(dir: &Path, args: &[&str]) -> Option<Vec<u8>> {
+    Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| o.stdout)
+}
+
+fn git_toplevel(dir: &Path) -> Option<String> {
+    git(dir, &["rev-parse", "--show-toplevel"])
+        .map(|o| String::from_utf8_lossy(&o).trim().to_owned())
+}
+
+/// The commit checked out at `dir` and whether tracked files differ from it.
+fn git_state_in(dir: &Path) -> (Option<String>, Option<bool>) {
+    let commit =
+        git(dir, &["rev-parse", "HEAD"]).map(|o| String::from_utf8_lossy(&o).trim().to_owned());
+    let dirty = commit.as_ref().and_then(|_| {
+        git(dir, &["status", "--porcelain", "--untracked-files=no"]).map(|o| !o.is_empty())
+    });
     (commit, dirty)
 }
 
@@ -208,6 +293,85 @@ mod tests {
         assert_eq!(
             file.sha256,
             crate::sha256_file(&tmp.path().join("b.txt")).unwrap()
+        );
+    }
+
+    /// `git` in `dir` with a fixed identity, failing the test on an error.
+    fn git_in(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-C"])
+            .arg(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn repo_with_a_commit(dir: &Path) -> String {
+        git_in(dir, &["init", "-q"]);
+        std::fs::write(dir.join("a.txt"), "a").unwrap();
+        git_in(dir, &["add", "a.txt"]);
+        git_in(dir, &["commit", "-q", "-m", "a"]);
+        git_in(dir, &["rev-parse", "HEAD"])
+    }
+
+    #[test]
+    fn the_code_is_the_build_files_or_the_source_checkouts_never_the_working_directorys() {
+        let source = tempfile::tempdir().unwrap();
+        let commit = repo_with_a_commit(source.path());
+        let exe = tempfile::tempdir().unwrap();
+        // An executable in no checkout and without a build file: the source checkout's state.
+        let code = code_state_from(Some(exe.path()), source.path()).unwrap();
+        assert_eq!(
+            code,
+            CodeState {
+                git_commit: Some(commit.clone()),
+                git_dirty: Some(false),
+                git_commit_from: Some("source checkout".into()),
+            }
+        );
+        std::fs::write(source.path().join("a.txt"), "changed").unwrap();
+        let code = code_state_from(None, source.path()).unwrap();
+        assert_eq!(code.git_dirty, Some(true));
+        // A build file beside the executable wins.
+        std::fs::write(
+            exe.path().join(BUILD_INFO_FILE),
+            r#"{"git_commit": "0123abc", "git_dirty": false}"#,
+        )
+        .unwrap();
+        let code = code_state_from(Some(exe.path()), source.path()).unwrap();
+        assert_eq!(
+            (
+                code.git_commit.as_deref(),
+                code.git_dirty,
+                code.git_commit_from.as_deref()
+            ),
+            (Some("0123abc"), Some(false), Some(BUILD_INFO_FILE))
+        );
+        // A broken one is an error naming it, not a silent guess.
+        std::fs::write(exe.path().join(BUILD_INFO_FILE), "0123abc").unwrap();
+        let err = format!(
+            "{:#}",
+            code_state_from(Some(exe.path()), source.path()).unwrap_err()
+        );
+        assert!(err.contains(BUILD_INFO_FILE), "{err}");
+        // No checkout anywhere: nothing is claimed.
+        let nowhere = tempfile::tempdir().unwrap();
+        assert_eq!(
+            code_state_from(None, nowhere.path()).unwrap(),
+            CodeState::default()
+        );
+        // The working directory's own repository is recorded apart, and only when it is not the code's.
+        let project = tempfile::tempdir().unwrap();
+        let project_commit = repo_with_a_commit(project.path());
+        let wd = working_directory_git_in(project.path(), source.path()).unwrap();
+        assert_eq!(wd["commit"], project_commit.as_str());
+        assert_eq!(wd["dirty"], false);
+        assert_eq!(working_directory_git_in(source.path(), source.path()), None);
+        assert_eq!(
+            working_directory_git_in(nowhere.path(), source.path()),
+            None
         );
     }
 }

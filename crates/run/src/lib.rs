@@ -124,7 +124,7 @@ pub fn train<J: Job>(args: &RunArgs, version: &str) -> Result<()> {
         resolved,
         inputs,
         world.size as u64,
-    );
+    )?;
     manifest.effective_config = serde_json::to_value(&job)?;
     if world.is_main() {
         manifest.write(&out)?;

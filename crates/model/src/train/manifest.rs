@@ -19,6 +19,13 @@ pub struct Manifest {
     pub seed: u64,
     pub git_commit: Option<String>,
     pub git_dirty: Option<bool>,
+    /// Where the commit was read (`fsutil::provenance::CodeState`); absent in manifests written before
+    /// it was kept, which read the working directory's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_commit_from: Option<String>,
+    /// The working directory's repository, where it is not the code's (a project holding the configs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_directory_git: Option<serde_json::Value>,
     pub versions: serde_json::Value,
     pub device: String,
     pub config: serde_json::Value,
@@ -76,15 +83,7 @@ impl Manifest {
         inputs: &[&Path],
     ) -> Result<Self> {
         let inputs = inputs.iter().map(|p| hash_path(p)).collect::<Result<_>>()?;
-        Ok(Self::with_hashes(
-            tool,
-            tool_version,
-            seed,
-            device,
-            config,
-            inputs,
-            1,
-        ))
+        Self::with_hashes(tool, tool_version, seed, device, config, inputs, 1)
     }
 
     /// As [`Manifest::new`], with the inputs already hashed, for a run of `world_size` processes.
@@ -96,15 +95,17 @@ impl Manifest {
         config: serde_json::Value,
         inputs: Vec<InputHash>,
         world_size: u64,
-    ) -> Self {
-        let (git_commit, git_dirty) = provenance::git_state();
-        Self {
+    ) -> Result<Self> {
+        let code = provenance::code_state()?;
+        Ok(Self {
             tool: tool.to_owned(),
             tool_version: tool_version.to_owned(),
             command_line: std::env::args().collect(),
             seed,
-            git_commit,
-            git_dirty,
+            git_commit: code.git_commit,
+            git_dirty: code.git_dirty,
+            git_commit_from: code.git_commit_from,
+            working_directory_git: provenance::working_directory_git(),
             versions: versions(),
             device: crate::device::describe(device),
             config,
@@ -114,7 +115,7 @@ impl Manifest {
             world_size: Some(world_size),
             host: host(device),
             environment: provenance::numeric_environment(|k| std::env::var(k).ok()),
-        }
+        })
     }
 
     pub fn write(&self, run_dir: &Path) -> Result<()> {
