@@ -167,7 +167,7 @@ step done "done"
 cat "$out/summary.md"
 echo
 echo "results in $out/:"
-echo "  tokenizer.json, corpus/ (shards, manifest.json, statistics.parquet), qa-data/ (validated sets, stats)"
+echo "  tokenizer.json (with .rejects.jsonl, .run.json), corpus/ (shards, manifest.json, statistics.parquet), qa-data/ (validated sets, stats)"
 [ -n "$pretrained" ] && echo "  e5/ (the imported encoder, import.json: its sources and hashes); no mlm/: no MLM step"
 echo "  mlm/, qa/ (manifest.json, train_log.jsonl, tb/ for TensorBoard, checkpoints/, final/)"
 echo "  eval.json, eval.md, qa/pred/ (predictions.json, nbest_predictions.json, predict_results.json: EM/F1,"

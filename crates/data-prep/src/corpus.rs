@@ -15,7 +15,7 @@ use text::XlmrTokenizer;
 
 use crate::clean::{clean, dedup_key, split_bucket};
 use crate::near_dup::{signature, NearDupConfig, NearDupIndex};
-use crate::sources::{Record, Reject, Source};
+use crate::sources::{refuse_rejects, rejects_by_source, write_rejects, Record, Reject, Source};
 use crate::staging::Staging;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -561,21 +561,9 @@ fn build_into(
         w.roll()?;
     }
     report.rejects = rejects.len() as u64;
-    for r in &rejects {
-        *report
-            .rejects_by_source
-            .entry(r.source.clone())
-            .or_default() += 1;
-    }
-    if strict && !rejects.is_empty() {
-        let r = &rejects[0];
-        bail!(
-            "--strict: {} input(s) rejected, first {}:{}: {}",
-            rejects.len(),
-            r.file,
-            r.line,
-            r.reason
-        );
+    report.rejects_by_source = rejects_by_source(&rejects);
+    if strict {
+        refuse_rejects(&rejects)?;
     }
     write_outputs(
         cfg,
@@ -693,13 +681,7 @@ fn write_outputs(
     (report, rejects): (&Report, &[Reject]),
     splits: Splits,
 ) -> Result<()> {
-    let rejects_text: String = rejects
-        .iter()
-        .map(|r| serde_json::to_string(r).unwrap_or_default() + "\n")
-        .collect();
-    fsutil::write_atomic(&out.join("rejects.jsonl"), |w| {
-        w.write_all(rejects_text.as_bytes())
-    })?;
+    write_rejects(&out.join("rejects.jsonl"), rejects)?;
     let mut stats = statistics_table(report)?;
     fsutil::write_atomic(&out.join("statistics.parquet"), |w| {
         tables::write(&mut stats, tables::TableFormat::Parquet, w)

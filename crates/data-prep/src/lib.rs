@@ -12,3 +12,10 @@ pub mod qa_sets;
 pub mod sources;
 pub mod staging;
 pub mod tokenizer_train;
+
+/// `out` with `suffix` appended to its file name: the files a command writes beside its output.
+pub fn beside(out: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = out.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}

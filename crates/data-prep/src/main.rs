@@ -2,10 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
-use data_prep::corpus::{build, for_each_document, summary, CorpusConfig};
-use data_prep::tokenizer_train::train_unigram;
+use data_prep::beside;
+use data_prep::corpus::{build, summary, CorpusConfig};
+use data_prep::tokenizer_train::{outputs, train_from_corpus};
 
 /// Build training inputs: cleaned, deduplicated, tokenized corpus shards, and tokenizers.
 #[derive(Parser, Debug)]
@@ -46,9 +47,14 @@ enum Command {
         /// fewer).
         #[arg(long, default_value_t = 8000)]
         vocab_size: u32,
-        /// The tokenizer.json to write.
+        /// The tokenizer.json to write; beside it OUT.rejects.jsonl (inputs that could not be read,
+        /// with file, line and reason) and OUT.run.json (sizes, counts, the resolved config, the
+        /// version, git commit and SHA-256 of every source file).
         #[arg(long)]
         out: PathBuf,
+        /// Any rejected input is an error instead of a counted skip.
+        #[arg(long)]
+        strict: bool,
     },
     /// Validate, repair, tag, merge and deduplicate QA sets (SQuAD's nested JSON, or `datasets`' flat
     /// records as JSON, JSON Lines or Parquet), split by context into train/dev, with rejects and
@@ -115,12 +121,6 @@ struct QaArgs {
     strict: bool,
 }
 
-fn beside(out: &Path, suffix: &str) -> PathBuf {
-    let mut name = out.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
 fn load(config: &Path, overrides: &[String]) -> Result<(CorpusConfig, PathBuf)> {
     let (cfg, _): (CorpusConfig, _) = text::runconfig::load(Some(config), overrides)?;
     // Paths in configs are relative to the working directory (the project root in scripts), as in
@@ -147,7 +147,8 @@ fn main() -> Result<()> {
             overrides,
             vocab_size,
             out,
-        } => tokenizer(&config, overrides, vocab_size, &out),
+            strict,
+        } => tokenizer(&config, overrides, vocab_size, &out, strict),
         Command::ImportE5 {
             out,
             assets,
@@ -157,28 +158,27 @@ fn main() -> Result<()> {
     }
 }
 
-fn tokenizer(config: &Path, mut overrides: Vec<String>, vocab_size: u32, out: &Path) -> Result<()> {
+fn tokenizer(
+    config: &Path,
+    mut overrides: Vec<String>,
+    vocab_size: u32,
+    out: &Path,
+    strict: bool,
+) -> Result<()> {
     // The tokenizer is what the corpus will be tokenized with, so it is not needed here.
     overrides.push("tokenizer=\"-\"".to_owned());
     let (mut cfg, base) = load(config, &overrides)?;
     cfg.tokenizer = PathBuf::new();
-    fsutil::check_output_file(out)?;
-    let mut texts = Vec::new();
-    let mut rejects = 0;
-    for_each_document(
-        &cfg,
-        &base,
-        |_, docs| {
-            texts.extend(docs.into_iter().map(|(_, t)| t).filter(|t| !t.is_empty()));
-            Ok(())
-        },
-        |_| rejects += 1,
-    )?;
-    let size = train_unigram(&texts, vocab_size, out).context("training the tokenizer")?;
+    let run = train_from_corpus(&cfg, &base, vocab_size, out, strict)?;
+    let [_, rejects, record] = outputs(out);
     println!(
-        "tokenizer: {} ({size} tokens, from {} documents; {rejects} inputs rejected)",
+        "tokenizer: {} ({} tokens, from {} documents; {} inputs rejected, in {}; record {})",
         out.display(),
-        texts.len()
+        run.vocab_size,
+        run.documents,
+        run.rejects,
+        rejects.display(),
+        record.display()
     );
     Ok(())
 }

@@ -100,6 +100,34 @@ pub struct Reject {
     pub reason: String,
 }
 
+/// `--strict`: any reject stops the run, naming how many and the first.
+pub fn refuse_rejects(rejects: &[Reject]) -> Result<()> {
+    if let Some(r) = rejects.first() {
+        bail!(
+            "--strict: {} input(s) rejected, first {}:{}: {}",
+            rejects.len(),
+            r.file,
+            r.line,
+            r.reason
+        );
+    }
+    Ok(())
+}
+
+/// The rejects, one JSON object a line, written atomically to `path`.
+pub fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<()> {
+    fsutil::write_json_lines(path, rejects)
+}
+
+/// Rejects per source name.
+pub fn rejects_by_source(rejects: &[Reject]) -> std::collections::BTreeMap<String, u64> {
+    let mut by = std::collections::BTreeMap::new();
+    for r in rejects {
+        *by.entry(r.source.clone()).or_default() += 1;
+    }
+    by
+}
+
 impl Source {
     /// The files of this source in a stable order.
     pub fn files(&self, base: &Path) -> Result<Vec<PathBuf>> {

@@ -1,10 +1,11 @@
 //! A SentencePiece-style Unigram tokenizer in XLM-R's layout, for models trained from scratch when the
 //! real XLM-R tokenizer is not at hand: `<s>`=0 `<pad>`=1 `</s>`=2 `<unk>`=3, `<mask>` last, NFKC,
-//! `▁` word boundaries, and RoBERTa's pair template `<s> A </s></s> B </s>`.
+//! `▁` word boundaries, and RoBERTa's pair template `<s> A </s></s> B </s>`; trained on a corpus
+//! config's documents with its rejects and a record beside the tokenizer.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use tokenizers::decoders::metaspace::Metaspace as MetaspaceDecoder;
 use tokenizers::models::unigram::{Unigram, UnigramTrainer};
 use tokenizers::normalizers::unicode::NFKC;
@@ -15,6 +16,84 @@ use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, Model, PreTokenizerWrapper, TokenizerBuilder};
 
 pub const SPECIALS: [&str; 4] = ["<s>", "<pad>", "</s>", "<unk>"];
+
+/// What `data-prep tokenizer` did, written beside the tokenizer as `OUT.run.json`.
+#[derive(Debug, serde::Serialize)]
+pub struct TokenizerRun {
+    pub vocab_size_requested: u32,
+    /// Pieces in the tokenizer: at most the request, fewer from a small corpus.
+    pub vocab_size: usize,
+    /// Documents it learnt from (cleaned, non-empty).
+    pub documents: u64,
+    pub characters: u64,
+    /// Inputs that could not be read, each in `OUT.rejects.jsonl` with its file, line and reason.
+    pub rejects: u64,
+    pub rejects_by_source: std::collections::BTreeMap<String, u64>,
+    pub config: crate::corpus::CorpusConfig,
+    /// Version, git commit and the SHA-256 of every source file (`fsutil::provenance::inputs_record`:
+    /// no time, so a re-run writes the same bytes, as it does the tokenizer).
+    pub provenance: serde_json::Value,
+}
+
+/// The files `data-prep tokenizer --out OUT` writes: OUT, `OUT.rejects.jsonl`, `OUT.run.json`.
+pub fn outputs(out: &Path) -> [PathBuf; 3] {
+    [
+        out.to_path_buf(),
+        crate::beside(out, ".rejects.jsonl"),
+        crate::beside(out, ".run.json"),
+    ]
+}
+
+/// Trains on the documents of `cfg`'s sources (cleaned as the corpus cleans them) and writes the
+/// tokenizer with its rejects and record ([`outputs`]); every location is checked before any document
+/// is read. `strict`: a reject is an error.
+pub fn train_from_corpus(
+    cfg: &crate::corpus::CorpusConfig,
+    base: &Path,
+    vocab_size: u32,
+    out: &Path,
+    strict: bool,
+) -> Result<TokenizerRun> {
+    let [_, rejects_path, run_path] = outputs(out);
+    for path in outputs(out) {
+        fsutil::check_output_file(&path)?;
+    }
+    let files = crate::corpus::validate_sources(cfg, base)?;
+    let sources: Vec<&Path> = files.iter().flatten().map(PathBuf::as_path).collect();
+    let provenance = fsutil::provenance::inputs_record(
+        "data-prep tokenizer",
+        env!("CARGO_PKG_VERSION"),
+        &sources,
+    )?;
+    let mut texts = Vec::new();
+    let mut rejects = Vec::new();
+    crate::corpus::for_each_document(
+        cfg,
+        base,
+        |_, docs| {
+            texts.extend(docs.into_iter().map(|(_, t)| t).filter(|t| !t.is_empty()));
+            Ok(())
+        },
+        |r| rejects.push(r),
+    )?;
+    if strict {
+        crate::sources::refuse_rejects(&rejects)?;
+    }
+    crate::sources::write_rejects(&rejects_path, &rejects)?;
+    let vocab = train_unigram(&texts, vocab_size, out).context("training the tokenizer")?;
+    let run = TokenizerRun {
+        vocab_size_requested: vocab_size,
+        vocab_size: vocab,
+        documents: texts.len() as u64,
+        characters: texts.iter().map(|t| t.chars().count() as u64).sum(),
+        rejects: rejects.len() as u64,
+        rejects_by_source: crate::sources::rejects_by_source(&rejects),
+        config: cfg.clone(),
+        provenance,
+    };
+    fsutil::write_json(&run_path, &run)?;
+    Ok(run)
+}
 
 /// Trains on `texts` and writes `tokenizer.json` to `out` (atomically).
 pub fn train_unigram(texts: &[String], vocab_size: u32, out: &Path) -> Result<usize> {

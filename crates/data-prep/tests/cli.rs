@@ -313,6 +313,61 @@ fn bad_input_is_counted_with_file_and_line_and_strict_fails() {
         !strict.status.success() && err.contains("notes.jsonl:2"),
         "{err}"
     );
+
+    // The tokenizer reads the same documents: the same rejects, beside it, and a record of its inputs.
+    let tok_out = tmp.path().join("tok.json");
+    let tokenizer = |extra: &[&str]| {
+        let mut args = vec![
+            "tokenizer",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--vocab-size",
+            "40",
+            "--out",
+            tok_out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        run(&args)
+    };
+    let printed = ok(tokenizer(&[]));
+    assert!(printed.contains("3 inputs rejected"), "{printed}");
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("tok.json.rejects.jsonl")).unwrap(),
+        rejects
+    );
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("tok.json.run.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            record["rejects"].as_u64(),
+            record["rejects_by_source"]["notes"].as_u64(),
+            record["documents"].as_u64(),
+            record["vocab_size_requested"].as_u64(),
+        ),
+        // Documents as cleaned, before the corpus's length limits and deduplication.
+        (Some(3), Some(3), Some(3), Some(40)),
+        "{record}"
+    );
+    let inputs = record["provenance"]["inputs"].as_array().unwrap();
+    assert_eq!(inputs.len(), 1, "{record}");
+    assert_eq!(
+        inputs[0]["sha256"].as_str().unwrap(),
+        test_support::python_sha256(std::slice::from_ref(&jsonl))[0]
+    );
+    let first = std::fs::read(tmp.path().join("tok.json.run.json")).unwrap();
+    ok(tokenizer(&[]));
+    assert!(
+        std::fs::read(tmp.path().join("tok.json.run.json")).unwrap() == first,
+        "the record of a re-run is the same bytes"
+    );
+    let strict = tokenizer(&["--strict"]);
+    let err = String::from_utf8_lossy(&strict.stderr);
+    assert!(
+        !strict.status.success() && err.contains("notes.jsonl:2"),
+        "{err}"
+    );
 }
 
 #[test]
