@@ -69,6 +69,12 @@ pub struct ModelInfo {
     /// `medqa_json`, or `run_qa_defaults` for a model fine-tuned outside medqa.
     pub settings_from: SettingsOrigin,
     pub settings_set_on_the_command_line: Vec<&'static str>,
+    /// SHA-256 of `model.safetensors`: which weights answer (its first 12 digits are in Label
+    /// Studio's `model_version`, so predictions from other weights are told apart).
+    pub weights_sha256: String,
+    /// Where the service came from (`model::train::manifest::provenance`): the code's commit, the
+    /// versions, the machine, the SHA-256 of every model file, the start time.
+    pub provenance: serde_json::Value,
 }
 
 /// Why a request got no result.
@@ -98,10 +104,11 @@ impl Engine {
             .name("medqa-model".into())
             .spawn(move || {
                 let loaded = QaModel::load_with(&cfg.model, cfg.device, &cfg.settings)
-                    .with_context(|| format!("loading the QA model {}", cfg.model.display()));
+                    .with_context(|| format!("loading the QA model {}", cfg.model.display()))
+                    .and_then(|qa| Ok((info(&cfg, &qa)?, qa)));
                 match loaded {
-                    Ok(qa) => {
-                        let _ = ready_tx.send(Ok(info(&cfg, &qa)));
+                    Ok((info, qa)) => {
+                        let _ = ready_tx.send(Ok(info));
                         serve(&qa, &cfg, rx);
                     }
                     Err(e) => {
@@ -142,9 +149,27 @@ impl Engine {
     }
 }
 
-fn info(cfg: &EngineConfig, qa: &QaModel) -> ModelInfo {
+fn info(cfg: &EngineConfig, qa: &QaModel) -> Result<ModelInfo> {
     let c = &qa.model.config;
-    ModelInfo {
+    let provenance = model::train::manifest::provenance(
+        "medqa-serve",
+        env!("CARGO_PKG_VERSION"),
+        cfg.device,
+        &QaModel::files(&cfg.model)
+            .iter()
+            .map(PathBuf::as_path)
+            .collect::<Vec<_>>(),
+    )?;
+    let weights = cfg.model.join(model::pretrained::WEIGHTS_FILE);
+    let weights_sha256 = provenance["inputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|i| i["path"].as_str() == Some(&weights.display().to_string()))
+        .and_then(|i| i["sha256"].as_str())
+        .with_context(|| format!("{} was not hashed", weights.display()))?
+        .to_owned();
+    Ok(ModelInfo {
         path: cfg.model.display().to_string(),
         device: model::device::describe(cfg.device),
         hidden_size: c.hidden_size,
@@ -155,7 +180,9 @@ fn info(cfg: &EngineConfig, qa: &QaModel) -> ModelInfo {
         version_2_with_negative: qa.settings().postprocess.version_2_with_negative,
         settings_from: qa.resolved.origin,
         settings_set_on_the_command_line: qa.resolved.overridden.clone(),
-    }
+        weights_sha256,
+        provenance,
+    })
 }
 
 /// The model thread: waits for a request, takes whatever else is waiting (up to the batch limit), and

@@ -260,14 +260,17 @@ fn require_catalogue(s: &AppState) -> Result<&Catalogue, ApiError> {
     })
 }
 
+/// `medqa-VERSION:DIR@SHA`: the directory's name says little (fine-tuned models are all `final`), the
+/// first 12 digits of the weights' SHA-256 tell one model from another, as `sha256sum` prints them.
 fn model_version(s: &AppState) -> String {
     format!(
-        "medqa-{}:{}",
+        "medqa-{}:{}@{}",
         env!("CARGO_PKG_VERSION"),
         std::path::Path::new(&s.info.path)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        &s.info.weights_sha256[..12.min(s.info.weights_sha256.len())]
     )
 }
 

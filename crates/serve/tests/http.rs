@@ -126,6 +126,19 @@ fn the_json_api_answers_with_offsets_into_the_text_sent() {
     assert_eq!(info["model"]["settings_from"], "medqa_json");
     assert_eq!(info["model"]["doc_stride"], 16);
     assert_eq!(info["catalogue"]["concepts"].as_array().unwrap().len(), 34);
+    // Which weights answer, as hashlib hashes them, and where the service came from.
+    let weights = tmp.path().join("qa-model/model.safetensors");
+    assert_eq!(
+        info["model"]["weights_sha256"],
+        test_support::python_sha256(&[weights])[0].as_str()
+    );
+    let provenance = &info["model"]["provenance"];
+    assert_eq!(provenance["tool"], "medqa-serve");
+    assert_eq!(
+        provenance["inputs"].as_array().unwrap().len(),
+        4,
+        "config, weights, tokenizer, medqa.json: {provenance}"
+    );
     let (_, spec) = server.get("/openapi.json");
     assert_eq!(spec["openapi"], "3.0.3");
 
@@ -245,7 +258,12 @@ fn label_studio_gets_span_pre_annotations_and_links_come_with_extractions() {
     );
     assert_eq!(status, 200);
     let version = setup["model_version"].as_str().unwrap().to_owned();
-    assert!(version.starts_with("medqa-"), "{version}");
+    let (_, info) = server.get("/model");
+    let sha = info["model"]["weights_sha256"].as_str().unwrap();
+    assert!(
+        version.starts_with("medqa-") && version.ends_with(&format!(":qa-model@{}", &sha[..12])),
+        "{version}"
+    );
     let other = "NIHSS score on admission was 7. Discharged on dabigatran 150 mg twice daily.";
     let body = json!({"tasks": [{"id": 1, "data": {"report": NOTE, "lang": "ro"}},
                                 {"id": 2, "data": {"report": other}}],
