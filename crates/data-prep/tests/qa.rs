@@ -285,19 +285,6 @@ fn covid_qa_offsets_are_all_recovered() {
     assert_eq!(kept, 1380, "no gold answer lost");
 }
 
-/// `git` with a fixed identity in `dir`; `None` where it fails (no checkout).
-fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-C"])
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
 #[test]
 fn the_record_names_the_code_that_ran_not_the_working_directorys_repository() {
     let tmp = tempfile::tempdir().unwrap();
@@ -305,10 +292,7 @@ fn the_record_names_the_code_that_ran_not_the_working_directorys_repository() {
     let project = tmp.path().join("project");
     std::fs::create_dir(&project).unwrap();
     let (a, _) = inputs(&project);
-    git(&project, &["init", "-q"]).unwrap();
-    git(&project, &["add", "a.json"]).unwrap();
-    git(&project, &["commit", "-q", "-m", "data"]).unwrap();
-    let project_commit = git(&project, &["rev-parse", "HEAD"]).unwrap();
+    let project_commit = test_support::git_repo_with(&project, "a.json");
     let provenance = |bin: &Path| {
         let out = project.join("out.json");
         ok(Command::new(bin)
@@ -320,7 +304,7 @@ fn the_record_names_the_code_that_ran_not_the_working_directorys_repository() {
     };
     // The built binary: the commit of the checkout it was compiled in.
     let p = provenance(Path::new(BIN));
-    match git(&root(), &["rev-parse", "HEAD"]) {
+    match test_support::git(&root(), &["rev-parse", "HEAD"]) {
         Some(commit) => {
             assert_eq!(p["git_commit"], commit.as_str(), "{p}");
             assert_eq!(p["git_commit_from"], "source checkout", "{p}");

@@ -296,30 +296,11 @@ mod tests {
         );
     }
 
-    /// `git` in `dir` with a fixed identity, failing the test on an error.
-    fn git_in(dir: &Path, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-C"])
-            .arg(dir)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    fn repo_with_a_commit(dir: &Path) -> String {
-        git_in(dir, &["init", "-q"]);
-        std::fs::write(dir.join("a.txt"), "a").unwrap();
-        git_in(dir, &["add", "a.txt"]);
-        git_in(dir, &["commit", "-q", "-m", "a"]);
-        git_in(dir, &["rev-parse", "HEAD"])
-    }
-
     #[test]
     fn the_code_is_the_build_files_or_the_source_checkouts_never_the_working_directorys() {
         let source = tempfile::tempdir().unwrap();
-        let commit = repo_with_a_commit(source.path());
+        std::fs::write(source.path().join("a.txt"), "a").unwrap();
+        let commit = test_support::git_repo_with(source.path(), "a.txt");
         let exe = tempfile::tempdir().unwrap();
         // An executable in no checkout and without a build file: the source checkout's state.
         let code = code_state_from(Some(exe.path()), source.path()).unwrap();
@@ -364,7 +345,8 @@ mod tests {
         );
         // The working directory's own repository is recorded apart, and only when it is not the code's.
         let project = tempfile::tempdir().unwrap();
-        let project_commit = repo_with_a_commit(project.path());
+        std::fs::write(project.path().join("a.txt"), "a").unwrap();
+        let project_commit = test_support::git_repo_with(project.path(), "a.txt");
         let wd = working_directory_git_in(project.path(), source.path()).unwrap();
         assert_eq!(wd["commit"], project_commit.as_str());
         assert_eq!(wd["dirty"], false);

@@ -137,18 +137,12 @@ fn the_host_memory_setting_leaves_every_number_the_same() {
     );
     // The code's commit: the checkout the binary was compiled in (data-prep's qa test runs a copy
     // beside a medqa-build.json, and from a project repository of its own).
-    let head = std::process::Command::new("git")
-        .arg("-C")
-        .arg(test_support::root())
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .unwrap();
-    if head.status.success() {
-        let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
-        assert_eq!(kept["git_commit"], head.as_str());
-        assert_eq!(kept["git_commit_from"], "source checkout");
-    } else {
-        assert!(kept["git_commit"].is_null(), "{}", kept["git_commit"]);
+    match test_support::git(&test_support::root(), &["rev-parse", "HEAD"]) {
+        Some(head) => {
+            assert_eq!(kept["git_commit"], head.as_str());
+            assert_eq!(kept["git_commit_from"], "source checkout");
+        }
+        None => assert!(kept["git_commit"].is_null(), "{}", kept["git_commit"]),
     }
     assert_eq!(kept_losses.len(), 12);
     assert_eq!(kept_losses, system_losses);

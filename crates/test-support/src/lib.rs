@@ -85,6 +85,37 @@ pub fn python_sha256(files: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
+/// `git` in `dir` with a fixed identity: its trimmed output, or `None` where it fails (not a checkout).
+pub fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=medqa-test",
+            "-c",
+            "user.email=test@medqa",
+            "-C",
+        ])
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("git did not start: {e}"));
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// A new git repository in `dir` with its existing file `file` committed: the commit.
+pub fn git_repo_with(dir: &Path, file: &str) -> String {
+    for args in [
+        &["init", "-q"][..],
+        &["add", file],
+        &["commit", "-q", "-m", "a commit"],
+    ] {
+        git(dir, args).unwrap_or_else(|| panic!("git {args:?} in {}", dir.display()));
+    }
+    git(dir, &["rev-parse", "HEAD"]).expect("a commit")
+}
+
 /// `bin` as `ranks` processes under torchrun from the set-up's Python (`--standalone`: the agent picks
 /// a free port and hosts the rendezvous store), each with `args`.
 pub fn torchrun(ranks: usize, bin: &str, args: &[&str]) -> Command {
