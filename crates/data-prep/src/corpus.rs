@@ -239,7 +239,8 @@ fn file_safe(language: &str) -> String {
 const CHUNK: usize = 4096;
 
 /// Cleaned documents of all sources, with rejects, for tokenizer training and for `build`; the
-/// documents come in chunks of at most `CHUNK`, streamed from each file as it is read.
+/// documents come in chunks of at most `CHUNK`, streamed from each file as it is read, with a progress
+/// bar over the sources.
 pub fn for_each_document(
     cfg: &CorpusConfig,
     base: &Path,
@@ -247,7 +248,9 @@ pub fn for_each_document(
     mut on_reject: impl FnMut(Reject),
 ) -> Result<()> {
     let files = validate_sources(cfg, base)?;
+    let bar = text::progress::progress_bar(cfg.sources.len() as u64, 0, "sources");
     for (source, files) in cfg.sources.iter().zip(files) {
+        bar.set_message(source.name.clone());
         for file in files {
             let mut chunk: Vec<Record> = Vec::with_capacity(CHUNK);
             let mut failure = None;
@@ -273,7 +276,9 @@ pub fn for_each_document(
                 f(source, clean_chunk(&mut chunk))?;
             }
         }
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     Ok(())
 }
 
@@ -536,26 +541,16 @@ fn build_into(
         shard_tokens: cfg.shard_tokens,
         out: out.to_path_buf(),
     };
-    let bar = text::progress::progress_bar(cfg.sources.len() as u64, 0, "sources");
-    let mut last_source = String::new();
-
     for_each_document(
         cfg,
         base,
         |source, docs| {
-            if source.name != last_source {
-                if !last_source.is_empty() {
-                    bar.inc(1);
-                }
-                last_source = source.name.clone();
-            }
             let keep = filter_documents(cfg, source, docs, &mut dedup, &mut report);
             let ids = tokenize_all(tok, keep.iter().map(|(t, _)| t.as_str()))?;
             splits.write(cfg, source, &keep, &ids, &mut report)
         },
         |r| rejects.push(r),
     )?;
-    bar.finish_and_clear();
     splits.train.roll()?;
     for w in splits.validation.values_mut() {
         w.roll()?;

@@ -80,7 +80,13 @@ pub fn train_from_corpus(
         crate::sources::refuse_rejects(&rejects)?;
     }
     crate::sources::write_rejects(&rejects_path, &rejects)?;
+    // The trainer reports no progress of its own: a spinner with the elapsed time says it is working.
+    let spinner = text::progress::spinner(format!(
+        "training the tokenizer on {} documents",
+        texts.len()
+    ));
     let vocab = train_unigram(&texts, vocab_size, out).context("training the tokenizer")?;
+    spinner.finish_and_clear();
     let run = TokenizerRun {
         vocab_size_requested: vocab_size,
         vocab_size: vocab,

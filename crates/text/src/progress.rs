@@ -14,3 +14,14 @@ pub fn progress_bar(total: u64, start: u64, unit: &str) -> ProgressBar {
     bar.set_position(start);
     bar
 }
+
+/// A spinner with the elapsed time and `msg`, ticking on its own, for work that reports no progress
+/// (a library call); hidden off a terminal as the bars are.
+pub fn spinner(msg: String) -> ProgressBar {
+    let spinner = ProgressBar::new_spinner().with_message(msg);
+    if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}") {
+        spinner.set_style(style);
+    }
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    spinner
+}
