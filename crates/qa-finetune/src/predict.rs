@@ -25,7 +25,9 @@ pub fn predict(
 ) -> Result<(Vec<QaExample>, Prediction, serde_json::Value)> {
     let qa = QaModel::load_with(model_dir, device, settings)?;
     let examples = load_examples(std::slice::from_ref(data))?;
-    let prediction = qa.predict(&examples, batch_size, precision)?;
+    let bar = model::train::log::progress_bar(0, 0, "windows");
+    let prediction = qa.predict_with_progress(&examples, batch_size, precision, &bar)?;
+    bar.finish_and_clear();
     let record = serde_json::json!({
         "model": model_dir,
         "data": data.path,

@@ -248,6 +248,7 @@ impl model::train::Task for QaTask {
             self.tokenizer.pad_id,
             self.eval_batch_size,
             self.device,
+            &indicatif::ProgressBar::hidden(),
         );
         let preds = postprocess(
             &self.eval_examples,

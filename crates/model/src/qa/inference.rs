@@ -50,13 +50,15 @@ pub fn pad_to_multiple(
 /// Start and end logits of every feature, in batches, without gradients.
 ///
 /// Windows are batched longest first, so each batch pads to a length close to its own windows'
-/// (run_qa.py pads every window to `max_seq_length`); the logits come back in feature order.
+/// (run_qa.py pads every window to `max_seq_length`); the logits come back in feature order. `bar`
+/// advances by each batch's windows (`ProgressBar::hidden()` for none).
 pub fn infer(
     model: &XlmRobertaForQuestionAnswering,
     features: &[QaFeature],
     pad_id: u32,
     batch_size: usize,
     device: Device,
+    bar: &indicatif::ProgressBar,
 ) -> Vec<(Vec<f32>, Vec<f32>)> {
     let _guard = tch::no_grad_guard();
     let mut order: Vec<usize> = (0..features.len()).collect();
@@ -77,6 +79,7 @@ pub fn infer(
             };
             out[i] = (take(&s), take(&e));
         }
+        bar.inc(chunk.len() as u64);
     }
     out
 }
@@ -170,6 +173,23 @@ impl QaModel {
         batch_size: usize,
         precision: Precision,
     ) -> Result<Prediction> {
+        self.predict_with_progress(
+            examples,
+            batch_size,
+            precision,
+            &indicatif::ProgressBar::hidden(),
+        )
+    }
+
+    /// As [`QaModel::predict`], with `bar` set to the number of windows and advanced as they go
+    /// through the model (a command line's bar; the service answers without one).
+    pub fn predict_with_progress(
+        &self,
+        examples: &[QaExample],
+        batch_size: usize,
+        precision: Precision,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<Prediction> {
         let s = self.settings();
         let maker = FeatureMaker::new(
             &self.tokenizer,
@@ -180,6 +200,7 @@ impl QaModel {
         let clock = std::time::Instant::now();
         let features = maker.all(examples)?;
         let t_features = clock.elapsed().as_secs_f64();
+        bar.set_length(features.len() as u64);
         let logits = {
             let _autocast = AutocastGuard::for_precision(precision, self.device)?;
             infer(
@@ -188,6 +209,7 @@ impl QaModel {
                 self.tokenizer.pad_id,
                 batch_size,
                 self.device,
+                bar,
             )
         };
         let t_forward = clock.elapsed().as_secs_f64();
