@@ -19,10 +19,14 @@ impl<T: Task> Trainer<'_, T> {
         settle(self.device);
         let started = Instant::now();
         let step = self.state.step;
+        // The bar stands still while the held-out set goes through the model: it says why.
+        let message = self.bar.message();
+        self.bar.set_message(format!("evaluating at step {step}…"));
         self.last_eval = {
             let _autocast = AutocastGuard::for_precision(self.cfg.precision, self.device)?;
             tch::no_grad(|| self.task.evaluate())?
         };
+        self.bar.set_message(message);
         if let Some(tb) = &mut self.tb {
             for (k, v) in &self.last_eval {
                 tb.scalar(k, *v, step);
