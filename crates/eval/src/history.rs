@@ -26,6 +26,9 @@ pub struct Row {
     pub bioasq_strict: Option<f64>,
     pub bioasq_lenient: Option<f64>,
     pub bioasq_mrr: Option<f64>,
+    /// The predictor's code (`qa-finetune predict`'s recorded git commit, `-dirty` when its checkout
+    /// had changes); absent in histories written before it was kept, and where none was recorded.
+    pub code_commit: Option<String>,
 }
 
 impl Row {
@@ -58,6 +61,12 @@ pub fn to_frame(rows: &[Row]) -> Result<DataFrame> {
         Column::new("bioasq_strict".into(), o(|r| r.bioasq_strict)),
         Column::new("bioasq_lenient".into(), o(|r| r.bioasq_lenient)),
         Column::new("bioasq_mrr".into(), o(|r| r.bioasq_mrr)),
+        Column::new(
+            "code_commit".into(),
+            rows.iter()
+                .map(|r| r.code_commit.clone())
+                .collect::<Vec<_>>(),
+        ),
     ])
 }
 
@@ -74,6 +83,19 @@ fn text(df: &DataFrame, name: &str, path: &Path) -> Result<Vec<String>> {
         .iter()
         .map(|v| v.unwrap_or_default().to_owned())
         .collect())
+}
+
+/// A text column that histories written before it was kept lack: all `None` then.
+fn optional_text(df: &DataFrame, name: &str, path: &Path) -> Result<Vec<Option<String>>> {
+    let Ok(col) = df.column(name) else {
+        return Ok(vec![None; df.height()]);
+    };
+    let ca = col
+        .as_materialized_series()
+        .str()
+        .with_context(|| format!("{}: column '{name}' is not text", path.display()))?
+        .clone();
+    Ok(ca.iter().map(|v| v.map(str::to_owned)).collect())
 }
 
 fn floats(df: &DataFrame, name: &str, path: &Path) -> Result<Vec<Option<f64>>> {
@@ -122,6 +144,7 @@ pub fn read(path: &Path) -> Result<Vec<Row>> {
         floats(&df, "bioasq_lenient", path)?,
         floats(&df, "bioasq_mrr", path)?,
     );
+    let code = optional_text(&df, "code_commit", path)?;
     Ok((0..df.height())
         .map(|i| Row {
             run: run[i].clone(),
@@ -138,6 +161,7 @@ pub fn read(path: &Path) -> Result<Vec<Row>> {
             bioasq_strict: strict[i],
             bioasq_lenient: lenient[i],
             bioasq_mrr: mrr[i],
+            code_commit: code[i].clone(),
         })
         .collect())
 }
@@ -164,6 +188,10 @@ pub struct Comparison {
     pub delta_best: Option<f64>,
     /// The drop from the previous run is larger than the tolerance.
     pub regression: bool,
+    /// What differs from the previous run: `model` (weights' SHA-256), `set` (the file's SHA-256),
+    /// `code` (the predictor's commit, where both runs recorded one). A regression with none of them
+    /// changed points at the machine or the libraries.
+    pub changed: Vec<&'static str>,
 }
 
 /// Compares `current` with the runs in `past` (which must not include the current run).
@@ -186,6 +214,21 @@ pub fn compare(past: &[Row], current: &[Row], tolerance_f1: f64) -> Vec<Comparis
             let previous_f1 = previous.get(&k).map(|p| p.f1);
             let best_f1 = best.get(&k).copied();
             let delta_previous = previous_f1.map(|p| r.f1 - p);
+            let changed = previous
+                .get(&k)
+                .map(|p| {
+                    let code =
+                        matches!((&p.code_commit, &r.code_commit), (Some(a), Some(b)) if a != b);
+                    [
+                        ("model", p.model_sha256 != r.model_sha256),
+                        ("set", p.set_sha256 != r.set_sha256),
+                        ("code", code),
+                    ]
+                    .into_iter()
+                    .filter_map(|(what, differs)| differs.then_some(what))
+                    .collect()
+                })
+                .unwrap_or_default();
             Comparison {
                 model: r.model.clone(),
                 set: r.set.clone(),
@@ -196,6 +239,7 @@ pub fn compare(past: &[Row], current: &[Row], tolerance_f1: f64) -> Vec<Comparis
                 delta_previous,
                 delta_best: best_f1.map(|b| r.f1 - b),
                 regression: delta_previous.is_some_and(|d| -d > tolerance_f1),
+                changed,
             }
         })
         .collect()
@@ -221,6 +265,7 @@ mod tests {
             bioasq_strict: (lang == "en").then_some(0.25),
             bioasq_lenient: None,
             bioasq_mrr: None,
+            code_commit: Some("c1".into()),
         }
     }
 
@@ -262,5 +307,32 @@ mod tests {
             "a new language has nothing to regress from"
         );
         assert!(compare(&past, &current, 0.4)[0].regression);
+        assert!(c[0].changed.is_empty(), "{:?}", c[0].changed);
+
+        // What changed since the previous run: the weights, the set's file, the predictor's commit;
+        // a commit only one of the two runs recorded says nothing.
+        let mut now = row("2026-11-04T03:00:00Z", "en", 50.0);
+        now.model_sha256 = "other".into();
+        now.code_commit = Some("c2".into());
+        assert_eq!(
+            compare(&past, &[now.clone()], 1.0)[0].changed,
+            ["model", "code"]
+        );
+        now.code_commit = None;
+        now.set_sha256 = "changed".into();
+        assert_eq!(compare(&past, &[now], 1.0)[0].changed, ["model", "set"]);
+    }
+
+    #[test]
+    fn a_history_from_before_the_code_commit_reads_without_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.parquet");
+        let mut old = to_frame(&[row("2026-11-01T03:00:00Z", "en", 50.0)]).unwrap();
+        old.drop_in_place("code_commit").unwrap();
+        fsutil::write_atomic(&path, |w| {
+            tables::write(&mut old, tables::TableFormat::Parquet, w)
+        })
+        .unwrap();
+        assert_eq!(read(&path).unwrap()[0].code_commit, None);
     }
 }

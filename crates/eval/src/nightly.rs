@@ -222,6 +222,7 @@ pub fn run(cfg: &NightlyConfig, predictor: &Path, run: &str) -> Result<Outcome> 
             }
             let (set_sha, data, golden) = &loaded[&set.name];
             let (report, bioasq) = score_set(set, data, golden.as_ref(), &out)?;
+            let code_commit = predictor_commit(&out)?;
             let base = Row {
                 run: run.to_owned(),
                 model: m.name.clone(),
@@ -237,6 +238,7 @@ pub fn run(cfg: &NightlyConfig, predictor: &Path, run: &str) -> Result<Outcome> 
                 bioasq_strict: bioasq.as_ref().map(|b| 100.0 * b.strict_accuracy),
                 bioasq_lenient: bioasq.as_ref().map(|b| 100.0 * b.lenient_accuracy),
                 bioasq_mrr: bioasq.as_ref().map(|b| 100.0 * b.mrr),
+                code_commit,
             };
             if report.by_language.len() > 1 {
                 rows.extend(report.by_language.iter().map(|(lang, s)| Row {
@@ -266,6 +268,21 @@ pub fn run(cfg: &NightlyConfig, predictor: &Path, run: &str) -> Result<Outcome> 
         comparisons,
         failures,
     })
+}
+
+/// The commit `qa-finetune predict` recorded in `out/predict_settings.json` (`-dirty` when its
+/// checkout had changes), if it recorded one.
+fn predictor_commit(out: &Path) -> Result<Option<String>> {
+    let path = out.join("predict_settings.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let settings: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let p = &settings["provenance"];
+    Ok(p["git_commit"].as_str().map(|c| {
+        let dirty = if p["git_dirty"] == true { "-dirty" } else { "" };
+        format!("{c}{dirty}")
+    }))
 }
 
 /// Each set read and hashed once, whatever the number of models: name → (sha256, data, BioASQ golds).
@@ -460,6 +477,13 @@ pub fn markdown(
                 .map(|c| if c.regression { "yes" } else { "" }.to_owned())
                 .collect::<Vec<_>>(),
         ),
+        Column::new(
+            "changed since previous".into(),
+            comparisons
+                .iter()
+                .map(|c| c.changed.join(", "))
+                .collect::<Vec<_>>(),
+        ),
     ])?;
     let mut out = format!("# Nightly evaluation {run}\n\n{}", tables::markdown(&df, 2));
     if !failures.is_empty() {
@@ -526,19 +550,20 @@ fn plot_set(history: &[Row], set: &str, path: &Path) -> Result<()> {
 /// The comparison with the previous run, for the terminal.
 pub fn summary(outcome: &Outcome) -> String {
     let mut s = format!(
-        "{:<20} {:<24} {:<5} {:>8} {:>8} {:>9} {:>8}\n",
+        "{:<20} {:<24} {:<5} {:>8} {:>8} {:>9} {:>9}  changed\n",
         "model", "set", "lang", "F1", "Δprev", "best", "status"
     );
     for c in &outcome.comparisons {
         s.push_str(&format!(
-            "{:<20} {:<24} {:<5} {:>8.2} {:>8} {:>9} {:>8}\n",
+            "{:<20} {:<24} {:<5} {:>8.2} {:>8} {:>9} {:>9}  {}\n",
             c.model,
             c.set,
             c.lang,
             c.f1,
             fmt_opt(c.delta_previous, true).unwrap_or_else(|| "new".into()),
             fmt_opt(c.best_f1, false).unwrap_or_else(|| "–".into()),
-            if c.regression { "REGRESSED" } else { "ok" }
+            if c.regression { "REGRESSED" } else { "ok" },
+            c.changed.join(", ")
         ));
     }
     for f in &outcome.failures {

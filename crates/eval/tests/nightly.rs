@@ -178,11 +178,34 @@ fn history_deltas_plots_and_the_regression_exit_status() {
     assert!(comparisons
         .iter()
         .all(|c| c["regression"] == true && c["best_f1"] == 100.0));
+    // The weights and the predictor are those of the night before: the set's file is what changed.
+    assert!(
+        comparisons
+            .iter()
+            .all(|c| c["changed"] == serde_json::json!(["set"])),
+        "{comparisons:?}"
+    );
+    let md = std::fs::read_to_string(reports.join("2026-11-03T030000Z/report.md")).unwrap();
+    assert!(
+        md.contains("changed since previous") && md.contains("| yes | set |"),
+        "{md}"
+    );
 
     let history = eval::history::read(&reports.join("history.parquet")).unwrap();
     assert_eq!(history.len(), 9, "3 runs × (all, en, ro)");
     let runs: std::collections::BTreeSet<&str> = history.iter().map(|r| r.run.as_str()).collect();
     assert_eq!(runs.len(), 3);
+    // Each row names the predictor's code: the commit of the checkout it was built in.
+    match test_support::git(&test_support::root(), &["rev-parse", "HEAD"]) {
+        Some(head) => assert!(
+            history.iter().all(|r| r
+                .code_commit
+                .as_deref()
+                .is_some_and(|c| c.starts_with(&head))),
+            "{history:?}"
+        ),
+        None => assert!(history.iter().all(|r| r.code_commit.is_none())),
+    }
 
     // No predictor: a clear message, not a result.
     let missing = Command::new(BIN)
