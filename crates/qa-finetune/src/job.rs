@@ -55,6 +55,17 @@ impl run::Job for QaConfig {
         outcome: &model::train::TrainOutcome,
         dir: &Path,
     ) -> Result<()> {
+        // run_qa.py's eval_predictions.json (and n-best, null odds) beside eval_results.json: the final
+        // model's answers to the validation questions. A best checkpoint loaded after the last evaluation
+        // has none yet: one more pass, in the run's precision, as that evaluation ran.
+        if task.last_predictions.is_none() && !task.eval_examples().is_empty() {
+            let _autocast =
+                model::autocast::AutocastGuard::for_precision(self.train.precision, task.device())?;
+            tch::no_grad(|| model::train::Task::evaluate(task))?;
+        }
+        if let Some(preds) = &task.last_predictions {
+            crate::write_predictions(&self.output_dir, "eval_", preds)?;
+        }
         // SQuAD v2: the no-answer threshold that maximised validation F1 goes with the model.
         if task.settings.postprocess.version_2_with_negative {
             if let Some(t) = outcome.last_eval.get("eval/best_f1_thresh") {

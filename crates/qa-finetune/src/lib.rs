@@ -20,5 +20,5 @@ pub use data::{has_gold_answers, load_examples, metrics, score};
 pub use model::qa::inference::{
     infer, Prediction, QaSettings, Seconds, SettingsArgs, SETTINGS_FILE,
 };
-pub use predict::predict;
+pub use predict::{predict, remove_if_present, write_predictions};
 pub use task::{QaBatch, QaTask};

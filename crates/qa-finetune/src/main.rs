@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use model::device::DeviceChoice;
-use qa_finetune::{predict, QaConfig};
+use qa_finetune::{predict, remove_if_present, QaConfig};
 use run::{write_json, RunArgs};
 
 /// Fine-tune XLM-RoBERTa for extractive question answering (start/end token classification).
@@ -123,15 +123,7 @@ fn main_result() -> Result<()> {
                     preds.blank_contexts.join(", ")
                 );
             }
-            write_json(&out.join("predictions.json"), &preds.answers)?;
-            write_json(&out.join("nbest_predictions.json"), &preds.nbest)?;
-            let null_odds = out.join("null_odds.json");
-            if !preds.null_odds.is_empty() {
-                write_json(&null_odds, &preds.null_odds)?;
-            } else {
-                // An earlier SQuAD v2 prediction's odds would otherwise sit beside these answers.
-                remove_if_present(&null_odds)?;
-            }
+            qa_finetune::write_predictions(&out, "", &preds)?;
             write_json(&out.join("predict_settings.json"), &record)?;
             let results = out.join("predict_results.json");
             let scored = if qa_finetune::has_gold_answers(&examples) {
@@ -195,15 +187,6 @@ fn predict_results(
         examples.len() as f64 / runtime.max(1e-9),
     );
     figures
-}
-
-fn remove_if_present(path: &std::path::Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(anyhow::Error::new(e).context(format!("cannot remove {}", path.display())))
-        }
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use model::qa::inference::{Prediction, QaModel, SettingsArgs};
+use model::qa::postprocess::Predictions;
 use model::qa::squad::QaExample;
 use tch::Device;
 
@@ -54,4 +55,34 @@ fn provenance(model_dir: &Path, data: &Path, device: Device) -> Result<serde_jso
         device,
         &inputs,
     )
+}
+
+/// `PREFIXpredictions.json`, `PREFIXnbest_predictions.json` and, for SQuAD v2, `PREFIXnull_odds.json`
+/// in `out`, as run_qa.py names them (`predict` writes no prefix, training's last evaluation `eval_`);
+/// an earlier v2 run's odds are removed when these answers have none.
+pub fn write_predictions(out: &Path, prefix: &str, preds: &Predictions) -> Result<()> {
+    run::write_json(
+        &out.join(format!("{prefix}predictions.json")),
+        &preds.answers,
+    )?;
+    run::write_json(
+        &out.join(format!("{prefix}nbest_predictions.json")),
+        &preds.nbest,
+    )?;
+    let null_odds = out.join(format!("{prefix}null_odds.json"));
+    if preds.null_odds.is_empty() {
+        remove_if_present(&null_odds)
+    } else {
+        run::write_json(&null_odds, &preds.null_odds)
+    }
+}
+
+/// Removes `path`; its absence is not an error.
+pub fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(anyhow::Error::new(e).context(format!("cannot remove {}", path.display())))
+        }
+        _ => Ok(()),
+    }
 }

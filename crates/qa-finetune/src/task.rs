@@ -43,7 +43,8 @@ pub struct QaTask {
     pad_to_max_length: bool,
     padding_in_loss: bool,
     device: Device,
-    /// The last evaluation's post-processed predictions (for the no-answer threshold).
+    /// The last evaluation's post-processed predictions, of the model as it is: a checkpoint loaded
+    /// since (`load_model`) clears them.
     pub last_predictions: Option<Predictions>,
 }
 
@@ -147,6 +148,10 @@ impl QaTask {
 
     pub fn eval_examples(&self) -> &[QaExample] {
         &self.eval_examples
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
     }
 
     /// Writes the model directory with tokenizer and `medqa.json`.
@@ -275,6 +280,7 @@ impl model::train::Task for QaTask {
     }
 
     fn load_model(&mut self, dir: &Path) -> Result<()> {
+        self.last_predictions = None;
         let file = dir.join(model::pretrained::WEIGHTS_FILE);
         let report = load_safetensors(&mut self.model.vs, &file)?;
         if !report.is_exact() {

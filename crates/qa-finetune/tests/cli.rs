@@ -87,6 +87,20 @@ logging_steps = 20
     file
 }
 
+/// `scripts/bench/squad_v1_reference.py` (a SQuAD v1.1 scorer in Python) on `predictions`: exact_match, f1.
+fn python_squad_v1(data: &Path, predictions: &Path) -> serde_json::Value {
+    serde_json::from_str(&run_ok(
+        Command::new(test_support::python()).args([
+            root()
+                .join("scripts/bench/squad_v1_reference.py")
+                .as_os_str(),
+            data.as_os_str(),
+            predictions.as_os_str(),
+        ]),
+    ))
+    .unwrap()
+}
+
 fn eval_results(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("run/eval_results.json")).unwrap())
         .unwrap()
@@ -215,6 +229,15 @@ fn learns_predicts_and_round_trips() {
         !out.join("null_odds.json").exists(),
         "no null odds for SQuAD v1"
     );
+    // Training left run_qa.py's eval_predictions.json beside eval_results.json: the final model's
+    // answers to the same file, which predict gives again.
+    let eval_preds: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("run/eval_predictions.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(eval_preds, preds);
+    assert!(tmp.path().join("run/eval_nbest_predictions.json").is_file());
+    assert!(!tmp.path().join("run/eval_null_odds.json").exists());
     // predict_results.json: EM/F1 against dev.json's answers, as training's last evaluation of the same
     // model on the same file gave them, and as a SQuAD v1.1 scorer in Python gives them for
     // predictions.json.
@@ -225,16 +248,7 @@ fn learns_predicts_and_round_trips() {
     let scored = results(&out);
     assert_eq!(scored["predict_samples"].as_f64(), Some(45.0), "{scored}");
     assert_eq!(scored["predict/f1"].as_f64(), Some(after), "{scored}");
-    let reference: serde_json::Value = serde_json::from_str(&run_ok(
-        Command::new(test_support::python()).args([
-            root()
-                .join("scripts/bench/squad_v1_reference.py")
-                .as_os_str(),
-            tmp.path().join("dev.json").as_os_str(),
-            out.join("predictions.json").as_os_str(),
-        ]),
-    ))
-    .unwrap();
+    let reference = python_squad_v1(&tmp.path().join("dev.json"), &out.join("predictions.json"));
     for (ours, theirs) in [("predict/exact", "exact_match"), ("predict/f1", "f1")] {
         let (a, b) = (
             scored[ours].as_f64().unwrap(),
@@ -754,6 +768,8 @@ fn one_process_and_two_ranks(
         "train_log.jsonl",
         "final/model.safetensors",
         "eval_results.json",
+        "eval_predictions.json",
+        "eval_nbest_predictions.json",
     ] {
         assert!(
             read("one", file) == read("two", file),
@@ -798,6 +814,47 @@ fn two_ranks_stop_early_together_at_the_step_one_process_stops() {
     let (stdout, log) = one_process_and_two_ranks(tmp.path(), run);
     assert!(stdout.contains("stopped early at step 4"), "{stdout}");
     assert_eq!(log.matches("train/loss").count(), 4, "{log}");
+}
+
+/// With `load_best_model_at_end`, the final model is a checkpoint loaded after the last evaluation:
+/// `eval_predictions.json` holds that model's answers (one more pass), which score what
+/// `eval_results.json` says it scored, not the last evaluated model's. The best here is the lowest F1
+/// (`greater_is_better = false`), an early checkpoint, far from the trained model's.
+#[test]
+fn the_answers_written_are_those_of_the_best_checkpoint_when_it_is_loaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = setup(tmp.path(), false, 12);
+    let sets = [
+        "train.eval_steps=4",
+        "train.save_steps=4",
+        "train.load_best_model_at_end=true",
+        "train.greater_is_better=false",
+    ];
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--config", cfg.to_str().unwrap(), "--device", "cpu"]);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    ok(cmd.output().unwrap());
+    let log = std::fs::read_to_string(tmp.path().join("run/train_log.jsonl")).unwrap();
+    let last_f1 = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|r| r["eval/f1"].as_f64())
+        .next_back()
+        .unwrap();
+    let best_f1 = eval_results(tmp.path())["eval/f1"].as_f64().unwrap();
+    assert!(best_f1 + 20.0 < last_f1, "best {best_f1}, last {last_f1}");
+    let theirs = python_squad_v1(
+        &tmp.path().join("dev.json"),
+        &tmp.path().join("run/eval_predictions.json"),
+    )["f1"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (best_f1 - theirs).abs() < 1e-9,
+        "the best checkpoint's eval/f1 {best_f1} vs its answers' {theirs}"
+    );
 }
 
 /// Several validation files: each one's EM/F1 beside the whole set's (which is their question-weighted
