@@ -271,9 +271,12 @@ pub fn run(cfg: &NightlyConfig, predictor: &Path, run: &str) -> Result<Outcome> 
 }
 
 /// The commit `qa-finetune predict` recorded in `out/predict_settings.json` (`-dirty` when its
-/// checkout had changes), if it recorded one.
+/// checkout had changes), if it recorded one (a predictor older than that file records none).
 fn predictor_commit(out: &Path) -> Result<Option<String>> {
     let path = out.join("predict_settings.json");
+    if !path.exists() {
+        return Ok(None);
+    }
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let settings: serde_json::Value =
