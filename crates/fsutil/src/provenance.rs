@@ -40,6 +40,14 @@ pub fn inputs_record(
     inputs: &[&Path],
 ) -> Result<serde_json::Value> {
     let inputs: Vec<InputHash> = inputs.iter().map(|p| hash_path(p)).collect::<Result<_>>()?;
+    let mut record = code_record(tool, tool_version)?;
+    record["inputs"] = serde_json::json!(inputs);
+    Ok(record)
+}
+
+/// The tool, its version and the code's git state ([`code_state`]): what made an output whose inputs
+/// are recorded elsewhere (a link index lists its sources' hashes itself).
+pub fn code_record(tool: &str, tool_version: &str) -> Result<serde_json::Value> {
     let code = code_state()?;
     Ok(serde_json::json!({
         "tool": tool,
@@ -47,7 +55,6 @@ pub fn inputs_record(
         "git_commit": code.git_commit,
         "git_dirty": code.git_dirty,
         "git_commit_from": code.git_commit_from,
-        "inputs": inputs,
     }))
 }
 

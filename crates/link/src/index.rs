@@ -190,13 +190,17 @@ impl Index {
         }
     }
 
-    /// Writes `index.bin`, `index.json` (counts and the sources' hashes) and `rejects.jsonl` into
-    /// `dir`, each atomically.
+    /// Writes `index.bin`, `index.json` (counts, the sources' hashes, and `provenance`: the linker's
+    /// version and git commit, `fsutil::provenance::code_record`) and `rejects.jsonl` into `dir`, each
+    /// atomically.
     pub fn save(&self, dir: &Path, rejects: &[Reject]) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let bytes = bincode::serialize(self).context("encoding the index")?;
         fsutil::write_atomic(&dir.join(INDEX_FILE), |w| w.write_all(&bytes))?;
-        fsutil::write_json(&dir.join(SUMMARY_FILE), &self.summary(rejects.len()))?;
+        let mut summary = serde_json::to_value(self.summary(rejects.len()))?;
+        summary["provenance"] =
+            fsutil::provenance::code_record("medqa-link index", env!("CARGO_PKG_VERSION"))?;
+        fsutil::write_json(&dir.join(SUMMARY_FILE), &summary)?;
         fsutil::write_json_lines(&dir.join(REJECTS_FILE), rejects)
     }
 

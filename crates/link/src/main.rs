@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Read terminologies and write an index directory (index.bin, index.json with the sources'
-    /// SHA-256, rejects.jsonl).
+    /// SHA-256 and the linker's version and git commit, rejects.jsonl).
     Index {
         /// FILE[:name=…][:id=COL][:term=COL][:lang=COL|:language=xx][:terms=COL@LANGCOL,…]
         /// [:synonyms=COL][:description=COL][:iri=BASE] for .csv/.tsv/.parquet; .nt/.ttl (SKOS

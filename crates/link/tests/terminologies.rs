@@ -194,7 +194,18 @@ fn the_binary_indexes_links_a_text_and_links_a_table() {
     assert!(out.contains("2 concepts, 3 labels (bg 1, en 2)"), "{out}");
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(index.join("index.json")).unwrap()).unwrap();
-    assert_eq!(summary["sources"][0]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        summary["sources"][0]["sha256"],
+        test_support::python_sha256(&[terms.clone().into()])[0].as_str()
+    );
+    // What built it: the linker's version and the commit of the checkout it was compiled in.
+    let provenance = &summary["provenance"];
+    assert_eq!(provenance["tool"], "medqa-link index");
+    assert_eq!(
+        provenance["git_commit"].as_str(),
+        test_support::git(&test_support::root(), &["rev-parse", "HEAD"]).as_deref(),
+        "{provenance}"
+    );
 
     let one = run_ok(
         Command::new(BIN)
