@@ -269,6 +269,7 @@ pub fn import(assets: &Path, out: &Path) -> Result<Imported> {
         "tokenizer_sha256": fsutil::sha256_file(&tok_path)?,
         "e5s1_version": h.version,
         "parameters": parameters,
+        "code": fsutil::provenance::code_record("data-prep import-e5", env!("CARGO_PKG_VERSION"))?,
     });
     std::fs::write(
         dir.join("import.json"),

@@ -41,6 +41,19 @@ fn imported_e5_matches_its_engine_and_medqa_matches_transformers() {
     let model_dir = tmp.path().join("e5");
     let done = data_prep::import_e5::import(&assets(), &model_dir).unwrap();
     assert_eq!(done.parameters, 117_506_304);
+    // import.json: the weights' and tokenizer's hashes, as hashlib gives them, and the code that imported.
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model_dir.join("import.json")).unwrap())
+            .unwrap();
+    let sums = test_support::python_sha256(&[
+        assets().join(data_prep::import_e5::E5_FILE),
+        assets().join(data_prep::import_e5::TOKENIZER_FILE),
+    ]);
+    assert_eq!(
+        (&record["weights_sha256"], &record["tokenizer_sha256"]),
+        (&sums[0].as_str().into(), &sums[1].as_str().into())
+    );
+    assert_eq!(record["code"]["tool"], "data-prep import-e5", "{record}");
     let refs = tmp.path().join("refs");
     let report = tool(
         "e5_reference.py",
