@@ -189,6 +189,7 @@ impl Outcome {
 
 /// Runs the suite at time `run` (`YYYY-MM-DDTHH:MM:SSZ`).
 pub fn run(cfg: &NightlyConfig, predictor: &Path, run: &str) -> Result<Outcome> {
+    let _locks = lock(cfg)?;
     let dir = cfg.report_dir.join(run.replace(':', ""));
     if dir.exists() {
         bail!(
@@ -268,6 +269,40 @@ pub fn run(cfg: &NightlyConfig, predictor: &Path, run: &str) -> Result<Outcome> 
         comparisons,
         failures,
     })
+}
+
+/// Holds the report directory, and the history's directory where it lies elsewhere, for the whole
+/// run: a nightly run that starts while the previous one still runs (a slow night, a cron entry run
+/// twice) would otherwise read the history before the other wrote its rows, and write it back without
+/// them.
+fn lock(cfg: &NightlyConfig) -> Result<Vec<fsutil::lock::DirLock>> {
+    let mut held = vec![fsutil::lock::lock_dir(
+        &cfg.report_dir,
+        "report directory",
+        "nightly run",
+    )?];
+    let history = cfg.history_path();
+    let history_dir = match history.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&history_dir)
+        .with_context(|| format!("cannot create {}", history_dir.display()))?;
+    let same = |a: &Path, b: &Path| -> Result<bool> {
+        let canonical = |p: &Path| {
+            p.canonicalize()
+                .with_context(|| format!("cannot resolve {}", p.display()))
+        };
+        Ok(canonical(a)? == canonical(b)?)
+    };
+    if !same(&history_dir, &cfg.report_dir)? {
+        held.push(fsutil::lock::lock_dir(
+            &history_dir,
+            "history directory",
+            "nightly run",
+        )?);
+    }
+    Ok(held)
 }
 
 /// The commit `qa-finetune predict` recorded in `out/predict_settings.json` (`-dirty` when its

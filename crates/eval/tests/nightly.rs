@@ -158,6 +158,53 @@ fn history_deltas_plots_and_the_regression_exit_status() {
     // A time stamp cannot be used twice.
     assert!(!nightly(&cfg, "2026-11-02T03:00:00Z").status.success());
 
+    // A night that starts while another still runs (here this test process holds the report
+    // directory) is refused before it predicts or touches the history.
+    let history_before = std::fs::read(reports.join("history.parquet")).unwrap();
+    let refused = |cfg: &Path, what: &str| {
+        let out = nightly(cfg, "2026-11-02T04:00:00Z");
+        assert!(!out.status.success());
+        assert!(
+            text(&out).contains(&format!(
+                "{what} is in use by another nightly run (pid {})",
+                std::process::id()
+            )),
+            "{}",
+            text(&out)
+        );
+        assert!(!reports.join("2026-11-02T040000Z").exists());
+        assert_eq!(
+            std::fs::read(reports.join("history.parquet")).unwrap(),
+            history_before
+        );
+    };
+    {
+        let _held = fsutil::lock::lock_dir(&reports, "report directory", "nightly run").unwrap();
+        refused(&cfg, &format!("report directory {}", reports.display()));
+    }
+    // A history kept elsewhere is held too.
+    let shared = d.join("shared");
+    let elsewhere = d.join("nightly-elsewhere.toml");
+    std::fs::write(
+        &elsewhere,
+        std::fs::read_to_string(&cfg).unwrap().replacen(
+            "tolerance_f1",
+            &format!(
+                "history = \"{}\"\ntolerance_f1",
+                shared.join("history.parquet").display()
+            ),
+            1,
+        ),
+    )
+    .unwrap();
+    {
+        let _held = fsutil::lock::lock_dir(&shared, "history directory", "nightly run").unwrap();
+        refused(
+            &elsewhere,
+            &format!("history directory {}", shared.display()),
+        );
+    }
+
     // The answers no longer match: every F1 falls, status 2, and the report says so.
     write_set(&set, |i, ctx| {
         let a = answer(i);

@@ -1,7 +1,8 @@
 //! Files: writing so that a crash leaves either the old file or the new one, never half of one;
 //! hashing them for run manifests and evaluation history; and the provenance record of an output
-//! (`provenance`).
+//! (`provenance`); and the lock that keeps one process at a time in an output directory (`lock`).
 
+pub mod lock;
 pub mod provenance;
 
 use std::io::{BufWriter, Read, Write};

@@ -154,7 +154,11 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         for entry in
             std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?
         {
-            collect_files(&entry?.path(), out)?;
+            let entry = entry?;
+            // A directory some medqa process locked holds its pid, which says nothing of the data.
+            if entry.file_name() != crate::lock::LOCK_FILE {
+                collect_files(&entry.path(), out)?;
+            }
         }
     } else {
         out.push(path.to_path_buf());
@@ -295,6 +299,10 @@ mod tests {
             h.update(part.as_bytes());
         }
         assert_eq!(dir.sha256, format!("{:x}", h.finalize()));
+        // A lock some process holds or held there (with its pid) changes nothing.
+        let _held = crate::lock::lock_dir(tmp.path(), "directory", "process").unwrap();
+        assert!(tmp.path().join(crate::lock::LOCK_FILE).is_file());
+        assert_eq!(hash_path(tmp.path()).unwrap().sha256, dir.sha256);
         // A file: its bytes alone.
         let file = hash_path(&tmp.path().join("b.txt")).unwrap();
         assert_eq!(

@@ -119,6 +119,7 @@ fn build(sources: &[TermSource], out: &Path, ngram: usize) -> Result<()> {
         bail!("--ngram must be at least 1");
     }
     fsutil::check_output_dir(out)?;
+    let _held = fsutil::lock::lock_dir(out, "index directory", "index build")?;
     let started = std::time::Instant::now();
     let (index, rejects) = link::build_index(sources, ngram)?;
     if index.concepts.is_empty() {

@@ -259,6 +259,27 @@ fn the_binary_indexes_links_a_text_and_links_a_table() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&warn.stderr).contains("changed since the index was built"));
+
+    // An index directory another build is writing (here this test process holds it) is refused, and
+    // the index there is left whole.
+    let before = std::fs::read(index.join("index.json")).unwrap();
+    let _held = fsutil::lock::lock_dir(&index, "index directory", "index build").unwrap();
+    let refused = Command::new(BIN)
+        .args(["index", "--terms", &terms, "--out"])
+        .arg(&index)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && err.contains(&format!(
+                "index directory {} is in use by another index build (pid {})",
+                index.display(),
+                std::process::id()
+            )),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(index.join("index.json")).unwrap(), before);
 }
 
 /// The real TICO-19 term lists: six language pairs under one name are one concept per English term,

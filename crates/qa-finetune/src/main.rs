@@ -89,6 +89,9 @@ fn main_result() -> Result<()> {
             let device = device.resolve()?;
             // Checked before the model loads and the windows run, not after.
             model::fsutil::check_output_dir(&out)?;
+            // Two predictions into one directory would leave one's predictions beside the other's
+            // settings and scores.
+            let _held = model::fsutil::lock::lock_dir(&out, "output directory", "prediction")?;
             if let Some(path) = &dump_features {
                 model::fsutil::check_output_file(path)?;
             }

@@ -711,6 +711,28 @@ fn bad_questions_are_errors_or_reported_and_outputs_are_checked_first() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("is a file"), "{err}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("questions"));
+
+    // A directory another prediction is writing (here this test process holds it) is refused before
+    // the model loads, and what is there stays as it was.
+    let before = std::fs::read(pred_dir.join("predictions.json")).unwrap();
+    let held = fsutil::lock::lock_dir(&pred_dir, "output directory", "prediction").unwrap();
+    let out = predict(&pred_dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains(&format!(
+                "output directory {} is in use by another prediction (pid {})",
+                pred_dir.display(),
+                std::process::id()
+            )),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(pred_dir.join("predictions.json")).unwrap(),
+        before
+    );
+    drop(held);
+    ok(predict(&pred_dir));
 }
 
 /// Data-parallel QA (issue 17): 2 ranks under torchrun (Gloo, CPU) with one micro-batch of 8 each

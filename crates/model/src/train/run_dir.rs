@@ -2,8 +2,6 @@
 //! dies, so a crash never leaves a stale lock), and two runs are never mixed in it unless asked to
 //! resume or overwrite.
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -11,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use super::checkpoint;
 
 /// The lock file inside a run directory; it holds the pid of the run that has the lock.
-pub const LOCK_FILE: &str = ".medqa.lock";
+pub use fsutil::lock::LOCK_FILE;
 
 /// What to do with an existing run directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,44 +23,11 @@ pub enum Start {
 }
 
 /// The exclusive hold on a run directory; dropping it (or the process ending, however) releases it.
-#[derive(Debug)]
-pub struct RunLock {
-    _file: File,
-}
+pub type RunLock = fsutil::lock::DirLock;
 
 /// Takes `dir`'s lock, or fails naming the pid of the run that holds it.
 pub fn lock(dir: &Path) -> Result<RunLock> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create run directory {}", dir.display()))?;
-    let path = dir.join(LOCK_FILE);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("run directory {} is not writable", dir.display()))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            bail!(
-                "run directory {} is in use by another run (pid {}); wait for it to end or stop it \
-                 (the lock goes with its process)",
-                dir.display(),
-                holder.trim()
-            );
-        }
-        Err(TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("cannot lock {}", path.display()))
-        }
-    }
-    file.set_len(0)?;
-    file.rewind()?;
-    write!(file, "{}", std::process::id())?;
-    file.sync_all()?;
-    Ok(RunLock { _file: file })
+    fsutil::lock::lock_dir(dir, "run directory", "run")
 }
 
 /// Locks `dir`, then checks and prepares it before any compute; returns the lock (hold it for the
