@@ -204,13 +204,13 @@ pub fn run(cfg: &NightlyConfig, predictor: &Path, run: &str) -> Result<Outcome> 
     let loaded = load_sets(cfg)?;
     for m in &cfg.models {
         let weights = m.path.join("model.safetensors");
-        let model_sha = match fsutil::sha256_file(&weights) {
-            Ok(h) => h,
-            Err(e) => {
-                failures.push(format!("model {}: {e:#}", m.name));
-                continue;
-            }
-        };
+        if !weights.is_file() {
+            failures.push(format!("model {}: no file {}", m.name, weights.display()));
+            continue;
+        }
+        // The weights' hash is the one the predictor records (it hashes what it loads); hashed here
+        // only for a predictor that records none, once per model.
+        let mut hashed_here: Option<String> = None;
         for set in &cfg.sets {
             let out = dir
                 .join("predictions")
@@ -222,12 +222,35 @@ pub fn run(cfg: &NightlyConfig, predictor: &Path, run: &str) -> Result<Outcome> 
                 continue;
             }
             let (set_sha, data, golden) = &loaded[&set.name];
+            let recorded = PredictorRecord::read(&out)?;
+            if let Some(predicted) = recorded.hash(&set.path) {
+                if predicted != set_sha {
+                    // Scores against the file read at the start would mix two versions of the set.
+                    failures.push(format!(
+                        "model {} on set {}: {} changed while the suite ran (SHA-256 {} at the start, \
+                         {} when predicted); not scored",
+                        m.name,
+                        set.name,
+                        set.path.display(),
+                        set_sha,
+                        predicted
+                    ));
+                    continue;
+                }
+            }
+            let weights_sha = match recorded.hash(&weights) {
+                Some(h) => h.to_owned(),
+                None => match &hashed_here {
+                    Some(h) => h.clone(),
+                    None => hashed_here.insert(fsutil::sha256_file(&weights)?).clone(),
+                },
+            };
             let (report, bioasq) = score_set(set, data, golden.as_ref(), &out)?;
-            let code_commit = predictor_commit(&out)?;
+            let code_commit = recorded.commit.clone();
             let base = Row {
                 run: run.to_owned(),
                 model: m.name.clone(),
-                model_sha256: model_sha.clone(),
+                model_sha256: weights_sha,
                 set: set.name.clone(),
                 set_sha256: set_sha.clone(),
                 lang: "all".into(),
@@ -305,22 +328,50 @@ fn lock(cfg: &NightlyConfig) -> Result<Vec<fsutil::lock::DirLock>> {
     Ok(held)
 }
 
-/// The commit `qa-finetune predict` recorded in `out/predict_settings.json` (`-dirty` when its
-/// checkout had changes), if it recorded one (a predictor older than that file records none).
-fn predictor_commit(out: &Path) -> Result<Option<String>> {
-    let path = out.join("predict_settings.json");
-    if !path.exists() {
-        return Ok(None);
+/// What `qa-finetune predict` recorded in `out/predict_settings.json`: its commit (`-dirty` when its
+/// checkout had changes) and the SHA-256 of each input it read, by path as it was given. A predictor
+/// older than that file records neither.
+#[derive(Debug, Default)]
+struct PredictorRecord {
+    commit: Option<String>,
+    hashes: HashMap<String, String>,
+}
+
+impl PredictorRecord {
+    fn read(out: &Path) -> Result<Self> {
+        let path = out.join("predict_settings.json");
+        if !path.exists() {
+            return Ok(Self::default());
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let settings: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+        let p = &settings["provenance"];
+        let commit = p["git_commit"].as_str().map(|c| {
+            let dirty = if p["git_dirty"] == true { "-dirty" } else { "" };
+            format!("{c}{dirty}")
+        });
+        let hashes = p["inputs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| {
+                Some((
+                    i["path"].as_str()?.to_owned(),
+                    i["sha256"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+        Ok(Self { commit, hashes })
     }
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let settings: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    let p = &settings["provenance"];
-    Ok(p["git_commit"].as_str().map(|c| {
-        let dirty = if p["git_dirty"] == true { "-dirty" } else { "" };
-        format!("{c}{dirty}")
-    }))
+
+    /// The hash recorded for `path`, given to the predictor as written here.
+    fn hash(&self, path: &Path) -> Option<&str> {
+        self.hashes
+            .get(&path.display().to_string())
+            .map(String::as_str)
+    }
 }
 
 /// Each set read and hashed once, whatever the number of models: name → (sha256, data, BioASQ golds).

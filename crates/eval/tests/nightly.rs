@@ -72,12 +72,24 @@ fn write_set(path: &Path, gold: impl Fn(usize, &str) -> String) {
 }
 
 fn nightly(cfg: &Path, run: &str) -> std::process::Output {
+    nightly_with(cfg, run, &predictor())
+}
+
+fn nightly_with(cfg: &Path, run: &str, predictor: &Path) -> std::process::Output {
     Command::new(BIN)
         .args(["nightly", "--config", cfg.to_str().unwrap(), "--run", run])
         .arg("--predictor")
-        .arg(predictor())
+        .arg(predictor)
         .output()
         .unwrap()
+}
+
+/// An executable shell script at `path`.
+fn script(path: &Path, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.to_path_buf()
 }
 
 fn text(out: &std::process::Output) -> String {
@@ -240,6 +252,14 @@ fn history_deltas_plots_and_the_regression_exit_status() {
 
     let history = eval::history::read(&reports.join("history.parquet")).unwrap();
     assert_eq!(history.len(), 9, "3 runs × (all, en, ro)");
+    // The weights' hash is the one the predictor recorded; the set's, the file of that night.
+    let weights_sha = &test_support::python_sha256(&[model.join("model.safetensors")])[0];
+    assert!(history.iter().all(|r| &r.model_sha256 == weights_sha));
+    let set_sha = &test_support::python_sha256(std::slice::from_ref(&set))[0];
+    assert!(history
+        .iter()
+        .filter(|r| r.run == "2026-11-03T03:00:00Z")
+        .all(|r| &r.set_sha256 == set_sha));
     let runs: std::collections::BTreeSet<&str> = history.iter().map(|r| r.run.as_str()).collect();
     assert_eq!(runs.len(), 3);
     // Each row names the predictor's code: the commit of the checkout it was built in.
@@ -317,4 +337,77 @@ fn a_model_entry_s_settings_reach_the_prediction_of_a_model_without_medqa_json()
     assert!(!out.status.success(), "{log}");
     assert!(log.contains("bare on dev: prediction failed"), "{log}");
     assert!(log.contains("max_seq_length 384 exceeds"), "{log}");
+}
+
+/// The weights' hash comes from the predictor's record, or, from a predictor that records none, from
+/// hashing here; a set whose file changes between the suite's start and its prediction is not scored.
+#[test]
+fn hashes_without_a_predictor_record_and_a_set_changed_during_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let model = model_dir(d);
+    let set = d.join("dev.json");
+    write_set(&set, |_, ctx| ctx.to_owned());
+    let reports = d.join("nightly");
+    let cfg = d.join("nightly.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "report_dir = \"{}\"\n[predict]\ndevice = \"cpu\"\n[[models]]\nname = \"tiny\"\npath = \"{}\"\n\
+             [[sets]]\nname = \"dev\"\npath = \"{}\"\n",
+            reports.display(),
+            model.display(),
+            set.display()
+        ),
+    )
+    .unwrap();
+    let real = predictor();
+
+    // A predictor that leaves no predict_settings.json (as one older than that file).
+    let unrecorded = script(
+        &d.join("unrecorded.sh"),
+        &format!(
+            "\"{}\" \"$@\" || exit $?\nwhile [ $# -gt 0 ]; do [ \"$1\" = --out ] && rm \"$2/predict_settings.json\"; shift; done\n",
+            real.display()
+        ),
+    );
+    let first = nightly_with(&cfg, "2026-11-01T03:00:00Z", &unrecorded);
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(!reports
+        .join("2026-11-01T030000Z/predictions/tiny/dev/predict_settings.json")
+        .exists());
+    let history = eval::history::read(&reports.join("history.parquet")).unwrap();
+    let weights_sha = &test_support::python_sha256(&[model.join("model.safetensors")])[0];
+    assert!(!history.is_empty());
+    assert!(
+        history
+            .iter()
+            .all(|r| &r.model_sha256 == weights_sha && r.code_commit.is_none()),
+        "{history:?}"
+    );
+
+    // A predictor that runs while the set's file is rewritten (a space appended: valid JSON still).
+    let changing = script(
+        &d.join("changing.sh"),
+        &format!(
+            "printf ' ' >> \"{}\"\nexec \"{}\" \"$@\"\n",
+            set.display(),
+            real.display()
+        ),
+    );
+    let second = nightly_with(&cfg, "2026-11-02T03:00:00Z", &changing);
+    assert!(!second.status.success(), "{}", text(&second));
+    assert!(
+        text(&second).contains(&format!(
+            "model tiny on set dev: {} changed while the suite ran",
+            set.display()
+        )),
+        "{}",
+        text(&second)
+    );
+    let history = eval::history::read(&reports.join("history.parquet")).unwrap();
+    assert!(
+        history.iter().all(|r| r.run == "2026-11-01T03:00:00Z"),
+        "no row scored against a set that changed: {history:?}"
+    );
 }
