@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use model::batch::pad_batch;
 use model::mlm::{labelled_positions, masked_loss_parts, pad_positions, position_bound, Masker};
+use model::train::task::ProgressBar;
 use model::weights::{load_safetensors, SaveDtype};
 use model::{Pretrained, XlmRobertaForMaskedLM};
 use tch::{Device, Kind, Tensor};
@@ -159,13 +160,16 @@ impl model::train::Task for MlmTask {
 
     /// Loss, perplexity and accuracy on the validation split with the same masks every time: over all
     /// of it (`eval/loss`, …) and, where its shards record languages, per language (`eval/es/loss`, …).
-    fn evaluate(&mut self) -> Result<BTreeMap<String, f64>> {
+    const EVAL_UNIT: &'static str = "sequences";
+
+    fn evaluate(&mut self, progress: &ProgressBar) -> Result<BTreeMap<String, f64>> {
         let sets = &self.inputs.eval;
         if sets.is_empty() {
             return Ok(BTreeMap::new());
         }
         let lens: Vec<usize> = sets.iter().map(|s| s.sequences.len()).collect();
         let shares = eval_shares(&lens, self.max_eval_sequences);
+        progress.set_length(shares.iter().sum::<usize>() as u64);
         let mut metrics = BTreeMap::new();
         let mut all = EvalSums::default();
         // One batch counter over all sets: every batch gets its own masks, the same at each evaluation.
@@ -183,6 +187,7 @@ impl model::train::Task for MlmTask {
                 sums.loss += l.to_kind(Kind::Double).double_value(&[]);
                 sums.correct += c.int64_value(&[]);
                 sums.count += k;
+                progress.inc(seqs.len() as u64);
             }
             if let Some(language) = &set.language {
                 sums.report(&format!("eval/{language}/"), &mut metrics);

@@ -20,7 +20,16 @@ fn evaluate(
     let dir = tempfile::tempdir().unwrap();
     common::write_shards(&dir.path().join("corpus"), validation);
     let data = serde_json::json!({ "max_eval_sequences": cap, "eval_batch_size": 2 });
-    common::task(dir.path(), data).unwrap().evaluate().unwrap()
+    let progress = model::train::task::ProgressBar::hidden();
+    let metrics = common::task(dir.path(), data)
+        .unwrap()
+        .evaluate(&progress)
+        .unwrap();
+    // The evaluation's bar ends full, at the sequences scored (no more than the cap).
+    let scored = progress.position();
+    assert!(scored > 0 && progress.length() == Some(scored));
+    assert!(cap.is_none_or(|c| scored <= c as u64), "{scored} > {cap:?}");
+    metrics
 }
 
 const EN: [usize; 6] = [0, 1, 0, 1, 0, 1];

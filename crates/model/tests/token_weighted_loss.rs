@@ -126,7 +126,10 @@ impl Task for ToyMlm {
         self.over_tokens.then(|| b.targets.size()[0] as usize)
     }
 
-    fn evaluate(&mut self) -> Result<BTreeMap<String, f64>> {
+    fn evaluate(
+        &mut self,
+        _progress: &model::train::task::ProgressBar,
+    ) -> Result<BTreeMap<String, f64>> {
         let all: Vec<usize> = (0..LABELLED.len()).collect();
         let loss = tch::no_grad(|| self.loss_of(&all).0.double_value(&[]));
         Ok(BTreeMap::from([("eval/loss".to_owned(), loss)]))

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 use model::train::log::read_history;
+use model::train::task::ProgressBar;
 use model::train::{checkpoint, train, Task, TrainConfig};
 use model::weights::{load_safetensors, SaveDtype};
 use model::{Pretrained, XlmRobertaConfig, XlmRobertaForQuestionAnswering};
@@ -129,7 +130,7 @@ impl Task for ToyQa {
         loss
     }
 
-    fn evaluate(&mut self) -> Result<BTreeMap<String, f64>> {
+    fn evaluate(&mut self, _progress: &ProgressBar) -> Result<BTreeMap<String, f64>> {
         let n = self.eval_rows;
         let loss = self.loss_of(
             &self.ids.narrow(0, 0, n),
@@ -195,7 +196,7 @@ fn crashed_and_resumed_run_logs_bitwise_the_same_losses() {
     let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
     let straight = tempfile::tempdir().unwrap();
     let mut task = ToyQa::new(1, None);
-    let before = task.evaluate().unwrap()["eval/loss"];
+    let before = task.evaluate(&ProgressBar::hidden()).unwrap()["eval/loss"];
     let outcome = train(&mut task, &config(), Device::Cpu, straight.path(), None).unwrap();
     assert_eq!(outcome.steps, 12);
     let after = outcome.last_eval["eval/loss"];
@@ -376,7 +377,7 @@ fn bf16_autocast_trains_with_fp32_weights() {
     let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
     let run = tempfile::tempdir().unwrap();
     let mut task = ToyQa::new(1, None);
-    let before = task.evaluate().unwrap()["eval/loss"];
+    let before = task.evaluate(&ProgressBar::hidden()).unwrap()["eval/loss"];
     let cfg = TrainConfig {
         precision: model::autocast::Precision::Bf16,
         save_steps: 0.0,
@@ -805,7 +806,7 @@ fn fp16_scales_the_loss_skips_overflows_and_resumes_exactly() {
     let mut task = ToyQa::new(1, None);
     // Steps 1 and 2 (micro-batches 1-4, two a step) overflow.
     task.huge_batches = vec![1, 3];
-    let before = task.evaluate().unwrap()["eval/loss"];
+    let before = task.evaluate(&ProgressBar::hidden()).unwrap()["eval/loss"];
     let outcome = train(&mut task, &cfg, Device::Cpu, run.path(), None).unwrap();
     assert_eq!(outcome.steps, 12);
     let after = outcome.last_eval["eval/loss"];
@@ -939,7 +940,9 @@ fn max_grad_norm_zero_trains_unclipped() {
     let (clipped, _) = run_with(0.01);
     assert_eq!(off, unreached);
     assert_ne!(off, clipped, "the bound of 0.01 should have clipped");
-    let before = ToyQa::new(1, None).evaluate().unwrap()["eval/loss"];
+    let before = ToyQa::new(1, None)
+        .evaluate(&ProgressBar::hidden())
+        .unwrap()["eval/loss"];
     assert!(off_eval < before * 0.9, "{before} -> {off_eval}");
 }
 

@@ -61,7 +61,9 @@ impl run::Job for QaConfig {
         if task.last_predictions.is_none() && !task.eval_examples().is_empty() {
             let _autocast =
                 model::autocast::AutocastGuard::for_precision(self.train.precision, task.device())?;
-            tch::no_grad(|| model::train::Task::evaluate(task))?;
+            let progress = model::train::log::progress_bar(0, 0, "windows");
+            tch::no_grad(|| model::train::Task::evaluate(task, &progress))?;
+            progress.finish_and_clear();
         }
         if let Some(preds) = &task.last_predictions {
             crate::write_predictions(&self.output_dir, "eval_", preds)?;

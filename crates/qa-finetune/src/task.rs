@@ -9,6 +9,7 @@ use model::qa::features::{FeatureMaker, QaFeature};
 use model::qa::inference::{infer, QaSettings, SETTINGS_FILE};
 use model::qa::postprocess::{postprocess, Predictions};
 use model::qa::squad::QaExample;
+use model::train::task::ProgressBar;
 use model::weights::{load_safetensors, SaveDtype};
 use model::{Pretrained, XlmRobertaForQuestionAnswering, XlmrTokenizer};
 use tch::{Device, Tensor};
@@ -243,17 +244,20 @@ impl model::train::Task for QaTask {
         (cross_entropy(&s, &b.starts) + cross_entropy(&e, &b.ends)) / 2.0
     }
 
-    fn evaluate(&mut self) -> Result<BTreeMap<String, f64>> {
+    const EVAL_UNIT: &'static str = "windows";
+
+    fn evaluate(&mut self, progress: &ProgressBar) -> Result<BTreeMap<String, f64>> {
         if self.eval_examples.is_empty() {
             return Ok(BTreeMap::new());
         }
+        progress.set_length(self.eval_features.len() as u64);
         let logits = infer(
             &self.model.model,
             &self.eval_features,
             self.tokenizer.pad_id,
             self.eval_batch_size,
             self.device,
-            &indicatif::ProgressBar::hidden(),
+            progress,
         );
         let preds = postprocess(
             &self.eval_examples,

@@ -7,6 +7,9 @@ use std::path::Path;
 use anyhow::Result;
 use tch::Tensor;
 
+/// The bar `Task::evaluate` advances (re-exported so that tasks need no indicatif of their own).
+pub use indicatif::ProgressBar;
+
 use super::sampling::Sampling;
 use crate::snapshot::DirSnapshot;
 
@@ -59,8 +62,12 @@ pub trait Task {
     fn loss_items(&self, _batch: &Self::Batch) -> Option<usize> {
         None
     }
-    /// Held-out metrics (`eval/loss`, `eval/f1`, …), computed without gradients.
-    fn evaluate(&mut self) -> Result<BTreeMap<String, f64>>;
+    /// Held-out metrics (`eval/loss`, `eval/f1`, …), computed without gradients. `progress` is
+    /// the evaluation's own bar: the task sets its length and advances it in [`Task::EVAL_UNIT`]s
+    /// (a held-out set can take minutes, during which the steps' bar stands still).
+    fn evaluate(&mut self, progress: &ProgressBar) -> Result<BTreeMap<String, f64>>;
+    /// What the evaluation's bar counts.
+    const EVAL_UNIT: &'static str = "batches";
     /// The trainable variables under their checkpoint names.
     fn variables(&self) -> HashMap<String, Tensor>;
     /// The model's Hugging Face directory, captured now (weights copied to the host): a checkpoint

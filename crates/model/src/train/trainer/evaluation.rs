@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use indicatif::ProgressBar;
 use tch::Tensor;
 
 use super::{format_metrics, settle, Task, Trainer};
@@ -22,10 +23,13 @@ impl<T: Task> Trainer<'_, T> {
         // The bar stands still while the held-out set goes through the model: it says why.
         let message = self.bar.message();
         self.bar.set_message(format!("evaluating at step {step}…"));
+        let progress = self.eval_bar();
         self.last_eval = {
             let _autocast = AutocastGuard::for_precision(self.cfg.precision, self.device)?;
-            tch::no_grad(|| self.task.evaluate())?
+            tch::no_grad(|| self.task.evaluate(&progress))?
         };
+        progress.finish_and_clear();
+        self.bars.remove(&progress);
         self.bar.set_message(message);
         if let Some(tb) = &mut self.tb {
             for (k, v) in &self.last_eval {
@@ -43,6 +47,16 @@ impl<T: Task> Trainer<'_, T> {
             .println(format!("step {step}: {}", format_metrics(&self.last_eval)));
         self.eval_seconds += started.elapsed().as_secs_f64();
         Ok(())
+    }
+
+    /// The bar an evaluation advances, beneath the steps' bar (hidden where the steps' bar is).
+    pub(super) fn eval_bar(&self) -> ProgressBar {
+        if self.bar.is_hidden() {
+            ProgressBar::hidden()
+        } else {
+            self.bars
+                .add(crate::train::log::progress_bar(0, 0, T::EVAL_UNIT))
+        }
     }
 
     /// An evaluation during the run: measured, then the best step so far by `metric_for_best_model`,

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use indicatif::ProgressBar;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 use tch::Tensor;
 
 use super::cadence::{self, Cadences, IntervalStrategy, SaveStrategy};
@@ -183,7 +183,9 @@ struct Trainer<'a, T: Task> {
     /// Rank 0's alone.
     history: Option<History>,
     tb: Option<Tensorboard>,
+    /// The steps' bar, in `bars` so that an evaluation's bar can show beneath it.
     bar: ProgressBar,
+    bars: MultiProgress,
     window: LogWindow,
     /// Steps whose numbers are still on the device.
     pending: Vec<PendingStep>,
@@ -305,6 +307,11 @@ impl<'a, T: Task> Trainer<'a, T> {
         if graphs.is_some() {
             task.use_static_shapes();
         }
+        let bars = if main {
+            MultiProgress::new()
+        } else {
+            MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
+        };
         Ok(Self {
             history: if main {
                 Some(History::open(&run_dir.join("train_log.jsonl"), state.step)?)
@@ -313,10 +320,11 @@ impl<'a, T: Task> Trainer<'a, T> {
             },
             tb: main.then(|| Tensorboard::new(&run_dir.join("tb"))),
             bar: if main {
-                progress_bar(total_steps, state.step, "steps")
+                bars.add(progress_bar(total_steps, state.step, "steps"))
             } else {
                 ProgressBar::hidden()
             },
+            bars,
             data: DataOrder::new(
                 cfg.data_seed.unwrap_or(cfg.seed),
                 cfg.per_device_train_batch_size,
@@ -424,7 +432,10 @@ impl<'a, T: Task> Trainer<'a, T> {
                 self.state.step, self.total_steps
             );
             let _autocast = AutocastGuard::for_precision(cfg.precision, self.device)?;
-            self.last_eval = tch::no_grad(|| self.task.evaluate())?;
+            let progress = self.eval_bar();
+            self.last_eval = tch::no_grad(|| self.task.evaluate(&progress))?;
+            progress.finish_and_clear();
+            self.bars.remove(&progress);
         }
         if let Some(tb) = &mut self.tb {
             tb.flush();
