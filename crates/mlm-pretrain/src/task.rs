@@ -175,7 +175,12 @@ impl model::train::Task for MlmTask {
         // One batch counter over all sets: every batch gets its own masks, the same at each evaluation.
         let mut j = 0u64;
         for (set, n) in sets.iter().zip(shares) {
-            let mut sums = EvalSums::default();
+            // Summed on the device and read once per set: a read per batch would make the host wait
+            // for each batch before masking the next. The same additions in the same order as on the
+            // host, so the same figures.
+            let mut loss = Tensor::zeros([], (Kind::Double, self.device));
+            let mut correct = Tensor::zeros([], (Kind::Int64, self.device));
+            let mut count = 0;
             for start in (0..n).step_by(self.eval_batch_size) {
                 let seqs: Vec<Vec<u32>> = (start..(start + self.eval_batch_size).min(n))
                     .map(|i| set.sequences.get(i))
@@ -184,11 +189,16 @@ impl model::train::Task for MlmTask {
                 j += 1;
                 let b = self.masked_batch(&seqs, false)?;
                 let (l, c, k) = masked_loss_parts(&self.logits(&b, false), &b.targets);
-                sums.loss += l.to_kind(Kind::Double).double_value(&[]);
-                sums.correct += c.int64_value(&[]);
-                sums.count += k;
+                loss += l.to_kind(Kind::Double);
+                correct += c;
+                count += k;
                 progress.inc(seqs.len() as u64);
             }
+            let sums = EvalSums {
+                loss: loss.double_value(&[]),
+                correct: correct.int64_value(&[]),
+                count,
+            };
             if let Some(language) = &set.language {
                 sums.report(&format!("eval/{language}/"), &mut metrics);
             }
