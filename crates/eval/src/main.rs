@@ -50,6 +50,11 @@ enum Command {
         /// The run's time stamp instead of now (UTC, `YYYY-MM-DDTHH:MM:SSZ`), to re-run or backfill a night.
         #[arg(long)]
         run: Option<String>,
+        /// Wait for a nightly run that still holds the report directory (or the history's) to end,
+        /// instead of refusing to start (for a scheduler that may start a night before the previous
+        /// one has ended).
+        #[arg(long)]
+        wait: bool,
     },
     /// Training runs side by side from their records (manifest.json, train_results.json,
     /// eval_results.json): a Markdown table on stdout, a row per run, or with --group-by a row per
@@ -142,7 +147,8 @@ fn main() -> Result<()> {
             config,
             predictor,
             run,
-        } => nightly(&config, predictor, run),
+            wait,
+        } => nightly(&config, predictor, run, wait),
         Command::Curves {
             log,
             metric,
@@ -210,10 +216,20 @@ fn compare_runs(
 }
 
 /// `eval nightly`; exits with status 2 when an F1 fell by more than the tolerance.
-fn nightly(config: &Path, predictor: Option<PathBuf>, run: Option<String>) -> Result<()> {
+fn nightly(
+    config: &Path,
+    predictor: Option<PathBuf>,
+    run: Option<String>,
+    wait: bool,
+) -> Result<()> {
     let cfg = eval::nightly::NightlyConfig::load(config)?;
     let predictor = eval::nightly::find_predictor(predictor.as_deref())?;
-    let outcome = eval::nightly::run(&cfg, &predictor, &parse_run(run)?)?;
+    let if_held = if wait {
+        fsutil::lock::IfHeld::Wait
+    } else {
+        fsutil::lock::IfHeld::Refuse
+    };
+    let outcome = eval::nightly::run(&cfg, &predictor, &parse_run(run)?, if_held)?;
     print!("{}", eval::nightly::summary(&outcome));
     println!(
         "report: {} (report.md, results.json, predictions/, f1-*.png); history: {}",

@@ -187,9 +187,15 @@ impl Outcome {
     }
 }
 
-/// Runs the suite at time `run` (`YYYY-MM-DDTHH:MM:SSZ`).
-pub fn run(cfg: &NightlyConfig, predictor: &Path, run: &str) -> Result<Outcome> {
-    let _locks = lock(cfg)?;
+/// Runs the suite at time `run` (`YYYY-MM-DDTHH:MM:SSZ`); `if_held` says whether a suite that still
+/// holds the report directory (or the history's) makes this one fail or wait.
+pub fn run(
+    cfg: &NightlyConfig,
+    predictor: &Path,
+    run: &str,
+    if_held: fsutil::lock::IfHeld,
+) -> Result<Outcome> {
+    let _locks = lock(cfg, if_held)?;
     let dir = cfg.report_dir.join(run.replace(':', ""));
     if dir.exists() {
         bail!(
@@ -298,11 +304,12 @@ pub fn run(cfg: &NightlyConfig, predictor: &Path, run: &str) -> Result<Outcome> 
 /// run: a nightly run that starts while the previous one still runs (a slow night, a cron entry run
 /// twice) would otherwise read the history before the other wrote its rows, and write it back without
 /// them.
-fn lock(cfg: &NightlyConfig) -> Result<Vec<fsutil::lock::DirLock>> {
-    let mut held = vec![fsutil::lock::lock_dir(
+fn lock(cfg: &NightlyConfig, if_held: fsutil::lock::IfHeld) -> Result<Vec<fsutil::lock::DirLock>> {
+    let mut held = vec![fsutil::lock::lock_dir_or(
         &cfg.report_dir,
         "report directory",
         "nightly run",
+        if_held,
     )?];
     let history = cfg.history_path();
     let history_dir = match history.parent() {
@@ -319,10 +326,11 @@ fn lock(cfg: &NightlyConfig) -> Result<Vec<fsutil::lock::DirLock>> {
         Ok(canonical(a)? == canonical(b)?)
     };
     if !same(&history_dir, &cfg.report_dir)? {
-        held.push(fsutil::lock::lock_dir(
+        held.push(fsutil::lock::lock_dir_or(
             &history_dir,
             "history directory",
             "nightly run",
+            if_held,
         )?);
     }
     Ok(held)

@@ -340,9 +340,10 @@ fn a_model_entry_s_settings_reach_the_prediction_of_a_model_without_medqa_json()
 }
 
 /// The weights' hash comes from the predictor's record, or, from a predictor that records none, from
-/// hashing here; a set whose file changes between the suite's start and its prediction is not scored.
+/// hashing here; a set whose file changes between the suite's start and its prediction is not scored;
+/// with `--wait` a night waits for the one holding the report directory.
 #[test]
-fn hashes_without_a_predictor_record_and_a_set_changed_during_the_run() {
+fn hashes_without_a_predictor_record_a_set_changed_during_the_run_and_waiting_for_a_held_night() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let model = model_dir(d);
@@ -410,4 +411,29 @@ fn hashes_without_a_predictor_record_and_a_set_changed_during_the_run() {
         history.iter().all(|r| r.run == "2026-11-01T03:00:00Z"),
         "no row scored against a set that changed: {history:?}"
     );
+
+    // `--wait`: a night that starts while another holds the report directory (this test process)
+    // waits for it instead of failing, and runs once it is released.
+    let held = fsutil::lock::lock_dir(&reports, "report directory", "nightly run").unwrap();
+    let mut waiting = Command::new(BIN)
+        .args(["nightly", "--wait", "--config", cfg.to_str().unwrap()])
+        .args(["--run", "2026-11-03T03:00:00Z", "--predictor"])
+        .arg(&real)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(waiting.try_wait().unwrap().is_none(), "it did not wait");
+    assert!(!reports.join("2026-11-03T030000Z").exists());
+    drop(held);
+    let waited = waiting.wait_with_output().unwrap();
+    assert!(waited.status.success(), "{}", text(&waited));
+    assert!(
+        text(&waited).contains("in use by another nightly run")
+            && text(&waited).contains("waiting for it to end"),
+        "{}",
+        text(&waited)
+    );
+    assert!(reports.join("2026-11-03T030000Z/report.md").is_file());
 }

@@ -21,10 +21,25 @@ pub struct DirLock {
     _file: File,
 }
 
+/// What to do when another process holds the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfHeld {
+    /// Fail, naming the holder's pid.
+    Refuse,
+    /// Say so on stderr, then wait until the holder ends (`eval nightly --wait`: a night that starts
+    /// while the previous one still runs goes next, not never).
+    Wait,
+}
+
 /// Creates `dir` if needed and takes its lock, or fails naming the pid that holds it. `what` names
 /// the directory in messages ("run directory", "report directory"), `holder` what else could be
 /// using it ("run", "nightly run").
 pub fn lock_dir(dir: &Path, what: &str, holder: &str) -> Result<DirLock> {
+    lock_dir_or(dir, what, holder, IfHeld::Refuse)
+}
+
+/// [`lock_dir`], or, with [`IfHeld::Wait`], waiting for a holder to end.
+pub fn lock_dir_or(dir: &Path, what: &str, holder: &str, if_held: IfHeld) -> Result<DirLock> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create {what} {}", dir.display()))?;
     let path = dir.join(LOCK_FILE);
@@ -40,12 +55,21 @@ pub fn lock_dir(dir: &Path, what: &str, holder: &str) -> Result<DirLock> {
         Err(TryLockError::WouldBlock) => {
             let mut pid = String::new();
             let _ = file.read_to_string(&mut pid);
-            bail!(
-                "{what} {} is in use by another {holder} (pid {}); wait for it to end or stop it \
-                 (the lock goes with its process)",
+            if if_held == IfHeld::Refuse {
+                bail!(
+                    "{what} {} is in use by another {holder} (pid {}); wait for it to end or stop it \
+                     (the lock goes with its process)",
+                    dir.display(),
+                    pid.trim()
+                );
+            }
+            eprintln!(
+                "{what} {} is in use by another {holder} (pid {}); waiting for it to end",
                 dir.display(),
                 pid.trim()
             );
+            file.lock()
+                .with_context(|| format!("cannot lock {}", path.display()))?;
         }
         Err(TryLockError::Error(e)) => {
             return Err(e).with_context(|| format!("cannot lock {}", path.display()))
@@ -82,6 +106,29 @@ mod tests {
         drop(held);
         let again = lock_dir(&out, "report directory", "nightly run");
         assert!(again.is_ok(), "{again:?}");
+    }
+
+    #[test]
+    fn a_waiting_hold_takes_the_lock_once_the_holder_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_dir(dir.path(), "report directory", "nightly run").unwrap();
+        let (sender, taken) = std::sync::mpsc::channel();
+        let path = dir.path().to_path_buf();
+        let waiter = std::thread::spawn(move || {
+            let lock = lock_dir_or(&path, "report directory", "nightly run", IfHeld::Wait);
+            sender.send(()).unwrap();
+            lock
+        });
+        // Still held: the waiter has not got it.
+        assert!(taken
+            .recv_timeout(std::time::Duration::from_millis(300))
+            .is_err());
+        drop(held);
+        taken.recv().unwrap();
+        let lock = waiter.join().unwrap();
+        assert!(lock.is_ok(), "{lock:?}");
+        // And it holds it now: a refusing attempt fails.
+        assert!(lock_dir(dir.path(), "report directory", "nightly run").is_err());
     }
 
     #[test]
