@@ -100,14 +100,34 @@ fn text(out: &std::process::Output) -> String {
     )
 }
 
+/// A suite in `d` of one model (`tiny`) and one set (`sample-dev`, golds the whole contexts):
+/// (model, set, report directory, config).
+fn one_model_suite(d: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let model = model_dir(d);
+    let set = d.join("dev.json");
+    write_set(&set, |_, ctx| ctx.to_owned());
+    let reports = d.join("nightly");
+    let cfg = d.join("nightly.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "report_dir = \"{}\"\ntolerance_f1 = 1.0\n[predict]\ndevice = \"cpu\"\nbatch_size = 4\n\
+             [[models]]\nname = \"tiny\"\npath = \"{}\"\n[[sets]]\nname = \"sample-dev\"\npath = \"{}\"\n",
+            reports.display(),
+            model.display(),
+            set.display()
+        ),
+    )
+    .unwrap();
+    (model, set, reports, cfg)
+}
+
 #[test]
 fn history_deltas_plots_and_the_regression_exit_status() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let model = model_dir(d);
-    let set = d.join("dev.json");
+    let (model, set, reports, cfg) = one_model_suite(d);
     // The golds are first what this model answers, so that the first nights score 100.
-    write_set(&set, |_, ctx| ctx.to_owned());
     let pred = d.join("first");
     let status = Command::new(predictor())
         .args(["predict", "--device", "cpu", "--model"])
@@ -125,20 +145,6 @@ fn history_deltas_plots_and_the_regression_exit_status() {
     let answer = |i: usize| answers[&format!("q{i}")].as_str().unwrap().to_owned();
     assert!((0..4).all(|i| !answer(i).trim().is_empty()), "{answers:?}");
     write_set(&set, |i, _| answer(i));
-
-    let reports = d.join("nightly");
-    let cfg = d.join("nightly.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "report_dir = \"{}\"\ntolerance_f1 = 1.0\n[predict]\ndevice = \"cpu\"\nbatch_size = 4\n\
-             [[models]]\nname = \"tiny\"\npath = \"{}\"\n[[sets]]\nname = \"sample-dev\"\npath = \"{}\"\n",
-            reports.display(),
-            model.display(),
-            set.display()
-        ),
-    )
-    .unwrap();
 
     let first = nightly(&cfg, "2026-11-01T03:00:00Z");
     assert!(first.status.success(), "{}", text(&first));
@@ -346,22 +352,7 @@ fn a_model_entry_s_settings_reach_the_prediction_of_a_model_without_medqa_json()
 fn hashes_without_a_predictor_record_a_set_changed_during_the_run_and_waiting_for_a_held_night() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let model = model_dir(d);
-    let set = d.join("dev.json");
-    write_set(&set, |_, ctx| ctx.to_owned());
-    let reports = d.join("nightly");
-    let cfg = d.join("nightly.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "report_dir = \"{}\"\n[predict]\ndevice = \"cpu\"\n[[models]]\nname = \"tiny\"\npath = \"{}\"\n\
-             [[sets]]\nname = \"dev\"\npath = \"{}\"\n",
-            reports.display(),
-            model.display(),
-            set.display()
-        ),
-    )
-    .unwrap();
+    let (model, set, reports, cfg) = one_model_suite(d);
     let real = predictor();
 
     // A predictor that leaves no predict_settings.json (as one older than that file).
@@ -400,7 +391,7 @@ fn hashes_without_a_predictor_record_a_set_changed_during_the_run_and_waiting_fo
     assert!(!second.status.success(), "{}", text(&second));
     assert!(
         text(&second).contains(&format!(
-            "model tiny on set dev: {} changed while the suite ran",
+            "model tiny on set sample-dev: {} changed while the suite ran",
             set.display()
         )),
         "{}",
