@@ -11,7 +11,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-/// The lock file inside a locked directory; it holds the pid of the process that has the lock.
+/// The lock file inside a locked directory; it holds the pid of the process that has the lock and
+/// what that process is ("1234 nightly run").
 /// Directory hashes (`provenance::hash_path`) leave it out: its contents change with every run.
 pub const LOCK_FILE: &str = ".medqa.lock";
 
@@ -53,20 +54,24 @@ pub fn lock_dir_or(dir: &Path, what: &str, holder: &str, if_held: IfHeld) -> Res
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
+            // The holder wrote its pid and what it is (a training run may hold a directory that a
+            // prediction was pointed at).
+            let mut recorded = String::new();
+            let _ = file.read_to_string(&mut recorded);
+            let (pid, theirs) = recorded
+                .trim()
+                .split_once(' ')
+                .unwrap_or((recorded.trim(), holder));
             if if_held == IfHeld::Refuse {
                 bail!(
-                    "{what} {} is in use by another {holder} (pid {}); wait for it to end or stop it \
+                    "{what} {} is in use by another {theirs} (pid {pid}); wait for it to end or stop it \
                      (the lock goes with its process)",
                     dir.display(),
-                    pid.trim()
                 );
             }
             eprintln!(
-                "{what} {} is in use by another {holder} (pid {}); waiting for it to end",
+                "{what} {} is in use by another {theirs} (pid {pid}); waiting for it to end",
                 dir.display(),
-                pid.trim()
             );
             file.lock()
                 .with_context(|| format!("cannot lock {}", path.display()))?;
@@ -77,7 +82,7 @@ pub fn lock_dir_or(dir: &Path, what: &str, holder: &str, if_held: IfHeld) -> Res
     }
     file.set_len(0)?;
     file.rewind()?;
-    write!(file, "{}", std::process::id())?;
+    write!(file, "{} {holder}", std::process::id())?;
     file.sync_all()?;
     Ok(DirLock { _file: file })
 }
@@ -102,6 +107,12 @@ mod tests {
                 std::process::id()
             )),
             "{msg}"
+        );
+        // Another kind of process is named as what it is.
+        let err = lock_dir(&out, "output directory", "prediction").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("is in use by another nightly run (pid"),
+            "{err:#}"
         );
         drop(held);
         let again = lock_dir(&out, "report directory", "nightly run");
