@@ -456,9 +456,17 @@ fn write_results(
     let comparisons = history::compare(&all, rows, cfg.tolerance_f1);
     all.extend(rows.iter().cloned());
     history::write(&history_path, &all)?;
+    // What ran the suite: eval's version and commit, command line, machine. The inputs' hashes are
+    // each row's (weights and set), and each prediction's record has the predictor's.
+    let mut provenance =
+        fsutil::provenance::record("eval nightly", env!("CARGO_PKG_VERSION"), &[])?;
+    if let Some(record) = provenance.as_object_mut() {
+        record.remove("inputs");
+    }
     let results = serde_json::json!({
         "run": run, "tolerance_f1": cfg.tolerance_f1, "config": cfg,
         "results": reports, "comparisons": comparisons, "failures": failures,
+        "provenance": provenance,
     });
     write_text(
         &dir.join("results.json"),

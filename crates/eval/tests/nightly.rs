@@ -240,6 +240,15 @@ fn history_deltas_plots_and_the_regression_exit_status() {
     .unwrap();
     let comparisons = results["comparisons"].as_array().unwrap();
     assert_eq!(comparisons.len(), 3, "all, en, ro");
+    // What ran the suite: eval, from this checkout.
+    let provenance = &results["provenance"];
+    assert_eq!(provenance["tool"], "eval nightly");
+    assert_eq!(
+        provenance["git_commit"].as_str(),
+        test_support::git(&test_support::root(), &["rev-parse", "HEAD"]).as_deref(),
+        "{provenance}"
+    );
+    assert!(provenance["command_line"][1] == "nightly", "{provenance}");
     assert!(comparisons
         .iter()
         .all(|c| c["regression"] == true && c["best_f1"] == 100.0));
