@@ -29,6 +29,11 @@ pub struct Row {
     /// The predictor's code (`qa-finetune predict`'s recorded git commit, `-dirty` when its checkout
     /// had changes); absent in histories written before it was kept, and where none was recorded.
     pub code_commit: Option<String>,
+    /// What the predictor answered with beyond weights and code: its resolved window and
+    /// post-processing settings and its precision (`predict_settings.json`'s `settings` and
+    /// `precision`, as compact JSON); absent in histories written before it was kept, and where none
+    /// was recorded.
+    pub predict_settings: Option<String>,
 }
 
 impl Row {
@@ -65,6 +70,12 @@ pub fn to_frame(rows: &[Row]) -> Result<DataFrame> {
             "code_commit".into(),
             rows.iter()
                 .map(|r| r.code_commit.clone())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "predict_settings".into(),
+            rows.iter()
+                .map(|r| r.predict_settings.clone())
                 .collect::<Vec<_>>(),
         ),
     ])
@@ -145,6 +156,7 @@ pub fn read(path: &Path) -> Result<Vec<Row>> {
         floats(&df, "bioasq_mrr", path)?,
     );
     let code = optional_text(&df, "code_commit", path)?;
+    let settings = optional_text(&df, "predict_settings", path)?;
     Ok((0..df.height())
         .map(|i| Row {
             run: run[i].clone(),
@@ -162,6 +174,7 @@ pub fn read(path: &Path) -> Result<Vec<Row>> {
             bioasq_lenient: lenient[i],
             bioasq_mrr: mrr[i],
             code_commit: code[i].clone(),
+            predict_settings: settings[i].clone(),
         })
         .collect())
 }
@@ -189,8 +202,9 @@ pub struct Comparison {
     /// The drop from the previous run is larger than the tolerance.
     pub regression: bool,
     /// What differs from the previous run: `model` (weights' SHA-256), `set` (the file's SHA-256),
-    /// `code` (the predictor's commit, where both runs recorded one). A regression with none of them
-    /// changed points at the machine or the libraries.
+    /// `code` (the predictor's commit), `settings` (its windows, post-processing or precision), the
+    /// last two where both runs recorded them. A regression with none of them changed points at the
+    /// machine or the libraries.
     pub changed: Vec<&'static str>,
 }
 
@@ -217,12 +231,17 @@ pub fn compare(past: &[Row], current: &[Row], tolerance_f1: f64) -> Vec<Comparis
             let changed = previous
                 .get(&k)
                 .map(|p| {
-                    let code =
-                        matches!((&p.code_commit, &r.code_commit), (Some(a), Some(b)) if a != b);
+                    let differ = |a: &Option<String>, b: &Option<String>| {
+                        matches!((a, b), (Some(a), Some(b)) if a != b)
+                    };
                     [
                         ("model", p.model_sha256 != r.model_sha256),
                         ("set", p.set_sha256 != r.set_sha256),
-                        ("code", code),
+                        ("code", differ(&p.code_commit, &r.code_commit)),
+                        (
+                            "settings",
+                            differ(&p.predict_settings, &r.predict_settings),
+                        ),
                     ]
                     .into_iter()
                     .filter_map(|(what, differs)| differs.then_some(what))
@@ -266,6 +285,7 @@ mod tests {
             bioasq_lenient: None,
             bioasq_mrr: None,
             code_commit: Some("c1".into()),
+            predict_settings: Some(r#"{"precision":"fp32"}"#.into()),
         }
     }
 
@@ -320,7 +340,16 @@ mod tests {
         );
         now.code_commit = None;
         now.set_sha256 = "changed".into();
-        assert_eq!(compare(&past, &[now], 1.0)[0].changed, ["model", "set"]);
+        assert_eq!(
+            compare(&past, &[now.clone()], 1.0)[0].changed,
+            ["model", "set"]
+        );
+        // The same weights, set and code answering in another precision (or with other windows).
+        let mut now = row("2026-11-04T03:00:00Z", "en", 50.0);
+        now.predict_settings = Some(r#"{"precision":"bf16"}"#.into());
+        assert_eq!(compare(&past, &[now.clone()], 1.0)[0].changed, ["settings"]);
+        now.predict_settings = None;
+        assert!(compare(&past, &[now], 1.0)[0].changed.is_empty());
     }
 
     #[test]
@@ -329,10 +358,15 @@ mod tests {
         let path = dir.path().join("h.parquet");
         let mut old = to_frame(&[row("2026-11-01T03:00:00Z", "en", 50.0)]).unwrap();
         old.drop_in_place("code_commit").unwrap();
+        old.drop_in_place("predict_settings").unwrap();
         fsutil::write_atomic(&path, |w| {
             tables::write(&mut old, tables::TableFormat::Parquet, w)
         })
         .unwrap();
-        assert_eq!(read(&path).unwrap()[0].code_commit, None);
+        let read = read(&path).unwrap();
+        assert_eq!(
+            (&read[0].code_commit, &read[0].predict_settings),
+            (&None, &None)
+        );
     }
 }

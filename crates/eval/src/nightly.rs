@@ -253,6 +253,7 @@ pub fn run(
             };
             let (report, bioasq) = score_set(set, data, golden.as_ref(), &out)?;
             let code_commit = recorded.commit.clone();
+            let predict_settings = recorded.settings.clone();
             let base = Row {
                 run: run.to_owned(),
                 model: m.name.clone(),
@@ -269,6 +270,7 @@ pub fn run(
                 bioasq_lenient: bioasq.as_ref().map(|b| 100.0 * b.lenient_accuracy),
                 bioasq_mrr: bioasq.as_ref().map(|b| 100.0 * b.mrr),
                 code_commit,
+                predict_settings,
             };
             if report.by_language.len() > 1 {
                 rows.extend(report.by_language.iter().map(|(lang, s)| Row {
@@ -343,6 +345,8 @@ fn lock(cfg: &NightlyConfig, if_held: fsutil::lock::IfHeld) -> Result<Vec<fsutil
 struct PredictorRecord {
     commit: Option<String>,
     hashes: HashMap<String, String>,
+    /// `settings` and `precision`, as compact JSON.
+    settings: Option<String>,
 }
 
 impl PredictorRecord {
@@ -371,7 +375,18 @@ impl PredictorRecord {
                 ))
             })
             .collect();
-        Ok(Self { commit, hashes })
+        let settings = (!settings["settings"].is_null()).then(|| {
+            serde_json::json!({
+                "settings": settings["settings"],
+                "precision": settings["precision"],
+            })
+            .to_string()
+        });
+        Ok(Self {
+            commit,
+            hashes,
+            settings,
+        })
     }
 
     /// The hash recorded for `path`, given to the predictor as written here.

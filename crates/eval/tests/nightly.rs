@@ -267,6 +267,15 @@ fn history_deltas_plots_and_the_regression_exit_status() {
 
     let history = eval::history::read(&reports.join("history.parquet")).unwrap();
     assert_eq!(history.len(), 9, "3 runs × (all, en, ro)");
+    // What the predictor answered with: the model's windows and post-processing, in fp32.
+    assert!(
+        history
+            .iter()
+            .all(|r| r.predict_settings.as_deref().is_some_and(|s| {
+                s.contains(r#""precision":"fp32""#) && s.contains(r#""max_seq_length":64"#)
+            })),
+        "{history:?}"
+    );
     // The weights' hash is the one the predictor recorded; the set's, the file of that night.
     let weights_sha = &test_support::python_sha256(&[model.join("model.safetensors")])[0];
     assert!(history.iter().all(|r| &r.model_sha256 == weights_sha));
