@@ -209,13 +209,16 @@ pub fn run(
     let mut failures = Vec::new();
     let loaded = load_sets(cfg)?;
     for m in &cfg.models {
-        let weights = m.path.join("model.safetensors");
-        if !weights.is_file() {
-            failures.push(format!("model {}: no file {}", m.name, weights.display()));
-            continue;
-        }
+        let weights = match text::weight_files::WeightFiles::of_dir(&m.path) {
+            Ok(w) => w,
+            Err(e) => {
+                failures.push(format!("model {}: {e:#}", m.name));
+                continue;
+            }
+        };
         // The weights' hash is the one the predictor records (it hashes what it loads); hashed here
-        // only for a predictor that records none, once per model.
+        // only for a predictor that records none, or for a sharded checkpoint (one hash over its
+        // shards, which the predictor records one by one), once per model.
         let mut hashed_here: Option<String> = None;
         for set in &cfg.sets {
             let out = dir
@@ -244,11 +247,15 @@ pub fn run(
                     continue;
                 }
             }
-            let weights_sha = match recorded.hash(&weights) {
+            let recorded_weights = match weights.files.as_slice() {
+                [single] => recorded.hash(single),
+                _ => None,
+            };
+            let weights_sha = match recorded_weights {
                 Some(h) => h.to_owned(),
                 None => match &hashed_here {
                     Some(h) => h.clone(),
-                    None => hashed_here.insert(fsutil::sha256_file(&weights)?).clone(),
+                    None => hashed_here.insert(weights.digest()?).clone(),
                 },
             };
             let (report, bioasq) = score_set(set, data, golden.as_ref(), &out)?;

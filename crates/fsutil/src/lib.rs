@@ -113,6 +113,16 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(format!("{:x}", h.finalize()))
 }
 
+/// SHA-256 of files' bytes one after the other, as `cat FILES | sha256sum` prints it (a sharded
+/// checkpoint's weights, in shard order); of one file, its [`sha256_file`].
+pub fn sha256_concatenated(files: &[std::path::PathBuf]) -> Result<String> {
+    let mut h = Sha256::new();
+    for file in files {
+        hash_file_into(&mut h, file)?;
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
 /// Feeds a file's bytes into `hasher` in 1 MiB pieces; returns how many there were.
 pub fn hash_file_into(hasher: &mut Sha256, path: &Path) -> Result<u64> {
     let mut f =

@@ -34,11 +34,14 @@ impl run::Job for MlmConfig {
             self.data.shards.join(model::shards::MANIFEST),
             self.tokenizer_path(),
         ];
+        // The starting weights: one file, or a sharded checkpoint's index and shards.
         files.extend(
             self.model
                 .init_from
                 .as_ref()
-                .map(|d| d.join(model::pretrained::WEIGHTS_FILE)),
+                .and_then(|d| model::weights::WeightFiles::of_dir(d).ok())
+                .map(|w| w.hashed())
+                .unwrap_or_default(),
         );
         files
     }

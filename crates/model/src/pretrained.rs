@@ -1,15 +1,15 @@
 //! Hugging Face model directories: `config.json` + `model.safetensors` (+ `tokenizer.json` and
 //! `tokenizer_config.json`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use tch::nn::{self, VarStore};
 use tch::Device;
 
 use crate::config::XlmRobertaConfig;
 use crate::snapshot::DirSnapshot;
-use crate::weights::{load_safetensors, snapshot_safetensors, LoadReport, SaveDtype};
+use crate::weights::{load_weight_files, snapshot_safetensors, LoadReport, SaveDtype, WeightFiles};
 use crate::xlm_roberta::{
     Architecture, XlmRobertaForMaskedLM, XlmRobertaForQuestionAnswering, XlmRobertaModel,
 };
@@ -55,27 +55,6 @@ impl FromConfig for XlmRobertaModel {
     }
 }
 
-fn weights_file(dir: &Path) -> Result<PathBuf> {
-    let file = dir.join(WEIGHTS_FILE);
-    if file.is_file() {
-        return Ok(file);
-    }
-    if dir.join("model.safetensors.index.json").is_file() {
-        bail!(
-            "{}: sharded checkpoints are not supported; save with a larger max_shard_size",
-            dir.display()
-        );
-    }
-    if dir.join("pytorch_model.bin").is_file() {
-        bail!(
-            "{} holds only pytorch_model.bin; convert it once with transformers \
-             (from_pretrained(...).save_pretrained(dir, safe_serialization=True))",
-            dir.display()
-        );
-    }
-    bail!("{} has no {WEIGHTS_FILE}", dir.display())
-}
-
 impl<M: FromConfig> Pretrained<M> {
     /// A new model with `transformers`' random initialisation (seed with `tch::manual_seed` first).
     pub fn init(config: XlmRobertaConfig, device: Device) -> Result<Self> {
@@ -95,8 +74,8 @@ impl<M: FromConfig> Pretrained<M> {
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
         let config = XlmRobertaConfig::load(dir)?;
         let mut me = Self::init(config, device)?;
-        let file = weights_file(dir)?;
-        let report = load_safetensors(&mut me.vs, &file)?;
+        let weights = WeightFiles::of_dir(dir)?;
+        let report = load_weight_files(&mut me.vs, &weights)?;
         me.report = Some(report);
         Ok(me)
     }

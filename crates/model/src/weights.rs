@@ -1,4 +1,4 @@
-//! `model.safetensors` ⇄ `VarStore`, under `transformers`' key names.
+//! `model.safetensors` (or a sharded checkpoint's shards) ⇄ `VarStore`, under `transformers`' key names.
 //!
 //! Loading accepts what `transformers` itself accepts for XLM-R: keys with or without the `roberta.`
 //! prefix (a bare encoder into a head model and back), with or without a pooler, with the tied
@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::path::Path;
+
+pub use text::weight_files::WeightFiles;
 
 use anyhow::{bail, Context, Result};
 use safetensors::tensor::{Dtype, TensorView};
@@ -102,16 +104,69 @@ fn to_tensor(view: &TensorView<'_>, key: &str, file: &Path) -> Result<Tensor> {
 
 /// Copies the tensors of `file` into the variables of `vs`, converting dtypes to the store's.
 pub fn load_safetensors(vs: &mut VarStore, file: &Path) -> Result<LoadReport> {
-    let handle =
-        File::open(file).with_context(|| format!("cannot open checkpoint {}", file.display()))?;
-    // SAFETY: the map is read-only and lives only while we copy out of it; a checkpoint being
-    // rewritten underneath a running load is outside what any loader can guard against.
-    let mmap = unsafe { memmap2::Mmap::map(&handle) }
-        .with_context(|| format!("cannot map checkpoint {}", file.display()))?;
-    let tensors = SafeTensors::deserialize(&mmap)
-        .with_context(|| format!("{} is not a valid safetensors file", file.display()))?;
-    let available: HashMap<String, TensorView<'_>> = tensors.tensors().into_iter().collect();
+    load_weight_files(
+        vs,
+        &WeightFiles {
+            index: None,
+            files: vec![file.to_path_buf()],
+            weight_map: Default::default(),
+        },
+    )
+}
 
+/// Copies the tensors of a model directory's weight files (one file, or the shards of a sharded
+/// checkpoint) into the variables of `vs`, converting dtypes to the store's. A tensor in two shards,
+/// or not in the shard the index names, is an error naming both.
+pub fn load_weight_files(vs: &mut VarStore, weights: &WeightFiles) -> Result<LoadReport> {
+    let mut maps = Vec::new();
+    for file in &weights.files {
+        let handle = File::open(file)
+            .with_context(|| format!("cannot open checkpoint {}", file.display()))?;
+        // SAFETY: the map is read-only and lives only while we copy out of it; a checkpoint being
+        // rewritten underneath a running load is outside what any loader can guard against.
+        let mmap = unsafe { memmap2::Mmap::map(&handle) }
+            .with_context(|| format!("cannot map checkpoint {}", file.display()))?;
+        maps.push((file, mmap));
+    }
+    let mut parsed = Vec::new();
+    for (file, mmap) in &maps {
+        let tensors = SafeTensors::deserialize(mmap)
+            .with_context(|| format!("{} is not a valid safetensors file", file.display()))?;
+        parsed.push((*file, tensors));
+    }
+    // Each tensor with the file it comes from.
+    let mut available: HashMap<String, TensorView<'_>> = HashMap::new();
+    let mut source: HashMap<String, &Path> = HashMap::new();
+    for (file, tensors) in &parsed {
+        for (key, view) in tensors.tensors() {
+            if let Some(other) = source.insert(key.clone(), file.as_path()) {
+                bail!(
+                    "tensor '{key}' is in both {} and {}",
+                    other.display(),
+                    file.display()
+                );
+            }
+            available.insert(key, view);
+        }
+    }
+    if let Some(index) = &weights.index {
+        for (key, shard) in &weights.weight_map {
+            let found = source.get(key).and_then(|f| f.file_name());
+            if found != Some(std::ffi::OsStr::new(shard)) {
+                bail!(
+                    "{}: '{key}' should be in {shard}, but {}",
+                    index.display(),
+                    source
+                        .get(key)
+                        .map_or("no shard holds it".to_owned(), |f| format!(
+                            "it is in {}",
+                            f.display()
+                        ))
+                );
+            }
+        }
+    }
+    let file_of = |key: &str| source[key];
     let mut report = LoadReport::default();
     let mut used = std::collections::HashSet::new();
     let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
@@ -125,6 +180,7 @@ pub fn load_safetensors(vs: &mut VarStore, file: &Path) -> Result<LoadReport> {
             continue;
         };
         let view = &available[&key];
+        let file = file_of(&key);
         let src = to_tensor(view, &key, file)?;
         if src.size() != var.size() {
             bail!(

@@ -264,3 +264,85 @@ fn half_precision_save_round_trips() {
         assert!(d > 0.0 && d < 1e-2, "{dtype:?}: rounding error {d}");
     }
 }
+
+/// A checkpoint that transformers saves in shards (`model.safetensors.index.json` and its files, as
+/// `save_pretrained` writes a model above `max_shard_size`) loads as the same model from one file; an
+/// index naming a missing shard, or the wrong one, is an error naming it.
+#[test]
+fn a_sharded_checkpoint_from_transformers_loads_as_its_single_file() {
+    let tok_file = common::fixtures().join("tokenizer/tokenizer.json");
+    let tok = XlmrTokenizer::from_file(&tok_file).unwrap();
+    let mut cfg = XlmRobertaConfig::new(tok.vocab_size() as i64, 48, 2, 4, 96);
+    cfg.max_position_embeddings = 130;
+    tch::manual_seed(12);
+    let qa = perturbed::<XlmRobertaForQuestionAnswering>(&cfg);
+    let tmp = tempfile::tempdir().unwrap();
+    let (single, sharded) = (tmp.path().join("single"), tmp.path().join("sharded"));
+    qa.save(&single, SaveDtype::F32, Some(&tok_file)).unwrap();
+    let resave = format!(
+        "from transformers import AutoModelForQuestionAnswering as M\n\
+         M.from_pretrained({single:?}).save_pretrained({sharded:?}, max_shard_size='50KB')\n"
+    );
+    let out = Command::new(common::venv_python())
+        .args(["-c", &resave])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!sharded.join("model.safetensors").exists());
+    let weights = model::weights::WeightFiles::of_dir(&sharded).unwrap();
+    assert!(weights.files.len() > 2, "{weights:?}");
+
+    let texts = ["Pacientul a fost internat; tensiunea arterială 150/85 mmHg."];
+    let (ids, mask) = batch(&tok, &texts);
+    let outputs = |dir: &Path| {
+        let m = Pretrained::<XlmRobertaForQuestionAnswering>::load(dir, Device::Cpu).unwrap();
+        assert!(m.report.as_ref().unwrap().is_exact(), "{:?}", m.report);
+        tch::no_grad(|| m.model.forward_t(&ids, &mask, None, false))
+    };
+    let (a, b) = (outputs(&single), outputs(&sharded));
+    assert!(a.0.equal(&b.0) && a.1.equal(&b.1));
+    // What a prediction's record hashes: the index and every shard.
+    let files = model::qa::inference::QaModel::files(&sharded);
+    for f in weights.hashed() {
+        assert!(files.contains(&f), "{f:?} not in {files:?}");
+    }
+
+    // The index names a tensor's shard wrongly.
+    let index = sharded.join("model.safetensors.index.json");
+    let text = std::fs::read_to_string(&index).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let map = json["weight_map"].as_object_mut().unwrap();
+    let (key, first) = map
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .next()
+        .unwrap();
+    let other = map
+        .values()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .find(|v| *v != first)
+        .unwrap();
+    map[&key] = other.clone().into();
+    std::fs::write(&index, json.to_string()).unwrap();
+    let err = Pretrained::<XlmRobertaForQuestionAnswering>::load(&sharded, Device::Cpu)
+        .err()
+        .unwrap();
+    assert!(
+        format!("{err:#}").contains(&format!("'{key}' should be in {other}, but it is in")),
+        "{err:#}"
+    );
+    // A shard is missing.
+    std::fs::write(&index, &text).unwrap();
+    std::fs::remove_file(sharded.join(&first)).unwrap();
+    let err = Pretrained::<XlmRobertaForQuestionAnswering>::load(&sharded, Device::Cpu)
+        .err()
+        .unwrap();
+    assert!(
+        format!("{err:#}").contains(&format!("names shard {first}, which is not in")),
+        "{err:#}"
+    );
+}

@@ -36,7 +36,13 @@ impl run::Job for QaConfig {
         let mut files: Vec<PathBuf> = (self.data.train.iter().chain(&self.data.validation))
             .map(|f| f.path.clone())
             .collect();
-        files.push(self.init_from.join(model::pretrained::WEIGHTS_FILE));
+        // The starting weights: one file, or a sharded checkpoint's index and shards (a directory that
+        // has neither fails when the task loads it, with the reason).
+        files.extend(
+            model::weights::WeightFiles::of_dir(&self.init_from)
+                .map(|w| w.hashed())
+                .unwrap_or_default(),
+        );
         files
     }
 

@@ -135,4 +135,63 @@ fn a_model_transformers_wrote_is_predicted_with_run_qa_settings_as_transformers_
         .unwrap()
     };
     assert_eq!(read("pred"), read("reference"));
+
+    // The same model saved in shards (model.safetensors.index.json and its files, as transformers
+    // writes a checkpoint above max_shard_size): the same answers, and the record hashes every shard.
+    let sharded = tmp.path().join("sharded");
+    let resave = format!(
+        "import shutil\nfrom transformers import XLMRobertaForQuestionAnswering as M\n\
+         M.from_pretrained({model:?}).save_pretrained({sharded:?}, max_shard_size='20KB')\n\
+         shutil.copy({tok:?}, {into:?})\n",
+        tok = model.join("tokenizer.json"),
+        into = sharded.join("tokenizer.json"),
+    );
+    run_ok(Command::new(python()).args(["-c", &resave]));
+    let shards: Vec<std::path::PathBuf> = std::fs::read_dir(&sharded)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".safetensors"))
+        .collect();
+    assert!(shards.len() > 1, "{shards:?}");
+    let out = Command::new(BIN)
+        .args(["predict", "--device", "cpu", "--model"])
+        .arg(&sharded)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(tmp.path().join("pred-sharded"))
+        .args(["--max-seq-length", "64", "--doc-stride", "16"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read("pred-sharded"), read("pred"));
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("pred-sharded/predict_settings.json")).unwrap(),
+    )
+    .unwrap();
+    let hashed: std::collections::BTreeMap<String, String> = record["provenance"]["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["path"].as_str().unwrap().to_owned(),
+                i["sha256"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let index = sharded.join("model.safetensors.index.json");
+    let expected = shards.iter().chain(std::iter::once(&index));
+    let sums = test_support::python_sha256(&expected.clone().cloned().collect::<Vec<_>>());
+    for (file, sum) in expected.zip(sums) {
+        assert_eq!(
+            hashed.get(&file.display().to_string()),
+            Some(&sum),
+            "{file:?} in {hashed:?}"
+        );
+    }
 }

@@ -69,7 +69,8 @@ pub struct ModelInfo {
     /// `medqa_json`, or `run_qa_defaults` for a model fine-tuned outside medqa.
     pub settings_from: SettingsOrigin,
     pub settings_set_on_the_command_line: Vec<&'static str>,
-    /// SHA-256 of `model.safetensors`: which weights answer (its first 12 digits are in Label
+    /// SHA-256 of `model.safetensors` (of a sharded checkpoint's shards one after the other, as
+    /// `cat model-*.safetensors | sha256sum`): which weights answer (its first 12 digits are in Label
     /// Studio's `model_version`, so predictions from other weights are told apart).
     pub weights_sha256: String,
     /// Where the service came from (`model::train::manifest::provenance`): the code's commit, the
@@ -160,15 +161,20 @@ fn info(cfg: &EngineConfig, qa: &QaModel) -> Result<ModelInfo> {
             .map(PathBuf::as_path)
             .collect::<Vec<_>>(),
     )?;
-    let weights = cfg.model.join(model::pretrained::WEIGHTS_FILE);
-    let weights_sha256 = provenance["inputs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|i| i["path"].as_str() == Some(&weights.display().to_string()))
-        .and_then(|i| i["sha256"].as_str())
-        .with_context(|| format!("{} was not hashed", weights.display()))?
-        .to_owned();
+    let weights = model::weights::WeightFiles::of_dir(&cfg.model)?;
+    let weights_sha256 = match weights.files.as_slice() {
+        // One file: its hash, as the provenance has it already.
+        [single] => provenance["inputs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["path"].as_str() == Some(&single.display().to_string()))
+            .and_then(|i| i["sha256"].as_str())
+            .with_context(|| format!("{} was not hashed", single.display()))?
+            .to_owned(),
+        // Shards: one hash over them all, in order.
+        _ => weights.digest()?,
+    };
     Ok(ModelInfo {
         path: cfg.model.display().to_string(),
         device: model::device::describe(cfg.device),

@@ -6,7 +6,8 @@
 //! - [`qa`]: the SQuAD format ([`qa::data`] for question ids and answers, [`qa::squad`] for examples),
 //!   `run_qa.py`'s features and `utils_qa.py`'s post-processing;
 //! - [`config`]: `config.json`; [`runconfig`]: TOML run configs with `--set` overrides;
-//! - [`progress`]: progress bars; [`flags`]: the benchmark examples' `--key value` arguments.
+//! - [`progress`]: progress bars; [`flags`]: the benchmark examples' `--key value` arguments;
+//! - [`weight_files`]: a model directory's weights, one file or an index and its shards.
 
 pub mod config;
 pub mod flags;
@@ -17,6 +18,7 @@ pub mod runconfig;
 pub mod shards;
 pub mod tokenizer;
 pub mod tokenizer_config;
+pub mod weight_files;
 
 pub use config::XlmRobertaConfig;
 pub use tokenizer::XlmrTokenizer;

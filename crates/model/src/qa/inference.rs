@@ -112,19 +112,27 @@ pub struct QaModel {
 
 impl QaModel {
     /// The files of a QA model directory that decide its answers, those present of: configuration,
-    /// weights, tokenizer and its settings, `medqa.json`. What a record of a prediction hashes.
+    /// weights (one file, or a sharded checkpoint's index and shards), tokenizer and its settings,
+    /// `medqa.json`. What a record of a prediction hashes.
     pub fn files(dir: &Path) -> Vec<PathBuf> {
-        [
-            crate::pretrained::CONFIG_FILE,
-            crate::pretrained::WEIGHTS_FILE,
-            crate::pretrained::TOKENIZER_FILE,
-            "tokenizer_config.json",
-            SETTINGS_FILE,
-        ]
-        .into_iter()
-        .map(|name| dir.join(name))
-        .filter(|file| file.is_file())
-        .collect()
+        let weights = crate::weights::WeightFiles::of_dir(dir)
+            .map(|w| w.hashed())
+            .unwrap_or_default();
+        [crate::pretrained::CONFIG_FILE]
+            .into_iter()
+            .map(|name| dir.join(name))
+            .chain(weights)
+            .chain(
+                [
+                    crate::pretrained::TOKENIZER_FILE,
+                    "tokenizer_config.json",
+                    SETTINGS_FILE,
+                ]
+                .into_iter()
+                .map(|name| dir.join(name)),
+            )
+            .filter(|file| file.is_file())
+            .collect()
     }
 
     /// The model with its own settings (`medqa.json`, else run_qa.py's defaults, said on stderr).
