@@ -446,3 +446,38 @@ fn hashes_without_a_predictor_record_a_set_changed_during_the_run_and_waiting_fo
     );
     assert!(reports.join("2026-11-03T030000Z/report.md").is_file());
 }
+
+/// A model transformers saved in shards: predicted as one file is, and its history rows carry one
+/// hash over the shards' bytes in order (`cat model-*.safetensors | sha256sum`).
+#[test]
+fn a_sharded_model_is_hashed_over_its_shards() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (model, _set, reports, cfg) = one_model_suite(d);
+    let sharded = d.join("sharded");
+    let shards = test_support::sharded_copy(&model, &sharded, "20KB");
+    let toml = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        toml.replace(
+            &format!("{}\"", model.display()),
+            &format!("{}\"", sharded.display()),
+        ),
+    )
+    .unwrap();
+    let out = nightly(&cfg, "2026-11-01T03:00:00Z");
+    assert!(out.status.success(), "{}", text(&out));
+    let script = "import hashlib, sys\nh = hashlib.sha256()\n\
+                  for p in sys.argv[1:]: h.update(open(p, 'rb').read())\nprint(h.hexdigest())";
+    let digest = test_support::run_ok(
+        Command::new(test_support::python())
+            .args(["-c", script])
+            .args(&shards),
+    );
+    let history = eval::history::read(&reports.join("history.parquet")).unwrap();
+    assert!(!history.is_empty());
+    assert!(
+        history.iter().all(|r| r.model_sha256 == digest.trim()),
+        "{history:?} vs {digest}"
+    );
+}

@@ -139,20 +139,7 @@ fn a_model_transformers_wrote_is_predicted_with_run_qa_settings_as_transformers_
     // The same model saved in shards (model.safetensors.index.json and its files, as transformers
     // writes a checkpoint above max_shard_size): the same answers, and the record hashes every shard.
     let sharded = tmp.path().join("sharded");
-    let resave = format!(
-        "import shutil\nfrom transformers import XLMRobertaForQuestionAnswering as M\n\
-         M.from_pretrained({model:?}).save_pretrained({sharded:?}, max_shard_size='20KB')\n\
-         shutil.copy({tok:?}, {into:?})\n",
-        tok = model.join("tokenizer.json"),
-        into = sharded.join("tokenizer.json"),
-    );
-    run_ok(Command::new(python()).args(["-c", &resave]));
-    let shards: Vec<std::path::PathBuf> = std::fs::read_dir(&sharded)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".safetensors"))
-        .collect();
-    assert!(shards.len() > 1, "{shards:?}");
+    let shards = test_support::sharded_copy(&model, &sharded, "20KB");
     let out = Command::new(BIN)
         .args(["predict", "--device", "cpu", "--model"])
         .arg(&sharded)

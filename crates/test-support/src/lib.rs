@@ -191,6 +191,37 @@ pub fn fixture_qa_model(dir: &Path, checkpoint: &str, medqa_json: &str) -> PathB
     m
 }
 
+/// The QA model directory `model` saved again by transformers in `dest` in shards of at most
+/// `max_shard_size` (`model.safetensors.index.json` and `model-0000N-of-0000M.safetensors`), with
+/// `model`'s other files copied beside them; returns the shards in name order.
+pub fn sharded_copy(model: &Path, dest: &Path, max_shard_size: &str) -> Vec<PathBuf> {
+    let script = "import os, shutil, sys\n\
+                  from transformers import AutoModelForQuestionAnswering as M\n\
+                  src, dst, size = sys.argv[1:4]\n\
+                  M.from_pretrained(src).save_pretrained(dst, max_shard_size=size)\n\
+                  for f in os.listdir(src):\n    \
+                  if not os.path.exists(os.path.join(dst, f)) and f != 'model.safetensors':\n        \
+                  shutil.copy(os.path.join(src, f), dst)";
+    run_ok(
+        Command::new(python())
+            .args(["-c", script])
+            .arg(model)
+            .arg(dest)
+            .arg(max_shard_size),
+    );
+    let mut shards: Vec<PathBuf> = std::fs::read_dir(dest)
+        .unwrap_or_else(|e| panic!("{}: {e}", dest.display()))
+        .map(|e| e.expect("a readable directory").path())
+        .filter(|p| p.to_string_lossy().ends_with(".safetensors"))
+        .collect();
+    shards.sort();
+    assert!(
+        shards.len() > 1 && !dest.join("model.safetensors").exists(),
+        "transformers wrote no shards: {shards:?}"
+    );
+    shards
+}
+
 /// A copy of the QA model directory `model` in `dest` without its `medqa.json`: the same model as
 /// transformers would leave it, for the fallback to run_qa.py's settings.
 pub fn without_medqa_json(model: &Path, dest: &Path) -> PathBuf {
