@@ -140,20 +140,15 @@ fn a_model_transformers_wrote_is_predicted_with_run_qa_settings_as_transformers_
     // writes a checkpoint above max_shard_size): the same answers, and the record hashes every shard.
     let sharded = tmp.path().join("sharded");
     let shards = test_support::sharded_copy(&model, &sharded, "20KB");
-    let out = Command::new(BIN)
-        .args(["predict", "--device", "cpu", "--model"])
-        .arg(&sharded)
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(tmp.path().join("pred-sharded"))
-        .args(["--max-seq-length", "64", "--doc-stride", "16"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(BIN)
+            .args(["predict", "--device", "cpu", "--model"])
+            .arg(&sharded)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(tmp.path().join("pred-sharded"))
+            .args(["--max-seq-length", "64", "--doc-stride", "16"]),
     );
     assert_eq!(read("pred-sharded"), read("pred"));
     let record: serde_json::Value = serde_json::from_str(
