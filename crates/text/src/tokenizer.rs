@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use tokenizers::{Encoding, Tokenizer};
 
 use crate::tokenizer_config::{self, Build};
@@ -80,6 +80,23 @@ impl XlmrTokenizer {
         } else {
             path.to_path_buf()
         };
+        if !file.is_file() {
+            let dir = file.parent().unwrap_or(Path::new("."));
+            // Checkpoints saved with the slow tokenizer only (older fine-tuned XLM-R models) carry the
+            // SentencePiece model; transformers converts it, which needs Python packages medqa has not.
+            if dir.join("sentencepiece.bpe.model").is_file() {
+                bail!(
+                    "{} is missing; {} has only the SentencePiece model (sentencepiece.bpe.model). \
+                     Write tokenizer.json once with transformers (pip install sentencepiece protobuf): \
+                     python -c \"from transformers import AutoTokenizer as T; \
+                     T.from_pretrained('{dir}').save_pretrained('{dir}')\"",
+                    file.display(),
+                    dir.display(),
+                    dir = dir.display()
+                );
+            }
+            bail!("tokenizer {} does not exist", file.display());
+        }
         let build = tokenizer_config::build_for(&file)?;
         let mut inner = match build {
             Build::AsWritten => Tokenizer::from_file(&file)
