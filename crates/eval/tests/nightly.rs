@@ -467,17 +467,11 @@ fn a_sharded_model_is_hashed_over_its_shards() {
     .unwrap();
     let out = nightly(&cfg, "2026-11-01T03:00:00Z");
     assert!(out.status.success(), "{}", text(&out));
-    let script = "import hashlib, sys\nh = hashlib.sha256()\n\
-                  for p in sys.argv[1:]: h.update(open(p, 'rb').read())\nprint(h.hexdigest())";
-    let digest = test_support::run_ok(
-        Command::new(test_support::python())
-            .args(["-c", script])
-            .args(&shards),
-    );
+    let digest = test_support::python_sha256_concatenated(&shards);
     let history = eval::history::read(&reports.join("history.parquet")).unwrap();
     assert!(!history.is_empty());
     assert!(
-        history.iter().all(|r| r.model_sha256 == digest.trim()),
+        history.iter().all(|r| r.model_sha256 == digest),
         "{history:?} vs {digest}"
     );
 }

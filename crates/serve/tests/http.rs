@@ -27,10 +27,13 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, extra: &[&str]) -> Self {
-        let model = qa_model(dir);
+        Self::start_with(&qa_model(dir), extra)
+    }
+
+    fn start_with(model: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .arg("--model")
-            .arg(&model)
+            .arg(model)
             .args([
                 "--concepts",
                 root()
@@ -425,4 +428,33 @@ fn the_command_line_sets_prediction_settings_over_the_model_s_own() {
         json!(["doc_stride", "version_2_with_negative"])
     );
     assert!(server.stop().success());
+}
+
+/// A model saved in shards by transformers answers as its single file does, and `/model` names its
+/// weights by one hash over the shards' bytes in order (`cat model-*.safetensors | sha256sum`).
+#[test]
+fn a_sharded_model_answers_as_its_single_file_and_is_named_by_its_shards() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = qa_model(tmp.path());
+    let shards = test_support::sharded_copy(&model, &tmp.path().join("sharded"), "20KB");
+    let question =
+        json!({"context": NOTE, "questions": ["Ce anticoagulant?", "Câți ani?"], "lang": "ro"})
+            .to_string();
+    let answers = |server: &Server| {
+        let (status, qa) = server.post("/qa", &question);
+        assert_eq!(status, 200, "{qa}");
+        qa["answers"].clone()
+    };
+    let single = Server::start_with(&model, &[]);
+    let expected = answers(&single);
+    assert!(single.stop().success());
+    let sharded = Server::start_with(&tmp.path().join("sharded"), &[]);
+    assert_eq!(answers(&sharded), expected);
+    let (_, info) = sharded.get("/model");
+    let digest = test_support::python_sha256_concatenated(&shards);
+    assert_eq!(
+        info["model"]["weights_sha256"].as_str(),
+        Some(digest.as_str())
+    );
+    assert!(sharded.stop().success());
 }

@@ -85,6 +85,15 @@ pub fn python_sha256(files: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
+/// hashlib's SHA-256 of the files' bytes one after the other (a sharded checkpoint's one digest).
+pub fn python_sha256_concatenated(files: &[PathBuf]) -> String {
+    let script = "import hashlib, sys\nh = hashlib.sha256()\n\
+                  for p in sys.argv[1:]: h.update(open(p, 'rb').read())\nprint(h.hexdigest())";
+    run_ok(Command::new(python()).args(["-c", script]).args(files))
+        .trim()
+        .to_owned()
+}
+
 /// `git` in `dir` with a fixed identity: its trimmed output, or `None` where it fails (not a checkout).
 pub fn git(dir: &Path, args: &[&str]) -> Option<String> {
     let out = Command::new("git")
