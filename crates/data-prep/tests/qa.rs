@@ -132,17 +132,7 @@ fn answers_are_repaired_or_rejected_and_sets_merge_deterministically() {
     assert!(rows[1]["reason"].as_str().unwrap().contains("dropped"));
     let stats = read(&tmp.path().join("merged.json.stats.json"));
     // The inputs' hashes, as Python's hashlib gives them, in the order given.
-    let hashed: Vec<(String, String)> = stats["provenance"]["inputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["path"].as_str().unwrap().to_owned(),
-                i["sha256"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let hashed = test_support::recorded_hashes(&stats["provenance"]["inputs"]);
     let given: Vec<std::path::PathBuf> = hashed.iter().map(|(p, _)| p.into()).collect();
     assert_eq!(given.len(), 2, "{hashed:?}");
     assert!(

@@ -279,18 +279,17 @@ fn a_sharded_checkpoint_from_transformers_loads_as_its_single_file() {
     let tmp = tempfile::tempdir().unwrap();
     let (single, sharded) = (tmp.path().join("single"), tmp.path().join("sharded"));
     qa.save(&single, SaveDtype::F32, Some(&tok_file)).unwrap();
-    let resave = format!(
-        "from transformers import AutoModelForQuestionAnswering as M\n\
-         M.from_pretrained({single:?}).save_pretrained({sharded:?}, max_shard_size='50KB')\n"
+    let written: Vec<String> = common::python_json(
+        "import json, os, sys\n\
+         from transformers import AutoModelForQuestionAnswering as M\n\
+         d = json.load(sys.stdin)\n\
+         M.from_pretrained(d['single']).save_pretrained(d['sharded'], max_shard_size='50KB')\n\
+         print(json.dumps(sorted(os.listdir(d['sharded']))))",
+        &serde_json::json!({"single": single, "sharded": sharded}),
     );
-    let out = Command::new(common::venv_python())
-        .args(["-c", &resave])
-        .output()
-        .unwrap();
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        written.contains(&"model.safetensors.index.json".to_owned()),
+        "{written:?}"
     );
     assert!(!sharded.join("model.safetensors").exists());
     let weights = model::weights::WeightFiles::of_dir(&sharded).unwrap();

@@ -267,15 +267,7 @@ fn learns_predicts_and_round_trips() {
     let provenance = &record["provenance"];
     assert_eq!(provenance["tool"], "qa-finetune predict", "{provenance}");
     assert!(provenance.get("seed").is_none() && provenance.get("config").is_none());
-    let hashed: Vec<(String, String)> = provenance["inputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            let path = i["path"].as_str().unwrap().to_owned();
-            (path, i["sha256"].as_str().unwrap().to_owned())
-        })
-        .collect();
+    let hashed = test_support::recorded_hashes(&provenance["inputs"]);
     let files: Vec<PathBuf> = [
         tmp.path().join("dev.json"),
         model.join("config.json"),

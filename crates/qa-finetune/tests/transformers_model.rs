@@ -155,17 +155,10 @@ fn a_model_transformers_wrote_is_predicted_with_run_qa_settings_as_transformers_
         &std::fs::read_to_string(tmp.path().join("pred-sharded/predict_settings.json")).unwrap(),
     )
     .unwrap();
-    let hashed: std::collections::BTreeMap<String, String> = record["provenance"]["inputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["path"].as_str().unwrap().to_owned(),
-                i["sha256"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let hashed: std::collections::BTreeMap<String, String> =
+        test_support::recorded_hashes(&record["provenance"]["inputs"])
+            .into_iter()
+            .collect();
     let index = sharded.join("model.safetensors.index.json");
     let expected = shards.iter().chain(std::iter::once(&index));
     let sums = test_support::python_sha256(&expected.clone().cloned().collect::<Vec<_>>());

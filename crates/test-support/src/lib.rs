@@ -85,6 +85,24 @@ pub fn python_sha256(files: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
+/// A record's `inputs` (`[{"path", "sha256", "bytes"}]`, `fsutil::provenance`) as (path, SHA-256)
+/// pairs in the order recorded.
+pub fn recorded_hashes(inputs: &serde_json::Value) -> Vec<(String, String)> {
+    inputs
+        .as_array()
+        .unwrap_or_else(|| panic!("inputs are not a list: {inputs}"))
+        .iter()
+        .map(|i| {
+            let field = |k: &str| {
+                i[k].as_str()
+                    .unwrap_or_else(|| panic!("input without {k}: {i}"))
+                    .to_owned()
+            };
+            (field("path"), field("sha256"))
+        })
+        .collect()
+}
+
 /// hashlib's SHA-256 of the files' bytes one after the other (a sharded checkpoint's one digest).
 pub fn python_sha256_concatenated(files: &[PathBuf]) -> String {
     let script = "import hashlib, sys\nh = hashlib.sha256()\n\
