@@ -100,9 +100,10 @@ fn text(out: &std::process::Output) -> String {
     )
 }
 
-/// A suite in `d` of one model (`tiny`) and one set (`sample-dev`, golds the whole contexts):
-/// (model, set, report directory, config).
-fn one_model_suite(d: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+/// A suite in `d` with the `[[models]]` entries `models` (TOML; `{model}` stands for the tiny QA
+/// model it makes) and one set (`sample-dev`, golds the whole contexts): (model, set, report
+/// directory, config).
+fn suite(d: &Path, models: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
     let model = model_dir(d);
     let set = d.join("dev.json");
     write_set(&set, |_, ctx| ctx.to_owned());
@@ -112,14 +113,19 @@ fn one_model_suite(d: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
         &cfg,
         format!(
             "report_dir = \"{}\"\ntolerance_f1 = 1.0\n[predict]\ndevice = \"cpu\"\nbatch_size = 4\n\
-             [[models]]\nname = \"tiny\"\npath = \"{}\"\n[[sets]]\nname = \"sample-dev\"\npath = \"{}\"\n",
+             {}\n[[sets]]\nname = \"sample-dev\"\npath = \"{}\"\n",
             reports.display(),
-            model.display(),
+            models.replace("{model}", &model.display().to_string()),
             set.display()
         ),
     )
     .unwrap();
     (model, set, reports, cfg)
+}
+
+/// [`suite`] with the one model `tiny`.
+fn one_model_suite(d: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    suite(d, "[[models]]\nname = \"tiny\"\npath = \"{model}\"")
 }
 
 #[test]
@@ -321,45 +327,36 @@ fn history_deltas_plots_and_the_regression_exit_status() {
 fn a_model_entry_s_settings_reach_the_prediction_of_a_model_without_medqa_json() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let model = model_dir(d);
-    let foreign = test_support::without_medqa_json(&model, &d.join("foreign"));
-    let set = d.join("dev.json");
-    write_set(&set, |_, ctx| ctx.to_owned());
-    let reports = d.join("nightly");
-    let cfg = d.join("nightly.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "report_dir = \"{reports}\"\n[predict]\ndevice = \"cpu\"\n\
-             [[models]]\nname = \"own\"\npath = \"{model}\"\n\
-             [[models]]\nname = \"foreign\"\npath = \"{foreign}\"\n\
-             settings = {{ max_seq_length = 64, doc_stride = 16, max_query_length = 16, max_answer_length = 10 }}\n\
-             [[models]]\nname = \"bare\"\npath = \"{foreign}\"\n\
-             [[sets]]\nname = \"dev\"\npath = \"{set}\"\n",
-            reports = reports.display(),
-            model = model.display(),
-            foreign = foreign.display(),
-            set = set.display()
-        ),
-    )
-    .unwrap();
+    let foreign = d.join("foreign");
+    let entries = format!(
+        "[[models]]\nname = \"own\"\npath = \"{{model}}\"\n\
+         [[models]]\nname = \"foreign\"\npath = \"{foreign}\"\n\
+         settings = {{ max_seq_length = 64, doc_stride = 16, max_query_length = 16, max_answer_length = 10 }}\n\
+         [[models]]\nname = \"bare\"\npath = \"{foreign}\"",
+        foreign = foreign.display()
+    );
+    let (model, _set, reports, cfg) = suite(d, &entries);
+    test_support::without_medqa_json(&model, &foreign);
     let out = nightly(&cfg, "2026-11-01T03:00:00Z");
     let log = text(&out);
     let run = reports.join("2026-11-01T030000Z");
     let read = |name: &str| {
-        std::fs::read(run.join(format!("predictions/{name}/dev/predictions.json"))).unwrap()
+        std::fs::read(run.join(format!("predictions/{name}/sample-dev/predictions.json"))).unwrap()
     };
     // medqa.json's settings given in the entry: the model's own answers.
     assert_eq!(read("own"), read("foreign"), "{log}");
     let settings: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(run.join("predictions/foreign/dev/predict_settings.json")).unwrap(),
+        &std::fs::read(run.join("predictions/foreign/sample-dev/predict_settings.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(settings["settings_from"], "run_qa_defaults");
     // Without them, run_qa.py's 384-token windows: more than the fixture's positions, a failure the
     // report names (and the run's status says).
     assert!(!out.status.success(), "{log}");
-    assert!(log.contains("bare on dev: prediction failed"), "{log}");
+    assert!(
+        log.contains("bare on sample-dev: prediction failed"),
+        "{log}"
+    );
     assert!(log.contains("max_seq_length 384 exceeds"), "{log}");
 }
 
