@@ -210,6 +210,8 @@ fn qa(args: QaArgs) -> Result<()> {
     for path in [&out, &rejects, &stats].into_iter().chain(&dev_out) {
         fsutil::check_output_file(path)?;
     }
+    // The set, its rejects and statistics come from one run, not two started at once.
+    let _held = fsutil::lock::lock_output_file(&out, "QA-set merge")?;
     let tok = tokenizer
         .as_deref()
         .map(text::XlmrTokenizer::from_file)

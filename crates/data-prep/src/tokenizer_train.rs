@@ -58,6 +58,8 @@ pub fn train_from_corpus(
     for path in outputs(out) {
         fsutil::check_output_file(&path)?;
     }
+    // The tokenizer, its rejects and its record come from one run, not two started at once.
+    let _held = fsutil::lock::lock_output_file(out, "tokenizer training")?;
     let files = crate::corpus::validate_sources(cfg, base)?;
     let sources: Vec<&Path> = files.iter().flatten().map(PathBuf::as_path).collect();
     let provenance = fsutil::provenance::inputs_record(

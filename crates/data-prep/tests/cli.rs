@@ -901,6 +901,25 @@ fn every_source_is_checked_before_any_is_read_and_a_failed_build_leaves_no_corpu
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("is a file"), "{err}");
+    // A tokenizer another training is writing (this test process holds it) is refused before its
+    // documents are read.
+    let tok = d.join("tok.json");
+    let _held = fsutil::lock::lock_output_file(&tok, "tokenizer training").unwrap();
+    let o = run(&[
+        "tokenizer",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--vocab-size",
+        "100",
+        "--out",
+        tok.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("is in use by another tokenizer training (pid"),
+        "{err}"
+    );
+    assert!(!tok.exists() && !d.join("tok.run.json").exists());
 }
 
 /// The largest resident set of a running process so far (VmHWM), in KiB.

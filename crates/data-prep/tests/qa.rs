@@ -506,6 +506,24 @@ fn output_locations_are_checked_before_any_work() {
     ]);
     assert!(err.contains("is a file"), "{err}");
     assert!(!out.exists(), "checked before the merged set was written");
+    // Another merge writing the same set (this test process holds it) is refused, naming its pid.
+    let held = fsutil::lock::lock_output_file(&out, "QA-set merge").unwrap();
+    let err = fails(&["qa", "--input", &a, "--out", out.to_str().unwrap()]);
+    assert!(
+        err.contains(&format!(
+            "output {} is in use by another QA-set merge (pid {})",
+            out.display(),
+            std::process::id()
+        )),
+        "{err}"
+    );
+    assert!(!out.exists() && !tmp.path().join("fine.rejects.jsonl").exists());
+    drop(held);
+    ok(Command::new(BIN)
+        .args(["qa", "--input", &a, "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap());
+    assert!(out.is_file());
 }
 
 /// `--layout flat`: the merged set as `datasets`' records — JSON Lines for a .jsonl path, run_qa.py's

@@ -55,6 +55,10 @@ enum Command {
         /// one has ended).
         #[arg(long)]
         wait: bool,
+        /// With --wait, how long at most (e.g. `6h`, `90m`): past it the night fails, naming the
+        /// other run's pid, instead of queueing behind a night that hangs.
+        #[arg(long, requires = "wait", value_parser = humantime::parse_duration)]
+        wait_limit: Option<std::time::Duration>,
     },
     /// Training runs side by side from their records (manifest.json, train_results.json,
     /// eval_results.json): a Markdown table on stdout, a row per run, or with --group-by a row per
@@ -148,7 +152,8 @@ fn main() -> Result<()> {
             predictor,
             run,
             wait,
-        } => nightly(&config, predictor, run, wait),
+            wait_limit,
+        } => nightly(&config, predictor, run, wait.then_some(wait_limit)),
         Command::Curves {
             log,
             metric,
@@ -220,15 +225,11 @@ fn nightly(
     config: &Path,
     predictor: Option<PathBuf>,
     run: Option<String>,
-    wait: bool,
+    wait: Option<Option<std::time::Duration>>,
 ) -> Result<()> {
     let cfg = eval::nightly::NightlyConfig::load(config)?;
     let predictor = eval::nightly::find_predictor(predictor.as_deref())?;
-    let if_held = if wait {
-        fsutil::lock::IfHeld::Wait
-    } else {
-        fsutil::lock::IfHeld::Refuse
-    };
+    let if_held = wait.map_or(fsutil::lock::IfHeld::Refuse, fsutil::lock::IfHeld::Wait);
     let outcome = eval::nightly::run(&cfg, &predictor, &parse_run(run)?, if_held)?;
     print!("{}", eval::nightly::summary(&outcome));
     println!(

@@ -362,7 +362,8 @@ fn a_model_entry_s_settings_reach_the_prediction_of_a_model_without_medqa_json()
 
 /// The weights' hash comes from the predictor's record, or, from a predictor that records none, from
 /// hashing here; a set whose file changes between the suite's start and its prediction is not scored;
-/// with `--wait` a night waits for the one holding the report directory.
+/// with `--wait` a night waits for the one holding the report directory, and with `--wait-limit` only
+/// so long.
 #[test]
 fn hashes_without_a_predictor_record_a_set_changed_during_the_run_and_waiting_for_a_held_night() {
     let tmp = tempfile::tempdir().unwrap();
@@ -421,6 +422,27 @@ fn hashes_without_a_predictor_record_a_set_changed_during_the_run_and_waiting_fo
     // `--wait`: a night that starts while another holds the report directory (this test process)
     // waits for it instead of failing, and runs once it is released.
     let held = fsutil::lock::lock_dir(&reports, "report directory", "nightly run").unwrap();
+    // With a limit, the night gives up once it has passed, naming the holder, and writes nothing.
+    let clock = std::time::Instant::now();
+    let bounded = Command::new(BIN)
+        .args(["nightly", "--wait", "--wait-limit", "1s", "--config"])
+        .arg(&cfg)
+        .args(["--run", "2026-11-03T03:00:00Z", "--predictor"])
+        .arg(&real)
+        .output()
+        .unwrap();
+    assert!(!bounded.status.success(), "{}", text(&bounded));
+    assert!(clock.elapsed() >= std::time::Duration::from_secs(1));
+    assert!(
+        text(&bounded).contains(&format!(
+            "report directory {} is in use by another nightly run (pid {}) and still was after 1s",
+            reports.display(),
+            std::process::id()
+        )),
+        "{}",
+        text(&bounded)
+    );
+    assert!(!reports.join("2026-11-03T030000Z").exists());
     let mut waiting = Command::new(BIN)
         .args(["nightly", "--wait", "--config", cfg.to_str().unwrap()])
         .args(["--run", "2026-11-03T03:00:00Z", "--predictor"])

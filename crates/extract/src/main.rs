@@ -91,15 +91,19 @@ fn main() -> Result<()> {
         .transpose()?;
     // Every output location is checked before the model loads and the questions run.
     let record_file = cli.out.with_extension("run.json");
+    let skipped_file = cli.out.with_extension("skipped.jsonl");
     model::fsutil::check_output_file(&cli.out)?;
     for path in cli
         .wide
         .iter()
         .chain(&cli.linked_data)
-        .chain([&record_file])
+        .chain([&record_file, &skipped_file])
     {
         model::fsutil::check_output_file(path)?;
     }
+    // The table and the files beside it come from one run: two extractions to the same --out would
+    // leave one's table beside the other's record.
+    let _held = model::fsutil::lock::lock_output_file(&cli.out, "extraction")?;
     let mut catalogue = Catalogue::load(&cli.concepts)?;
     if let Some(p) = cli.min_probability {
         catalogue.override_min_probability(p)?;
@@ -161,14 +165,23 @@ fn main() -> Result<()> {
         let text = output::linked_data(&rows, links.as_deref(), &catalogue, path)?;
         model::fsutil::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
     }
-    if !skipped.is_empty() {
-        let path = cli.out.with_extension("skipped.jsonl");
-        let text: String = skipped
-            .iter()
-            .map(|s| serde_json::to_string(s).unwrap_or_default() + "\n")
-            .collect();
-        model::fsutil::write_atomic(&path, |w| w.write_all(text.as_bytes()))?;
-        eprintln!("{} document(s) skipped: {}", skipped.len(), path.display());
+    if skipped.is_empty() {
+        // A previous run's skipped documents would otherwise read as this run's.
+        match std::fs::remove_file(&skipped_file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| {
+                    format!("removing the earlier run's {}", skipped_file.display())
+                })
+            }
+            _ => {}
+        }
+    } else {
+        model::fsutil::write_json_lines(&skipped_file, &skipped)?;
+        eprintln!(
+            "{} document(s) skipped: {}",
+            skipped.len(),
+            skipped_file.display()
+        );
     }
     let answered = rows.iter().filter(|r| r.answer.is_some()).count();
     // What produced the tables, so that a published figure can be traced and repeated.
@@ -182,6 +195,7 @@ fn main() -> Result<()> {
         "docs": cli.docs,
         "documents": docs.len(),
         "skipped_documents": skipped.len(),
+        "skipped_file": (!skipped.is_empty()).then_some(&skipped_file),
         "questions": rows.len(),
         "answered": answered,
         "seconds": seconds,

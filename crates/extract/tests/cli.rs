@@ -173,6 +173,21 @@ fn documents_times_concepts_with_offsets_wide_and_linked_data() {
     let mut strict_args = crate::args(&model, &docs, &strict);
     strict_args.extend(["--min-probability".to_owned(), "1".to_owned()]);
     assert!(ok(run(&strict_args)).contains(" 0 answered"));
+
+    // The bad documents fixed: the earlier run's skipped list goes, not left to read as this run's.
+    assert_eq!(
+        record["skipped_file"],
+        d.join("out.skipped.jsonl").display().to_string()
+    );
+    std::fs::remove_file(docs.join("c.en.txt")).unwrap();
+    std::fs::remove_file(docs.join("d.en.txt")).unwrap();
+    let log = ok(run(&args));
+    assert!(!log.contains("skipped"), "{log}");
+    assert!(!d.join("out.skipped.jsonl").exists());
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("out.run.json")).unwrap()).unwrap();
+    assert_eq!(record["skipped_documents"], 0, "{record}");
+    assert!(record["skipped_file"].is_null(), "{record}");
 }
 
 #[test]
@@ -249,6 +264,24 @@ fn every_output_location_is_checked_before_the_model_runs() {
             "nothing extracted before the outputs were checked"
         );
     }
+    // Another extraction writing the same table (here this test process holds it): refused before
+    // the model runs, naming the holder.
+    let held = model::fsutil::lock::lock_output_file(&good, "extraction").unwrap();
+    let o = run(&args(&model, &docs, &good));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success()
+            && err.contains(&format!(
+                "output {} is in use by another extraction (pid {})",
+                good.display(),
+                std::process::id()
+            )),
+        "{err}"
+    );
+    assert!(!good.exists() && !good.with_extension("run.json").exists());
+    drop(held);
+    ok(run(&args(&model, &docs, &good)));
+    assert!(good.is_file());
 }
 
 /// `--link-index`: every accepted answer linked to the sample terminology's concepts; the long table

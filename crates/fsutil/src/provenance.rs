@@ -155,8 +155,8 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
             std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?
         {
             let entry = entry?;
-            // A directory some medqa process locked holds its pid, which says nothing of the data.
-            if entry.file_name() != crate::lock::LOCK_FILE {
+            // A lock some medqa process took holds its pid, which says nothing of the data.
+            if !crate::lock::is_lock_file(&entry.file_name()) {
                 collect_files(&entry.path(), out)?;
             }
         }
@@ -302,6 +302,9 @@ mod tests {
         // A lock some process holds or held there (with its pid) changes nothing.
         let _held = crate::lock::lock_dir(tmp.path(), "directory", "process").unwrap();
         assert!(tmp.path().join(crate::lock::LOCK_FILE).is_file());
+        assert_eq!(hash_path(tmp.path()).unwrap().sha256, dir.sha256);
+        let _file_held = crate::lock::lock_output_file(&tmp.path().join("b.txt"), "run").unwrap();
+        assert!(tmp.path().join(".b.txt.medqa.lock").is_file());
         assert_eq!(hash_path(tmp.path()).unwrap().sha256, dir.sha256);
         // A file: its bytes alone.
         let file = hash_path(&tmp.path().join("b.txt")).unwrap();
