@@ -22,8 +22,18 @@ pub fn write_atomic(
     };
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create directory {}", dir.display()))?;
-    let tmp = tempfile::NamedTempFile::new_in(dir)
+    // The permissions a plain `File::create` gives: an existing file's kept, a new one 0666 less the
+    // umask (tempfile's own 0600 would leave models and tables unreadable to the rest of a research
+    // group sharing a server, or to a service running as another user).
+    let tmp = tempfile::Builder::new()
+        .permissions(default_permissions())
+        .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    if let Ok(existing) = std::fs::metadata(path) {
+        tmp.as_file()
+            .set_permissions(existing.permissions())
+            .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
+    }
     {
         let mut w = BufWriter::new(tmp.as_file());
         fill(&mut w).with_context(|| format!("cannot write {}", path.display()))?;
@@ -40,6 +50,37 @@ pub fn write_atomic(
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Gives `path`, just written by a library whose temporary files are 0600 (safetensors'
+/// `serialize_to_file`), the permissions [`write_atomic`] would: `previous` (those of the file it
+/// replaced, read before writing), else what a new file gets in its directory (0666 less the umask,
+/// read off a probe file, since a chmod is not masked).
+pub fn give_created_permissions(path: &Path, previous: Option<std::fs::Permissions>) -> Result<()> {
+    let permissions = match previous {
+        Some(p) => p,
+        None => {
+            let dir = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            tempfile::Builder::new()
+                .permissions(default_permissions())
+                .tempfile_in(dir)
+                .and_then(|probe| probe.as_file().metadata())
+                .with_context(|| format!("cannot create a file in {}", dir.display()))?
+                .permissions()
+        }
+    };
+    std::fs::set_permissions(path, permissions)
+        .with_context(|| format!("cannot set the permissions of {}", path.display()))
+}
+
+/// 0666 at creation: the umask then applies, as it does to `File::create` (a later chmod would not
+/// apply it).
+fn default_permissions() -> std::fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::Permissions::from_mode(0o666)
 }
 
 /// `value` as pretty JSON with a final newline, written atomically (manifests, settings, reports).
@@ -160,6 +201,42 @@ mod tests {
         );
         write_json_lines(&path, Vec::<u8>::new()).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    }
+
+    #[test]
+    fn written_files_get_file_creates_permissions_and_keep_an_existing_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        // What `File::create` gives here (0666 less this process's umask), not tempfile's 0600.
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::File::create(&plain).unwrap();
+        let path = dir.path().join("new.json");
+        write_atomic(&path, |w| w.write_all(b"{}")).unwrap();
+        assert_eq!(mode(&path), mode(&plain));
+        let umask = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .map(|u| u32::from_str_radix(u.trim(), 8).unwrap())
+            });
+        if let Some(umask) = umask {
+            assert_eq!(mode(&path), 0o666 & !umask);
+        }
+        // A file its owner restricted (or opened up) keeps that when rewritten.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic(&path, |w| w.write_all(b"[]")).unwrap();
+        assert_eq!(mode(&path), 0o640);
+        assert_eq!(std::fs::read(&path).unwrap(), b"[]");
+        // A file another library wrote 0600: given the same, new or replacing.
+        let other = dir.path().join("other.bin");
+        std::fs::write(&other, b"x").unwrap();
+        std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o600)).unwrap();
+        give_created_permissions(&other, None).unwrap();
+        assert_eq!(mode(&other), mode(&plain));
+        give_created_permissions(&other, Some(std::fs::Permissions::from_mode(0o604))).unwrap();
+        assert_eq!(mode(&other), 0o604);
     }
 
     #[test]

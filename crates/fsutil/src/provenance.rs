@@ -49,13 +49,18 @@ pub fn inputs_record(
 /// are recorded elsewhere (a link index lists its sources' hashes itself).
 pub fn code_record(tool: &str, tool_version: &str) -> Result<serde_json::Value> {
     let code = code_state()?;
-    Ok(serde_json::json!({
+    let mut record = serde_json::json!({
         "tool": tool,
         "tool_version": tool_version,
         "git_commit": code.git_commit,
         "git_dirty": code.git_dirty,
         "git_commit_from": code.git_commit_from,
-    }))
+    });
+    // Only when it happened, so that the records of an up-to-date build keep their bytes.
+    if code.checkout_changed_after_build {
+        record["checkout_changed_after_build"] = true.into();
+    }
+    Ok(record)
 }
 
 /// Seconds since 1970 (0 on a clock before it).
@@ -179,22 +184,54 @@ pub struct CodeState {
     pub git_dirty: Option<bool>,
     /// Where the two were read: [`BUILD_INFO_FILE`] beside the executable, or the source checkout the
     /// executable was compiled from (its state now: a checkout that moved on since the build reads as
-    /// its new commit).
+    /// its new commit, which [`Self::checkout_changed_after_build`] then says).
     pub git_commit_from: Option<String>,
+    /// Read from the source checkout, and it changed after the executable was built: HEAD moved (a
+    /// commit, checkout or pull) or a modified tracked file is newer than the executable. The commit
+    /// recorded may then not be the code that ran.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub checkout_changed_after_build: bool,
 }
 
 /// [`CodeState`] of the running executable: its [`BUILD_INFO_FILE`] where one lies beside it, else the
 /// checkout this crate was compiled in. Not the working directory's: a user runs medqa from a project
 /// directory of their own, often a git repository of its own, whose commit says nothing of the code
 /// (that commit is [`working_directory_git`]'s).
+///
+/// An executable built before its checkout changed (built, then `git pull` without rebuilding) gets
+/// the checkout's new commit, which is not the code that runs: that is flagged in the record and
+/// said once on stderr, rather than recorded as if it were exact. (Compiling the commit in instead
+/// would rebuild every binary on each commit or source edit.)
 pub fn code_state() -> Result<CodeState> {
-    let exe_dir = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf));
-    code_state_from(exe_dir.as_deref(), Path::new(env!("CARGO_MANIFEST_DIR")))
+    let exe = std::env::current_exe().ok();
+    let exe_dir = exe.as_ref().and_then(|p| p.parent().map(Path::to_path_buf));
+    let built = exe
+        .as_ref()
+        .and_then(|p| p.metadata().ok())
+        .and_then(|m| m.modified().ok());
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let state = code_state_from(exe_dir.as_deref(), source, built)?;
+    if state.checkout_changed_after_build {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            eprintln!(
+                "warning: the checkout {} changed after this executable ({}) was built; records name \
+                 its commit {} (\"checkout_changed_after_build\": true), which may not be the code \
+                 that runs: rebuild to record exactly",
+                git_toplevel(source).unwrap_or_else(|| source.display().to_string()),
+                exe.as_deref().unwrap_or(Path::new("?")).display(),
+                state.git_commit.as_deref().unwrap_or("?"),
+            );
+        });
+    }
+    Ok(state)
 }
 
-fn code_state_from(exe_dir: Option<&Path>, source: &Path) -> Result<CodeState> {
+fn code_state_from(
+    exe_dir: Option<&Path>,
+    source: &Path,
+    built: Option<std::time::SystemTime>,
+) -> Result<CodeState> {
     if let Some(file) = exe_dir
         .map(|d| d.join(BUILD_INFO_FILE))
         .filter(|f| f.is_file())
@@ -211,11 +248,55 @@ fn code_state_from(exe_dir: Option<&Path>, source: &Path) -> Result<CodeState> {
         return Ok(state);
     }
     let (git_commit, git_dirty) = git_state_in(source);
+    let checkout_changed_after_build = match (&git_commit, built) {
+        (Some(_), Some(built)) => changed_since(source, built),
+        _ => false,
+    };
     Ok(CodeState {
         git_commit_from: git_commit.as_ref().map(|_| "source checkout".to_owned()),
         git_commit,
         git_dirty,
+        checkout_changed_after_build,
     })
+}
+
+/// Whether the checkout at `dir` changed after `built`: HEAD moved (its reflog, or HEAD itself where
+/// there is no reflog, was written later) or a modified tracked file is newer. The index is left out:
+/// `git status` itself rewrites it.
+fn changed_since(dir: &Path, built: std::time::SystemTime) -> bool {
+    let newer = |path: &Path| {
+        path.metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t > built)
+    };
+    let git_path = |name: &str| {
+        git(
+            dir,
+            &["rev-parse", "--path-format=absolute", "--git-path", name],
+        )
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o).trim()))
+    };
+    if ["logs/HEAD", "HEAD"]
+        .iter()
+        .filter_map(|n| git_path(n))
+        .any(|p| newer(&p))
+    {
+        return true;
+    }
+    let (Some(top), Some(status)) = (
+        git_toplevel(dir),
+        git(
+            dir,
+            &["status", "--porcelain", "-z", "--untracked-files=no"],
+        ),
+    ) else {
+        return false;
+    };
+    // `XY path` entries, NUL-separated; a rename's entry is followed by its old path, which is gone.
+    status
+        .split(|&b| b == 0)
+        .filter(|e| e.len() > 3)
+        .any(|e| newer(&Path::new(&top).join(String::from_utf8_lossy(&e[3..]).as_ref())))
 }
 
 /// The working directory's git commit and state, where it lies in a checkout other than the code's
@@ -321,17 +402,18 @@ mod tests {
         let commit = test_support::git_repo_with(source.path(), "a.txt");
         let exe = tempfile::tempdir().unwrap();
         // An executable in no checkout and without a build file: the source checkout's state.
-        let code = code_state_from(Some(exe.path()), source.path()).unwrap();
+        let code = code_state_from(Some(exe.path()), source.path(), None).unwrap();
         assert_eq!(
             code,
             CodeState {
                 git_commit: Some(commit.clone()),
                 git_dirty: Some(false),
                 git_commit_from: Some("source checkout".into()),
+                checkout_changed_after_build: false,
             }
         );
         std::fs::write(source.path().join("a.txt"), "changed").unwrap();
-        let code = code_state_from(None, source.path()).unwrap();
+        let code = code_state_from(None, source.path(), None).unwrap();
         assert_eq!(code.git_dirty, Some(true));
         // A build file beside the executable wins.
         std::fs::write(
@@ -339,7 +421,7 @@ mod tests {
             r#"{"git_commit": "0123abc", "git_dirty": false}"#,
         )
         .unwrap();
-        let code = code_state_from(Some(exe.path()), source.path()).unwrap();
+        let code = code_state_from(Some(exe.path()), source.path(), None).unwrap();
         assert_eq!(
             (
                 code.git_commit.as_deref(),
@@ -352,13 +434,13 @@ mod tests {
         std::fs::write(exe.path().join(BUILD_INFO_FILE), "0123abc").unwrap();
         let err = format!(
             "{:#}",
-            code_state_from(Some(exe.path()), source.path()).unwrap_err()
+            code_state_from(Some(exe.path()), source.path(), None).unwrap_err()
         );
         assert!(err.contains(BUILD_INFO_FILE), "{err}");
         // No checkout anywhere: nothing is claimed.
         let nowhere = tempfile::tempdir().unwrap();
         assert_eq!(
-            code_state_from(None, nowhere.path()).unwrap(),
+            code_state_from(None, nowhere.path(), Some(std::time::SystemTime::now())).unwrap(),
             CodeState::default()
         );
         // The working directory's own repository is recorded apart, and only when it is not the code's.
@@ -373,5 +455,49 @@ mod tests {
             working_directory_git_in(nowhere.path(), source.path()),
             None
         );
+    }
+
+    /// An executable built, then its checkout moved on (a commit, a pull) or edited: flagged, not
+    /// recorded as exact; an executable built after both is not.
+    #[test]
+    fn a_checkout_that_changed_after_the_build_is_flagged() {
+        use std::time::{Duration, SystemTime};
+        let source = tempfile::tempdir().unwrap();
+        std::fs::write(source.path().join("a.rs"), "fn a() {}").unwrap();
+        test_support::git_repo_with(source.path(), "a.rs");
+        let changed = |built| {
+            code_state_from(None, source.path(), Some(built))
+                .unwrap()
+                .checkout_changed_after_build
+        };
+        // Modification times are coarse on some file systems: "later" is a second apart here.
+        let second = Duration::from_secs(1);
+        let later = |t: SystemTime| t + second;
+        let built = later(SystemTime::now());
+        assert!(!changed(built), "built after the commit");
+        assert!(
+            changed(SystemTime::now() - 5 * second),
+            "built before the commit"
+        );
+        // Built, then a source edited: flagged; built after the edit: not.
+        std::thread::sleep(2 * second);
+        std::fs::write(source.path().join("a.rs"), "fn a() { 1; }").unwrap();
+        assert!(changed(built));
+        assert!(!changed(later(SystemTime::now())));
+        // Built, then a new commit (the edit committed): flagged by HEAD's move alone.
+        let built = later(SystemTime::now());
+        std::thread::sleep(2 * second);
+        test_support::git(source.path(), &["commit", "-qam", "edit"]).unwrap();
+        let code = code_state_from(None, source.path(), Some(built)).unwrap();
+        assert_eq!(code.git_dirty, Some(false));
+        assert!(code.checkout_changed_after_build);
+        // The flag reaches the record only when set, so up-to-date records keep their bytes.
+        let json = serde_json::to_value(&code).unwrap();
+        assert_eq!(json["checkout_changed_after_build"], true);
+        let fresh = code_state_from(None, source.path(), Some(later(SystemTime::now()))).unwrap();
+        assert!(serde_json::to_value(&fresh)
+            .unwrap()
+            .get("checkout_changed_after_build")
+            .is_none());
     }
 }

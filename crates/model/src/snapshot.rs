@@ -80,8 +80,12 @@ impl SafetensorsSnapshot {
             })
             .collect::<Result<_>>()?;
         let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
+        let previous = std::fs::metadata(file).ok().map(|m| m.permissions());
         safetensors::serialize_to_file(views, Some(metadata), file)
             .with_context(|| format!("cannot write {}", file.display()))?;
+        // Its temporary file is 0600: a model the rest of a group (or a server running as another
+        // user) could not read.
+        fsutil::give_created_permissions(file, previous)?;
         std::fs::File::open(file)
             .and_then(|f| f.sync_all())
             .with_context(|| format!("cannot sync {}", file.display()))?;
@@ -167,6 +171,13 @@ mod tests {
         assert!(read["w16"].to_kind(Kind::Float).equal(&expected));
         assert_eq!(read["step"].int64_value(&[]), 7);
         assert_eq!(snap.len_bytes(), 6 * 4 + 6 * 2 + 8);
+        // Readable as a file `File::create` made would be (not safetensors' temporary 0600).
+        use std::os::unix::fs::PermissionsExt;
+        let plain = dir.path().join("plain");
+        std::fs::File::create(&plain)?;
+        let mode =
+            |p: &Path| -> Result<u32> { Ok(std::fs::metadata(p)?.permissions().mode() & 0o777) };
+        assert_eq!(mode(&file)?, mode(&plain)?);
         Ok(())
     }
 

@@ -23,6 +23,10 @@ pub struct Manifest {
     /// it was kept, which read the working directory's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git_commit_from: Option<String>,
+    /// The checkout the commit was read from changed after the executable was built
+    /// (`CodeState::checkout_changed_after_build`); absent when it did not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub checkout_changed_after_build: bool,
     /// The working directory's repository, where it is not the code's (a project holding the configs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_directory_git: Option<serde_json::Value>,
@@ -105,6 +109,7 @@ impl Manifest {
             git_commit: code.git_commit,
             git_dirty: code.git_dirty,
             git_commit_from: code.git_commit_from,
+            checkout_changed_after_build: code.checkout_changed_after_build,
             working_directory_git: provenance::working_directory_git(),
             versions: versions(),
             device: crate::device::describe(device),
