@@ -66,8 +66,10 @@ impl SafetensorsSnapshot {
         self.tensors.values().map(|t| t.bytes.len()).sum()
     }
 
-    /// Writes the file atomically (a temporary file renamed into place) and syncs it; the file is
-    /// streamed from the host copies, not assembled in memory first.
+    /// Writes the file atomically and durably: streamed from the host copies (not assembled in
+    /// memory first) into a staging file beside it, synced, then renamed into place, so `file` never
+    /// names a file whose bytes are not yet on disk. (safetensors' own `serialize_to_file` renames
+    /// its temporary file before any sync, and makes it 0600.)
     pub fn write(&self, file: &Path) -> Result<()> {
         let views: Vec<(&str, TensorView<'_>)> = self
             .tensors
@@ -80,16 +82,29 @@ impl SafetensorsSnapshot {
             })
             .collect::<Result<_>>()?;
         let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
+        let dir = match file.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
         let previous = std::fs::metadata(file).ok().map(|m| m.permissions());
-        safetensors::serialize_to_file(views, Some(metadata), file)
+        // Removed on any error (a kill leaves a hidden `.partial`, never a short `file`).
+        let staged = tempfile::Builder::new()
+            .prefix(".")
+            .suffix(".safetensors.partial")
+            .tempfile_in(dir)
+            .with_context(|| format!("cannot create a file in {}", dir.display()))?
+            .into_temp_path();
+        safetensors::serialize_to_file(views, Some(metadata), &staged)
             .with_context(|| format!("cannot write {}", file.display()))?;
-        // Its temporary file is 0600: a model the rest of a group (or a server running as another
-        // user) could not read.
-        fsutil::give_created_permissions(file, previous)?;
-        std::fs::File::open(file)
+        std::fs::File::open(&staged)
             .and_then(|f| f.sync_all())
             .with_context(|| format!("cannot sync {}", file.display()))?;
-        if let Some(dir) = file.parent().and_then(|d| std::fs::File::open(d).ok()) {
+        // A model the rest of a group (or a server running as another user) can read.
+        fsutil::give_created_permissions(&staged, previous)?;
+        staged
+            .persist(file)
+            .with_context(|| format!("cannot move the new {} into place", file.display()))?;
+        if let Ok(dir) = std::fs::File::open(dir) {
             // The rename is durable only once the directory entry is.
             let _ = dir.sync_all();
         }
@@ -178,6 +193,13 @@ mod tests {
         let mode =
             |p: &Path| -> Result<u32> { Ok(std::fs::metadata(p)?.permissions().mode() & 0o777) };
         assert_eq!(mode(&file)?, mode(&plain)?);
+        // Rewritten in place of the old one: nothing staged is left beside it.
+        snap.write(&file)?;
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())?
+            .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_>>()?;
+        names.sort();
+        assert_eq!(names, ["plain", "x.safetensors"]);
         Ok(())
     }
 
