@@ -890,33 +890,28 @@ fn every_source_is_checked_before_any_is_read_and_a_failed_build_leaves_no_corpu
     assert!(err.contains("no corpus"), "{err}");
     assert!(other.join("keep.txt").is_file());
     // The tokenizer's output is checked before its documents are read and it trains.
-    let o = run(&[
-        "tokenizer",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--vocab-size",
-        "100",
-        "--out",
-        other.join("keep.txt/tok.json").to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("is a file"), "{err}");
+    let tokenizer_fails = |out: &Path| {
+        let o = run(&[
+            "tokenizer",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--vocab-size",
+            "100",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = tokenizer_fails(&other.join("keep.txt/tok.json"));
+    assert!(err.contains("is a file"), "{err}");
     // A tokenizer another training is writing (this test process holds it) is refused before its
     // documents are read.
     let tok = d.join("tok.json");
     let _held = fsutil::lock::lock_output_file(&tok, "tokenizer training").unwrap();
-    let o = run(&[
-        "tokenizer",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--vocab-size",
-        "100",
-        "--out",
-        tok.to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = tokenizer_fails(&tok);
     assert!(
-        !o.status.success() && err.contains("is in use by another tokenizer training (pid"),
+        err.contains("is in use by another tokenizer training (pid"),
         "{err}"
     );
     assert!(!tok.exists() && !d.join("tok.run.json").exists());
