@@ -346,7 +346,7 @@ fn lock(cfg: &NightlyConfig, if_held: fsutil::lock::IfHeld) -> Result<Vec<fsutil
 }
 
 /// What `qa-finetune predict` recorded in `out/predict_settings.json`: its commit (`-dirty` when its
-/// checkout had changes) and the SHA-256 of each input it read, by path as it was given. A predictor
+/// checkout had changes, `-stale-build` when the checkout changed after the predictor was built) and the SHA-256 of each input it read, by path as it was given. A predictor
 /// older than that file records neither.
 #[derive(Debug, Default)]
 struct PredictorRecord {
@@ -369,7 +369,14 @@ impl PredictorRecord {
         let p = &settings["provenance"];
         let commit = p["git_commit"].as_str().map(|c| {
             let dirty = if p["git_dirty"] == true { "-dirty" } else { "" };
-            format!("{c}{dirty}")
+            // The predictor was built before its checkout moved on: the commit is the checkout's,
+            // maybe not the code that answered; a rebuild then shows as a change of code.
+            let stale = if p["checkout_changed_after_build"] == true {
+                "-stale-build"
+            } else {
+                ""
+            };
+            format!("{c}{dirty}{stale}")
         });
         let hashes = p["inputs"]
             .as_array()
@@ -697,4 +704,37 @@ pub fn summary(outcome: &Outcome) -> String {
         s.push_str(&format!("failed: {f}\n"));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_predictors_commit_says_dirty_and_stale_builds() {
+        let dir = tempfile::tempdir().unwrap();
+        let commit_of = |provenance: serde_json::Value| {
+            fsutil::write_json(
+                &dir.path().join("predict_settings.json"),
+                &serde_json::json!({"provenance": provenance}),
+            )
+            .unwrap();
+            PredictorRecord::read(dir.path()).unwrap().commit
+        };
+        assert_eq!(
+            commit_of(serde_json::json!({"git_commit": "c1", "git_dirty": false})).as_deref(),
+            Some("c1")
+        );
+        assert_eq!(
+            commit_of(serde_json::json!({"git_commit": "c1", "git_dirty": true})).as_deref(),
+            Some("c1-dirty")
+        );
+        assert_eq!(
+            commit_of(serde_json::json!({"git_commit": "c1", "git_dirty": true,
+                                         "checkout_changed_after_build": true}))
+            .as_deref(),
+            Some("c1-dirty-stale-build")
+        );
+        assert_eq!(commit_of(serde_json::json!({"git_commit": null})), None);
+    }
 }
