@@ -5,18 +5,19 @@
 
 pub mod concepts;
 pub mod documents;
+pub mod journal;
 pub mod output;
 
 use anyhow::Result;
 use model::autocast::Precision;
 use model::qa::inference::QaModel;
 use model::qa::squad::QaExample;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use concepts::{Catalogue, QuestionLanguage};
 use documents::Document;
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Extraction {
     pub doc_id: String,
     pub doc_lang: String,
@@ -54,7 +55,28 @@ pub fn extract(
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Extraction>> {
     let mut out = Vec::with_capacity(docs.len() * catalogue.concepts.len());
-    for chunk in docs.chunks(opts.docs_per_chunk.max(1)) {
+    extract_chunks(qa, catalogue, docs, opts, 0, |_, n, rows| {
+        out.extend(rows);
+        progress(n);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The chunks of `docs_per_chunk` documents from chunk `first` on, each handed to `done(index,
+/// documents, rows)` as soon as it is answered (so that a journal can keep it). A chunk's rows
+/// depend on that chunk alone: resuming at a chunk gives the rows an uninterrupted run gives.
+pub fn extract_chunks(
+    qa: &QaModel,
+    catalogue: &Catalogue,
+    docs: &[Document],
+    opts: &Options,
+    first: usize,
+    mut done: impl FnMut(usize, usize, Vec<Extraction>) -> Result<()>,
+) -> Result<()> {
+    let chunks = docs.chunks(opts.docs_per_chunk.max(1));
+    for (index, chunk) in chunks.enumerate().skip(first) {
+        let mut out = Vec::with_capacity(chunk.len() * catalogue.concepts.len());
         let mut examples = Vec::with_capacity(chunk.len() * catalogue.concepts.len());
         let mut asked = Vec::with_capacity(examples.capacity());
         for (d, doc) in chunk.iter().enumerate() {
@@ -105,9 +127,9 @@ pub fn extract(
                 null_odds,
             });
         }
-        progress(chunk.len());
+        done(index, chunk.len(), out)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The concepts each accepted answer may mean (none for rows without an answer), in the document's

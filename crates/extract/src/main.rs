@@ -6,7 +6,8 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use extract::concepts::{Catalogue, QuestionLanguage};
 use extract::documents::{self, DocOptions};
-use extract::{output, Options};
+use extract::journal::Journal;
+use extract::{output, Extraction, Options};
 use model::device::DeviceChoice;
 use model::qa::inference::QaModel;
 
@@ -16,7 +17,8 @@ use model::qa::inference::QaModel;
 /// Output by extension: .parquet, .csv, .tsv or .jsonl (one row per document × concept); beside it
 /// OUT.run.json (the settings, counts, and provenance: command line, git commit, versions, SHA-256 of
 /// the documents, catalogue, model files and link index) and OUT.skipped.jsonl when documents were
-/// skipped.
+/// skipped. While it runs, OUT.journal/ keeps each chunk of documents' rows as it is answered, so that
+/// `--resume` goes on after a kill or crash; it is removed once the table is written.
 #[derive(Parser, Debug)]
 #[command(name = "extract", version)]
 struct Cli {
@@ -63,6 +65,12 @@ struct Cli {
     /// Documents read and answered together (their windows share batches; memory grows with it).
     #[arg(long, default_value_t = 32)]
     docs_per_chunk: usize,
+    /// Go on from where an interrupted run to the same --out stopped: its journal (OUT.journal/, kept
+    /// as each chunk of documents is answered) gives the chunks already answered. Refused when the
+    /// documents, catalogue, model, code or a setting that decides the rows differs; without a journal,
+    /// starts from the first document.
+    #[arg(long)]
+    resume: bool,
     /// Where to compute: auto (CUDA when available), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: DeviceChoice,
@@ -129,22 +137,44 @@ fn main() -> Result<()> {
     let linker = cli.link.load()?;
     let device = cli.device.resolve()?;
     let qa = QaModel::load_with(&cli.model, device, &cli.settings)?;
-    let bar = model::train::log::progress_bar(docs.len() as u64, 0, "documents");
+    let opts = Options {
+        question_lang: cli.question_lang.clone(),
+        batch_size: cli.batch_size,
+        precision: cli.precision,
+        docs_per_chunk: cli.docs_per_chunk.max(1),
+    };
+    let opened = Journal::open(&cli.out, &decides_the_rows(&cli, &qa, device)?, cli.resume)?;
+    let resumed_chunks = opened.chunks.len();
+    let resumed_documents = (resumed_chunks * opts.docs_per_chunk).min(docs.len());
+    let mut rows: Vec<Extraction> = opened.chunks.into_iter().flatten().collect();
+    let resumed_rows = rows.len();
+    if resumed_chunks > 0 {
+        eprintln!(
+            "resuming after {resumed_documents} of {} documents ({resumed_rows} rows) from {}",
+            docs.len(),
+            extract::journal::dir_for(&cli.out).display()
+        );
+    }
+    let journal = opened.journal;
+    let bar =
+        model::train::log::progress_bar(docs.len() as u64, resumed_documents as u64, "documents");
     let clock = std::time::Instant::now();
-    let rows = extract::extract(
+    extract::extract_chunks(
         &qa,
         &catalogue,
         &docs,
-        &Options {
-            question_lang: cli.question_lang.clone(),
-            batch_size: cli.batch_size,
-            precision: cli.precision,
-            docs_per_chunk: cli.docs_per_chunk,
+        &opts,
+        resumed_chunks,
+        |index, n, chunk| {
+            journal.record(index, &chunk)?;
+            rows.extend(chunk);
+            bar.inc(n as u64);
+            Ok(())
         },
-        |n| bar.inc(n as u64),
     )?;
     bar.finish_and_clear();
     let seconds = clock.elapsed().as_secs_f64();
+    let asked = rows.len() - resumed_rows;
 
     let links = linker
         .as_ref()
@@ -197,6 +227,9 @@ fn main() -> Result<()> {
         "skipped_documents": skipped.len(),
         "skipped_file": (!skipped.is_empty()).then_some(&skipped_file),
         "questions": rows.len(),
+        "resumed": (resumed_chunks > 0).then(|| serde_json::json!({
+            "documents": resumed_documents, "questions": resumed_rows,
+        })),
         "answered": answered,
         "seconds": seconds,
         "settings_from": qa.resolved.origin,
@@ -224,18 +257,56 @@ fn main() -> Result<()> {
         )?,
     });
     model::fsutil::write_json(&record_file, &record)?;
+    // Everything is written: nothing is left to resume.
+    journal.finish()?;
     println!(
-        "{} documents × {} concepts = {} questions in {seconds:.1} s ({:.1} questions/s); {answered} answered, \
-         {} no answer; table: {}",
+        "{} documents × {} concepts = {} questions ({asked} asked in {seconds:.1} s, {:.1} questions/s); \
+         {answered} answered, {} no answer; table: {}",
         docs.len(),
         catalogue.concepts.len(),
         rows.len(),
-        rows.len() as f64 / seconds.max(1e-9),
+        asked as f64 / seconds.max(1e-9),
         rows.len() - answered,
         cli.out.display()
     );
     println!("settings and provenance: {}", record_file.display());
     Ok(())
+}
+
+/// What decides an extraction's rows, which a resumed run must share with the run it goes on from:
+/// the inputs' hashes, the code, the model's windows and post-processing, and every option that
+/// changes a row or the documents' chunks (batches change padding, the device and precision the
+/// arithmetic).
+fn decides_the_rows(
+    cli: &Cli,
+    qa: &QaModel,
+    device: tch::Device,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    use model::fsutil::provenance::{code_state, hash_path};
+    let model_files: Vec<String> = QaModel::files(&cli.model)
+        .iter()
+        .map(|f| hash_path(f).map(|h| h.sha256))
+        .collect::<Result<_>>()?;
+    let code = code_state()?;
+    let what = serde_json::json!({
+        "documents_sha256": hash_path(&cli.docs)?.sha256,
+        "concepts_sha256": hash_path(&cli.concepts)?.sha256,
+        "model_sha256": model_files,
+        "code": [env!("CARGO_PKG_VERSION"), code.git_commit, code.git_dirty],
+        "settings": qa.resolved.settings,
+        "question_lang": match &cli.question_lang {
+            QuestionLanguage::Document => "doc".to_owned(),
+            QuestionLanguage::Fixed(code) => code.clone(),
+        },
+        "doc_lang": cli.doc_lang,
+        "fields": [cli.id_field, cli.text_field, cli.lang_field],
+        "min_probability": cli.min_probability,
+        "batch_size": cli.batch_size,
+        "docs_per_chunk": cli.docs_per_chunk.max(1),
+        "precision": cli.precision,
+        "device": if device.is_cuda() { "cuda" } else { "cpu" },
+    });
+    Ok(what.as_object().cloned().unwrap_or_default())
 }
 
 #[cfg(test)]

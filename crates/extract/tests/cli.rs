@@ -402,3 +402,88 @@ fn a_model_without_medqa_json_extracts_with_the_settings_the_command_line_gives(
     assert!(log.contains("has no medqa.json"), "{log}");
     assert_eq!(std::fs::read(&own).unwrap(), std::fs::read(&given).unwrap());
 }
+
+/// A run killed part-way goes on with `--resume` from its journal and writes the table an
+/// uninterrupted run writes, byte for byte; a resume with another setting is refused, naming it.
+#[test]
+fn a_killed_extraction_resumes_from_its_journal_to_the_same_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let model = qa_model(d);
+    // Enough documents that the run is still going when its third chunk is journalled.
+    let docs = d.join("notes.jsonl");
+    let lines: String = (0..40)
+        .map(|i| {
+            serde_json::json!({
+                "id": format!("n{i}"),
+                "lang": if i % 2 == 0 { "en" } else { "ro" },
+                "text": format!("Patient {i}, NIHSS {} on admission, blood pressure 1{i}/90 mmHg; \
+                                 discharged on apixaban {} mg.", i % 20, 5 + i % 3),
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(&docs, lines).unwrap();
+    let with = |out: &Path, extra: &[&str]| {
+        let mut a = args(&model, &docs, out);
+        a.extend(["--docs-per-chunk", "1"].map(str::to_owned));
+        a.extend(extra.iter().map(|s| s.to_string()));
+        if !extra.contains(&"--batch-size") {
+            a.extend(["--batch-size", "16"].map(str::to_owned));
+        }
+        a
+    };
+    let whole = d.join("whole.parquet");
+    ok(run(&with(&whole, &[])));
+    assert!(
+        !extract::journal::dir_for(&whole).exists(),
+        "removed once written"
+    );
+
+    let out = d.join("out.parquet");
+    let journal = extract::journal::dir_for(&out);
+    let mut child = Command::new(BIN)
+        .args(with(&out, &[]))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while !journal.join("chunk-000002.bin").exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ended before it was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    assert!(
+        child.wait().unwrap().code().is_none(),
+        "killed, not finished"
+    );
+    assert!(!out.exists());
+
+    // Another batch size could change the numbers: refused, naming it, and the journal kept.
+    let o = run(&with(&out, &["--resume", "--batch-size", "8"]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("it was started with other batch_size;"),
+        "{err}"
+    );
+    assert!(journal.join("chunk-000000.bin").is_file());
+
+    let o = run(&with(&out, &["--resume"]));
+    let log = ok(o);
+    assert!(log.contains("resuming after "), "{log}");
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&whole).unwrap());
+    assert!(!journal.exists());
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.with_extension("run.json")).unwrap())
+            .unwrap();
+    let resumed = record["resumed"]["documents"].as_u64().unwrap();
+    assert!((3..40).contains(&resumed), "{record}");
+    // Without --resume a run starts over (and with nothing to resume, --resume does too).
+    let again = ok(run(&with(&out, &["--resume"])));
+    assert!(again.contains("no journal"), "{again}");
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&whole).unwrap());
+}

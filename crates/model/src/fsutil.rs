@@ -1,4 +1,5 @@
 //! Re-exported so that model users keep one path for atomic writes.
 pub use fsutil::{
-    check_output_dir, check_output_file, lock, write_atomic, write_json, write_json_lines,
+    check_output_dir, check_output_file, lock, provenance, write_atomic, write_json,
+    write_json_lines,
 };
