@@ -70,6 +70,13 @@ impl Journal {
             );
         }
         if dir.exists() {
+            if !resume {
+                eprintln!(
+                    "starting over: the journal of an interrupted run at {} is discarded (--resume \
+                     would have gone on from it)",
+                    dir.display()
+                );
+            }
             std::fs::remove_dir_all(&dir)
                 .with_context(|| format!("cannot remove the earlier journal {}", dir.display()))?;
         }
