@@ -9,6 +9,7 @@ use extract::documents::{self, DocOptions};
 use extract::journal::Journal;
 use extract::{output, Extraction, Options};
 use model::device::DeviceChoice;
+use model::fsutil::provenance::{hash_path, InputHash};
 use model::qa::inference::QaModel;
 
 /// Ask every concept of a catalogue of every document, in any language, and write the answers with
@@ -143,7 +144,12 @@ fn main() -> Result<()> {
         precision: cli.precision,
         docs_per_chunk: cli.docs_per_chunk.max(1),
     };
-    let opened = Journal::open(&cli.out, &decides_the_rows(&cli, &qa, device)?, cli.resume)?;
+    let inputs = Inputs::hash(&cli)?;
+    let opened = Journal::open(
+        &cli.out,
+        &decides_the_rows(&cli, &qa, device, &inputs)?,
+        cli.resume,
+    )?;
     let resumed_chunks = opened.chunks.len();
     let resumed_documents = (resumed_chunks * opts.docs_per_chunk).min(docs.len());
     let mut rows: Vec<Extraction> = opened.chunks.into_iter().flatten().collect();
@@ -215,10 +221,6 @@ fn main() -> Result<()> {
     }
     let answered = rows.iter().filter(|r| r.answer.is_some()).count();
     // What produced the tables, so that a published figure can be traced and repeated.
-    let mut inputs = vec![cli.docs.as_path(), cli.concepts.as_path()];
-    let model_files = QaModel::files(&cli.model);
-    inputs.extend(model_files.iter().map(PathBuf::as_path));
-    inputs.extend(cli.link.link_index.as_deref());
     let record = serde_json::json!({
         "model": cli.model,
         "concepts": cli.concepts,
@@ -249,11 +251,11 @@ fn main() -> Result<()> {
         "link": cli.link.link_index.as_ref().map(|index| serde_json::json!({
             "index": index, "top_k": cli.link.link_top_k, "min_score": cli.link.link_min_score,
         })),
-        "provenance": model::train::manifest::provenance(
+        "provenance": model::train::manifest::provenance_hashed(
             "extract",
             env!("CARGO_PKG_VERSION"),
             device,
-            &inputs,
+            inputs.in_order(),
         )?,
     });
     model::fsutil::write_json(&record_file, &record)?;
@@ -273,6 +275,40 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// The SHA-256 of what an extraction reads, taken once before the first question: the journal's
+/// description and the record share them (a model of gigabytes is read once for this, not twice), and
+/// they are of the bytes this run read, not of what the files hold when it ends hours later.
+struct Inputs {
+    documents: InputHash,
+    concepts: InputHash,
+    model: Vec<InputHash>,
+    link_index: Option<InputHash>,
+}
+
+impl Inputs {
+    fn hash(cli: &Cli) -> Result<Self> {
+        Ok(Self {
+            documents: hash_path(&cli.docs)?,
+            concepts: hash_path(&cli.concepts)?,
+            model: QaModel::files(&cli.model)
+                .iter()
+                .map(|f| hash_path(f))
+                .collect::<Result<_>>()?,
+            link_index: cli.link.link_index.as_deref().map(hash_path).transpose()?,
+        })
+    }
+
+    /// The record's order: documents, catalogue, model files, link index.
+    fn in_order(&self) -> Vec<InputHash> {
+        [&self.documents, &self.concepts]
+            .into_iter()
+            .chain(&self.model)
+            .chain(&self.link_index)
+            .cloned()
+            .collect()
+    }
+}
+
 /// What decides an extraction's rows, which a resumed run must share with the run it goes on from:
 /// the inputs' hashes, the code, the model's windows and post-processing, and every option that
 /// changes a row or the documents' chunks (batches change padding, the device and precision the
@@ -281,16 +317,13 @@ fn decides_the_rows(
     cli: &Cli,
     qa: &QaModel,
     device: tch::Device,
+    inputs: &Inputs,
 ) -> Result<serde_json::Map<String, serde_json::Value>> {
-    use model::fsutil::provenance::{code_state, hash_path};
-    let model_files: Vec<String> = QaModel::files(&cli.model)
-        .iter()
-        .map(|f| hash_path(f).map(|h| h.sha256))
-        .collect::<Result<_>>()?;
-    let code = code_state()?;
+    let model_files: Vec<&str> = inputs.model.iter().map(|h| h.sha256.as_str()).collect();
+    let code = model::fsutil::provenance::code_state()?;
     let what = serde_json::json!({
-        "documents_sha256": hash_path(&cli.docs)?.sha256,
-        "concepts_sha256": hash_path(&cli.concepts)?.sha256,
+        "documents_sha256": inputs.documents.sha256,
+        "concepts_sha256": inputs.concepts.sha256,
         "model_sha256": model_files,
         "code": [env!("CARGO_PKG_VERSION"), code.git_commit, code.git_dirty],
         "settings": qa.resolved.settings,

@@ -20,7 +20,18 @@ pub struct InputHash {
 /// The record of a tool's output: `tool` (with its version) read `inputs`, which are hashed now; with
 /// the command line, the machine, the numeric environment and the time, beside [`inputs_record`]'s.
 pub fn record(tool: &str, tool_version: &str, inputs: &[&Path]) -> Result<serde_json::Value> {
-    let mut record = inputs_record(tool, tool_version, inputs)?;
+    record_hashed(tool, tool_version, hash_paths(inputs)?)
+}
+
+/// [`record`] for inputs hashed earlier: a tool that needs the hashes before its work (extract's
+/// journal) records the bytes it read, and hashes a model of gigabytes once, not twice.
+pub fn record_hashed(
+    tool: &str,
+    tool_version: &str,
+    inputs: Vec<InputHash>,
+) -> Result<serde_json::Value> {
+    let mut record = code_record(tool, tool_version)?;
+    record["inputs"] = serde_json::json!(inputs);
     record["command_line"] = serde_json::json!(std::env::args().collect::<Vec<_>>());
     record["host"] = host_cpu();
     record["environment"] = serde_json::json!(numeric_environment(|k| std::env::var(k).ok()));
@@ -39,10 +50,14 @@ pub fn inputs_record(
     tool_version: &str,
     inputs: &[&Path],
 ) -> Result<serde_json::Value> {
-    let inputs: Vec<InputHash> = inputs.iter().map(|p| hash_path(p)).collect::<Result<_>>()?;
     let mut record = code_record(tool, tool_version)?;
-    record["inputs"] = serde_json::json!(inputs);
+    record["inputs"] = serde_json::json!(hash_paths(inputs)?);
     Ok(record)
+}
+
+/// [`hash_path`] of each path, in order.
+pub fn hash_paths(paths: &[&Path]) -> Result<Vec<InputHash>> {
+    paths.iter().map(|p| hash_path(p)).collect()
 }
 
 /// The tool, its version and the code's git state ([`code_state`]): what made an output whose inputs

@@ -86,7 +86,7 @@ impl Manifest {
         config: serde_json::Value,
         inputs: &[&Path],
     ) -> Result<Self> {
-        let inputs = inputs.iter().map(|p| hash_path(p)).collect::<Result<_>>()?;
+        let inputs = provenance::hash_paths(inputs)?;
         Self::with_hashes(tool, tool_version, seed, device, config, inputs, 1)
     }
 
@@ -137,7 +137,17 @@ pub fn provenance(
     device: tch::Device,
     inputs: &[&Path],
 ) -> Result<serde_json::Value> {
-    let mut record = provenance::record(tool, tool_version, inputs)?;
+    provenance_hashed(tool, tool_version, device, provenance::hash_paths(inputs)?)
+}
+
+/// [`provenance`] for inputs hashed earlier (`fsutil::provenance::record_hashed`).
+pub fn provenance_hashed(
+    tool: &str,
+    tool_version: &str,
+    device: tch::Device,
+    inputs: Vec<InputHash>,
+) -> Result<serde_json::Value> {
+    let mut record = provenance::record_hashed(tool, tool_version, inputs)?;
     record["versions"] = versions();
     record["device"] = crate::device::describe(device).into();
     record["host"] = host(device);
