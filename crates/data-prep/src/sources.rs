@@ -232,6 +232,14 @@ impl Source {
             lang: None,
         };
         let mut reader = BufReader::new(f);
+        // A UTF-16 file's ASCII lines are valid UTF-8 full of NULs: refused whole, not read as text.
+        let start = reader
+            .fill_buf()
+            .with_context(|| format!("reading {}", file.display()))?;
+        if let Some(reason) = text::bom::not_utf8_reason(start) {
+            reject(self.reject_at(file, 0, reason));
+            return Ok(());
+        }
         let (mut buf, mut lineno) = (Vec::new(), 0);
         let mut block = Block::default();
         loop {
@@ -243,7 +251,13 @@ impl Source {
                 break;
             }
             lineno += 1;
-            let line = match std::str::from_utf8(&buf) {
+            // A byte-order mark before the first line is not text (`text::bom`).
+            let bytes = if lineno == 1 {
+                text::bom::strip_bytes(&buf)
+            } else {
+                &buf
+            };
+            let line = match std::str::from_utf8(bytes) {
                 Ok(s) => s.trim_end_matches(['\n', '\r']),
                 Err(e) => {
                     let reason = format!("invalid UTF-8 at byte {}", e.valid_up_to());
@@ -468,7 +482,7 @@ impl Source {
         emit: &mut dyn FnMut(Record),
         reject: &mut dyn FnMut(Reject),
     ) -> Result<()> {
-        let squad = match std::fs::read_to_string(file) {
+        let squad = match text::bom::read_to_string(file) {
             Ok(content) => text::qa::data::parse_squad(&content, file)?,
             Err(e) => {
                 reject(self.reject_at(file, 0, format!("unreadable: {e}")));
@@ -703,5 +717,61 @@ mod tests {
         );
         assert!(rejects[1].1.starts_with("malformed JSON"), "{rejects:?}");
         assert!(rejects[2].1.starts_with("invalid UTF-8"), "{rejects:?}");
+    }
+
+    /// A byte-order mark before a file's text (Windows tools write one) is not text: a JSON Lines
+    /// file keeps its first record, a text file's first line does not start with U+FEFF, and the
+    /// SQuAD and TMX readers take the file.
+    #[test]
+    fn a_byte_order_mark_is_not_text() {
+        let with_bom = |body: &[u8]| [&b"\xEF\xBB\xBF"[..], body].concat();
+        let (lines, _) = read(serde_json::json!({"format": "text"}), &with_bom(TEXT));
+        assert_eq!(lines[2], ("first line".to_owned(), 3));
+        assert_eq!(lines[0], (String::new(), 1));
+        let (whole, _) = read(
+            serde_json::json!({"format": "text", "unit": "file"}),
+            &with_bom(b"Febr\xc4\x83 \xc8\x99i tuse."),
+        );
+        assert_eq!(whole, [("Febră și tuse.".to_owned(), 1)]);
+        let (docs, rejects) = read(
+            serde_json::json!({"format": "jsonl", "field": "body"}),
+            &with_bom(b"{\"body\": \"kept\"}\n"),
+        );
+        assert_eq!((docs, rejects), (vec![("kept".to_owned(), 1)], vec![]));
+        let (contexts, rejects) = read(
+            serde_json::json!({"format": "squad"}),
+            &with_bom(
+                br#"{"data": [{"paragraphs": [{"context": "Tusea persist\u0103.", "qas": []}]}]}"#,
+            ),
+        );
+        assert_eq!(contexts.len(), 1, "{rejects:?}");
+        assert_eq!(contexts[0].0, "Tusea persistă.");
+        let (segments, rejects) = read(
+            serde_json::json!({"format": "tmx", "language": "*"}),
+            &with_bom(
+                br#"<?xml version="1.0" encoding="UTF-8"?>
+<tmx version="1.4"><header srclang="en"/><body>
+<tu tuid="1"><tuv xml:lang="en"><seg>dry cough</seg></tuv></tu>
+</body></tmx>"#,
+            ),
+        );
+        assert_eq!(segments, [("dry cough".to_owned(), 3)], "{rejects:?}");
+    }
+
+    /// A UTF-16 file (Excel's "Unicode Text", PowerShell 5's `>`) is refused whole with its encoding
+    /// named: its ASCII lines would otherwise pass as UTF-8 text full of NUL characters.
+    #[test]
+    fn a_utf16_file_is_refused_whole() {
+        let utf16: Vec<u8> = "\u{feff}fever\ncough\n"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        for format in ["text", "jsonl", "squad"] {
+            let (docs, rejects) = read(serde_json::json!({"format": format}), &utf16);
+            assert!(docs.is_empty(), "{format}: {docs:?}");
+            assert_eq!(rejects.len(), 1, "{format}: {rejects:?}");
+            assert_eq!(rejects[0].0, 0, "{format}");
+            assert!(rejects[0].1.contains("UTF-16LE"), "{format}: {rejects:?}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Document {
     pub id: String,
-    /// The text exactly as read: answer offsets index into it.
+    /// The text as read (after a leading byte-order mark, `text::bom`): answer offsets index into it.
     pub text: String,
     pub lang: String,
     /// Where the language came from: `given` (field, column, file name or --doc-lang) or `detected`.
@@ -158,8 +158,15 @@ impl Collected<'_> {
             };
             match std::fs::read(&file) {
                 Err(e) => c.skip(&file, 0, format!("unreadable: {e}")),
+                Ok(bytes) if text::bom::other_encoding(&bytes).is_some() => {
+                    let reason = text::bom::not_utf8_reason(&bytes).unwrap_or_default();
+                    c.skip(&file, 0, reason)
+                }
                 Ok(bytes) => match String::from_utf8(bytes) {
-                    Ok(text) => c.accept(&file, 0, id, text, lang.as_deref()),
+                    // Offsets count from after a byte-order mark, as `encoding="utf-8-sig"` reads.
+                    Ok(text) => {
+                        c.accept(&file, 0, id, text::bom::strip_owned(text), lang.as_deref())
+                    }
                     Err(e) => c.skip(
                         &file,
                         0,
@@ -177,7 +184,15 @@ impl Collected<'_> {
         let c = self;
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if let Some(reason) = text::bom::not_utf8_reason(&bytes) {
+            // Its lines split at the byte `\n` would be NUL-riddled, not records.
+            c.skip(path, 0, reason);
+            return Ok(());
+        }
+        for (i, line) in text::bom::strip_bytes(&bytes)
+            .split(|&b| b == b'\n')
+            .enumerate()
+        {
             let n = i + 1;
             let Ok(line) = std::str::from_utf8(line) else {
                 c.skip(path, n, "not UTF-8".into());
@@ -281,5 +296,63 @@ mod tests {
         let (docs, skipped) = read(&c, &opts).unwrap();
         assert_eq!((docs[0].id.as_str(), docs[0].lang.as_str()), ("n1", "ro"));
         assert_eq!((skipped[0].line, skipped.len()), (3, 1));
+    }
+
+    /// Windows tools start files with a byte-order mark: a JSON Lines file keeps its first record, and
+    /// a text's offsets count from after the mark, as `encoding="utf-8-sig"` reads it.
+    #[test]
+    fn a_byte_order_mark_is_not_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let bom = b"\xEF\xBB\xBF";
+        let folder = dir.path().join("notes");
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(
+            folder.join("n1.ro.txt"),
+            [&bom[..], "Pacientul are febră.".as_bytes()].concat(),
+        )
+        .unwrap();
+        let j = dir.path().join("d.jsonl");
+        std::fs::write(
+            &j,
+            [&bom[..], b"{\"id\": \"j1\", \"text\": \"Fever.\"}\n"].concat(),
+        )
+        .unwrap();
+        let c = dir.path().join("d.csv");
+        std::fs::write(&c, [&bom[..], b"id,text\r\nc1,Fever.\r\n"].concat()).unwrap();
+        for (path, id, text) in [
+            (&folder, "n1", "Pacientul are febră."),
+            (&j, "j1", "Fever."),
+            (&c, "c1", "Fever."),
+        ] {
+            let (docs, skipped) = read(path, &DocOptions::default()).unwrap();
+            assert!(skipped.is_empty(), "{}: {skipped:?}", path.display());
+            assert_eq!((docs[0].id.as_str(), docs[0].text.as_str()), (id, text));
+        }
+        // UTF-16 (Windows' "Unicode" text) is skipped whole, its encoding named, not read line by line
+        // into NUL-riddled records.
+        let utf16 = |text: &str| -> Vec<u8> {
+            format!("\u{feff}{text}")
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes)
+                .collect()
+        };
+        std::fs::write(folder.join("n2.en.txt"), utf16("Fever.")).unwrap();
+        std::fs::write(
+            &j,
+            utf16(
+                "{\"id\": \"j1\", \"text\": \"Fever.\"}\n{\"id\": \"j2\", \"text\": \"Cough.\"}\n",
+            ),
+        )
+        .unwrap();
+        for (path, docs_left) in [(&folder, 1), (&j, 0)] {
+            match read(path, &DocOptions::default()) {
+                Ok((docs, skipped)) => {
+                    assert_eq!(docs.len(), docs_left, "{}", path.display());
+                    assert_eq!(skipped.len(), 1, "{}: {skipped:?}", path.display());
+                    assert!(skipped[0].reason.contains("UTF-16LE"), "{skipped:?}");
+                }
+                Err(e) => panic!("{}: {e:#}", path.display()),
+            }
+        }
     }
 }

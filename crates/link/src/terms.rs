@@ -301,7 +301,9 @@ fn read_skos(source: &TermSource, turtle: bool, rejects: &mut Vec<Reject>) -> Re
     use oxrdf::Term;
     let file = std::fs::File::open(&source.path)
         .with_context(|| format!("cannot open {}", source.path.display()))?;
-    let reader = std::io::BufReader::new(file);
+    let mut reader = std::io::BufReader::new(file);
+    text::bom::skip(&mut reader)
+        .with_context(|| format!("cannot read {}", source.path.display()))?;
     let triples: Box<dyn Iterator<Item = Result<oxrdf::Triple>>> = if turtle {
         Box::new(
             oxttl::TurtleParser::new()
@@ -378,7 +380,7 @@ fn read_skos(source: &TermSource, turtle: bool, rejects: &mut Vec<Reject>) -> Re
 /// OBO 1.4 `[Term]` stanzas: `id`, `name` (preferred), `synonym: "text" SCOPE […]` (any scope),
 /// `def`; obsolete terms are rejected with their stanza. Other stanzas and tags are not labels.
 fn read_obo(source: &TermSource, rejects: &mut Vec<Reject>) -> Result<Vec<Concept>> {
-    let text = std::fs::read_to_string(&source.path)
+    let text = text::bom::read_to_string(&source.path)
         .with_context(|| format!("cannot read {}", source.path.display()))?;
     let file = source.path.display().to_string();
     let mut out = Vec::new();

@@ -310,3 +310,47 @@ fn tico19_lists_become_one_multilingual_terminology() {
     let c = &index.link("οξεία βρογχίτιδα", Some("el"), &LinkOptions::default())[0];
     assert_eq!(c.concept_id, "acute bronchitis");
 }
+
+/// Terminology files saved by Windows tools start with a byte-order mark: every format reads the same
+/// concepts with it as without it.
+#[test]
+fn a_byte_order_mark_changes_no_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        (
+            "t.nt",
+            "<http://example.org/htn> <http://www.w3.org/2004/02/skos/core#prefLabel> \"Hypertension\"@en .\n",
+        ),
+        (
+            "t.ttl",
+            "@prefix skos: <http://www.w3.org/2004/02/skos/core#> .\n<http://example.org/htn> skos:prefLabel \"Hypertension\"@en .\n",
+        ),
+        ("t.obo", "[Term]\nid: HP:0000822\nname: Hypertension\n"),
+        ("t.csv", "id,term,language\nhtn,Hypertension,en\n"),
+    ];
+    for (name, text) in files {
+        let plain = write(dir.path(), name, text);
+        let (expected, rejects) = read_all(&[source(&plain)]).unwrap();
+        assert_eq!(
+            (expected.len(), rejects.len()),
+            (1, 0),
+            "{name}: {rejects:?}"
+        );
+        // The same name in another folder: a table's IRIs are made from its file name.
+        std::fs::create_dir_all(dir.path().join("bom")).unwrap();
+        let marked = dir.path().join("bom").join(name);
+        std::fs::write(&marked, [b"\xEF\xBB\xBF", text.as_bytes()].concat()).unwrap();
+        let (concepts, rejects) = read_all(&[source(&marked.display().to_string())])
+            .unwrap_or_else(|e| panic!("{name} with a byte-order mark: {e:#}"));
+        assert!(rejects.is_empty(), "{name}: {rejects:?}");
+        assert_eq!(
+            (
+                concepts.len(),
+                concepts[0].iri.as_str(),
+                concepts[0].labels[0].text.as_str()
+            ),
+            (1, expected[0].iri.as_str(), "Hypertension"),
+            "{name}"
+        );
+    }
+}

@@ -75,8 +75,8 @@ pub fn load_golden(path: &Path) -> Result<BTreeMap<String, HashSet<String>>> {
 }
 
 pub fn load_nbest(path: &Path) -> Result<HashMap<String, Vec<NbestEntry>>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = text::bom::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| {
         format!(
             "{} is not an n-best file (id → [{{text, probability, …}}])",
@@ -159,6 +159,16 @@ mod tests {
             text: text.into(),
             probability: p,
         }
+    }
+
+    #[test]
+    fn an_nbest_file_with_a_byte_order_mark_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nbest.json");
+        let json = r#"{"q1_001": [{"text": "EGFR", "probability": 0.5, "start_logit": 1.0}]}"#;
+        std::fs::write(&path, [b"\xEF\xBB\xBF", json.as_bytes()].concat()).unwrap();
+        let nbest = load_nbest(&path).unwrap();
+        assert_eq!(nbest["q1_001"][0].text, "EGFR");
     }
 
     #[test]

@@ -290,6 +290,25 @@ mod tests {
         assert!(TableFormat::from_path(Path::new("x.xlsx")).is_err());
     }
 
+    /// Excel's "CSV UTF-8" and other Windows exports start with a byte-order mark, which must not
+    /// become part of the first column's name (that column would then not be found).
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_column() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body) in [
+            ("t.csv", "id,text\r\nn1,Febră\r\n"),
+            ("t.tsv", "id\ttext\nn1\tFebră\n"),
+            ("t.jsonl", "{\"id\":\"n1\",\"text\":\"Febră\"}\n"),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, [b"\xEF\xBB\xBF", body.as_bytes()].concat()).unwrap();
+            assert_eq!(columns_of(&path).unwrap(), ["id", "text"], "{name}");
+            let ids = read_text_column(&path, "id", None).unwrap();
+            assert_eq!(ids[0].0.as_deref(), Some("n1"), "{name}");
+            assert_eq!(read(&path).unwrap().height(), 1, "{name}");
+        }
+    }
+
     #[test]
     fn missing_and_non_text_columns_are_named() {
         let dir = tempfile::tempdir().unwrap();

@@ -56,7 +56,7 @@ pub struct Qa {
 /// Reads a SQuAD-format file (nested, or flat as `datasets` writes it); errors name the file and, for
 /// malformed JSON or a field of the wrong type, the line and column.
 pub fn read_squad(path: &Path) -> Result<SquadFile> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::bom::read_to_string(path)
         .with_context(|| format!("cannot read QA set {}", path.display()))?;
     parse_squad(&text, path)
 }
@@ -64,6 +64,7 @@ pub fn read_squad(path: &Path) -> Result<SquadFile> {
 /// [`read_squad`] on text already read from `path`. Takes the nested SQuAD layout and the flat one
 /// `datasets` and `run_qa.py` use (`super::flat`).
 pub fn parse_squad(text: &str, path: &Path) -> Result<SquadFile> {
+    let text = crate::bom::strip(text);
     if let Some(file) = super::flat::parse(text, path)? {
         return Ok(file);
     }
@@ -187,7 +188,7 @@ pub struct Dataset {
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, what: &str) -> Result<T> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::bom::read_to_string(path)
         .with_context(|| format!("cannot read {what} {}", path.display()))?;
     // serde_json's message carries "at line L column C".
     serde_json::from_str(&text).with_context(|| format!("{what} {} is not valid", path.display()))
@@ -288,5 +289,40 @@ pub(crate) fn text_or_number<'de, D: serde::Deserializer<'de>>(
         other => Err(serde::de::Error::custom(format!(
             "{other} where a string was expected"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A data set, predictions or no-answer probabilities saved by a Windows tool start with a
+    /// byte-order mark; serde_json alone rejects them at line 1 column 1.
+    #[test]
+    fn files_with_a_byte_order_mark_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, json: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, [b"\xEF\xBB\xBF", json.as_bytes()].concat()).unwrap();
+            path
+        };
+        let nested = write(
+            "set.json",
+            r#"{"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": "Febră de luni.",
+                "qas": [{"id": "q1", "question": "De când?", "answers": [{"text": "luni", "answer_start": 9}]}]}]}]}"#,
+        );
+        let flat = write(
+            "set.jsonl",
+            r#"{"id": "q1", "title": "t", "context": "Febră de luni.", "question": "De când?", "answers": {"text": ["luni"], "answer_start": [9]}}"#,
+        );
+        for set in [nested, flat] {
+            let data = load_dataset(&set).unwrap();
+            assert_eq!(data.questions.len(), 1, "{}", set.display());
+            assert_eq!(data.questions[0].golds, ["luni"], "{}", set.display());
+        }
+        let predictions = load_predictions(&write("pred.json", r#"{"q1": "luni"}"#)).unwrap();
+        assert_eq!(predictions["q1"], "luni");
+        let na = load_na_probs(&write("na.json", r#"{"q1": 0.25}"#)).unwrap();
+        assert_eq!(na, [("q1".to_owned(), 0.25)]);
     }
 }
