@@ -1,7 +1,9 @@
 //! Files: writing so that a crash leaves either the old file or the new one, never half of one;
 //! hashing them for run manifests and evaluation history; and the provenance record of an output
-//! (`provenance`); and the lock that keeps one process at a time in an output directory (`lock`).
+//! (`provenance`); the lock that keeps one process at a time in an output directory (`lock`); and the
+//! byte-order marks Windows tools put before a file's text (`bom`).
 
+pub mod bom;
 pub mod lock;
 pub mod provenance;
 

@@ -302,6 +302,11 @@ fn read_skos(source: &TermSource, turtle: bool, rejects: &mut Vec<Reject>) -> Re
     let file = std::fs::File::open(&source.path)
         .with_context(|| format!("cannot open {}", source.path.display()))?;
     let mut reader = std::io::BufReader::new(file);
+    let start = std::io::BufRead::fill_buf(&mut reader)
+        .with_context(|| format!("cannot read {}", source.path.display()))?;
+    if let Some(reason) = text::bom::not_utf8_reason(start) {
+        bail!("{}: {reason}", source.path.display());
+    }
     text::bom::skip(&mut reader)
         .with_context(|| format!("cannot read {}", source.path.display()))?;
     let triples: Box<dyn Iterator<Item = Result<oxrdf::Triple>>> = if turtle {

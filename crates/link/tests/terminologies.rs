@@ -352,5 +352,16 @@ fn a_byte_order_mark_changes_no_format() {
             (1, expected[0].iri.as_str(), "Hypertension"),
             "{name}"
         );
+        // Saved as UTF-16 ("Unicode"), it is an error naming the encoding, not NUL-riddled labels.
+        let utf16: Vec<u8> = format!("\u{feff}{text}")
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        std::fs::write(&marked, utf16).unwrap();
+        let err = format!(
+            "{:#}",
+            read_all(&[source(&marked.display().to_string())]).unwrap_err()
+        );
+        assert!(err.contains("UTF-16LE"), "{name}: {err}");
     }
 }

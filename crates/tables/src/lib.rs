@@ -78,8 +78,26 @@ pub fn read(path: &Path) -> Result<DataFrame> {
     read_columns(path, None)
 }
 
+/// A text table in UTF-16 or UTF-32 (Excel's "Unicode Text") is an error naming its encoding: polars
+/// would read its header as NUL-riddled column names and then report a column missing.
+fn check_encoding(path: &Path, format: TableFormat) -> Result<()> {
+    if format == TableFormat::Parquet {
+        return Ok(());
+    }
+    let mut start = Vec::with_capacity(4);
+    // An unreadable file is left to the reader, whose error names it.
+    if let Ok(file) = File::open(path) {
+        let _ = std::io::Read::read_to_end(&mut std::io::Read::take(file, 4), &mut start);
+    }
+    match fsutil::bom::not_utf8_reason(&start) {
+        Some(reason) => bail!("cannot read the table {}: {reason}", path.display()),
+        None => Ok(()),
+    }
+}
+
 fn read_columns(path: &Path, columns: Option<&[&str]>) -> Result<DataFrame> {
     let format = TableFormat::from_path(path)?;
+    check_encoding(path, format)?;
     let df = match format {
         TableFormat::Parquet => {
             let file =
@@ -119,6 +137,7 @@ pub fn read_as_json_lines(path: &Path) -> Result<String> {
 /// The column names of a table file, read from its header (CSV/TSV) or schema (Parquet) alone.
 pub fn columns_of(path: &Path) -> Result<Vec<String>> {
     let format = TableFormat::from_path(path)?;
+    check_encoding(path, format)?;
     let names = match format {
         TableFormat::Parquet => {
             let file =
@@ -306,6 +325,19 @@ mod tests {
             let ids = read_text_column(&path, "id", None).unwrap();
             assert_eq!(ids[0].0.as_deref(), Some("n1"), "{name}");
             assert_eq!(read(&path).unwrap().height(), 1, "{name}");
+            // Saved as UTF-16 instead ("Unicode Text"), it is refused with its encoding named.
+            let utf16: Vec<u8> = format!("\u{feff}{body}")
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes)
+                .collect();
+            std::fs::write(&path, utf16).unwrap();
+            for err in [
+                columns_of(&path).unwrap_err(),
+                read_text_column(&path, "id", None).unwrap_err(),
+            ] {
+                let err = format!("{err:#}");
+                assert!(err.contains("UTF-16LE") && err.contains(name), "{err}");
+            }
         }
     }
 

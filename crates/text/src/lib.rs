@@ -7,10 +7,10 @@
 //!   `run_qa.py`'s features and `utils_qa.py`'s post-processing;
 //! - [`config`]: `config.json`; [`runconfig`]: TOML run configs with `--set` overrides;
 //! - [`progress`]: progress bars; [`flags`]: the benchmark examples' `--key value` arguments;
-//! - [`bom`]: the byte-order mark Windows tools put before a file's text, taken off by every reader;
+//! - [`bom`] (`fsutil::bom`, re-exported): the byte-order mark Windows tools put before a file's text, taken
+//!   off by every reader;
 //! - [`weight_files`]: a model directory's weights, one file or an index and its shards.
 
-pub mod bom;
 pub mod config;
 pub mod flags;
 pub mod language;
@@ -23,4 +23,5 @@ pub mod tokenizer_config;
 pub mod weight_files;
 
 pub use config::XlmRobertaConfig;
+pub use fsutil::bom;
 pub use tokenizer::XlmrTokenizer;
