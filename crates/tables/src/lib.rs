@@ -59,18 +59,34 @@ pub fn write(df: &mut DataFrame, format: TableFormat, w: &mut dyn Write) -> std:
     result.map_err(std::io::Error::other)
 }
 
-/// How CSV and TSV are read: a header row, and every column as text (an id column of digits must not
-/// turn into numbers).
-fn csv_options(format: TableFormat) -> CsvReadOptions {
-    let separator = if format == TableFormat::Tsv {
-        b'\t'
+/// The field separator of a CSV or TSV file: a tab for TSV; for CSV a comma, or a semicolon when the
+/// header row has semicolons and no comma. Excel writes "CSV" with semicolons wherever the decimal
+/// separator is a comma (Bulgarian, Czech, Greek, Polish, Romanian, Spanish, … locales); read with
+/// commas, such a file is one column named `id;text;lang`.
+fn separator(path: &Path, format: TableFormat) -> u8 {
+    if format == TableFormat::Tsv {
+        return b'\t';
+    }
+    let mut header = Vec::new();
+    // An unreadable file is left to the reader, whose error names it.
+    if let Ok(file) = File::open(path) {
+        let mut start = std::io::BufReader::new(std::io::Read::take(file, 1 << 16));
+        let _ = std::io::BufRead::read_until(&mut start, b'\n', &mut header);
+    }
+    if header.contains(&b';') && !header.contains(&b',') {
+        b';'
     } else {
         b','
-    };
+    }
+}
+
+/// How CSV and TSV are read: a header row, every column as text (an id column of digits must not
+/// turn into numbers), fields separated as [`separator`] finds.
+fn csv_options(path: &Path, format: TableFormat) -> CsvReadOptions {
     CsvReadOptions::default()
         .with_has_header(true)
         .with_infer_schema_length(Some(0))
-        .with_parse_options(CsvParseOptions::default().with_separator(separator))
+        .with_parse_options(CsvParseOptions::default().with_separator(separator(path, format)))
 }
 
 /// Reads a whole table (Parquet, CSV or TSV; CSV/TSV with a header row, every column as text).
@@ -106,7 +122,7 @@ fn read_columns(path: &Path, columns: Option<&[&str]>) -> Result<DataFrame> {
                 .with_columns(columns.map(|c| c.iter().map(|s| s.to_string()).collect()))
                 .finish()
         }
-        TableFormat::Csv | TableFormat::Tsv => csv_options(format)
+        TableFormat::Csv | TableFormat::Tsv => csv_options(path, format)
             .with_columns(
                 columns.map(|c| c.iter().map(|s| PlSmallStr::from(*s)).collect::<Arc<[_]>>()),
             )
@@ -152,13 +168,8 @@ pub fn columns_of(path: &Path) -> Result<Vec<String>> {
         // The header row alone, read by the csv crate: polars 0.55 fails a zero-row read (and a whole
         // read) of some files whose later rows are ragged, which only the columns read need not be.
         TableFormat::Csv | TableFormat::Tsv => {
-            let delimiter = if format == TableFormat::Tsv {
-                b'\t'
-            } else {
-                b','
-            };
             let mut reader = csv::ReaderBuilder::new()
-                .delimiter(delimiter)
+                .delimiter(separator(path, format))
                 .from_path(path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
             reader
@@ -360,6 +371,33 @@ mod tests {
         );
         let e = read_text_column(&path, "f1", None).unwrap_err().to_string();
         assert!(e.contains("not text"), "{e}");
+    }
+
+    /// Excel in Bulgarian, Czech, Greek, Polish, Romanian or Spanish saves "CSV" with semicolons; a
+    /// header with commas, or with neither, keeps the comma.
+    #[test]
+    fn semicolon_csv_as_excel_writes_it_in_comma_decimal_locales() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        for (body, columns, text) in [
+            (
+                "id;text;lang\r\nn1;\"Febră; tuse, 38,5 °C\";ro\r\n",
+                &["id", "text", "lang"][..],
+                "Febră; tuse, 38,5 °C",
+            ),
+            (
+                "id,text\nn1,\"fever; cough\"\n",
+                &["id", "text"],
+                "fever; cough",
+            ),
+            ("text\nfever; cough\n", &["text"], "fever; cough"),
+        ] {
+            std::fs::write(&path, body).unwrap();
+            assert_eq!(columns_of(&path).unwrap(), columns, "{body}");
+            let texts = read_text_column(&path, "text", None).unwrap();
+            assert_eq!(texts[0].0.as_deref(), Some(text), "{body}");
+            assert_eq!(read(&path).unwrap().width(), columns.len(), "{body}");
+        }
     }
 
     #[test]
