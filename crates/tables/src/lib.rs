@@ -136,7 +136,27 @@ fn read_columns(path: &Path, columns: Option<&[&str]>) -> Result<DataFrame> {
                 .finish()
         }
     };
-    df.with_context(|| format!("cannot read the table {}", path.display()))
+    df.map_err(|e| match not_utf8(path, format) {
+        Some(reason) => anyhow::anyhow!(reason),
+        None => e.into(),
+    })
+    .with_context(|| format!("cannot read the table {}", path.display()))
+}
+
+/// Where a text table that failed to read stops being UTF-8, and what to do: exports from Excel's plain
+/// "CSV" and hospital systems are often in a Windows code page (1250 for Czech, Polish, Romanian;
+/// 1251 Bulgarian; 1253 Greek; 1252 Spanish, English), which polars reports without a place.
+fn not_utf8(path: &Path, format: TableFormat) -> Option<String> {
+    if format == TableFormat::Parquet {
+        return None;
+    }
+    let bytes = std::fs::read(path).ok()?;
+    let valid = std::str::from_utf8(&bytes).err()?.valid_up_to();
+    let line = bytes[..valid].iter().filter(|&&b| b == b'\n').count() + 1;
+    Some(format!(
+        "not UTF-8 at line {line} (byte {valid}): it was saved in another encoding, such as a Windows \
+         code page; save it as \"CSV UTF-8\" or convert it, e.g. `iconv -f CP1250 -t UTF-8`"
+    ))
 }
 
 /// A table file's rows as JSON Lines, one object per row, nested columns (lists, structs) as JSON arrays
@@ -214,9 +234,11 @@ pub fn read_text_columns(path: &Path, columns: &[&str]) -> Result<Vec<Vec<Option
         Ok(df) => df,
         Err(e) => {
             // The header alone (a whole read may fail where these columns would not).
-            let names = columns_of(path).map_err(|_| e)?;
+            let Ok(names) = columns_of(path) else {
+                return Err(e);
+            };
             let Some(missing) = columns.iter().find(|w| !names.iter().any(|n| n == *w)) else {
-                return Err(anyhow::anyhow!("cannot read {}", path.display()));
+                return Err(e);
             };
             bail!(
                 "{}: no column '{missing}' (columns: {})",
@@ -371,6 +393,33 @@ mod tests {
         );
         let e = read_text_column(&path, "f1", None).unwrap_err().to_string();
         assert!(e.contains("not text"), "{e}");
+    }
+
+    /// A table in a Windows code page fails with its line and the way out, not polars' bare error.
+    #[test]
+    fn a_table_in_another_encoding_is_refused_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["t.csv", "t.tsv"] {
+            let path = dir.path().join(name);
+            // "gorączką" in Windows-1250: ą is 0xB9.
+            let sep = if name == "t.csv" { b',' } else { b'\t' };
+            let body = [
+                &b"id"[..],
+                &[sep],
+                b"text\nn1",
+                &[sep],
+                b"fever\nn2",
+                &[sep],
+                b"gor\xb9cz\xb9\n",
+            ]
+            .concat();
+            std::fs::write(&path, body).unwrap();
+            let err = format!("{:#}", read_text_column(&path, "text", None).unwrap_err());
+            assert!(
+                err.contains("not UTF-8 at line 3 (byte 23)") && err.contains("iconv"),
+                "{name}: {err}"
+            );
+        }
     }
 
     /// Excel in Bulgarian, Czech, Greek, Polish, Romanian or Spanish saves "CSV" with semicolons; a
