@@ -130,26 +130,59 @@ pub fn read(path: &Path, opts: &DocOptions) -> Result<(Vec<Document>, Vec<Skippe
     Ok((c.docs, c.skipped))
 }
 
+/// Every `.txt` file under `dir`, its subfolders' too; `skip` hears of every other entry.
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, skip: &mut dyn FnMut(&Path, String)) -> Result<()> {
+    let mut entries = std::fs::read_dir(dir)
+        .and_then(|entries| entries.collect::<std::io::Result<Vec<_>>>())
+        .with_context(|| format!("cannot list {}", dir.display()))?;
+    // Name order, so that the skipped list is the same from run to run.
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+        match std::fs::metadata(&path) {
+            Err(e) => skip(&path, format!("unreadable: {e}")),
+            // A link to a folder could lead back up the tree.
+            Ok(meta) if meta.is_dir() && is_link => {
+                skip(&path, "a link to a folder, which is not followed".into())
+            }
+            Ok(meta) if meta.is_dir() => walk(&path, files, skip)?,
+            Ok(_)
+                if path
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("txt")) =>
+            {
+                files.push(path)
+            }
+            Ok(_) => skip(&path, "not a .txt document".into()),
+        }
+    }
+    Ok(())
+}
+
 impl Collected<'_> {
-    /// A folder of `.txt` files, `name.xx.txt` naming the language.
+    /// A folder of `.txt` files (`.TXT` too, as Windows exports name them), its subfolders' as well
+    /// (a document's id is its path below the folder: `2019/note-07`), `name.xx.txt` naming the
+    /// language. Any other file is listed as skipped, not passed over in silence.
     fn folder(&mut self, path: &Path) -> Result<()> {
         let c = self;
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| format!("cannot list {}", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-            .collect();
+        let mut files = Vec::new();
+        walk(path, &mut files, &mut |file, reason| {
+            c.skip(file, 0, reason)
+        })?;
         files.sort();
         if files.is_empty() {
             bail!("{}: no .txt documents", path.display());
         }
         for file in files {
-            // `note-07.ro.txt` is a Romanian document with id `note-07`.
-            let stem = file
-                .file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .to_string();
+            // `note-07.ro.txt` is a Romanian document with id `note-07`; `2019/note-07.ro.txt` has id
+            // `2019/note-07`, so that notes of the same name in two folders stay apart.
+            let below = file.strip_prefix(path).unwrap_or(&file).with_extension("");
+            let stem = below
+                .components()
+                .map(|part| part.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
             let (id, lang) = match stem.rsplit_once('.') {
                 Some((id, l)) if l.len() == 2 && l.chars().all(|c| c.is_ascii_alphabetic()) => {
                     (id.to_owned(), Some(l.to_owned()))
@@ -263,16 +296,48 @@ mod tests {
         .unwrap();
         std::fs::write(d.join("c.txt"), "  \n").unwrap();
         std::fs::write(d.join("d.txt"), b"caf\xe9").unwrap();
-        std::fs::write(d.join("notes.md"), "ignored").unwrap();
+        std::fs::write(d.join("notes.md"), "not a document").unwrap();
+        // Subfolders are read too (ids are paths below the folder), `.TXT` as Windows names it.
+        std::fs::create_dir_all(d.join("2019/ward b")).unwrap();
+        std::fs::write(d.join("2019/ward b/a.ro.TXT"), "Tuse de luni.").unwrap();
+        std::fs::write(d.join("2019/b.en.txt"), "Fever since Monday.").unwrap();
+        std::os::unix::fs::symlink(d.join("2019"), d.join("2019/back")).unwrap();
         let (docs, skipped) = read(d, &DocOptions::default()).unwrap();
-        assert_eq!(docs.len(), 2);
-        assert_eq!((docs[0].id.as_str(), docs[0].lang.as_str()), ("a", "ro"));
+        let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["2019/b", "2019/ward b/a", "a", "b"]);
         assert_eq!(
-            (docs[1].lang.as_str(), docs[1].lang_source),
+            (docs[1].lang.as_str(), docs[1].text.as_str()),
+            ("ro", "Tuse de luni.")
+        );
+        assert_eq!((docs[2].id.as_str(), docs[2].lang.as_str()), ("a", "ro"));
+        assert_eq!(
+            (docs[3].lang.as_str(), docs[3].lang_source),
             ("pl", "detected")
         );
-        assert_eq!(skipped.len(), 2);
-        assert!(skipped[0].reason.contains("empty") && skipped[1].reason.contains("UTF-8"));
+        let reasons: Vec<(String, &str)> = skipped
+            .iter()
+            .map(|s| {
+                let below = Path::new(&s.file).strip_prefix(d).unwrap();
+                (below.display().to_string(), s.reason.as_str())
+            })
+            .collect();
+        assert_eq!(reasons.len(), 4, "{reasons:?}");
+        assert_eq!(
+            reasons[0],
+            (
+                "2019/back".into(),
+                "a link to a folder, which is not followed"
+            )
+        );
+        assert_eq!(reasons[1], ("notes.md".into(), "not a .txt document"));
+        assert!(
+            reasons[2].0 == "c.txt" && reasons[2].1.contains("empty"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[3].0 == "d.txt" && reasons[3].1.contains("UTF-8"),
+            "{reasons:?}"
+        );
     }
 
     #[test]

@@ -29,8 +29,9 @@ struct Cli {
     /// The concept catalogue (configs/concepts-*.toml).
     #[arg(long)]
     concepts: PathBuf,
-    /// A folder of .txt files (`name.xx.txt` gives the language), or a .jsonl, .csv, .tsv or
-    /// .parquet file with id/text/lang fields.
+    /// A folder of .txt files, its subfolders' too (`name.xx.txt` gives the language; the id is the
+    /// path below the folder; other files are listed as skipped), or a .jsonl, .csv, .tsv or .parquet
+    /// file with id/text/lang fields.
     #[arg(long)]
     docs: PathBuf,
     /// The long table, one row per document × concept (.parquet, .csv, .tsv or .jsonl, by extension).
