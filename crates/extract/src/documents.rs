@@ -1,6 +1,7 @@
 //! Documents to extract from: a folder of `.txt` files, a JSONL file, or a CSV/TSV/Parquet column.
 //! Unreadable, empty or non-UTF-8 documents are reported and skipped, never fatal to the rest.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -24,6 +25,26 @@ pub struct Skipped {
     /// Line (JSONL, CSV/TSV counting the header as line 1) or row (Parquet); 0 for a whole file.
     pub line: usize,
     pub reason: String,
+}
+
+/// A document whose id an earlier document already had, and the id it was given instead: the long
+/// table's rows, the wide table's row and the linked data's node are keyed by the id, so two documents
+/// under one id would be merged (the wide table kept one document's answers in silence).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Renamed {
+    pub file: String,
+    /// As in [`Skipped`]: the line or row, 0 for a whole file.
+    pub line: usize,
+    pub id: String,
+    pub renamed: String,
+}
+
+/// What [`read`] gives: the documents (ids unique), what was skipped, and which ids were changed.
+#[derive(Debug)]
+pub struct Documents {
+    pub docs: Vec<Document>,
+    pub skipped: Vec<Skipped>,
+    pub renamed: Vec<Renamed>,
 }
 
 /// Field and column names, and a language for documents that do not say theirs.
@@ -74,10 +95,11 @@ fn language(given: Option<&str>, text: &str, opts: &DocOptions) -> Option<(Strin
     detect(text).map(|(l, _)| (l, "detected"))
 }
 
-/// What reading collects: documents, and what was skipped.
+/// What reading collects: documents (with the file and line each came from), and what was skipped.
 struct Collected<'a> {
     opts: &'a DocOptions,
     docs: Vec<Document>,
+    places: Vec<(String, usize)>,
     skipped: Vec<Skipped>,
 }
 
@@ -96,22 +118,26 @@ impl Collected<'_> {
             return;
         }
         match language(lang, &text, self.opts) {
-            Some((lang, lang_source)) => self.docs.push(Document {
-                id,
-                text,
-                lang,
-                lang_source,
-            }),
+            Some((lang, lang_source)) => {
+                self.docs.push(Document {
+                    id,
+                    text,
+                    lang,
+                    lang_source,
+                });
+                self.places.push((file.display().to_string(), line));
+            }
             None => self.skip(file, line, "language not given and not recognisable".into()),
         }
     }
 }
 
-/// Reads the documents at `path`; the second list holds what was skipped.
-pub fn read(path: &Path, opts: &DocOptions) -> Result<(Vec<Document>, Vec<Skipped>)> {
+/// Reads the documents at `path`, with what was skipped; a repeated id is made unique ([`Renamed`]).
+pub fn read(path: &Path, opts: &DocOptions) -> Result<Documents> {
     let mut c = Collected {
         opts,
         docs: Vec::new(),
+        places: Vec::new(),
         skipped: Vec::new(),
     };
     let ext = path
@@ -127,7 +153,39 @@ pub fn read(path: &Path, opts: &DocOptions) -> Result<(Vec<Document>, Vec<Skippe
             path.display()
         ),
     }
-    Ok((c.docs, c.skipped))
+    let renamed = make_ids_unique(&mut c.docs, &c.places);
+    Ok(Documents {
+        docs: c.docs,
+        skipped: c.skipped,
+        renamed,
+    })
+}
+
+/// The first document with an id keeps it; a later one becomes `id#2`, `id#3`, … (as `data-prep qa`
+/// renames questions), never an id another document has of its own.
+fn make_ids_unique(docs: &mut [Document], places: &[(String, usize)]) -> Vec<Renamed> {
+    let own: HashSet<String> = docs.iter().map(|d| d.id.clone()).collect();
+    let mut taken: HashSet<String> = HashSet::new();
+    let mut renamed = Vec::new();
+    for (doc, (file, line)) in docs.iter_mut().zip(places) {
+        if taken.insert(doc.id.clone()) {
+            continue;
+        }
+        let mut k = 2;
+        let mut new = format!("{}#{k}", doc.id);
+        while own.contains(&new) || taken.contains(&new) {
+            k += 1;
+            new = format!("{}#{k}", doc.id);
+        }
+        taken.insert(new.clone());
+        renamed.push(Renamed {
+            file: file.clone(),
+            line: *line,
+            id: std::mem::replace(&mut doc.id, new.clone()),
+            renamed: new,
+        });
+    }
+    renamed
 }
 
 /// Every `.txt` file under `dir`, its subfolders' too; `skip` hears of every other entry.
@@ -302,7 +360,7 @@ mod tests {
         std::fs::write(d.join("2019/ward b/a.ro.TXT"), "Tuse de luni.").unwrap();
         std::fs::write(d.join("2019/b.en.txt"), "Fever since Monday.").unwrap();
         std::os::unix::fs::symlink(d.join("2019"), d.join("2019/back")).unwrap();
-        let (docs, skipped) = read(d, &DocOptions::default()).unwrap();
+        let Documents { docs, skipped, .. } = read(d, &DocOptions::default()).unwrap();
         let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["2019/b", "2019/ward b/a", "a", "b"]);
         assert_eq!(
@@ -349,7 +407,7 @@ mod tests {
             "{\"id\": 7, \"text\": \"Patient has fever.\", \"lang\": \"en\"}\n{broken\n{\"body\": \"x\"}\n",
         )
         .unwrap();
-        let (docs, skipped) = read(&j, &DocOptions::default()).unwrap();
+        let Documents { docs, skipped, .. } = read(&j, &DocOptions::default()).unwrap();
         assert_eq!(docs[0].id, "7");
         assert_eq!(skipped.iter().map(|s| s.line).collect::<Vec<_>>(), [2, 3]);
         let c = dir.path().join("d.csv");
@@ -358,9 +416,55 @@ mod tests {
             lang: Some("ro".into()),
             ..Default::default()
         };
-        let (docs, skipped) = read(&c, &opts).unwrap();
+        let Documents { docs, skipped, .. } = read(&c, &opts).unwrap();
         assert_eq!((docs[0].id.as_str(), docs[0].lang.as_str()), ("n1", "ro"));
         assert_eq!((skipped[0].line, skipped.len()), (3, 1));
+    }
+
+    /// Ids key every output: a repeated one is renamed, and said so, rather than two documents merged.
+    #[test]
+    fn repeated_ids_are_made_unique_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = dir.path().join("d.jsonl");
+        let line = |id: &str, text: &str| {
+            format!("{{\"id\": \"{id}\", \"text\": \"{text}\", \"lang\": \"en\"}}\n")
+        };
+        std::fs::write(
+            &j,
+            [
+                line("n1", "Fever."),
+                line("n1", "Cough."),
+                line("n1#2", "Headache."),
+                line("n1", "Nausea."),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let read_back = read(&j, &DocOptions::default()).unwrap();
+        let ids: Vec<&str> = read_back.docs.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["n1", "n1#3", "n1#2", "n1#4"]);
+        let file = j.display().to_string();
+        let renamed = |line: usize, renamed: &str| Renamed {
+            file: file.clone(),
+            line,
+            id: "n1".into(),
+            renamed: renamed.into(),
+        };
+        assert_eq!(read_back.renamed, [renamed(2, "n1#3"), renamed(4, "n1#4")]);
+        // In a folder, `a.en.txt` and `a.ro.txt` are both document `a`.
+        let folder = dir.path().join("notes");
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(folder.join("a.en.txt"), "Fever.").unwrap();
+        std::fs::write(folder.join("a.ro.txt"), "Febră.").unwrap();
+        let read_back = read(&folder, &DocOptions::default()).unwrap();
+        let ids: Vec<(&str, &str)> = read_back
+            .docs
+            .iter()
+            .map(|d| (d.id.as_str(), d.lang.as_str()))
+            .collect();
+        assert_eq!(ids, [("a", "en"), ("a#2", "ro")]);
+        assert_eq!(read_back.renamed.len(), 1);
+        assert!(read_back.renamed[0].file.ends_with("a.ro.txt"));
     }
 
     /// Windows tools start files with a byte-order mark: a JSON Lines file keeps its first record, and
@@ -389,7 +493,7 @@ mod tests {
             (&j, "j1", "Fever."),
             (&c, "c1", "Fever."),
         ] {
-            let (docs, skipped) = read(path, &DocOptions::default()).unwrap();
+            let Documents { docs, skipped, .. } = read(path, &DocOptions::default()).unwrap();
             assert!(skipped.is_empty(), "{}: {skipped:?}", path.display());
             assert_eq!((docs[0].id.as_str(), docs[0].text.as_str()), (id, text));
         }
@@ -411,7 +515,7 @@ mod tests {
         .unwrap();
         for (path, docs_left) in [(&folder, 1), (&j, 0)] {
             match read(path, &DocOptions::default()) {
-                Ok((docs, skipped)) => {
+                Ok(Documents { docs, skipped, .. }) => {
                     assert_eq!(docs.len(), docs_left, "{}", path.display());
                     assert_eq!(skipped.len(), 1, "{}: {skipped:?}", path.display());
                     assert!(skipped[0].reason.contains("UTF-16LE"), "{skipped:?}");

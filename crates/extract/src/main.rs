@@ -124,9 +124,19 @@ fn main() -> Result<()> {
         lang_field: cli.lang_field.clone(),
         lang: cli.doc_lang.clone(),
     };
-    let (docs, skipped) = documents::read(&cli.docs, &opts)?;
+    let documents::Documents {
+        docs,
+        skipped,
+        renamed,
+    } = documents::read(&cli.docs, &opts)?;
     for s in &skipped {
         eprintln!("skipped {}:{}: {}", s.file, s.line, s.reason);
+    }
+    for r in &renamed {
+        eprintln!(
+            "renamed: {}:{} document '{}' is '{}' (its id was taken)",
+            r.file, r.line, r.id, r.renamed
+        );
     }
     if docs.is_empty() {
         bail!(
@@ -229,6 +239,7 @@ fn main() -> Result<()> {
         "documents": docs.len(),
         "skipped_documents": skipped.len(),
         "skipped_file": (!skipped.is_empty()).then_some(&skipped_file),
+        "renamed_ids": renamed,
         "questions": rows.len(),
         "resumed": (resumed_chunks > 0).then(|| serde_json::json!({
             "documents": resumed_documents, "questions": resumed_rows,
