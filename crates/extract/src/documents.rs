@@ -45,6 +45,9 @@ pub struct Documents {
     pub docs: Vec<Document>,
     pub skipped: Vec<Skipped>,
     pub renamed: Vec<Renamed>,
+    /// Rows and lines without an id of their own (no such field or column, or an empty one), named
+    /// `row-N`/`line-N` by their place: worth a word, since `--id-field` may name the right one.
+    pub unnamed: usize,
 }
 
 /// Field and column names, and a language for documents that do not say theirs.
@@ -101,6 +104,7 @@ struct Collected<'a> {
     docs: Vec<Document>,
     places: Vec<(String, usize)>,
     skipped: Vec<Skipped>,
+    unnamed: usize,
 }
 
 impl Collected<'_> {
@@ -139,6 +143,7 @@ pub fn read(path: &Path, opts: &DocOptions) -> Result<Documents> {
         docs: Vec::new(),
         places: Vec::new(),
         skipped: Vec::new(),
+        unnamed: 0,
     };
     let ext = path
         .extension()
@@ -158,6 +163,7 @@ pub fn read(path: &Path, opts: &DocOptions) -> Result<Documents> {
         docs: c.docs,
         skipped: c.skipped,
         renamed,
+        unnamed: c.unnamed,
     })
 }
 
@@ -306,7 +312,10 @@ impl Collected<'_> {
             let id = match v.get(&opts.id_field) {
                 Some(serde_json::Value::String(s)) => s.clone(),
                 Some(serde_json::Value::Number(x)) => x.to_string(),
-                _ => format!("line-{n}"),
+                _ => {
+                    c.unnamed += 1;
+                    format!("line-{n}")
+                }
             };
             let lang = v.get(&opts.lang_field).and_then(|l| l.as_str());
             c.accept(path, n, id, text.to_owned(), lang);
@@ -328,7 +337,10 @@ impl Collected<'_> {
             let id = ids
                 .as_ref()
                 .and_then(|ids| ids[i].0.clone())
-                .unwrap_or_else(|| format!("row-{n}"));
+                .unwrap_or_else(|| {
+                    c.unnamed += 1;
+                    format!("row-{n}")
+                });
             match text {
                 Some(t) => c.accept(path, n, id, t, lang.as_deref()),
                 None => c.skip(path, n, format!("empty '{}' cell", opts.text_field)),
@@ -407,8 +419,13 @@ mod tests {
             "{\"id\": 7, \"text\": \"Patient has fever.\", \"lang\": \"en\"}\n{broken\n{\"body\": \"x\"}\n",
         )
         .unwrap();
-        let Documents { docs, skipped, .. } = read(&j, &DocOptions::default()).unwrap();
-        assert_eq!(docs[0].id, "7");
+        let Documents {
+            docs,
+            skipped,
+            unnamed,
+            ..
+        } = read(&j, &DocOptions::default()).unwrap();
+        assert_eq!((docs[0].id.as_str(), unnamed), ("7", 0));
         assert_eq!(skipped.iter().map(|s| s.line).collect::<Vec<_>>(), [2, 3]);
         let c = dir.path().join("d.csv");
         std::fs::write(&c, "id,text\nn1,Pacientul are febră.\nn2,\n").unwrap();
@@ -419,6 +436,17 @@ mod tests {
         let Documents { docs, skipped, .. } = read(&c, &opts).unwrap();
         assert_eq!((docs[0].id.as_str(), docs[0].lang.as_str()), ("n1", "ro"));
         assert_eq!((skipped[0].line, skipped.len()), (3, 1));
+        // Without the id column, or with an id cell empty, documents are named by their row and counted.
+        std::fs::write(&c, "note_id,text\nn1,Pacientul are febră.\nn2,Tuse.\n").unwrap();
+        let read_back = read(&c, &opts).unwrap();
+        let ids: Vec<&str> = read_back.docs.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!((ids, read_back.unnamed), (vec!["row-2", "row-3"], 2));
+        std::fs::write(&j, "{\"text\": \"Fever.\", \"lang\": \"en\"}\n").unwrap();
+        let read_back = read(&j, &opts).unwrap();
+        assert_eq!(
+            (read_back.docs[0].id.as_str(), read_back.unnamed),
+            ("line-1", 1)
+        );
     }
 
     /// Ids key every output: a repeated one is renamed, and said so, rather than two documents merged.

@@ -128,7 +128,15 @@ fn main() -> Result<()> {
         docs,
         skipped,
         renamed,
+        unnamed,
     } = documents::read(&cli.docs, &opts)?;
+    if unnamed > 0 {
+        eprintln!(
+            "{unnamed} document(s) have no '{}' of their own and are named by their place (row-N, \
+             line-N); --id-field names another field or column",
+            cli.id_field
+        );
+    }
     for s in &skipped {
         eprintln!("skipped {}:{}: {}", s.file, s.line, s.reason);
     }
@@ -240,6 +248,7 @@ fn main() -> Result<()> {
         "skipped_documents": skipped.len(),
         "skipped_file": (!skipped.is_empty()).then_some(&skipped_file),
         "renamed_ids": renamed,
+        "documents_named_by_place": unnamed,
         "questions": rows.len(),
         "resumed": (resumed_chunks > 0).then(|| serde_json::json!({
             "documents": resumed_documents, "questions": resumed_rows,
