@@ -62,9 +62,18 @@ pub fn read_to_string(path: &Path) -> std::io::Result<String> {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, reason));
     }
     String::from_utf8(bytes).map(strip_owned).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..valid]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
+            format!(
+                "not UTF-8 at line {line} (byte {valid}): saved in another encoding, such as a \
+                 Windows code page; convert it, e.g. `iconv -f CP1250 -t UTF-8`"
+            ),
         )
     })
 }
@@ -116,9 +125,9 @@ mod tests {
         std::fs::write(&utf16, [&b"\xFF\xFE"[..], &text].concat()).unwrap();
         let err = read_to_string(&utf16).unwrap_err().to_string();
         assert!(err.contains("UTF-16LE") && err.contains("iconv"), "{err}");
-        std::fs::write(&utf16, b"{\"a\": \"caf\xe9\"}").unwrap();
+        std::fs::write(&utf16, b"{\n\"a\": \"caf\xe9\"}").unwrap();
         let err = read_to_string(&utf16).unwrap_err().to_string();
-        assert_eq!(err, "not UTF-8 (byte 10)");
+        assert!(err.starts_with("not UTF-8 at line 2 (byte 11): "), "{err}");
         // Text that merely starts like the mark, or is shorter than it, is left whole.
         for bytes in [&b"\xEF\xBB"[..], b"", "été".as_bytes()] {
             let file = dir.path().join("other.txt");
