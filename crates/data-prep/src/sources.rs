@@ -457,12 +457,20 @@ impl Source {
         }
         let column = self.column.as_deref().unwrap_or("text");
         // A missing column is a configuration error, not a bad record: stop with the columns found.
-        let rows = tables::read_text_column(file, column, self.language_column.as_deref())
+        let wanted: Vec<&str> = std::iter::once(column)
+            .chain(self.language_column.as_deref())
+            .collect();
+        let rows = tables::read_text_rows(file, &wanted)
             .with_context(|| format!("source '{}'", self.name))?;
-        // CSV/TSV rows are numbered as lines (the header is line 1); Parquet rows from 1.
-        let first = if self.format == Format::Parquet { 1 } else { 2 };
-        for (i, (text, lang)) in rows.into_iter().enumerate() {
-            let line = first + i;
+        // A CSV/TSV row whose fields do not match the header (a stray separator) is a bad record.
+        for (line, reason) in rows.bad {
+            reject(self.reject_at(file, line, reason));
+        }
+        // CSV/TSV rows are numbered by the line they start on (the header is line 1); Parquet rows from 1.
+        let mut columns = rows.columns.into_iter();
+        let texts = columns.next().unwrap_or_default();
+        let langs = columns.next().unwrap_or_else(|| vec![None; texts.len()]);
+        for ((text, lang), line) in texts.into_iter().zip(langs).zip(rows.places) {
             match text {
                 Some(text) => emit(Record {
                     text,
@@ -756,6 +764,40 @@ mod tests {
             ),
         );
         assert_eq!(segments, [("dry cough".to_owned(), 3)], "{rejects:?}");
+    }
+
+    /// A CSV row with a stray comma is rejected with the line it is on, not cut at the comma, and a
+    /// cell with line breaks keeps later rows' lines right.
+    #[test]
+    fn ragged_csv_rows_are_rejected_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("notes.csv"),
+            "id,text\n1,\"first,\nnote\"\n2,fever, cough\n3,last note\n",
+        )
+        .unwrap();
+        let source: Source = serde_json::from_value(serde_json::json!({
+            "name": "t", "path": "notes.csv", "language": "en", "format": "csv",
+        }))
+        .unwrap();
+        let (mut docs, mut rejects) = (Vec::new(), Vec::new());
+        source
+            .read(
+                &dir.path().join("notes.csv"),
+                &mut |r: Record| docs.push((r.text, r.line)),
+                &mut |r: Reject| rejects.push((r.line, r.reason)),
+            )
+            .unwrap();
+        assert_eq!(
+            docs,
+            [("first,\nnote".to_owned(), 2), ("last note".to_owned(), 5)]
+        );
+        assert_eq!(rejects.len(), 1, "{rejects:?}");
+        assert_eq!(rejects[0].0, 4);
+        assert!(
+            rejects[0].1.starts_with("3 fields where the header has 2"),
+            "{rejects:?}"
+        );
     }
 
     /// A UTF-16 file (Excel's "Unicode Text", PowerShell 5's `>`) is refused whole with its encoding

@@ -152,7 +152,7 @@ pub fn read(path: &Path, opts: &DocOptions) -> Result<Documents> {
     match ext.as_str() {
         _ if path.is_dir() => c.folder(path)?,
         "jsonl" | "ndjson" => c.jsonl(path)?,
-        "csv" | "tsv" | "tab" | "parquet" | "pq" => c.table(path, ext.starts_with('p'))?,
+        "csv" | "tsv" | "tab" | "parquet" | "pq" => c.table(path)?,
         _ => bail!(
             "{}: documents come as a folder of .txt files, .jsonl, .csv, .tsv or .parquet",
             path.display()
@@ -323,26 +323,48 @@ impl Collected<'_> {
         Ok(())
     }
 
-    /// A CSV/TSV/Parquet table's id, text and language columns (rows counted from 2 in CSV/TSV, where
-    /// line 1 is the header, from 1 in Parquet).
-    fn table(&mut self, path: &Path, parquet: bool) -> Result<()> {
+    /// A CSV/TSV/Parquet table's id, text and language columns. A row's place is the line it starts on
+    /// in CSV/TSV (the header is line 1; a quoted note may span lines), its number from 1 in Parquet;
+    /// a CSV/TSV row whose fields do not match the header is skipped with its line.
+    fn table(&mut self, path: &Path) -> Result<()> {
         let opts = self.opts;
         let c = self;
-        let rows = tables::read_text_column(path, &opts.text_field, Some(&opts.lang_field))
-            .or_else(|_| tables::read_text_column(path, &opts.text_field, None))?;
-        let ids = tables::read_text_column(path, &opts.id_field, None).ok();
-        let first = if parquet { 1 } else { 2 };
-        for (i, (text, lang)) in rows.into_iter().enumerate() {
-            let n = first + i;
-            let id = ids
-                .as_ref()
-                .and_then(|ids| ids[i].0.clone())
-                .unwrap_or_else(|| {
-                    c.unnamed += 1;
-                    format!("row-{n}")
-                });
+        let present = tables::columns_of(path)?;
+        let has = |name: &str| present.iter().any(|p| p == name);
+        let lang = has(&opts.lang_field).then_some(opts.lang_field.as_str());
+        let id = has(&opts.id_field).then_some(opts.id_field.as_str());
+        let with_id: Vec<&str> = [Some(opts.text_field.as_str()), lang, id]
+            .into_iter()
+            .flatten()
+            .collect();
+        // An id column that is not text (a Parquet column of integers) names rows by place instead.
+        let (rows, with_ids) = match tables::read_text_rows(path, &with_id) {
+            Ok(rows) => (rows, id.is_some()),
+            Err(_) if id.is_some() => (
+                tables::read_text_rows(path, &with_id[..with_id.len() - 1])?,
+                false,
+            ),
+            Err(e) => return Err(e),
+        };
+        for (line, reason) in &rows.bad {
+            c.skip(path, *line, reason.clone());
+        }
+        let column = |k: usize| rows.columns.get(k).filter(|_| k > 0);
+        let langs = lang.and_then(|_| column(1));
+        let ids = if with_ids {
+            column(rows.columns.len() - 1)
+        } else {
+            None
+        };
+        for (i, text) in rows.columns[0].iter().enumerate() {
+            let n = rows.places[i];
+            let id = ids.and_then(|ids| ids[i].clone()).unwrap_or_else(|| {
+                c.unnamed += 1;
+                format!("row-{n}")
+            });
+            let lang = langs.and_then(|l| l[i].as_deref());
             match text {
-                Some(t) => c.accept(path, n, id, t, lang.as_deref()),
+                Some(t) => c.accept(path, n, id, t.clone(), lang),
                 None => c.skip(path, n, format!("empty '{}' cell", opts.text_field)),
             }
         }
@@ -436,6 +458,27 @@ mod tests {
         let Documents { docs, skipped, .. } = read(&c, &opts).unwrap();
         assert_eq!((docs[0].id.as_str(), docs[0].lang.as_str()), ("n1", "ro"));
         assert_eq!((skipped[0].line, skipped.len()), (3, 1));
+        // A note with line breaks keeps later rows' lines right; a row with an unquoted comma is skipped
+        // with its line, not cut at the comma.
+        std::fs::write(
+            &c,
+            "id,text\nn1,\"Febră.\nTuse.\"\nn2,Febră, tuse şi dureri.\nn3,\n",
+        )
+        .unwrap();
+        let read_back = read(&c, &opts).unwrap();
+        assert_eq!(read_back.docs.len(), 1);
+        assert_eq!(read_back.docs[0].text, "Febră.\nTuse.");
+        let places: Vec<(usize, &str)> = read_back
+            .skipped
+            .iter()
+            .map(|s| (s.line, s.reason.as_str()))
+            .collect();
+        assert_eq!(places[0].0, 4);
+        assert!(
+            places[0].1.starts_with("3 fields where the header has 2"),
+            "{places:?}"
+        );
+        assert_eq!(places[1], (5, "empty 'text' cell"));
         // Without the id column, or with an id cell empty, documents are named by their row and counted.
         std::fs::write(&c, "note_id,text\nn1,Pacientul are febră.\nn2,Tuse.\n").unwrap();
         let read_back = read(&c, &opts).unwrap();

@@ -34,7 +34,8 @@ pub struct Concept {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Reject {
     pub file: String,
-    /// Row (1 = the first data row), line or stanza number.
+    /// Where in the file: the line a CSV/TSV row starts on (the header is line 1), the row of a Parquet
+    /// table (from 1), the line of a triple or of an OBO stanza.
     pub place: usize,
     pub reason: String,
 }
@@ -228,15 +229,26 @@ fn read_table(source: &TermSource, rejects: &mut Vec<Reject>) -> Result<Vec<Conc
     columns.extend(source.description.as_deref());
     columns.sort_unstable();
     columns.dedup();
-    let data = tables::read_text_columns(&source.path, &columns)?;
-    let col = |name: &str| &data[columns.iter().position(|c| *c == name).expect("listed")];
+    let read = tables::read_text_rows(&source.path, &columns)?;
     let file = source.path.display().to_string();
-    let rows = data.first().map_or(0, Vec::len);
+    // A CSV/TSV row whose fields do not match the header: a term with a comma and no quotes (two of
+    // TICO-19's Bulgarian terms), which a columnar read cut at the comma.
+    for (line, reason) in &read.bad {
+        rejects.push(Reject {
+            file: file.clone(),
+            place: *line,
+            reason: reason.clone(),
+        });
+    }
+    let data = &read.columns;
+    let col = |name: &str| &data[columns.iter().position(|c| *c == name).expect("listed")];
+    let rows = read.places.len();
     let mut out = Vec::with_capacity(rows);
     for row in 0..rows {
+        // The line the row starts on in CSV/TSV (the header is line 1), its number in Parquet.
         let reject = |reason: String| Reject {
             file: file.clone(),
-            place: row + 1,
+            place: read.places[row],
             reason,
         };
         let Some(id) = col(&source.id)[row].clone() else {

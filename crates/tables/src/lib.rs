@@ -228,8 +228,43 @@ pub fn read_text_column(
 }
 
 /// Several text columns of a table, column by column, each as [`read_text_column`] reads one; a
-/// missing column is named with the ones the file has.
+/// missing column is named with the ones the file has, and a CSV/TSV row whose fields do not match
+/// the header is an error naming its line ([`read_text_rows`] gives such rows to the caller instead).
 pub fn read_text_columns(path: &Path, columns: &[&str]) -> Result<Vec<Vec<Option<String>>>> {
+    let rows = read_text_rows(path, columns)?;
+    if let Some((line, reason)) = rows.bad.first() {
+        bail!(
+            "{}: line {line}: {reason} ({} such row(s))",
+            path.display(),
+            rows.bad.len()
+        );
+    }
+    Ok(rows.columns)
+}
+
+/// A table's text columns, row by row, with each row's place in the file and the rows left out.
+#[derive(Debug, Default)]
+pub struct TextRows {
+    /// One list per column asked for; `None` where the cell is empty, white space or null.
+    pub columns: Vec<Vec<Option<String>>>,
+    /// Each row's place: in CSV/TSV the line it starts on (the header is line 1; a quoted cell may hold
+    /// line breaks, so row N is not always line N + 1), in Parquet and JSON Lines its number from 1.
+    pub places: Vec<usize>,
+    /// CSV/TSV rows left out, with their line and why: a row with more or fewer fields than the header
+    /// (most often a cell holding the separator without quotes), which a columnar read would cut or
+    /// shift in silence.
+    pub bad: Vec<(usize, String)>,
+}
+
+/// [`read_text_columns`] with each row's place, and ragged CSV/TSV rows returned rather than refused.
+/// CSV and TSV are read by the csv crate, record by record, which knows where each record starts;
+/// Parquet and JSON Lines through polars.
+pub fn read_text_rows(path: &Path, columns: &[&str]) -> Result<TextRows> {
+    let format = TableFormat::from_path(path)?;
+    check_encoding(path, format)?;
+    if matches!(format, TableFormat::Csv | TableFormat::Tsv) {
+        return read_delimited_rows(path, format, columns);
+    }
     let df = match read_columns(path, Some(columns)) {
         Ok(df) => df,
         Err(e) => {
@@ -247,7 +282,86 @@ pub fn read_text_columns(path: &Path, columns: &[&str]) -> Result<Vec<Vec<Option
             );
         }
     };
-    columns.iter().map(|c| strings(&df, c, path)).collect()
+    let columns: Vec<Vec<Option<String>>> = columns
+        .iter()
+        .map(|c| strings(&df, c, path))
+        .collect::<Result<_>>()?;
+    Ok(TextRows {
+        places: (1..=df.height()).collect(),
+        columns,
+        bad: Vec::new(),
+    })
+}
+
+fn read_delimited_rows(path: &Path, format: TableFormat, columns: &[&str]) -> Result<TextRows> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(separator(path, format))
+        .flexible(true)
+        .from_reader(bytes.as_slice());
+    let header = reader.headers().map_err(|e| csv_error(path, e))?.clone();
+    let indices: Vec<usize> = columns
+        .iter()
+        .map(|c| {
+            header.iter().position(|h| h == *c).with_context(|| {
+                let names: Vec<&str> = header.iter().collect();
+                format!(
+                    "{}: no column '{c}' (columns: {})",
+                    path.display(),
+                    names.join(", ")
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    let mut rows = TextRows {
+        columns: vec![Vec::new(); columns.len()],
+        ..Default::default()
+    };
+    for record in reader.records() {
+        let record = record.map_err(|e| csv_error(path, e))?;
+        // The csv crate's position is where it began reading, before any blank lines it passed over.
+        let line = record.position().map_or(0, |p| {
+            let blank = bytes[p.byte() as usize..]
+                .iter()
+                .take_while(|&&b| b == b'\n' || b == b'\r')
+                .filter(|&&b| b == b'\n')
+                .count();
+            p.line() as usize + blank
+        });
+        if record.len() != header.len() {
+            rows.bad.push((
+                line,
+                format!(
+                    "{} fields where the header has {} (a cell holding the separator without quotes?)",
+                    record.len(),
+                    header.len()
+                ),
+            ));
+            continue;
+        }
+        for (values, &i) in rows.columns.iter_mut().zip(&indices) {
+            values.push(
+                Some(&record[i])
+                    .filter(|t| !t.trim().is_empty())
+                    .map(str::to_owned),
+            );
+        }
+        rows.places.push(line);
+    }
+    Ok(rows)
+}
+
+/// A CSV reading error, with the line and byte where the file stops being UTF-8 when that is why.
+fn csv_error(path: &Path, e: csv::Error) -> anyhow::Error {
+    if let csv::ErrorKind::Utf8 { pos, .. } = e.kind() {
+        if let Some(reason) = not_utf8(path, TableFormat::Csv) {
+            return anyhow::anyhow!("cannot read the table {}: {reason}", path.display());
+        }
+        if let Some(pos) = pos {
+            return anyhow::anyhow!("{}: line {}: not UTF-8", path.display(), pos.line());
+        }
+    }
+    anyhow::Error::new(e).context(format!("cannot read the table {}", path.display()))
 }
 
 fn strings(df: &DataFrame, column: &str, path: &Path) -> Result<Vec<Option<String>>> {
@@ -393,6 +507,54 @@ mod tests {
         );
         let e = read_text_column(&path, "f1", None).unwrap_err().to_string();
         assert!(e.contains("not text"), "{e}");
+    }
+
+    /// A row with a stray separator is left out with its line (a columnar read cut its text in silence),
+    /// and a quoted cell with line breaks keeps the next rows' lines right.
+    #[test]
+    fn ragged_rows_are_given_back_with_their_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        std::fs::write(
+            &path,
+            "id,text\nn1,\"Fever,\nthen cough.\"\nn2,Fever, cough and pain.\n\nn3,\nn4\nn5,Ok.\n",
+        )
+        .unwrap();
+        let rows = read_text_rows(&path, &["text", "id"]).unwrap();
+        assert_eq!(
+            rows.columns[0],
+            [
+                Some("Fever,\nthen cough.".to_owned()),
+                None,
+                Some("Ok.".into())
+            ]
+        );
+        assert_eq!(
+            rows.columns[1],
+            [Some("n1".to_owned()), Some("n3".into()), Some("n5".into())]
+        );
+        assert_eq!(rows.places, [2, 6, 8]);
+        let bad: Vec<usize> = rows.bad.iter().map(|(line, _)| *line).collect();
+        assert_eq!(bad, [4, 7], "{:?}", rows.bad);
+        assert!(rows.bad[0].1.starts_with("3 fields where the header has 2"));
+        // Callers that take whole columns get an error naming the first such line.
+        let err = read_text_column(&path, "text", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 4: 3 fields") && err.contains("2 such row(s)"),
+            "{err}"
+        );
+        // Parquet rows are numbered from 1.
+        let parquet = dir.path().join("t.parquet");
+        write(
+            &mut sample(),
+            TableFormat::Parquet,
+            &mut File::create(&parquet).unwrap(),
+        )
+        .unwrap();
+        let rows = read_text_rows(&parquet, &["lang"]).unwrap();
+        assert_eq!((rows.places, rows.bad.len()), (vec![1, 2], 0));
     }
 
     /// A table in a Windows code page fails with its line and the way out, not polars' bare error.
