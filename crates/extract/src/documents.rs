@@ -151,10 +151,15 @@ pub fn read(path: &Path, opts: &DocOptions) -> Result<Documents> {
         .unwrap_or_default();
     match ext.as_str() {
         _ if path.is_dir() => c.folder(path)?,
+        "txt" => {
+            let stem = path.with_extension("");
+            let stem = stem.file_name().unwrap_or_default().to_string_lossy();
+            c.text_file(path, &stem)
+        }
         "jsonl" | "ndjson" => c.jsonl(path)?,
         "csv" | "tsv" | "tab" | "parquet" | "pq" => c.table(path)?,
         _ => bail!(
-            "{}: documents come as a folder of .txt files, .jsonl, .csv, .tsv or .parquet",
+            "{}: documents come as a folder of .txt files, one .txt file, .jsonl, .csv, .tsv or .parquet",
             path.display()
         ),
     }
@@ -239,40 +244,44 @@ impl Collected<'_> {
             bail!("{}: no .txt documents", path.display());
         }
         for file in files {
-            // `note-07.ro.txt` is a Romanian document with id `note-07`; `2019/note-07.ro.txt` has id
-            // `2019/note-07`, so that notes of the same name in two folders stay apart.
+            // `2019/note-07.ro.txt` has id `2019/note-07`, so that notes of the same name in two
+            // folders stay apart.
             let below = file.strip_prefix(path).unwrap_or(&file).with_extension("");
             let stem = below
                 .components()
                 .map(|part| part.as_os_str().to_string_lossy())
                 .collect::<Vec<_>>()
                 .join("/");
-            let (id, lang) = match stem.rsplit_once('.') {
-                Some((id, l)) if l.len() == 2 && l.chars().all(|c| c.is_ascii_alphabetic()) => {
-                    (id.to_owned(), Some(l.to_owned()))
-                }
-                _ => (stem.clone(), None),
-            };
-            match std::fs::read(&file) {
-                Err(e) => c.skip(&file, 0, format!("unreadable: {e}")),
-                Ok(bytes) if text::bom::other_encoding(&bytes).is_some() => {
-                    let reason = text::bom::not_utf8_reason(&bytes).unwrap_or_default();
-                    c.skip(&file, 0, reason)
-                }
-                Ok(bytes) => match String::from_utf8(bytes) {
-                    // Offsets count from after a byte-order mark, as `encoding="utf-8-sig"` reads.
-                    Ok(text) => {
-                        c.accept(&file, 0, id, text::bom::strip_owned(text), lang.as_deref())
-                    }
-                    Err(e) => c.skip(
-                        &file,
-                        0,
-                        format!("not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
-                    ),
-                },
-            }
+            c.text_file(&file, &stem);
         }
         Ok(())
+    }
+
+    /// One `.txt` document; `stem` is its name without `.txt`: `note-07.ro` is a Romanian document
+    /// with id `note-07`.
+    fn text_file(&mut self, file: &Path, stem: &str) {
+        let (id, lang) = match stem.rsplit_once('.') {
+            Some((id, l)) if l.len() == 2 && l.chars().all(|c| c.is_ascii_alphabetic()) => {
+                (id.to_owned(), Some(l.to_owned()))
+            }
+            _ => (stem.to_owned(), None),
+        };
+        match std::fs::read(file) {
+            Err(e) => self.skip(file, 0, format!("unreadable: {e}")),
+            Ok(bytes) if text::bom::other_encoding(&bytes).is_some() => {
+                let reason = text::bom::not_utf8_reason(&bytes).unwrap_or_default();
+                self.skip(file, 0, reason)
+            }
+            Ok(bytes) => match String::from_utf8(bytes) {
+                // Offsets count from after a byte-order mark, as `encoding="utf-8-sig"` reads.
+                Ok(text) => self.accept(file, 0, id, text::bom::strip_owned(text), lang.as_deref()),
+                Err(e) => self.skip(
+                    file,
+                    0,
+                    format!("not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
+                ),
+            },
+        }
     }
 
     /// JSON lines with the id, text and language fields.
@@ -490,6 +499,21 @@ mod tests {
             (read_back.docs[0].id.as_str(), read_back.unnamed),
             ("line-1", 1)
         );
+    }
+
+    /// One `.txt` file is one document, named and given a language as in a folder.
+    #[test]
+    fn a_single_text_file_is_one_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("note-07.ro.TXT");
+        std::fs::write(&file, "Pacientul are febră.").unwrap();
+        let read_back = read(&file, &DocOptions::default()).unwrap();
+        let doc = &read_back.docs[0];
+        assert_eq!((doc.id.as_str(), doc.lang.as_str()), ("note-07", "ro"));
+        std::fs::write(&file, b"caf\xe9").unwrap();
+        let read_back = read(&file, &DocOptions::default()).unwrap();
+        assert!(read_back.docs.is_empty());
+        assert!(read_back.skipped[0].reason.contains("not UTF-8"));
     }
 
     /// Ids key every output: a repeated one is renamed, and said so, rather than two documents merged.
