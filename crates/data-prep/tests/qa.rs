@@ -642,3 +642,88 @@ print(d.num_rows)
         "{err}"
     );
 }
+
+/// A Label Studio export of stroke notes, labelled with the shipped catalogue's concept ids, becomes a
+/// SQuAD v2.0 set that `data-prep qa` takes without a reject, with its record and rejects beside it.
+#[test]
+fn a_label_studio_export_becomes_a_qa_set_that_data_prep_qa_takes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let note = "Pacient de 67 ani, internat pentru AVC ischemic. Glicemia 7,1 mmol/l.";
+    let span = |text: &str, label: &str| {
+        let start = note.find(text).unwrap();
+        let start = note[..start].chars().count();
+        serde_json::json!({"type": "labels", "from_name": "label", "to_name": "text",
+            "value": {"start": start, "end": start + text.chars().count(), "text": text, "labels": [label]}})
+    };
+    let export = serde_json::json!([
+        {"id": 1, "data": {"text": note, "lang": "ro"},
+         "annotations": [{"was_cancelled": false,
+                          "result": [span("67 ani", "age"), span("Glicemia", "no_such_concept")]}]},
+        {"id": 2, "data": {"text": note}, "annotations": []},
+    ]);
+    let export_file = d.join("export.json");
+    std::fs::write(&export_file, export.to_string()).unwrap();
+    let out = d.join("ls.json");
+    let concepts = root().join("configs/concepts-stroke.toml");
+    let o = run(&[
+        "labelstudio",
+        "--export",
+        export_file.to_str().unwrap(),
+        "--concepts",
+        concepts.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let set = read(&out);
+    assert_eq!(set["version"], "v2.0");
+    let qs = questions(&set);
+    let n_concepts = toml::from_str::<toml::Value>(&std::fs::read_to_string(&concepts).unwrap())
+        .unwrap()["concepts"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        qs.len(),
+        n_concepts,
+        "one question per concept of the one annotated note"
+    );
+    let age = qs.iter().find(|q| q["id"] == "1-age").unwrap();
+    assert_eq!(age["answers"][0]["text"], "67 ani");
+    assert_eq!(age["answers"][0]["answer_start"], 11);
+    let unanswered = qs.iter().filter(|q| q["is_impossible"] == true).count();
+    assert_eq!(unanswered, n_concepts - 1);
+    let rejects = std::fs::read_to_string(d.join("ls.rejects.jsonl")).unwrap();
+    assert_eq!(rejects.lines().count(), 2, "{rejects}");
+    assert!(
+        rejects.contains("no_such_concept") && rejects.contains("no annotation"),
+        "{rejects}"
+    );
+    let record = read(&d.join("ls.run.json"));
+    assert_eq!(
+        (record["tasks"].as_u64(), record["answered"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let hashed: Vec<String> = test_support::recorded_hashes(&record["provenance"]["inputs"])
+        .into_iter()
+        .map(|(_, sha)| sha)
+        .collect();
+    assert_eq!(
+        hashed,
+        test_support::python_sha256(&[export_file.clone(), concepts.clone()])
+    );
+    // data-prep qa validates every answer against its context: none is rejected.
+    let merged = d.join("merged.json");
+    let o = run(&[
+        "qa",
+        "--input",
+        &format!("{}:name=ls", out.display()),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let merge_rejects = std::fs::read_to_string(d.join("merged.json.rejects.jsonl")).unwrap();
+    assert!(merge_rejects.trim().is_empty(), "{merge_rejects}");
+    assert_eq!(questions(&read(&merged)).len(), n_concepts);
+}

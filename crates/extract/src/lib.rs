@@ -3,7 +3,8 @@
 //! One row per document × concept: the answer, its character offsets in the original text, its score,
 //! and the no-answer decision.
 
-pub mod concepts;
+/// The catalogue is torch-free (`text::concepts`), so that data-prep reads it too.
+pub use text::concepts;
 pub mod documents;
 pub mod journal;
 pub mod output;

@@ -5,12 +5,14 @@
 //! - [`shards`]: the tokenized corpus format; [`language`]: language identification;
 //! - [`qa`]: the SQuAD format ([`qa::data`] for question ids and answers, [`qa::squad`] for examples),
 //!   `run_qa.py`'s features and `utils_qa.py`'s post-processing;
+//! - [`concepts`]: the concept catalogue (what extract asks, and data-prep's Label Studio import);
 //! - [`config`]: `config.json`; [`runconfig`]: TOML run configs with `--set` overrides;
 //! - [`progress`]: progress bars; [`flags`]: the benchmark examples' `--key value` arguments;
 //! - [`bom`] (`fsutil::bom`, re-exported): the byte-order mark Windows tools put before a file's text, taken
 //!   off by every reader;
 //! - [`weight_files`]: a model directory's weights, one file or an index and its shards.
 
+pub mod concepts;
 pub mod config;
 pub mod flags;
 pub mod language;

@@ -1,0 +1,385 @@
+//! Label Studio's JSON export into a SQuAD set, closing the loop `serve` opens: notes pre-annotated
+//! with medqa's answers are corrected by annotators, exported, and become training data.
+//!
+//! A task's text is the context; each of its spans labelled with a concept id of the catalogue is an
+//! answer to that concept's question (in the note's language where the catalogue has one); a concept
+//! with no span in an annotated note is a question without an answer (SQuAD v2.0), which is what teaches
+//! extraction its no-answer decisions. A task's latest annotation that was not cancelled is used.
+//! Everything that cannot become a question is in the rejects with the task and the reason.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+use serde_json::{json, Value};
+use text::concepts::{Catalogue, QuestionLanguage};
+use text::language::{detect, primary_language};
+
+/// How tasks are read.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The task data key holding the text; `None`: `text`, else the only string in the data.
+    pub text_key: Option<String>,
+    /// The task data key holding the note's language (detected when absent).
+    pub lang_key: String,
+    pub question_lang: QuestionLanguage,
+    /// Leave out the concepts an annotator marked nowhere in a note (no v2.0 negatives).
+    pub answered_only: bool,
+}
+
+/// Something of the export that is not in the set, with where and why.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Reject {
+    pub file: String,
+    /// The task's id (its position from 1 when it has none).
+    pub task: String,
+    pub reason: String,
+}
+
+/// The set, what was left out, and counts for the record.
+#[derive(Debug)]
+pub struct Converted {
+    pub squad: Value,
+    pub rejects: Vec<Reject>,
+    pub tasks: usize,
+    pub questions: usize,
+    pub answered: usize,
+    /// Results that are not spans (choices, relations, …), by type: not answers, so only counted.
+    pub other_results: BTreeMap<String, usize>,
+}
+
+/// Converts `export` (read from `file`) with the concepts of `catalogue`.
+pub fn convert(
+    export: &Value,
+    file: &Path,
+    catalogue: &Catalogue,
+    opts: &Options,
+) -> Result<Converted> {
+    let Some(tasks) = export.as_array() else {
+        bail!(
+            "{}: not a Label Studio JSON export (a list of tasks)",
+            file.display()
+        );
+    };
+    let name = file.display().to_string();
+    let mut out = Converted {
+        squad: Value::Null,
+        rejects: Vec::new(),
+        tasks: 0,
+        questions: 0,
+        answered: 0,
+        other_results: BTreeMap::new(),
+    };
+    let mut articles = Vec::new();
+    let mut any_unanswered = false;
+    for (n, task) in tasks.iter().enumerate() {
+        let id = match &task["id"] {
+            Value::Number(x) => x.to_string(),
+            Value::String(s) => s.clone(),
+            _ => (n + 1).to_string(),
+        };
+        let mut reject = |reason: String| {
+            out.rejects.push(Reject {
+                file: name.clone(),
+                task: id.clone(),
+                reason,
+            })
+        };
+        let text = match task_text(&task["data"], opts) {
+            Ok(text) => text,
+            Err(reason) => {
+                reject(reason);
+                continue;
+            }
+        };
+        let lang = match task["data"][&opts.lang_key].as_str() {
+            Some(l) if !l.trim().is_empty() => primary_language(l.trim()),
+            _ => match detect(text) {
+                Some((l, _)) => l,
+                None => {
+                    reject("the note's language is not given and not recognisable".into());
+                    continue;
+                }
+            },
+        };
+        let Some(annotation) = latest_annotation(task) else {
+            reject("no annotation that was not cancelled".into());
+            continue;
+        };
+        // Concept id → (start, text) of its spans, in character offsets.
+        let mut spans: BTreeMap<&str, Vec<(usize, String)>> = BTreeMap::new();
+        for result in annotation["result"].as_array().into_iter().flatten() {
+            let kind = result["type"].as_str().unwrap_or("");
+            if kind != "labels" {
+                *out.other_results.entry(kind.to_owned()).or_default() += 1;
+                continue;
+            }
+            let value = &result["value"];
+            for label in value["labels"].as_array().into_iter().flatten() {
+                let label = label.as_str().unwrap_or("");
+                let Some(concept) = catalogue.concepts.iter().find(|c| c.id == label) else {
+                    reject(format!("label '{label}' is not a concept of the catalogue"));
+                    continue;
+                };
+                match span(text, value) {
+                    Ok(found) => spans.entry(concept.id.as_str()).or_default().push(found),
+                    Err(reason) => reject(format!("'{label}': {reason}")),
+                }
+            }
+        }
+        let mut qas = Vec::new();
+        for concept in &catalogue.concepts {
+            let mut answers = spans.remove(concept.id.as_str()).unwrap_or_default();
+            answers.sort();
+            answers.dedup();
+            if answers.is_empty() && opts.answered_only {
+                continue;
+            }
+            let (question_lang, question) = concept.question(&lang, &opts.question_lang);
+            any_unanswered |= answers.is_empty();
+            out.answered += usize::from(!answers.is_empty());
+            qas.push(json!({
+                "id": format!("{id}-{}", concept.id),
+                "question": question,
+                "question_lang": question_lang,
+                "answers": answers
+                    .iter()
+                    .map(|(start, text)| json!({"text": text, "answer_start": start}))
+                    .collect::<Vec<_>>(),
+                "is_impossible": answers.is_empty(),
+            }));
+        }
+        out.tasks += 1;
+        out.questions += qas.len();
+        articles.push(json!({
+            "title": id,
+            "lang": lang,
+            "paragraphs": [{"context": text, "qas": qas}],
+        }));
+    }
+    out.squad = json!({
+        "version": if any_unanswered { "v2.0" } else { "1.1" },
+        "data": articles,
+    });
+    Ok(out)
+}
+
+/// The task's text: `data[text_key]`, or `data.text`, or the data's only string.
+fn task_text<'a>(data: &'a Value, opts: &Options) -> Result<&'a str, String> {
+    let strings: Vec<(&String, &str)> = data
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| v.as_str().map(|s| (k, s)))
+        .collect();
+    let text = match &opts.text_key {
+        Some(key) => data[key.as_str()].as_str(),
+        None => data["text"].as_str().or(match strings.as_slice() {
+            [(_, only)] => Some(*only),
+            _ => None,
+        }),
+    };
+    match text {
+        Some(t) if !t.trim().is_empty() => Ok(t),
+        Some(_) => Err("the note is empty".into()),
+        None => {
+            let keys: Vec<&str> = strings.iter().map(|(k, _)| k.as_str()).collect();
+            Err(format!(
+                "no text in the task's data (its text fields: {}); --text-key names it",
+                keys.join(", ")
+            ))
+        }
+    }
+}
+
+/// The annotation to learn from: the latest (by `updated_at`, else the last listed) not cancelled.
+fn latest_annotation(task: &Value) -> Option<&Value> {
+    task["annotations"]
+        .as_array()?
+        .iter()
+        .filter(|a| a["was_cancelled"] != Value::Bool(true))
+        .enumerate()
+        .max_by(|(i, a), (j, b)| {
+            let (ta, tb) = (a["updated_at"].as_str(), b["updated_at"].as_str());
+            ta.cmp(&tb).then(i.cmp(j))
+        })
+        .map(|(_, a)| a)
+}
+
+/// A span's (character start, text). Offsets count characters; an export whose offsets count UTF-16
+/// code units (as JavaScript strings do: they differ after an emoji or another character outside the
+/// Basic Multilingual Plane) is recognised by the span's own `text`.
+fn span(text: &str, value: &Value) -> Result<(usize, String), String> {
+    let (Some(start), Some(end)) = (value["start"].as_u64(), value["end"].as_u64()) else {
+        return Err("a span without integer start and end".into());
+    };
+    let (start, end) = (start as usize, end as usize);
+    let chars: Vec<char> = text.chars().collect();
+    let by_chars =
+        (start < end && end <= chars.len()).then(|| chars[start..end].iter().collect::<String>());
+    let Some(annotated) = value["text"].as_str() else {
+        return by_chars
+            .map(|t| (start, t))
+            .ok_or_else(|| format!("span {start}..{end} is outside the note"));
+    };
+    if by_chars.as_deref() == Some(annotated) {
+        return Ok((start, annotated.to_owned()));
+    }
+    // UTF-16 code units → characters.
+    let mut unit = 0;
+    let mut at = Vec::with_capacity(chars.len() + 1);
+    for c in &chars {
+        at.push(unit);
+        unit += c.len_utf16();
+    }
+    at.push(unit);
+    let (Ok(s), Ok(e)) = (at.binary_search(&start), at.binary_search(&end)) else {
+        return Err(format!(
+            "span {start}..{end} does not hold the annotated '{annotated}'"
+        ));
+    };
+    let by_units: String = chars[s..e.max(s)].iter().collect();
+    if by_units == annotated {
+        Ok((s, by_units))
+    } else {
+        Err(format!(
+            "span {start}..{end} holds '{}', not the annotated '{annotated}'",
+            by_chars.unwrap_or_default()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalogue() -> Catalogue {
+        toml::from_str(
+            r#"
+name = "t"
+[[concepts]]
+id = "glucose"
+description = "blood glucose"
+answer_type = "measurement"
+questions = { en = "What was the blood glucose?", ro = "Care a fost glicemia?" }
+[[concepts]]
+id = "smoking"
+description = "smoking status"
+answer_type = "finding"
+questions = { en = "Does the patient smoke?" }
+"#,
+        )
+        .unwrap()
+    }
+
+    fn opts() -> Options {
+        Options {
+            text_key: None,
+            lang_key: "lang".into(),
+            question_lang: QuestionLanguage::Document,
+            answered_only: false,
+        }
+    }
+
+    fn labels(start: usize, end: usize, text: &str, label: &str) -> Value {
+        json!({"type": "labels", "from_name": "label", "to_name": "text",
+               "value": {"start": start, "end": end, "text": text, "labels": [label]}})
+    }
+
+    #[test]
+    fn spans_become_answers_and_unmarked_concepts_unanswerable() {
+        // "🩸" is one character and two UTF-16 code units: the second task's offsets count units.
+        let text = "Glicemia 7,1 mmol/l.";
+        let emoji = "🩸 Glicemia 7,1 mmol/l.";
+        let export = json!([
+            {"id": 11, "data": {"text": text, "lang": "ro-RO"},
+             "annotations": [
+                {"was_cancelled": false, "updated_at": "2026-01-02T10:00:00Z",
+                 "result": [labels(9, 19, "7,1 mmol/l", "glucose"),
+                            {"type": "choices", "value": {"choices": ["ok"]}}]},
+                {"was_cancelled": false, "updated_at": "2026-01-01T10:00:00Z",
+                 "result": [labels(0, 8, "Glicemia", "glucose")]},
+                {"was_cancelled": true, "updated_at": "2026-01-03T10:00:00Z", "result": []}]},
+            {"id": 12, "data": {"text": emoji, "lang": "ro"},
+             "annotations": [{"result": [labels(12, 22, "7,1 mmol/l", "glucose"),
+                                         labels(0, 2, "??", "glucose"),
+                                         labels(0, 2, "🩸", "allergy")]}]},
+            {"id": 13, "data": {"text": text}, "annotations": [{"was_cancelled": true, "result": []}]},
+            {"data": {"a": "x", "b": "y"}, "annotations": []},
+        ]);
+        let c = convert(&export, Path::new("export.json"), &catalogue(), &opts()).unwrap();
+        assert_eq!((c.tasks, c.questions, c.answered), (2, 4, 2));
+        assert_eq!(c.other_results["choices"], 1);
+        let data = &c.squad["data"];
+        assert_eq!(c.squad["version"], "v2.0");
+        assert_eq!(data[0]["lang"], "ro");
+        let qas = &data[0]["paragraphs"][0]["qas"];
+        assert_eq!(qas[0]["id"], "11-glucose");
+        assert_eq!(qas[0]["question"], "Care a fost glicemia?");
+        assert_eq!(
+            qas[0]["answers"],
+            json!([{"text": "7,1 mmol/l", "answer_start": 9}])
+        );
+        // No Romanian question for smoking: English; unmarked, so no answer.
+        assert_eq!(qas[1]["question"], "Does the patient smoke?");
+        assert_eq!(qas[1]["is_impossible"], true);
+        let qas = &data[1]["paragraphs"][0]["qas"];
+        assert_eq!(
+            qas[0]["answers"],
+            json!([{"text": "7,1 mmol/l", "answer_start": 11}])
+        );
+        let reasons: Vec<(&str, &str)> = c
+            .rejects
+            .iter()
+            .map(|r| (r.task.as_str(), r.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (
+                    "12",
+                    "'glucose': span 0..2 holds '🩸 ', not the annotated '??'"
+                ),
+                ("12", "label 'allergy' is not a concept of the catalogue"),
+                ("13", "no annotation that was not cancelled"),
+                (
+                    "4",
+                    "no text in the task's data (its text fields: a, b); --text-key names it"
+                ),
+            ]
+        );
+        // Every answer is where it says in its context.
+        for article in data.as_array().unwrap() {
+            let p = &article["paragraphs"][0];
+            let context: Vec<char> = p["context"].as_str().unwrap().chars().collect();
+            for qa in p["qas"].as_array().unwrap() {
+                for a in qa["answers"].as_array().unwrap() {
+                    let s = a["answer_start"].as_u64().unwrap() as usize;
+                    let t = a["text"].as_str().unwrap();
+                    let got: String = context[s..s + t.chars().count()].iter().collect();
+                    assert_eq!(got, t);
+                }
+            }
+        }
+        let answered_only = Options {
+            answered_only: true,
+            ..opts()
+        };
+        let c = convert(
+            &export,
+            Path::new("export.json"),
+            &catalogue(),
+            &answered_only,
+        )
+        .unwrap();
+        assert_eq!((c.questions, c.squad["version"].as_str()), (2, Some("1.1")));
+        assert!(convert(
+            &json!({"tasks": []}),
+            Path::new("x.json"),
+            &catalogue(),
+            &opts()
+        )
+        .is_err());
+    }
+}
