@@ -266,21 +266,14 @@ impl Collected<'_> {
             }
             _ => (stem.to_owned(), None),
         };
-        match std::fs::read(file) {
-            Err(e) => self.skip(file, 0, format!("unreadable: {e}")),
-            Ok(bytes) if text::bom::other_encoding(&bytes).is_some() => {
-                let reason = text::bom::not_utf8_reason(&bytes).unwrap_or_default();
-                self.skip(file, 0, reason)
+        // `bom::read_to_string` names a UTF-16 file's encoding, or where the bytes stop being UTF-8;
+        // offsets count from after a byte-order mark, as `encoding="utf-8-sig"` reads.
+        match text::bom::read_to_string(file) {
+            Ok(text) => self.accept(file, 0, id, text, lang.as_deref()),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                self.skip(file, 0, e.to_string())
             }
-            Ok(bytes) => match String::from_utf8(bytes) {
-                // Offsets count from after a byte-order mark, as `encoding="utf-8-sig"` reads.
-                Ok(text) => self.accept(file, 0, id, text::bom::strip_owned(text), lang.as_deref()),
-                Err(e) => self.skip(
-                    file,
-                    0,
-                    format!("not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
-                ),
-            },
+            Err(e) => self.skip(file, 0, format!("unreadable: {e}")),
         }
     }
 

@@ -61,21 +61,24 @@ pub fn read_to_string(path: &Path) -> std::io::Result<String> {
     if let Some(reason) = not_utf8_reason(&bytes) {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, reason));
     }
-    String::from_utf8(bytes).map(strip_owned).map_err(|e| {
-        let valid = e.utf8_error().valid_up_to();
-        let line = e.as_bytes()[..valid]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1;
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!(
-                "not UTF-8 at line {line} (byte {valid}): saved in another encoding, such as a \
-                 Windows code page; convert it, e.g. `iconv -f CP1250 -t UTF-8`"
-            ),
-        )
-    })
+    if let Some(reason) = not_utf8_at(&bytes) {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, reason));
+    }
+    String::from_utf8(bytes)
+        .map(strip_owned)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Where `bytes` stop being UTF-8 (line and byte) and the way out, or `None` when they are UTF-8:
+/// exports from Excel's plain "CSV" and hospital systems are often in a Windows code page (1250 for
+/// Czech, Polish and Romanian, 1251 Bulgarian, 1253 Greek, 1252 Spanish and English).
+pub fn not_utf8_at(bytes: &[u8]) -> Option<String> {
+    let valid = std::str::from_utf8(bytes).err()?.valid_up_to();
+    let line = bytes[..valid].iter().filter(|&&b| b == b'\n').count() + 1;
+    Some(format!(
+        "not UTF-8 at line {line} (byte {valid}): saved in another encoding, such as a Windows code \
+         page; convert it, e.g. `iconv -f CP1250 -t UTF-8` (Excel: save as \"CSV UTF-8\")"
+    ))
 }
 
 /// Consumes a byte-order mark at the start of a reader, so that a streaming parser never sees it.

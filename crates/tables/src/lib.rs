@@ -143,20 +143,13 @@ fn read_columns(path: &Path, columns: Option<&[&str]>) -> Result<DataFrame> {
     .with_context(|| format!("cannot read the table {}", path.display()))
 }
 
-/// Where a text table that failed to read stops being UTF-8, and what to do: exports from Excel's plain
-/// "CSV" and hospital systems are often in a Windows code page (1250 for Czech, Polish, Romanian;
-/// 1251 Bulgarian; 1253 Greek; 1252 Spanish, English), which polars reports without a place.
+/// Where a text table that failed to read stops being UTF-8, and what to do (`fsutil::bom::not_utf8_at`),
+/// which polars' error does not say.
 fn not_utf8(path: &Path, format: TableFormat) -> Option<String> {
     if format == TableFormat::Parquet {
         return None;
     }
-    let bytes = std::fs::read(path).ok()?;
-    let valid = std::str::from_utf8(&bytes).err()?.valid_up_to();
-    let line = bytes[..valid].iter().filter(|&&b| b == b'\n').count() + 1;
-    Some(format!(
-        "not UTF-8 at line {line} (byte {valid}): it was saved in another encoding, such as a Windows \
-         code page; save it as \"CSV UTF-8\" or convert it, e.g. `iconv -f CP1250 -t UTF-8`"
-    ))
+    fsutil::bom::not_utf8_at(&std::fs::read(path).ok()?)
 }
 
 /// A table file's rows as JSON Lines, one object per row, nested columns (lists, structs) as JSON arrays
@@ -299,7 +292,10 @@ fn read_delimited_rows(path: &Path, format: TableFormat, columns: &[&str]) -> Re
         .delimiter(separator(path, format))
         .flexible(true)
         .from_reader(bytes.as_slice());
-    let header = reader.headers().map_err(|e| csv_error(path, e))?.clone();
+    let header = reader
+        .headers()
+        .map_err(|e| csv_error(path, &bytes, e))?
+        .clone();
     let indices: Vec<usize> = columns
         .iter()
         .map(|c| {
@@ -318,7 +314,7 @@ fn read_delimited_rows(path: &Path, format: TableFormat, columns: &[&str]) -> Re
         ..Default::default()
     };
     for record in reader.records() {
-        let record = record.map_err(|e| csv_error(path, e))?;
+        let record = record.map_err(|e| csv_error(path, &bytes, e))?;
         // The csv crate's position is where it began reading, before any blank lines it passed over.
         let line = record.position().map_or(0, |p| {
             let blank = bytes[p.byte() as usize..]
@@ -351,15 +347,12 @@ fn read_delimited_rows(path: &Path, format: TableFormat, columns: &[&str]) -> Re
     Ok(rows)
 }
 
-/// A CSV reading error, with the line and byte where the file stops being UTF-8 when that is why.
-fn csv_error(path: &Path, e: csv::Error) -> anyhow::Error {
-    if let csv::ErrorKind::Utf8 { pos, .. } = e.kind() {
-        if let Some(reason) = not_utf8(path, TableFormat::Csv) {
-            return anyhow::anyhow!("cannot read the table {}: {reason}", path.display());
-        }
-        if let Some(pos) = pos {
-            return anyhow::anyhow!("{}: line {}: not UTF-8", path.display(), pos.line());
-        }
+/// A CSV reading error of `bytes` (the file at `path`), with the line and byte where they stop being
+/// UTF-8 when that is why.
+fn csv_error(path: &Path, bytes: &[u8], e: csv::Error) -> anyhow::Error {
+    if let (csv::ErrorKind::Utf8 { .. }, Some(reason)) = (e.kind(), fsutil::bom::not_utf8_at(bytes))
+    {
+        return anyhow::anyhow!("cannot read the table {}: {reason}", path.display());
     }
     anyhow::Error::new(e).context(format!("cannot read the table {}", path.display()))
 }
