@@ -54,7 +54,9 @@ enum Command {
         #[arg(long)]
         lang_column: Option<String>,
         /// The linked table: one row per input row and candidate rank (rank 0 and empty concept
-        /// columns for a row without candidates).
+        /// columns for a row without candidates; `row` is the input row's number from 0). Beside it
+        /// OUT.rejects.jsonl (CSV/TSV rows whose fields do not match the header, with their line) and
+        /// OUT.run.json (settings, counts, the SHA-256 of the input and the index, git commit).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Candidates kept per text.
@@ -70,7 +72,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Index { terms, out, ngram } => build(&terms, &out, ngram),
         Command::Match {
-            index,
+            index: index_dir,
             text,
             lang,
             input,
@@ -81,10 +83,21 @@ fn main() -> Result<()> {
             min_score,
         } => {
             let opts = LinkOptions { top_k, min_score };
-            if let Some(out) = &out {
-                fsutil::check_output_file(out)?;
-            }
-            let index = Index::load(&index)?;
+            // The table and its two companions are checked, and the table locked, before any work.
+            let _held = match &out {
+                Some(out) => {
+                    for path in [
+                        out.clone(),
+                        out.with_extension("rejects.jsonl"),
+                        out.with_extension("run.json"),
+                    ] {
+                        fsutil::check_output_file(&path)?;
+                    }
+                    Some(fsutil::lock::lock_output_file(out, "link match")?)
+                }
+                None => None,
+            };
+            let index = Index::load(&index_dir)?;
             for stale in index.stale_sources()? {
                 eprintln!("warning: {stale} changed since the index was built (or is gone); rebuild it with `link index`");
             }
@@ -100,6 +113,7 @@ fn main() -> Result<()> {
                     let out = out.context("--input needs --out")?;
                     link_table(
                         &index,
+                        &index_dir,
                         &input,
                         &column,
                         lang_column.as_deref(),
@@ -148,9 +162,12 @@ fn build(sources: &[TermSource], out: &Path, ngram: usize) -> Result<()> {
     Ok(())
 }
 
+/// `link match --input`: every row of a table column linked; ragged rows rejected with their line;
+/// the table, `OUT.rejects.jsonl` and `OUT.run.json` (settings, counts, provenance) written.
 #[allow(clippy::too_many_arguments)]
 fn link_table(
     index: &Index,
+    index_dir: &Path,
     input: &Path,
     column: &str,
     lang_column: Option<&str>,
@@ -158,21 +175,29 @@ fn link_table(
     out: &Path,
     opts: &LinkOptions,
 ) -> Result<()> {
-    let rows = tables::read_text_column(input, column, lang_column)?;
+    let (rejects_path, record_path) = (
+        out.with_extension("rejects.jsonl"),
+        out.with_extension("run.json"),
+    );
+    let inputs = fsutil::provenance::hash_paths(&[input, index_dir])?;
+    let wanted: Vec<&str> = std::iter::once(column).chain(lang_column).collect();
+    let read = tables::read_text_rows(input, &wanted)?;
+    let rows = numbered_rows(read, input);
     let linked: Vec<Vec<link::Candidate>> = rows
+        .kept
         .par_iter()
-        .map(|(text, row_lang)| match text {
-            Some(t) => index.link(t, row_lang.as_deref().or(lang), opts),
+        .map(|r| match &r.text {
+            Some(t) => index.link(t, r.lang.as_deref().or(lang), opts),
             None => Vec::new(),
         })
         .collect();
     let mut cols: Vec<Vec<String>> = vec![Vec::new(); 10];
-    for (i, ((text, row_lang), cands)) in rows.iter().zip(&linked).enumerate() {
+    for (row, cands) in rows.kept.iter().zip(&linked) {
         let mut push = |rank: usize, c: Option<&link::Candidate>| {
             let values = [
-                i.to_string(),
-                text.clone().unwrap_or_default(),
-                row_lang
+                row.number.to_string(),
+                row.text.clone().unwrap_or_default(),
+                row.lang
                     .clone()
                     .or(lang.map(str::to_owned))
                     .unwrap_or_default(),
@@ -214,20 +239,128 @@ fn link_table(
             .map(|(n, v)| tables::text_column(n, v))
             .collect(),
     )?;
+    for r in &rows.rejects {
+        eprintln!("rejected {} line {}: {}", r.file, r.place, r.reason);
+    }
     let format = tables::TableFormat::from_path(out)?;
     fsutil::write_atomic(out, |w| tables::write(&mut df, format, w))?;
+    fsutil::write_json_lines(&rejects_path, &rows.rejects)?;
     let with = linked.iter().filter(|c| !c.is_empty()).count();
+    let provenance =
+        fsutil::provenance::record_hashed("medqa-link match", env!("CARGO_PKG_VERSION"), inputs)?;
+    fsutil::write_json(
+        &record_path,
+        &serde_json::json!({
+            "column": column, "lang_column": lang_column, "lang": lang,
+            "top_k": opts.top_k, "min_score": opts.min_score,
+            "rows": rows.kept.len(), "linked": with, "without_candidate": rows.kept.len() - with,
+            "rejects": rows.rejects.len(),
+            "provenance": provenance,
+        }),
+    )?;
     println!(
-        "linked {with} of {} rows ({} without a candidate): {}",
-        rows.len(),
-        rows.len() - with,
+        "linked {with} of {} rows ({} without a candidate); {} rejected: {}; table: {}",
+        rows.kept.len(),
+        rows.kept.len() - with,
+        rows.rejects.len(),
+        rejects_path.display(),
         out.display()
     );
     Ok(())
 }
 
+/// A row of the input table to link.
+#[derive(Debug, PartialEq)]
+struct InputRow {
+    /// The row's number among the table's data rows, from 0, counting the rejected ones: rows keep the
+    /// number they have in the file when one before them is rejected.
+    number: usize,
+    text: Option<String>,
+    lang: Option<String>,
+}
+
+#[derive(Debug)]
+struct NumberedRows {
+    kept: Vec<InputRow>,
+    rejects: Vec<link::terms::Reject>,
+}
+
+/// The rows read and the rows rejected, each numbered by its place in the file: both lists are in
+/// file order (by the line each starts on), so merging them gives every data row its number.
+fn numbered_rows(read: tables::TextRows, input: &Path) -> NumberedRows {
+    let mut columns = read.columns.into_iter();
+    let texts = columns.next().unwrap_or_default();
+    let langs = columns.next().unwrap_or_else(|| vec![None; texts.len()]);
+    let mut bad = read.bad.into_iter().peekable();
+    let mut out = NumberedRows {
+        kept: Vec::with_capacity(texts.len()),
+        rejects: Vec::new(),
+    };
+    let reject = |(place, reason): (usize, String), out: &mut NumberedRows| {
+        out.rejects.push(link::terms::Reject {
+            file: input.display().to_string(),
+            place,
+            reason,
+        });
+    };
+    for ((text, lang), place) in texts.into_iter().zip(langs).zip(read.places) {
+        while let Some(b) = bad.next_if(|(line, _)| *line < place) {
+            reject(b, &mut out);
+        }
+        out.kept.push(InputRow {
+            number: out.kept.len() + out.rejects.len(),
+            text,
+            lang,
+        });
+    }
+    for b in bad {
+        reject(b, &mut out);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_keep_their_numbers_around_rejected_ones() {
+        let text = |t: &str| Some(t.to_owned());
+        let read = tables::TextRows {
+            columns: vec![
+                vec![text("a"), None, text("d")],
+                vec![text("en"), text("bg"), None],
+            ],
+            places: vec![2, 4, 8],
+            bad: vec![
+                (3, "ragged".into()),
+                (5, "ragged".into()),
+                (9, "last".into()),
+            ],
+        };
+        let rows = numbered_rows(read, Path::new("in.csv"));
+        let got: Vec<(usize, Option<String>, Option<String>)> = rows
+            .kept
+            .into_iter()
+            .map(|r| (r.number, r.text, r.lang))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, text("a"), text("en")),
+                (2, None, text("bg")),
+                (4, text("d"), None)
+            ]
+        );
+        let rejected: Vec<(usize, &str)> = rows
+            .rejects
+            .iter()
+            .map(|r| (r.place, r.reason.as_str()))
+            .collect();
+        assert_eq!(rejected, [(3, "ragged"), (5, "ragged"), (9, "last")]);
+        assert!(rows.rejects.iter().all(|r| r.file == "in.csv"));
+    }
+
     #[test]
     fn every_argument_has_help() {
         test_support::assert_every_arg_has_help(<super::Cli as clap::CommandFactory>::command());

@@ -220,7 +220,9 @@ fn the_binary_indexes_links_a_text_and_links_a_table() {
     let answers = write(
         dir.path(),
         "answers.csv",
-        "answer,doc_lang\nartериal hypertension,en\natrial fibrilation,en\n,en\nsomething else,en\n",
+        // Line 3's unquoted comma makes three fields: the row is rejected with its line, not linked
+        // as "atrial fibrillation" cut at the comma, and the rows after it keep their numbers.
+        "answer,doc_lang\nartериal hypertension,en\natrial fibrillation, paroxysmal,en\natrial fibrilation,en\n,en\nsomething else,en\n",
     );
     let linked = dir.path().join("linked.csv");
     let out = run_ok(
@@ -239,11 +241,36 @@ fn the_binary_indexes_links_a_text_and_links_a_table() {
             .arg(&linked),
     );
     assert!(
-        out.contains("linked 2 of 4 rows (2 without a candidate)"),
+        out.contains("linked 2 of 4 rows (2 without a candidate); 1 rejected"),
         "{out}"
     );
     let table = std::fs::read_to_string(&linked).unwrap();
-    assert!(table.contains("atrial fibrilation,en,1,af,"), "{table}");
+    assert!(table.contains("\n2,atrial fibrilation,en,1,af,"), "{table}");
+    assert!(!table.contains("paroxysmal"), "{table}");
+    let rejects = std::fs::read_to_string(dir.path().join("linked.rejects.jsonl")).unwrap();
+    let reject: serde_json::Value = serde_json::from_str(rejects.trim()).unwrap();
+    assert_eq!(reject["place"], 3, "{rejects}");
+    assert!(
+        reject["reason"]
+            .as_str()
+            .unwrap()
+            .contains("3 fields where the header has 2"),
+        "{rejects}"
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("linked.run.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (&record["rows"], &record["linked"], &record["rejects"]),
+        (&4.into(), &2.into(), &1.into()),
+        "{record}"
+    );
+    assert_eq!(record["column"], "answer");
+    assert_eq!(record["provenance"]["tool"], "medqa-link match");
+    assert_eq!(
+        record["provenance"]["inputs"][0]["sha256"],
+        test_support::python_sha256(&[answers.clone().into()])[0].as_str()
+    );
     assert_eq!(
         table.lines().filter(|l| l.contains(",en,0,")).count(),
         2,
