@@ -49,6 +49,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/setup", post(setup))
         .route("/predict", post(predict))
         .route("/inception/predict", post(inception_predict))
+        .route("/webhook", post(training_requested))
+        .route("/train", post(training_requested))
+        .route("/inception/train", post(training_requested))
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
@@ -283,6 +286,20 @@ async fn setup(
         LabelConfig::parse(schema).map_err(|e| bad(format!("{e:#}")))?;
     }
     Ok(Json(json!({ "model_version": model_version(&s) })))
+}
+
+/// What Label Studio (`/webhook`: "Start Training", or training on each submitted annotation; older
+/// versions `/train`) and INCEpTION (`/train`) send to have a backend learn from annotations. Training
+/// while serving would change the answers of a model whose hash the predictions carry, on a machine
+/// sized for inference: medqa trains apart, reproducibly, and the refusal says how.
+async fn training_requested() -> ApiError {
+    ApiError(
+        StatusCode::NOT_IMPLEMENTED,
+        "medqa serve does not train while it serves: export the annotations (Label Studio: Export → JSON), \
+         make a training set with `data-prep labelstudio --export FILE --concepts CATALOGUE --out SET.json`, \
+         fine-tune with `qa-finetune` (init_from = this model), and restart serve on the new model"
+            .into(),
+    )
 }
 
 /// `/predict` is both Label Studio's and INCEpTION's: an INCEpTION request carries `metadata` and

@@ -144,6 +144,14 @@ fn the_json_api_answers_with_offsets_into_the_text_sent() {
     );
     let (_, spec) = server.get("/openapi.json");
     assert_eq!(spec["openapi"], "3.0.3");
+    for path in [
+        "/qa", "/extract", "/setup", "/predict", "/webhook", "/train",
+    ] {
+        assert!(
+            spec["paths"][path].is_object(),
+            "{path} not in openapi.json"
+        );
+    }
 
     let (status, qa) = server.post(
         "/qa",
@@ -206,6 +214,9 @@ fn bad_input_gets_a_json_4xx_and_limits_hold() {
         ("/setup", json!({"schema": "<View>"}).to_string(), 400, "Labels"),
         ("/inception/predict", json!({"metadata": {"layer": "a.B", "feature": "value"}, "document": {}}).to_string(), 400, "document.xmi"),
         ("/predict", json!({"metadata": {"layer": "a.B", "feature": "value"}, "document": {"xmi": "<x"}}).to_string(), 400, "not XML"),
+        ("/webhook", json!({"action": "START_TRAINING", "project": {"id": 1}}).to_string(), 501, "data-prep labelstudio"),
+        ("/train", json!({"annotations": [], "project": "1"}).to_string(), 501, "qa-finetune"),
+        ("/inception/train", json!({"metadata": {}, "documents": []}).to_string(), 501, "does not train"),
     ];
     for (path, body, want, needle) in cases {
         let (status, err) = server.post(path, &body);
