@@ -1,4 +1,4 @@
-//! Documents to extract from: a folder of `.txt` files, a JSONL file, or a CSV/TSV/Parquet column.
+//! Documents to extract from: a folder of `.txt` files, a JSONL or JSON file, or a CSV/TSV/Parquet column.
 //! Unreadable, empty or non-UTF-8 documents are reported and skipped, never fatal to the rest.
 
 use std::collections::HashSet;
@@ -22,7 +22,8 @@ pub struct Document {
 #[derive(Clone, Debug, Serialize)]
 pub struct Skipped {
     pub file: String,
-    /// Line (JSONL, CSV/TSV counting the header as line 1) or row (Parquet); 0 for a whole file.
+    /// Line (JSONL, CSV/TSV counting the header as line 1), row (Parquet) or record (a JSON array's,
+    /// from 1); 0 for a whole file.
     pub line: usize,
     pub reason: String,
 }
@@ -157,9 +158,10 @@ pub fn read(path: &Path, opts: &DocOptions) -> Result<Documents> {
             c.text_file(path, &stem)
         }
         "jsonl" | "ndjson" => c.jsonl(path)?,
+        "json" => c.json(path)?,
         "csv" | "tsv" | "tab" | "parquet" | "pq" => c.table(path)?,
         _ => bail!(
-            "{}: documents come as a folder of .txt files, one .txt file, .jsonl, .csv, .tsv or .parquet",
+            "{}: documents come as a folder of .txt files, one .txt file, .jsonl, .json, .csv, .tsv or .parquet",
             path.display()
         ),
     }
@@ -197,6 +199,54 @@ fn make_ids_unique(docs: &mut [Document], places: &[(String, usize)]) -> Vec<Ren
         });
     }
     renamed
+}
+
+/// The records of a JSON documents file: the array itself, or an object's `data` array (SQuAD's and
+/// many exports' layout, `datasets`' `field="data"`), or its only array member.
+fn json_records<'v>(value: &'v serde_json::Value, path: &Path) -> Result<&'v [serde_json::Value]> {
+    match value {
+        serde_json::Value::Array(records) => Ok(records),
+        serde_json::Value::Object(members) => {
+            if let Some(serde_json::Value::Array(records)) = members.get("data") {
+                return Ok(records);
+            }
+            let arrays: Vec<&String> = members
+                .iter()
+                .filter(|(_, v)| v.is_array())
+                .map(|(k, _)| k)
+                .collect();
+            match arrays.as_slice() {
+                [one] => Ok(members[one.as_str()].as_array().map_or(&[], Vec::as_slice)),
+                [] => bail!(
+                    "{}: a JSON object without an array of documents (members: {})",
+                    path.display(),
+                    members.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+                several => bail!(
+                    "{}: which of the arrays {} holds the documents? Give a JSON array, or name it \"data\"",
+                    path.display(),
+                    several.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ")
+                ),
+            }
+        }
+        other => bail!(
+            "{}: documents as JSON are an array of objects, not {}",
+            path.display(),
+            json_kind(other)
+        ),
+    }
+}
+
+/// "a string", "an array", … for messages.
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 /// Every `.txt` file under `dir`, its subfolders' too; `skip` hears of every other entry.
@@ -279,7 +329,6 @@ impl Collected<'_> {
 
     /// JSON lines with the id, text and language fields.
     fn jsonl(&mut self, path: &Path) -> Result<()> {
-        let opts = self.opts;
         let c = self;
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -300,29 +349,69 @@ impl Collected<'_> {
             if line.trim().is_empty() {
                 continue;
             }
-            let v: serde_json::Value = match serde_json::from_str(line) {
-                Ok(v) => v,
-                Err(e) => {
-                    c.skip(path, n, format!("malformed JSON: {e}"));
-                    continue;
-                }
-            };
-            let Some(text) = v.get(&opts.text_field).and_then(|t| t.as_str()) else {
-                c.skip(path, n, format!("no string field '{}'", opts.text_field));
-                continue;
-            };
-            let id = match v.get(&opts.id_field) {
-                Some(serde_json::Value::String(s)) => s.clone(),
-                Some(serde_json::Value::Number(x)) => x.to_string(),
-                _ => {
-                    c.unnamed += 1;
-                    format!("line-{n}")
-                }
-            };
-            let lang = v.get(&opts.lang_field).and_then(|l| l.as_str());
-            c.accept(path, n, id, text.to_owned(), lang);
+            match serde_json::from_str(line) {
+                Ok(v) => c.record(path, n, &v, "line"),
+                Err(e) => c.skip(path, n, format!("malformed JSON: {e}")),
+            }
         }
         Ok(())
+    }
+
+    /// A JSON file of records, as `datasets`' "json" loader reads one that is not JSON Lines: an array
+    /// of objects, or an object whose `data` (else its only) member is that array. A record's place is
+    /// its number from 1. The whole file is parsed at once, so malformed JSON is an error naming the
+    /// line and column, not a skip.
+    fn json(&mut self, path: &Path) -> Result<()> {
+        let text = match text::bom::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                self.skip(path, 0, e.to_string());
+                return Ok(());
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not JSON (for one JSON object per line, name it .jsonl)",
+                path.display()
+            )
+        })?;
+        for (i, v) in json_records(&value, path)?.iter().enumerate() {
+            self.record(path, i + 1, v, "record");
+        }
+        Ok(())
+    }
+
+    /// One JSON record (a JSON Lines line or an element of a JSON array) at `place`: its text, id
+    /// (a string or a number; else `KIND-PLACE`) and language fields.
+    fn record(&mut self, path: &Path, place: usize, v: &serde_json::Value, kind: &str) {
+        let opts = self.opts;
+        if !v.is_object() {
+            self.skip(
+                path,
+                place,
+                format!("not a JSON object but {}", json_kind(v)),
+            );
+            return;
+        }
+        let Some(text) = v.get(&opts.text_field).and_then(|t| t.as_str()) else {
+            self.skip(
+                path,
+                place,
+                format!("no string field '{}'", opts.text_field),
+            );
+            return;
+        };
+        let id = match v.get(&opts.id_field) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Number(x)) => x.to_string(),
+            _ => {
+                self.unnamed += 1;
+                format!("{kind}-{place}")
+            }
+        };
+        let lang = v.get(&opts.lang_field).and_then(|l| l.as_str());
+        self.accept(path, place, id, text.to_owned(), lang);
     }
 
     /// A CSV/TSV/Parquet table's id, text and language columns. A row's place is the line it starts on
@@ -431,6 +520,90 @@ mod tests {
         assert!(
             reasons[3].0 == "d.txt" && reasons[3].1.contains("UTF-8"),
             "{reasons:?}"
+        );
+    }
+
+    #[test]
+    fn a_json_array_of_documents_is_read_as_datasets_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = serde_json::json!([
+            {"id": "n1", "text": "Pacientul are febră.", "lang": "ro"},
+            {"id": 2, "text": "Пациентът има температура.", "lang": "bg"},
+            "a string",
+            {"body": "no text field"},
+            {"text": "Patient has fever.", "lang": "en"}
+        ]);
+        let wrapped = serde_json::json!({"version": "1", "data": records});
+        let only = serde_json::json!({"meta": {"n": 5}, "notes": records});
+        for (name, value) in [
+            ("a.json", &records),
+            ("b.json", &wrapped),
+            ("c.json", &only),
+        ] {
+            let path = dir.path().join(name);
+            // With a byte-order mark, as Windows tools save JSON.
+            std::fs::write(&path, format!("\u{feff}{value}")).unwrap();
+            let Documents {
+                docs,
+                skipped,
+                unnamed,
+                ..
+            } = read(&path, &DocOptions::default()).unwrap();
+            let got: Vec<(&str, &str, &str)> = docs
+                .iter()
+                .map(|d| (d.id.as_str(), d.lang.as_str(), d.text.as_str()))
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    ("n1", "ro", "Pacientul are febră."),
+                    ("2", "bg", "Пациентът има температура."),
+                    ("record-5", "en", "Patient has fever.")
+                ],
+                "{name}"
+            );
+            assert_eq!(unnamed, 1);
+            let why: Vec<(usize, &str)> = skipped
+                .iter()
+                .map(|s| (s.line, s.reason.as_str()))
+                .collect();
+            assert_eq!(
+                why,
+                [
+                    (3, "not a JSON object but a string"),
+                    (4, "no string field 'text'")
+                ],
+                "{name}"
+            );
+        }
+        let refused = |text: &str| {
+            let path = dir.path().join("bad.json");
+            std::fs::write(&path, text).unwrap();
+            format!("{:#}", read(&path, &DocOptions::default()).unwrap_err())
+        };
+        let two = refused(r#"{"train": [], "test": []}"#);
+        assert!(
+            two.contains(r#"which of the arrays "train", "test""#),
+            "{two}"
+        );
+        assert!(refused(r#"{"n": 1}"#).contains("without an array of documents (members: n)"));
+        assert!(refused("\"text\"").contains("an array of objects, not a string"));
+        let lines = refused("{\"text\": \"a\"}\n{\"text\": \"b\"}\n");
+        assert!(
+            lines.contains("is not JSON (for one JSON object per line, name it .jsonl)")
+                && lines.contains("line 2"),
+            "{lines}"
+        );
+        // UTF-16 is skipped whole with its encoding named, as a .jsonl file is.
+        let path = dir.path().join("u16.json");
+        let mut bytes = vec![0xff, 0xfe];
+        bytes.extend("[]".encode_utf16().flat_map(u16::to_le_bytes));
+        std::fs::write(&path, bytes).unwrap();
+        let read_back = read(&path, &DocOptions::default()).unwrap();
+        assert!(
+            read_back.skipped[0].reason.contains("UTF-16"),
+            "{:?}",
+            read_back.skipped
         );
     }
 
