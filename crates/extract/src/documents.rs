@@ -232,20 +232,8 @@ fn json_records<'v>(value: &'v serde_json::Value, path: &Path) -> Result<&'v [se
         other => bail!(
             "{}: documents as JSON are an array of objects, not {}",
             path.display(),
-            json_kind(other)
+            text::qa::data::kind_of(other)
         ),
-    }
-}
-
-/// "a string", "an array", … for messages.
-fn json_kind(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
     }
 }
 
@@ -390,7 +378,7 @@ impl Collected<'_> {
             self.skip(
                 path,
                 place,
-                format!("not a JSON object but {}", json_kind(v)),
+                format!("not a JSON object but {}", text::qa::data::kind_of(v)),
             );
             return;
         }

@@ -162,7 +162,9 @@ pub fn gold_answers(
         .collect()
 }
 
-fn kind_of(v: &Value) -> &'static str {
+/// What kind of JSON value `v` is, for messages: "a string", "a list" (Python's word, as users of
+/// `datasets` say), ….
+pub fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
