@@ -4,8 +4,14 @@
 //! The labelling configuration names the pieces: `<Labels name="label" toName="text">` with one
 //! `<Label value="…"/>` per concept to pre-annotate, over `<Text name="text" value="$text"/>` whose
 //! `$text` is the task data's key. Concepts the configuration has no label for are left out.
+//!
+//! The `Text` object may say how the task holds its text: `encoding="base64"` or `"base64unicode"` are
+//! decoded as Label Studio's editor decodes them before it counts offsets; `valueType="url"` (the task
+//! holds a link to fetch) and `HyperText` (offsets are XPaths into HTML) are refused with the reason,
+//! since extracting from a link's or markup's characters would give spans in silence that mean nothing.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use base64::Engine as _;
 use quick_xml::events::Event;
 
 /// What a labelling configuration tells the backend.
@@ -19,13 +25,26 @@ pub struct LabelConfig {
     pub data_key: String,
     /// The label values offered.
     pub labels: Vec<String>,
+    /// How the task data holds the text (the `Text` object's `encoding`).
+    pub encoding: TextEncoding,
+}
+
+/// The `Text` object's `encoding`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextEncoding {
+    /// The text itself (the default, `none`).
+    Plain,
+    /// `base64`: decoded as the browser's `atob` does, every byte one character (Latin-1).
+    Base64,
+    /// `base64unicode`: the decoded bytes are UTF-8.
+    Base64Unicode,
 }
 
 impl LabelConfig {
     pub fn parse(xml: &str) -> Result<Self> {
         let mut reader = quick_xml::Reader::from_str(xml);
         let (mut from_name, mut to_name) = (None, None);
-        let mut texts: Vec<(String, String)> = Vec::new();
+        let mut texts: Vec<TextObject> = Vec::new();
         let mut labels = Vec::new();
         let mut in_labels = false;
         loop {
@@ -56,9 +75,15 @@ impl LabelConfig {
                     in_labels = !empty;
                 }
                 b"Label" if in_labels => labels.extend(attr("value")),
-                b"Text" | b"HyperText" => {
-                    if let (Some(n), Some(v)) = (attr("name"), attr("value")) {
-                        texts.push((n, v));
+                tag @ (b"Text" | b"HyperText") => {
+                    if let (Some(name), Some(value)) = (attr("name"), attr("value")) {
+                        texts.push(TextObject {
+                            hypertext: tag == b"HyperText",
+                            name,
+                            value,
+                            value_type: attr("valueType"),
+                            encoding: attr("encoding"),
+                        });
                     }
                 }
                 _ => {}
@@ -67,16 +92,72 @@ impl LabelConfig {
         let (Some(from_name), Some(to_name)) = (from_name, to_name) else {
             bail!("label_config has no <Labels name=… toName=…> control");
         };
-        let Some((_, value)) = texts.iter().find(|(n, _)| *n == to_name) else {
+        let Some(text) = texts.iter().find(|t| t.name == to_name) else {
             bail!("label_config has no <Text name=\"{to_name}\" value=\"$…\"> for the labels");
+        };
+        if text.hypertext {
+            bail!(
+                "label_config labels <HyperText name=\"{to_name}\">, whose regions are XPaths into HTML; \
+                 medqa pre-annotates <Text>, with character offsets: show the notes with <Text>"
+            );
+        }
+        if text.value_type.as_deref() == Some("url") {
+            bail!(
+                "label_config's <Text name=\"{to_name}\"> has valueType=\"url\": each task holds a link to \
+                 its text, which medqa serve does not fetch; import the notes' text into the tasks \
+                 (valueType=\"text\", the default)"
+            );
+        }
+        let encoding = match text.encoding.as_deref() {
+            None | Some("none") => TextEncoding::Plain,
+            Some("base64") => TextEncoding::Base64,
+            Some("base64unicode") => TextEncoding::Base64Unicode,
+            Some(other) => bail!(
+                "label_config's <Text name=\"{to_name}\"> has encoding=\"{other}\" \
+                 (Label Studio knows none, base64 and base64unicode)"
+            ),
         };
         Ok(Self {
             from_name,
             to_name,
-            data_key: value.trim_start_matches('$').to_owned(),
+            data_key: text.value.trim_start_matches('$').to_owned(),
             labels,
+            encoding,
         })
     }
+
+    /// The note a task's data value holds, decoded as the configuration says: offsets index into it,
+    /// as they do in Label Studio's editor.
+    pub fn text_of(&self, value: &str) -> Result<String> {
+        if self.encoding == TextEncoding::Plain {
+            return Ok(value.to_owned());
+        }
+        // `atob` passes over ASCII white space and takes missing padding.
+        let compact: String = value.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let engine = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            base64::engine::GeneralPurposeConfig::new()
+                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        );
+        let bytes = engine
+            .decode(compact)
+            .context("the text is not base64, as the <Text> object's encoding says")?;
+        Ok(match self.encoding {
+            TextEncoding::Base64Unicode => String::from_utf8(bytes).context(
+                "the text decoded from base64 is not UTF-8 (encoding=\"base64unicode\")",
+            )?,
+            _ => bytes.into_iter().map(char::from).collect(),
+        })
+    }
+}
+
+/// A `Text` or `HyperText` object of the configuration, with what says how its task value is read.
+struct TextObject {
+    hypertext: bool,
+    name: String,
+    value: String,
+    value_type: Option<String>,
+    encoding: Option<String>,
 }
 
 #[cfg(test)]
@@ -102,10 +183,51 @@ mod tests {
                 to_name: "note".into(),
                 data_key: "document".into(),
                 labels: vec!["glucose".into(), "nihss_admission".into()],
+                encoding: TextEncoding::Plain,
             }
         );
         assert!(LabelConfig::parse("<View><Text name=\"t\" value=\"$t\"/></View>").is_err());
         assert!(LabelConfig::parse("<View><Labels name=\"l\" toName=\"x\"/></View>").is_err());
         assert!(LabelConfig::parse("<View><Labels").is_err());
+    }
+
+    fn config(text_attrs: &str, tag: &str) -> Result<LabelConfig> {
+        LabelConfig::parse(&format!(
+            r#"<View><Labels name="l" toName="t"><Label value="age"/></Labels><{tag} name="t" value="$text" {text_attrs}/></View>"#
+        ))
+    }
+
+    #[test]
+    fn base64_texts_are_decoded_as_the_editor_decodes_them() {
+        let note = "Пациентът е на 61 години. Glicemia 7,1 mmol/l.";
+        let unicode = config(r#"encoding="base64unicode""#, "Text").unwrap();
+        assert_eq!(unicode.encoding, TextEncoding::Base64Unicode);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(note);
+        assert_eq!(unicode.text_of(&encoded).unwrap(), note);
+        // atob's leniency: line breaks inside, padding left off.
+        let wrapped = format!(
+            "{}\n{}",
+            &encoded[..20],
+            encoded[20..].trim_end_matches('=')
+        );
+        assert_eq!(unicode.text_of(&wrapped).unwrap(), note);
+        // Plain base64 is atob's string: a character per byte, so UTF-8 shows as Latin-1.
+        let latin = config(r#"encoding="base64""#, "Text").unwrap();
+        assert_eq!(latin.text_of("Y2Fmw6k=").unwrap(), "caf\u{c3}\u{a9}");
+        assert_eq!(latin.text_of("Zm9v").unwrap(), "foo");
+        let plain = config(r#"encoding="none""#, "Text").unwrap();
+        assert_eq!(plain.text_of("Zm9v").unwrap(), "Zm9v");
+        assert!(format!("{:#}", unicode.text_of("not base64!").unwrap_err()).contains("not base64"));
+        let latin1 = base64::engine::general_purpose::STANDARD.encode([0x63, 0xe9]);
+        assert!(format!("{:#}", unicode.text_of(&latin1).unwrap_err()).contains("not UTF-8"));
+    }
+
+    #[test]
+    fn texts_behind_links_markup_or_unknown_encodings_are_refused() {
+        let why = |attrs: &str, tag: &str| format!("{:#}", config(attrs, tag).unwrap_err());
+        assert!(why(r#"valueType="url""#, "Text").contains("does not fetch"));
+        assert!(why("", "HyperText").contains("XPaths"));
+        assert!(why(r#"encoding="rot13""#, "Text").contains("encoding=\"rot13\""));
+        assert!(config(r#"valueType="text""#, "Text").is_ok());
     }
 }

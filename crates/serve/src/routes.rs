@@ -378,17 +378,20 @@ async fn label_studio(s: &AppState, req: &Value) -> Result<Json<Value>, ApiError
     }
     let mut docs = Vec::with_capacity(tasks.len());
     for (i, task) in tasks.iter().enumerate() {
-        let text = task
+        let value = task
             .get("data")
             .and_then(|d| d.get(&config.data_key))
             .and_then(Value::as_str)
             .ok_or_else(|| bad(format!("task {i} has no text at data.{}", config.data_key)))?;
-        check_text(s, &format!("task {i}"), text)?;
+        let text = config
+            .text_of(value)
+            .map_err(|e| bad(format!("task {i}: {e:#}")))?;
+        check_text(s, &format!("task {i}"), &text)?;
         let lang = task
             .get("data")
             .and_then(|d| d.get("lang"))
             .and_then(Value::as_str);
-        docs.push(document(i.to_string(), text.to_owned(), lang)?);
+        docs.push(document(i.to_string(), text, lang)?);
     }
     let per_doc = s.catalogue.as_ref().map_or(0, |c| c.concepts.len());
     let rows = if docs.is_empty() {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use serde_json::{json, Value};
 use test_support::root;
 
@@ -318,6 +319,30 @@ fn label_studio_gets_span_pre_annotations_and_links_come_with_extractions() {
             );
         }
     }
+    // The same note sent base64-encoded (`<Text encoding="base64unicode">`) gets the same spans, with
+    // offsets into the decoded note, as Label Studio's editor counts them.
+    let encoded_config = config.replace(
+        r#"value="$report"/>"#,
+        r#"value="$report" encoding="base64unicode"/>"#,
+    );
+    let encoded = base64::engine::general_purpose::STANDARD.encode(NOTE);
+    let body = json!({"tasks": [{"id": 1, "data": {"report": encoded, "lang": "ro"}}],
+                      "label_config": encoded_config, "project": "1", "params": {}});
+    let (status, again) = server.post("/predict", &body.to_string());
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["results"][0], results[0]);
+    // A configuration whose text is behind a link is refused at set-up, not answered with spans of the
+    // link's characters.
+    let (status, refused) = server.post(
+        "/setup",
+        &json!({"schema": config.replace(r#"value="$report"/>"#, r#"value="$report" valueType="url"/>"#)})
+            .to_string(),
+    );
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("valueType"),
+        "{refused}"
+    );
     let (_, ex) = server.post("/extract", &json!({"text": NOTE, "lang": "ro"}).to_string());
     let rows = ex["extractions"].as_array().unwrap();
     assert!(rows
