@@ -14,6 +14,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
 use text::concepts::{Catalogue, QuestionLanguage};
+use text::label_studio::{looks_base64, TextEncoding};
 use text::language::{detect, primary_language};
 
 /// How tasks are read.
@@ -23,6 +24,8 @@ pub struct Options {
     pub text_key: Option<String>,
     /// The task data key holding the note's language (detected when absent).
     pub lang_key: String,
+    /// How the tasks hold their notes: the project's `<Text encoding=…>`.
+    pub text_encoding: TextEncoding,
     pub question_lang: QuestionLanguage,
     /// Leave out the concepts an annotator marked nowhere in a note (no v2.0 negatives).
     pub answered_only: bool,
@@ -93,6 +96,14 @@ pub fn convert(
                 continue;
             }
         };
+        let text = match opts.text_encoding.decode(text) {
+            Ok(text) => text,
+            Err(e) => {
+                reject(format!("{e:#}"));
+                continue;
+            }
+        };
+        let text = text.as_str();
         let lang = match task["data"][&opts.lang_key].as_str() {
             Some(l) if !l.trim().is_empty() => primary_language(l.trim()),
             _ => match detect(text) {
@@ -124,6 +135,12 @@ pub fn convert(
                 };
                 match span(text, value) {
                     Ok(found) => spans.entry(concept.id.as_str()).or_default().push(found),
+                    Err(reason) if opts.text_encoding == TextEncoding::Plain && looks_base64(text) => {
+                        reject(format!(
+                            "'{label}': {reason}; the note looks base64-encoded, as a project whose \
+                             <Text> has encoding=\"base64unicode\" holds it: give --text-encoding"
+                        ))
+                    }
                     Err(reason) => reject(format!("'{label}': {reason}")),
                 }
             }
@@ -277,6 +294,7 @@ questions = { en = "Does the patient smoke?" }
         Options {
             text_key: None,
             lang_key: "lang".into(),
+            text_encoding: TextEncoding::Plain,
             question_lang: QuestionLanguage::Document,
             answered_only: false,
         }
@@ -381,5 +399,42 @@ questions = { en = "Does the patient smoke?" }
             &opts()
         )
         .is_err());
+    }
+
+    #[test]
+    fn notes_a_project_holds_in_base64_are_decoded_or_named() {
+        // A project whose <Text> has encoding="base64unicode": the task holds the note encoded, the
+        // offsets count the decoded note's characters.
+        let export = json!([
+            {"id": 1, "data": {"text": "R2xpY2VtaWEgNywxIG1tb2wvbC4=", "lang": "ro"},
+             "annotations": [{"result": [labels(9, 19, "7,1 mmol/l", "glucose")]}]},
+            {"id": 2, "data": {"text": "not base64!", "lang": "ro"},
+             "annotations": [{"result": []}]},
+        ]);
+        let decoded = Options {
+            text_encoding: TextEncoding::Base64Unicode,
+            ..opts()
+        };
+        let c = convert(&export, Path::new("e.json"), &catalogue(), &decoded).unwrap();
+        let p = &c.squad["data"][0]["paragraphs"][0];
+        assert_eq!(p["context"], "Glicemia 7,1 mmol/l.");
+        assert_eq!(
+            p["qas"][0]["answers"],
+            json!([{"text": "7,1 mmol/l", "answer_start": 9}])
+        );
+        assert_eq!(c.rejects.len(), 1);
+        assert!(
+            c.rejects[0].task == "2" && c.rejects[0].reason.contains("not base64"),
+            "{:?}",
+            c.rejects
+        );
+        // Read as plain text, the span does not fit, and the reject says why.
+        let c = convert(&export, Path::new("e.json"), &catalogue(), &opts()).unwrap();
+        assert!(
+            c.rejects[0].reason.contains("looks base64-encoded")
+                && c.rejects[0].reason.contains("--text-encoding"),
+            "{:?}",
+            c.rejects
+        );
     }
 }

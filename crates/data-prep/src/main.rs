@@ -84,6 +84,10 @@ enum Command {
         /// The task data key holding the note's language (ro, bg-BG, …); detected when absent.
         #[arg(long, default_value = "lang")]
         lang_key: String,
+        /// How the tasks hold their notes, as the project's `<Text encoding=…>` says: none, base64 or
+        /// base64unicode (offsets count the decoded note's characters, as the editor's do).
+        #[arg(long, default_value = "none")]
+        text_encoding: text::label_studio::TextEncoding,
         /// Leave out the concepts an annotator marked nowhere in a note, instead of making them
         /// questions without an answer.
         #[arg(long)]
@@ -191,6 +195,7 @@ fn main() -> Result<()> {
             question_lang,
             text_key,
             lang_key,
+            text_encoding,
             answered_only,
         } => labelstudio(
             &export,
@@ -199,6 +204,7 @@ fn main() -> Result<()> {
             &data_prep::labelstudio::Options {
                 text_key,
                 lang_key,
+                text_encoding,
                 question_lang,
                 answered_only,
             },

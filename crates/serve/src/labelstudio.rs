@@ -10,9 +10,9 @@
 //! holds a link to fetch) and `HyperText` (offsets are XPaths into HTML) are refused with the reason,
 //! since extracting from a link's or markup's characters would give spans in silence that mean nothing.
 
-use anyhow::{bail, Context, Result};
-use base64::Engine as _;
+use anyhow::{bail, Result};
 use quick_xml::events::Event;
+pub use text::label_studio::TextEncoding;
 
 /// What a labelling configuration tells the backend.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,17 +27,6 @@ pub struct LabelConfig {
     pub labels: Vec<String>,
     /// How the task data holds the text (the `Text` object's `encoding`).
     pub encoding: TextEncoding,
-}
-
-/// The `Text` object's `encoding`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TextEncoding {
-    /// The text itself (the default, `none`).
-    Plain,
-    /// `base64`: decoded as the browser's `atob` does, every byte one character (Latin-1).
-    Base64,
-    /// `base64unicode`: the decoded bytes are UTF-8.
-    Base64Unicode,
 }
 
 impl LabelConfig {
@@ -109,13 +98,10 @@ impl LabelConfig {
             );
         }
         let encoding = match text.encoding.as_deref() {
-            None | Some("none") => TextEncoding::Plain,
-            Some("base64") => TextEncoding::Base64,
-            Some("base64unicode") => TextEncoding::Base64Unicode,
-            Some(other) => bail!(
-                "label_config's <Text name=\"{to_name}\"> has encoding=\"{other}\" \
-                 (Label Studio knows none, base64 and base64unicode)"
-            ),
+            None => TextEncoding::Plain,
+            Some(name) => name
+                .parse()
+                .map_err(|e| anyhow::anyhow!("label_config's <Text name=\"{to_name}\">: {e:#}"))?,
         };
         Ok(Self {
             from_name,
@@ -129,25 +115,7 @@ impl LabelConfig {
     /// The note a task's data value holds, decoded as the configuration says: offsets index into it,
     /// as they do in Label Studio's editor.
     pub fn text_of(&self, value: &str) -> Result<String> {
-        if self.encoding == TextEncoding::Plain {
-            return Ok(value.to_owned());
-        }
-        // `atob` passes over ASCII white space and takes missing padding.
-        let compact: String = value.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-        let engine = base64::engine::GeneralPurpose::new(
-            &base64::alphabet::STANDARD,
-            base64::engine::GeneralPurposeConfig::new()
-                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-        );
-        let bytes = engine
-            .decode(compact)
-            .context("the text is not base64, as the <Text> object's encoding says")?;
-        Ok(match self.encoding {
-            TextEncoding::Base64Unicode => String::from_utf8(bytes).context(
-                "the text decoded from base64 is not UTF-8 (encoding=\"base64unicode\")",
-            )?,
-            _ => bytes.into_iter().map(char::from).collect(),
-        })
+        self.encoding.decode(value)
     }
 }
 
@@ -198,28 +166,12 @@ mod tests {
     }
 
     #[test]
-    fn base64_texts_are_decoded_as_the_editor_decodes_them() {
-        let note = "Пациентът е на 61 години. Glicemia 7,1 mmol/l.";
+    fn the_text_objects_encoding_decodes_task_values() {
         let unicode = config(r#"encoding="base64unicode""#, "Text").unwrap();
         assert_eq!(unicode.encoding, TextEncoding::Base64Unicode);
-        let encoded = base64::engine::general_purpose::STANDARD.encode(note);
-        assert_eq!(unicode.text_of(&encoded).unwrap(), note);
-        // atob's leniency: line breaks inside, padding left off.
-        let wrapped = format!(
-            "{}\n{}",
-            &encoded[..20],
-            encoded[20..].trim_end_matches('=')
-        );
-        assert_eq!(unicode.text_of(&wrapped).unwrap(), note);
-        // Plain base64 is atob's string: a character per byte, so UTF-8 shows as Latin-1.
-        let latin = config(r#"encoding="base64""#, "Text").unwrap();
-        assert_eq!(latin.text_of("Y2Fmw6k=").unwrap(), "caf\u{c3}\u{a9}");
-        assert_eq!(latin.text_of("Zm9v").unwrap(), "foo");
+        assert_eq!(unicode.text_of("w67Dog==").unwrap(), "îâ");
         let plain = config(r#"encoding="none""#, "Text").unwrap();
-        assert_eq!(plain.text_of("Zm9v").unwrap(), "Zm9v");
-        assert!(format!("{:#}", unicode.text_of("not base64!").unwrap_err()).contains("not base64"));
-        let latin1 = base64::engine::general_purpose::STANDARD.encode([0x63, 0xe9]);
-        assert!(format!("{:#}", unicode.text_of(&latin1).unwrap_err()).contains("not UTF-8"));
+        assert_eq!(plain.text_of("w67Dog==").unwrap(), "w67Dog==");
     }
 
     #[test]
@@ -227,7 +179,7 @@ mod tests {
         let why = |attrs: &str, tag: &str| format!("{:#}", config(attrs, tag).unwrap_err());
         assert!(why(r#"valueType="url""#, "Text").contains("does not fetch"));
         assert!(why("", "HyperText").contains("XPaths"));
-        assert!(why(r#"encoding="rot13""#, "Text").contains("encoding=\"rot13\""));
+        assert!(why(r#"encoding="rot13""#, "Text").contains("encoding \"rot13\""));
         assert!(config(r#"valueType="text""#, "Text").is_ok());
     }
 }

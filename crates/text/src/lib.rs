@@ -6,6 +6,7 @@
 //! - [`qa`]: the SQuAD format ([`qa::data`] for question ids and answers, [`qa::squad`] for examples),
 //!   `run_qa.py`'s features and `utils_qa.py`'s post-processing;
 //! - [`concepts`]: the concept catalogue (what extract asks, and data-prep's Label Studio import);
+//!   [`label_studio`]: how a Label Studio task holds its note (serve's backend, data-prep's import);
 //! - [`config`]: `config.json`; [`runconfig`]: TOML run configs with `--set` overrides;
 //! - [`progress`]: progress bars; [`flags`]: the benchmark examples' `--key value` arguments;
 //! - [`bom`] (`fsutil::bom`, re-exported): the byte-order mark Windows tools put before a file's text, taken
@@ -15,6 +16,7 @@
 pub mod concepts;
 pub mod config;
 pub mod flags;
+pub mod label_studio;
 pub mod language;
 pub mod progress;
 pub mod qa;
