@@ -4,7 +4,8 @@
 //! A task's text is the context; each of its spans labelled with a concept id of the catalogue is an
 //! answer to that concept's question (in the note's language where the catalogue has one); a concept
 //! with no span in an annotated note is a question without an answer (SQuAD v2.0), which is what teaches
-//! extraction its no-answer decisions. A task's latest annotation that was not cancelled is used.
+//! extraction its no-answer decisions. A task's latest annotation neither cancelled nor skipped is used.
+//! A JSON-MIN export (a record per annotation) is read as the JSON export it abridges.
 //! Everything that cannot become a question is in the rejects with the task and the reason.
 
 use std::collections::BTreeMap;
@@ -65,6 +66,13 @@ pub fn convert(
             file.display()
         );
     };
+    let from_min;
+    let tasks = if is_json_min(tasks) {
+        from_min = tasks_of_json_min(tasks);
+        &from_min
+    } else {
+        tasks
+    };
     let name = file.display().to_string();
     let mut out = Converted {
         squad: Value::Null,
@@ -115,7 +123,7 @@ pub fn convert(
             },
         };
         let Some(annotation) = latest_annotation(task) else {
-            reject("no annotation that was not cancelled".into());
+            reject("no annotation left (none, or all cancelled or skipped)".into());
             continue;
         };
         // Concept id → (start, text) of its spans, in character offsets.
@@ -210,18 +218,89 @@ fn task_text<'a>(data: &'a Value, opts: &Options) -> Result<&'a str, String> {
     }
 }
 
-/// The annotation to learn from: the latest (by `updated_at`, else the last listed) not cancelled.
+/// The annotation to learn from: the latest (by `updated_at`, else the last listed) neither cancelled
+/// nor skipped. Label Studio before 1.0 called annotations `completions`.
 fn latest_annotation(task: &Value) -> Option<&Value> {
-    task["annotations"]
+    task.get("annotations")
+        .or_else(|| task.get("completions"))?
         .as_array()?
         .iter()
-        .filter(|a| a["was_cancelled"] != Value::Bool(true))
+        .filter(|a| a["was_cancelled"] != Value::Bool(true) && a["skipped"] != Value::Bool(true))
         .enumerate()
         .max_by(|(i, a), (j, b)| {
             let (ta, tb) = (a["updated_at"].as_str(), b["updated_at"].as_str());
             ta.cmp(&tb).then(i.cmp(j))
         })
         .map(|(_, a)| a)
+}
+
+/// The fields JSON-MIN adds to a task's data: the task id and its annotation's metadata.
+const JSON_MIN_FIELDS: [&str; 7] = [
+    "id",
+    "annotator",
+    "annotation_id",
+    "created_at",
+    "updated_at",
+    "lead_time",
+    "agreement",
+];
+
+/// Whether the export is JSON-MIN (Export → JSON-MIN): a record per annotation, the task's data at the
+/// top level beside each control's results under its name, without `data` and `annotations`.
+fn is_json_min(tasks: &[Value]) -> bool {
+    tasks.first().and_then(Value::as_object).is_some_and(|t| {
+        !["data", "annotations", "completions"]
+            .iter()
+            .any(|k| t.contains_key(*k))
+    })
+}
+
+/// JSON-MIN records as the tasks of a JSON export: the records of one task (one per annotation) become
+/// its annotations, each span list (objects with `labels`) their `labels` results, the rest its data.
+fn tasks_of_json_min(records: &[Value]) -> Vec<Value> {
+    // (id, data, annotations) in the order tasks first appear.
+    let mut tasks: Vec<(Value, Value, Vec<Value>)> = Vec::new();
+    let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
+    for (n, record) in records.iter().enumerate() {
+        let id = match &record["id"] {
+            Value::Null => json!(n + 1),
+            id => id.clone(),
+        };
+        let Some(fields) = record.as_object() else {
+            tasks.push((id, Value::Null, Vec::new()));
+            continue;
+        };
+        let mut data = serde_json::Map::new();
+        let mut result = Vec::new();
+        for (key, value) in fields {
+            let spans = value.as_array().filter(|items| {
+                !items.is_empty() && items.iter().all(|v| v.get("labels").is_some())
+            });
+            match spans {
+                Some(spans) => result.extend(
+                    spans
+                        .iter()
+                        .map(|v| json!({"type": "labels", "from_name": key, "value": v})),
+                ),
+                None if JSON_MIN_FIELDS.contains(&key.as_str()) => {}
+                None => {
+                    data.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        let annotation = json!({"updated_at": record["updated_at"], "result": result});
+        match by_id.get(&id.to_string()) {
+            Some(&at) => tasks[at].2.push(annotation),
+            None => {
+                by_id.insert(id.to_string(), tasks.len());
+                tasks.push((id, Value::Object(data), vec![annotation]));
+            }
+        }
+    }
+    tasks
+        .into_iter()
+        .map(|(id, data, annotations)| json!({"id": id, "data": data, "annotations": annotations}))
+        .collect()
 }
 
 /// A span's (character start, text). Offsets count characters; an export whose offsets count UTF-16
@@ -360,7 +439,10 @@ questions = { en = "Does the patient smoke?" }
                     "'glucose': span 0..2 holds '🩸 ', not the annotated '??'"
                 ),
                 ("12", "label 'allergy' is not a concept of the catalogue"),
-                ("13", "no annotation that was not cancelled"),
+                (
+                    "13",
+                    "no annotation left (none, or all cancelled or skipped)"
+                ),
                 (
                     "4",
                     "no text in the task's data (its text fields: a, b); --text-key names it"
@@ -399,6 +481,54 @@ questions = { en = "Does the patient smoke?" }
             &opts()
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_json_min_export_gives_the_set_the_json_export_gives() {
+        let text = "Glicemia 7,1 mmol/l. Nefumător.";
+        let span = |start: usize, end: usize, t: &str| json!({"start": start, "end": end, "text": t, "labels": ["glucose"]});
+        let full = json!([
+            {"id": 5, "data": {"text": text, "lang": "ro"},
+             "annotations": [
+                {"id": 1, "updated_at": "2026-01-01T10:00:00Z",
+                 "result": [labels(0, 8, "Glicemia", "glucose")]},
+                {"id": 2, "updated_at": "2026-01-02T10:00:00Z",
+                 "result": [labels(9, 19, "7,1 mmol/l", "glucose")]}]},
+            {"id": 6, "data": {"text": "Fumează.", "lang": "ro"},
+             "annotations": [{"id": 3, "updated_at": "2026-01-01T10:00:00Z", "result": []}]},
+        ]);
+        // As Export → JSON-MIN writes it: a record per annotation (newest first), the data at the top,
+        // the spans under the control's name, the annotation's metadata beside them.
+        let min = json!([
+            {"text": text, "lang": "ro", "id": 5, "label": [span(9, 19, "7,1 mmol/l")],
+             "annotator": "a@clinic.ro", "annotation_id": 2, "created_at": "2026-01-02T10:00:00Z",
+             "updated_at": "2026-01-02T10:00:00Z", "lead_time": 12.5},
+            {"text": text, "lang": "ro", "id": 5, "label": [span(0, 8, "Glicemia")],
+             "annotator": "b@clinic.ro", "annotation_id": 1, "created_at": "2026-01-01T10:00:00Z",
+             "updated_at": "2026-01-01T10:00:00Z", "lead_time": 3.0},
+            {"text": "Fumează.", "lang": "ro", "id": 6, "annotator": 7, "annotation_id": 3,
+             "created_at": "2026-01-01T10:00:00Z", "updated_at": "2026-01-01T10:00:00Z",
+             "lead_time": 1.0},
+        ]);
+        let convert_ =
+            |export: &Value| convert(export, Path::new("e.json"), &catalogue(), &opts()).unwrap();
+        let (a, b) = (convert_(&full), convert_(&min));
+        assert_eq!(a.squad, b.squad);
+        assert_eq!((b.tasks, b.questions, b.answered), (2, 4, 1));
+        assert!(b.rejects.is_empty(), "{:?}", b.rejects);
+        assert_eq!(
+            b.squad["data"][0]["paragraphs"][0]["qas"][0]["answers"],
+            json!([{"text": "7,1 mmol/l", "answer_start": 9}])
+        );
+        // Label Studio before 1.0 named annotations `completions`; a skipped one is not learnt from.
+        let old = json!([
+            {"id": 5, "data": {"text": text, "lang": "ro"},
+             "completions": [
+                {"updated_at": "2026-01-01T10:00:00Z", "result": [labels(9, 19, "7,1 mmol/l", "glucose")]},
+                {"updated_at": "2026-01-03T10:00:00Z", "skipped": true, "result": []}]},
+        ]);
+        let c = convert_(&old);
+        assert_eq!((c.tasks, c.answered), (1, 1));
     }
 
     #[test]

@@ -65,7 +65,8 @@ enum Command {
     /// catalogue per note, answered by the note's spans of that concept, unanswerable where the
     /// annotator marked none (SQuAD v2.0). Merge and split it with `data-prep qa`.
     Labelstudio {
-        /// The export (Label Studio: Export → JSON): a list of tasks with their annotations.
+        /// The export (Label Studio: Export → JSON, a list of tasks with their annotations, or
+        /// JSON-MIN, a record per annotation).
         #[arg(long)]
         export: PathBuf,
         /// The concept catalogue whose ids the labels are (configs/concepts-*.toml).
