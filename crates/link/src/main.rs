@@ -83,9 +83,11 @@ fn main() -> Result<()> {
             min_score,
         } => {
             let opts = LinkOptions { top_k, min_score };
-            // The table and its two companions are checked, and the table locked, before any work.
+            // The table (its format too) and its two companions are checked, and the table locked,
+            // before any work.
             let _held = match &out {
                 Some(out) => {
+                    tables::TableFormat::from_path(out)?;
                     for path in [
                         out.clone(),
                         out.with_extension("rejects.jsonl"),
