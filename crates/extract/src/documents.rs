@@ -382,7 +382,13 @@ impl Collected<'_> {
             );
             return;
         }
-        let Some(text) = v.get(&opts.text_field).and_then(|t| t.as_str()) else {
+        // A Label Studio task (`{"id": 7, "data": {"text": …}}`, as imported into a project that `serve`
+        // pre-annotates) holds its fields in `data`; its id is the task's.
+        let fields = match v.get("data") {
+            Some(data) if v.get(&opts.text_field).is_none() && data.is_object() => data,
+            _ => v,
+        };
+        let Some(text) = fields.get(&opts.text_field).and_then(|t| t.as_str()) else {
             self.skip(
                 path,
                 place,
@@ -390,7 +396,7 @@ impl Collected<'_> {
             );
             return;
         };
-        let id = match v.get(&opts.id_field) {
+        let id = match v.get(&opts.id_field).or_else(|| fields.get(&opts.id_field)) {
             Some(serde_json::Value::String(s)) => s.clone(),
             Some(serde_json::Value::Number(x)) => x.to_string(),
             _ => {
@@ -398,7 +404,7 @@ impl Collected<'_> {
                 format!("{kind}-{place}")
             }
         };
-        let lang = v.get(&opts.lang_field).and_then(|l| l.as_str());
+        let lang = fields.get(&opts.lang_field).and_then(|l| l.as_str());
         self.accept(path, place, id, text.to_owned(), lang);
     }
 
@@ -569,6 +575,26 @@ mod tests {
             std::fs::write(&path, text).unwrap();
             format!("{:#}", read(&path, &DocOptions::default()).unwrap_err())
         };
+        // Label Studio tasks: the fields in `data`, the id the task's.
+        let tasks = dir.path().join("tasks.json");
+        std::fs::write(
+            &tasks,
+            serde_json::json!([
+                {"id": 41, "data": {"text": "Pacientul are febră.", "lang": "ro"}},
+                {"data": {"text": "Patient has fever.", "lang": "en", "id": "n2"}},
+                {"id": 43, "data": {"note": "x"}}
+            ])
+            .to_string(),
+        )
+        .unwrap();
+        let read_back = read(&tasks, &DocOptions::default()).unwrap();
+        let got: Vec<(&str, &str)> = read_back
+            .docs
+            .iter()
+            .map(|d| (d.id.as_str(), d.lang.as_str()))
+            .collect();
+        assert_eq!(got, [("41", "ro"), ("n2", "en")]);
+        assert_eq!(read_back.skipped[0].line, 3);
         let two = refused(r#"{"train": [], "test": []}"#);
         assert!(
             two.contains(r#"which of the arrays "train", "test""#),

@@ -31,8 +31,8 @@ struct Cli {
     concepts: PathBuf,
     /// A folder of .txt files, its subfolders' too (`name.xx.txt` gives the language; the id is the
     /// path below the folder; other files are listed as skipped), one .txt file, or a .jsonl, .json
-    /// (an array of records, or an object whose "data" or only array they are), .csv, .tsv or .parquet
-    /// file with id/text/lang fields.
+    /// (an array of records, or an object whose "data" or only array they are; Label Studio tasks with
+    /// their fields under "data" too), .csv, .tsv or .parquet file with id/text/lang fields.
     #[arg(long)]
     docs: PathBuf,
     /// The long table, one row per document × concept (.parquet, .csv, .tsv or .jsonl, by extension).
