@@ -13,6 +13,9 @@ pub enum Format {
     Text,
     /// One JSON object a line; the text is in `field`.
     Jsonl,
+    /// A JSON file of records (an array of objects, or an object whose `data` or only member is that
+    /// array, as `datasets`' json loader reads it); the text is in `field`, a record's place its number.
+    Json,
     /// TMX translation memory: every segment of every language, each tagged with its own language.
     Tmx,
     /// Terminology CSV with `sourceString`/`targetString` (and optionally `description`) columns, as the
@@ -47,7 +50,7 @@ pub struct Source {
     pub format: Format,
     #[serde(default)]
     pub unit: Unit,
-    /// JSONL field holding the text.
+    /// JSONL/JSON field holding the text (default `text`).
     #[serde(default)]
     pub field: Option<String>,
     /// CSV/TSV/Parquet column holding the text (default `text`).
@@ -83,7 +86,7 @@ fn default_weight() -> f64 {
 pub struct Record {
     pub text: String,
     pub file: PathBuf,
-    /// 1-based line where the document starts (the row for CSV, the unit for TMX).
+    /// 1-based line where the document starts (the row for CSV, the unit for TMX, the record for JSON).
     pub line: usize,
     /// The record's own language where the format says it (TMX sides, term lists); else the source's.
     pub lang: Option<String>,
@@ -205,6 +208,7 @@ impl Source {
             Format::Tmx => self.read_tmx(file, emit, reject),
             Format::Terms => self.read_terms(file, emit, reject),
             Format::Squad => self.read_squad(file, emit, reject),
+            Format::Json => self.read_json(file, emit, reject),
             Format::Csv | Format::Tsv | Format::Parquet => self.read_table(file, emit, reject),
             Format::Text | Format::Jsonl => self.read_lines(file, emit, reject),
         }
@@ -290,14 +294,69 @@ impl Source {
 
     /// The text field of one JSON line, or why there is none.
     fn jsonl_text(&self, line: &str) -> std::result::Result<String, String> {
-        let field = self.field.as_deref().unwrap_or("text");
         let value: serde_json::Value =
             serde_json::from_str(line).map_err(|e| format!("malformed JSON: {e}"))?;
+        self.record_text(&value)
+    }
+
+    /// The text field of one JSON record, or why there is none.
+    fn record_text(&self, value: &serde_json::Value) -> std::result::Result<String, String> {
+        let field = self.field.as_deref().unwrap_or("text");
+        if !value.is_object() {
+            return Err(format!(
+                "not a JSON object but {}",
+                text::qa::data::kind_of(value)
+            ));
+        }
         value
             .get(field)
             .and_then(|t| t.as_str())
             .map(str::to_owned)
             .ok_or_else(|| format!("no string field '{field}'"))
+    }
+
+    /// A JSON file of records, parsed whole: one that is not JSON (or not records) is rejected whole,
+    /// with the reason; a record without the text field alone, with its number.
+    fn read_json(
+        &self,
+        file: &Path,
+        emit: &mut dyn FnMut(Record),
+        reject: &mut dyn FnMut(Reject),
+    ) -> Result<()> {
+        let content = match text::bom::read_to_string(file) {
+            Ok(content) => content,
+            Err(e) => {
+                reject(self.reject_at(file, 0, format!("unreadable: {e}")));
+                return Ok(());
+            }
+        };
+        let value: serde_json::Value = match serde_json::from_str(&content) {
+            Ok(value) => value,
+            Err(e) => {
+                let hint = " (one JSON object a line is format \"jsonl\")";
+                reject(self.reject_at(file, 0, format!("malformed JSON: {e}{hint}")));
+                return Ok(());
+            }
+        };
+        let records = match text::json_records::records(&value, file) {
+            Ok(records) => records,
+            Err(e) => {
+                reject(self.reject_at(file, 0, format!("{e:#}")));
+                return Ok(());
+            }
+        };
+        for (i, record) in records.iter().enumerate() {
+            match self.record_text(record) {
+                Ok(text) => emit(Record {
+                    text,
+                    file: file.to_path_buf(),
+                    line: i + 1,
+                    lang: None,
+                }),
+                Err(reason) => reject(self.reject_at(file, i + 1, reason)),
+            }
+        }
+        Ok(())
     }
 
     fn reject_at(&self, file: &Path, line: usize, reason: String) -> Reject {
@@ -727,6 +786,38 @@ mod tests {
         assert!(rejects[2].1.starts_with("invalid UTF-8"), "{rejects:?}");
     }
 
+    /// A JSON file of records, as `datasets`' json loader reads it: an array, or an object's `data`
+    /// (or only) array; a record's place is its number, a file that is not records one whole reject.
+    #[test]
+    fn json_records_are_read_by_number() {
+        let source = serde_json::json!({"format": "json", "field": "body"});
+        let records = br#"[{"body": "kept"}, {"other": 1}, "a string", {"body": "also kept"}]"#;
+        let wrapped = [&br#"{"version": 2, "data": "#[..], &records[..], b"}"].concat();
+        for content in [&records[..], &wrapped] {
+            let (docs, rejects) = read(source.clone(), content);
+            assert_eq!(
+                docs,
+                [("kept".to_owned(), 1), ("also kept".to_owned(), 4)],
+                "{rejects:?}"
+            );
+            assert_eq!(
+                rejects,
+                [
+                    (2, "no string field 'body'".to_owned()),
+                    (3, "not a JSON object but a string".to_owned())
+                ]
+            );
+        }
+        let (docs, rejects) = read(source.clone(), b"{\"body\": \"a\"}\n{\"body\": \"b\"}\n");
+        assert!(docs.is_empty());
+        assert!(
+            rejects[0].0 == 0 && rejects[0].1.contains("format \"jsonl\""),
+            "{rejects:?}"
+        );
+        let (_, rejects) = read(source, br#"{"train": [], "test": []}"#);
+        assert!(rejects[0].1.contains("which of the arrays"), "{rejects:?}");
+    }
+
     /// A byte-order mark before a file's text (Windows tools write one) is not text: a JSON Lines
     /// file keeps its first record, a text file's first line does not start with U+FEFF, and the
     /// SQuAD and TMX readers take the file.
@@ -808,7 +899,7 @@ mod tests {
             .encode_utf16()
             .flat_map(u16::to_le_bytes)
             .collect();
-        for format in ["text", "jsonl", "squad"] {
+        for format in ["text", "jsonl", "json", "squad"] {
             let (docs, rejects) = read(serde_json::json!({"format": format}), &utf16);
             assert!(docs.is_empty(), "{format}: {docs:?}");
             assert_eq!(rejects.len(), 1, "{format}: {rejects:?}");

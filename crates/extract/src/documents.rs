@@ -201,42 +201,6 @@ fn make_ids_unique(docs: &mut [Document], places: &[(String, usize)]) -> Vec<Ren
     renamed
 }
 
-/// The records of a JSON documents file: the array itself, or an object's `data` array (SQuAD's and
-/// many exports' layout, `datasets`' `field="data"`), or its only array member.
-fn json_records<'v>(value: &'v serde_json::Value, path: &Path) -> Result<&'v [serde_json::Value]> {
-    match value {
-        serde_json::Value::Array(records) => Ok(records),
-        serde_json::Value::Object(members) => {
-            if let Some(serde_json::Value::Array(records)) = members.get("data") {
-                return Ok(records);
-            }
-            let arrays: Vec<&String> = members
-                .iter()
-                .filter(|(_, v)| v.is_array())
-                .map(|(k, _)| k)
-                .collect();
-            match arrays.as_slice() {
-                [one] => Ok(members[one.as_str()].as_array().map_or(&[], Vec::as_slice)),
-                [] => bail!(
-                    "{}: a JSON object without an array of documents (members: {})",
-                    path.display(),
-                    members.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
-                several => bail!(
-                    "{}: which of the arrays {} holds the documents? Give a JSON array, or name it \"data\"",
-                    path.display(),
-                    several.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ")
-                ),
-            }
-        }
-        other => bail!(
-            "{}: documents as JSON are an array of objects, not {}",
-            path.display(),
-            text::qa::data::kind_of(other)
-        ),
-    }
-}
-
 /// Every `.txt` file under `dir`, its subfolders' too; `skip` hears of every other entry.
 fn walk(dir: &Path, files: &mut Vec<PathBuf>, skip: &mut dyn FnMut(&Path, String)) -> Result<()> {
     let mut entries = std::fs::read_dir(dir)
@@ -364,7 +328,10 @@ impl Collected<'_> {
                 path.display()
             )
         })?;
-        for (i, v) in json_records(&value, path)?.iter().enumerate() {
+        for (i, v) in text::json_records::records(&value, path)?
+            .iter()
+            .enumerate()
+        {
             self.record(path, i + 1, v, "record");
         }
         Ok(())
@@ -600,7 +567,7 @@ mod tests {
             two.contains(r#"which of the arrays "train", "test""#),
             "{two}"
         );
-        assert!(refused(r#"{"n": 1}"#).contains("without an array of documents (members: n)"));
+        assert!(refused(r#"{"n": 1}"#).contains("without an array of records (members: n)"));
         assert!(refused("\"text\"").contains("an array of objects, not a string"));
         let lines = refused("{\"text\": \"a\"}\n{\"text\": \"b\"}\n");
         assert!(

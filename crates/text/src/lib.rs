@@ -7,6 +7,7 @@
 //!   `run_qa.py`'s features and `utils_qa.py`'s post-processing;
 //! - [`concepts`]: the concept catalogue (what extract asks, and data-prep's Label Studio import);
 //!   [`label_studio`]: how a Label Studio task holds its note (serve's backend, data-prep's import);
+//! - [`json_records`]: a JSON file of records (an array, or an object's `data` array), as `datasets` reads one;
 //! - [`config`]: `config.json`; [`runconfig`]: TOML run configs with `--set` overrides;
 //! - [`progress`]: progress bars; [`flags`]: the benchmark examples' `--key value` arguments;
 //! - [`bom`] (`fsutil::bom`, re-exported): the byte-order mark Windows tools put before a file's text, taken
@@ -16,6 +17,7 @@
 pub mod concepts;
 pub mod config;
 pub mod flags;
+pub mod json_records;
 pub mod label_studio;
 pub mod language;
 pub mod progress;
