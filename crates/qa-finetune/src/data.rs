@@ -10,9 +10,22 @@ use crate::config::QaFile;
 
 /// The files' questions in order, each file cut to its `max_samples`.
 pub fn load_examples(files: &[QaFile]) -> Result<Vec<QaExample>> {
+    load_files(files, squad::load)
+}
+
+/// [`load_examples`] for `predict`: a file of new questions, without any `answers`, is read whatever
+/// its version (`squad::load_to_predict`).
+pub fn load_to_predict(file: &QaFile) -> Result<Vec<QaExample>> {
+    load_files(std::slice::from_ref(file), squad::load_to_predict)
+}
+
+fn load_files(
+    files: &[QaFile],
+    load: fn(&std::path::Path, Option<&str>) -> Result<Vec<QaExample>>,
+) -> Result<Vec<QaExample>> {
     let mut out = Vec::new();
     for f in files {
-        let mut examples = squad::load(&f.path, f.lang.as_deref())?;
+        let mut examples = load(&f.path, f.lang.as_deref())?;
         if let Some(n) = f.max_samples {
             if n == 0 {
                 bail!("{}: max_samples must be at least 1", f.path.display());

@@ -9,7 +9,7 @@ use model::qa::squad::QaExample;
 use tch::Device;
 
 use crate::config::QaFile;
-use crate::data::load_examples;
+use crate::data::load_to_predict;
 
 /// `predict`: answers for a SQuAD-format file (its first `data.max_samples` questions, if set) with
 /// a fine-tuned model directory, its settings (`medqa.json`, else run_qa.py's) under `settings`; also
@@ -25,7 +25,7 @@ pub fn predict(
     precision: model::autocast::Precision,
 ) -> Result<(Vec<QaExample>, Prediction, serde_json::Value)> {
     let qa = QaModel::load_with(model_dir, device, settings)?;
-    let examples = load_examples(std::slice::from_ref(data))?;
+    let examples = load_to_predict(data)?;
     let bar = model::train::log::progress_bar(0, 0, "windows");
     let prediction = qa.predict_with_progress(&examples, batch_size, precision, &bar)?;
     bar.finish_and_clear();

@@ -72,7 +72,12 @@ pub fn locate_answer(context: &str, text: &str, given: i64) -> Option<usize> {
 /// answer offsets are repaired or set aside (see `AnswerRepairs`), with a warning naming the file.
 pub fn load(path: &Path, lang: Option<&str>) -> Result<Vec<QaExample>> {
     let (examples, repairs) = load_with_repairs(path, lang)?;
-    if repairs != AnswerRepairs::default() {
+    warn_of(path, &repairs);
+    Ok(examples)
+}
+
+fn warn_of(path: &Path, repairs: &AnswerRepairs) {
+    if *repairs != AnswerRepairs::default() {
         eprintln!(
             "warning: {}: {} answer(s) had a wrong answer_start and were moved to the nearest occurrence \
              of their text; {} answer text(s) do not occur in their context (scored, not trained on)",
@@ -81,7 +86,6 @@ pub fn load(path: &Path, lang: Option<&str>) -> Result<Vec<QaExample>> {
             repairs.unlocated
         );
     }
-    Ok(examples)
 }
 
 /// `load`, returning what it repaired instead of warning.
@@ -89,9 +93,35 @@ pub fn load_with_repairs(
     path: &Path,
     lang: Option<&str>,
 ) -> Result<(Vec<QaExample>, AnswerRepairs)> {
+    read_examples(path, lang, false)
+}
+
+/// The questions of a file to predict: as [`load`], and a file in which no question has an `answers`
+/// field at all (new questions, as a test set without gold comes) is read whatever its `version`,
+/// every question unscored. Training and scoring keep [`load`]'s rule, under which such a v1.1 question
+/// is an error, never silently a question without an answer; a file with answers to some questions
+/// only is that error here too.
+pub fn load_to_predict(path: &Path, lang: Option<&str>) -> Result<Vec<QaExample>> {
+    let (examples, repairs) = read_examples(path, lang, true)?;
+    warn_of(path, &repairs);
+    Ok(examples)
+}
+
+fn read_examples(
+    path: &Path,
+    lang: Option<&str>,
+    questions_only_ok: bool,
+) -> Result<(Vec<QaExample>, AnswerRepairs)> {
     let mut repairs = AnswerRepairs::default();
     let file = crate::qa::data::read_squad(path)?;
-    let v2_file = crate::qa::data::version_is_v2(file.version.as_ref());
+    let questions_only = questions_only_ok
+        && file
+            .data
+            .iter()
+            .flat_map(|a| &a.paragraphs)
+            .flat_map(|p| &p.qas)
+            .all(|qa| qa.answers.is_none() && qa.is_impossible.is_none());
+    let v2_file = questions_only || crate::qa::data::version_is_v2(file.version.as_ref());
     let mut out = Vec::new();
     for (ai, article) in file.data.into_iter().enumerate() {
         for (pi, p) in article.paragraphs.into_iter().enumerate() {
@@ -157,4 +187,58 @@ pub fn load_with_repairs(
         }
     }
     Ok((out, repairs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dir: &Path, name: &str, value: serde_json::Value) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, value.to_string()).unwrap();
+        path
+    }
+
+    /// New questions without `answers` are read to predict, whatever the version; training and scoring
+    /// still refuse them in a v1.1 file, and a file with answers to some questions only is refused
+    /// either way.
+    #[test]
+    fn questions_without_any_answers_are_read_to_predict_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let qa = |id: &str, answers: Option<serde_json::Value>| {
+            let mut q = serde_json::json!({"id": id, "question": "Glicemia?"});
+            if let Some(a) = answers {
+                q["answers"] = a;
+            }
+            q
+        };
+        let set = |qas: Vec<serde_json::Value>| {
+            serde_json::json!({"version": "1.1", "data": [{"title": "t", "paragraphs": [
+                {"context": "Glicemia 7,1 mmol/l.", "qas": qas}]}]})
+        };
+        let new = file(
+            dir.path(),
+            "new.json",
+            set(vec![qa("a", None), qa("b", None)]),
+        );
+        let read = load_to_predict(&new, None).unwrap();
+        assert_eq!(read.len(), 2);
+        assert!(read
+            .iter()
+            .all(|e| e.answers.is_empty() && e.unlocated.is_empty()));
+        assert!(format!("{:#}", load(&new, None).unwrap_err()).contains("has no answers"));
+        let answered = serde_json::json!([{"text": "7,1 mmol/l", "answer_start": 9}]);
+        let mixed = file(
+            dir.path(),
+            "mixed.json",
+            set(vec![qa("a", Some(answered.clone())), qa("b", None)]),
+        );
+        let why = format!("{:#}", load_to_predict(&mixed, None).unwrap_err());
+        assert!(
+            why.contains("question 'b'") && why.contains("has no answers"),
+            "{why}"
+        );
+        let gold = file(dir.path(), "gold.json", set(vec![qa("a", Some(answered))]));
+        assert_eq!(load_to_predict(&gold, None).unwrap()[0].answers.len(), 1);
+    }
 }
