@@ -55,6 +55,10 @@ struct Cli {
     /// Questions of one /qa request, tasks of one /predict.
     #[arg(long, default_value_t = 256)]
     max_items: usize,
+    /// The Label Studio task data key holding a note's language (ro, bg-BG, …); the language is
+    /// detected where a task has none.
+    #[arg(long, default_value = "lang")]
+    lang_key: String,
     /// The model's windows and post-processing come from its medqa.json (run_qa.py's defaults for a
     /// model fine-tuned outside medqa); these flags set them.
     #[command(flatten)]
@@ -97,6 +101,7 @@ fn main() -> Result<()> {
             max_text_chars: cli.max_text_chars,
             max_items: cli.max_items,
         },
+        lang_key: cli.lang_key.clone(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -35,6 +35,8 @@ pub struct AppState {
     pub linker: Option<link::Index>,
     pub link_options: link::LinkOptions,
     pub limits: Limits,
+    /// The Label Studio task data key holding a note's language (`--lang-key`).
+    pub lang_key: String,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -389,9 +391,19 @@ async fn label_studio(s: &AppState, req: &Value) -> Result<Json<Value>, ApiError
         check_text(s, &format!("task {i}"), &text)?;
         let lang = task
             .get("data")
-            .and_then(|d| d.get("lang"))
+            .and_then(|d| d.get(&s.lang_key))
             .and_then(Value::as_str);
-        docs.push(document(i.to_string(), text, lang)?);
+        if text.trim().is_empty() {
+            return Err(bad(format!("task {i}: the note is empty")));
+        }
+        let doc = Document::new(i.to_string(), text, lang).ok_or_else(|| {
+            bad(format!(
+                "task {i}: the note's language is neither in data.{} (serve --lang-key names the \
+                 key) nor recognisable",
+                s.lang_key
+            ))
+        })?;
+        docs.push(doc);
     }
     let per_doc = s.catalogue.as_ref().map_or(0, |c| c.concepts.len());
     let rows = if docs.is_empty() {

@@ -198,6 +198,8 @@ fn bad_input_gets_a_json_4xx_and_limits_hold() {
             "300",
             "--max-items",
             "3",
+            "--lang-key",
+            "language",
         ],
     );
     let cases: Vec<(&str, String, u16, &str)> = vec![
@@ -235,6 +237,14 @@ fn bad_input_gets_a_json_4xx_and_limits_hold() {
         serde_json::from_str::<Value>(&r.body_mut().read_to_string().unwrap()).unwrap()["error"]
             .is_string()
     );
+    // The language of a note that cannot be told is read from the key --lang-key names.
+    let config = r#"<View><Labels name="l" toName="t"><Label value="age"/></Labels><Text name="t" value="$text"/></View>"#;
+    let (status, answered) = server.post(
+        "/predict",
+        &json!({"tasks": [{"data": {"text": "12 34 56", "language": "ro"}}], "label_config": config})
+            .to_string(),
+    );
+    assert_eq!(status, 200, "{answered}");
     assert_eq!(server.get("/nope").0, 404);
     // The server is still there after all of that.
     assert_eq!(server.get("/health").0, 200);
@@ -331,6 +341,19 @@ fn label_studio_gets_span_pre_annotations_and_links_come_with_extractions() {
     let (status, again) = server.post("/predict", &body.to_string());
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["results"][0], results[0]);
+    // A note whose language cannot be told (numbers only) needs it under data.lang (by default: the
+    // bad-input test names another key).
+    let numbers = json!({"tasks": [{"data": {"report": "12 34 56", "language": "ro"}}],
+                         "label_config": config});
+    let (status, refused) = server.post("/predict", &numbers.to_string());
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("data.lang (serve --lang-key"),
+        "{refused}"
+    );
     // A configuration whose text is behind a link is refused at set-up, not answered with spans of the
     // link's characters.
     let (status, refused) = server.post(
