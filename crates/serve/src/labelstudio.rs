@@ -5,10 +5,10 @@
 //! `<Label value="…"/>` per concept to pre-annotate, over `<Text name="text" value="$text"/>` whose
 //! `$text` is the task data's key. Concepts the configuration has no label for are left out.
 //!
-//! The `Text` object may say how the task holds its text: `encoding="base64"` or `"base64unicode"` are
-//! decoded as Label Studio's editor decodes them before it counts offsets; `valueType="url"` (the task
-//! holds a link to fetch) and `HyperText` (offsets are XPaths into HTML) are refused with the reason,
-//! since extracting from a link's or markup's characters would give spans in silence that mean nothing.
+//! The `Text` object may say how the task holds its text: `valueType="url"` (the task holds a link,
+//! fetched as the editor fetches it: [`crate::task_links`]), `encoding="base64"` or `"base64unicode"`
+//! (decoded as the editor decodes them before it counts offsets). `HyperText` (offsets are XPaths into
+//! HTML) is refused with the reason, since spans over markup's characters would mean nothing.
 
 use anyhow::{bail, Result};
 use quick_xml::events::Event;
@@ -27,6 +27,11 @@ pub struct LabelConfig {
     pub labels: Vec<String>,
     /// How the task data holds the text (the `Text` object's `encoding`).
     pub encoding: TextEncoding,
+    /// The task data holds a link to the text (`valueType="url"`).
+    pub behind_link: bool,
+    /// Whether a region carries its text (`saveTextResult`; by default not for texts behind links, so
+    /// that notes kept out of Label Studio's database stay out of it).
+    pub save_text: bool,
 }
 
 impl LabelConfig {
@@ -72,6 +77,7 @@ impl LabelConfig {
                             value,
                             value_type: attr("valueType"),
                             encoding: attr("encoding"),
+                            save_text_result: attr("saveTextResult"),
                         });
                     }
                 }
@@ -90,13 +96,19 @@ impl LabelConfig {
                  medqa pre-annotates <Text>, with character offsets: show the notes with <Text>"
             );
         }
-        if text.value_type.as_deref() == Some("url") {
-            bail!(
-                "label_config's <Text name=\"{to_name}\"> has valueType=\"url\": each task holds a link to \
-                 its text, which medqa serve does not fetch; import the notes' text into the tasks \
-                 (valueType=\"text\", the default)"
-            );
-        }
+        let behind_link = match text.value_type.as_deref() {
+            None | Some("text") => false,
+            Some("url") => true,
+            Some(other) => bail!(
+                "label_config's <Text name=\"{to_name}\"> has valueType=\"{other}\"; Label Studio knows \
+                 text and url"
+            ),
+        };
+        let save_text = match text.save_text_result.as_deref() {
+            Some("yes") => true,
+            Some("no") => false,
+            _ => !behind_link,
+        };
         let encoding = match text.encoding.as_deref() {
             None => TextEncoding::Plain,
             Some(name) => name
@@ -109,6 +121,8 @@ impl LabelConfig {
             data_key: text.value.trim_start_matches('$').to_owned(),
             labels,
             encoding,
+            behind_link,
+            save_text,
         })
     }
 
@@ -126,6 +140,7 @@ struct TextObject {
     value: String,
     value_type: Option<String>,
     encoding: Option<String>,
+    save_text_result: Option<String>,
 }
 
 #[cfg(test)]
@@ -152,6 +167,8 @@ mod tests {
                 data_key: "document".into(),
                 labels: vec!["glucose".into(), "nihss_admission".into()],
                 encoding: TextEncoding::Plain,
+                behind_link: false,
+                save_text: true,
             }
         );
         assert!(LabelConfig::parse("<View><Text name=\"t\" value=\"$t\"/></View>").is_err());
@@ -175,11 +192,23 @@ mod tests {
     }
 
     #[test]
-    fn texts_behind_links_markup_or_unknown_encodings_are_refused() {
+    fn markup_and_unknown_value_types_or_encodings_are_refused() {
         let why = |attrs: &str, tag: &str| format!("{:#}", config(attrs, tag).unwrap_err());
-        assert!(why(r#"valueType="url""#, "Text").contains("does not fetch"));
         assert!(why("", "HyperText").contains("XPaths"));
         assert!(why(r#"encoding="rot13""#, "Text").contains("encoding \"rot13\""));
+        assert!(why(r#"valueType="html""#, "Text").contains("valueType=\"html\""));
         assert!(config(r#"valueType="text""#, "Text").is_ok());
+    }
+
+    #[test]
+    fn texts_behind_links_keep_their_text_out_of_regions_unless_told() {
+        let linked = config(r#"valueType="url" encoding="base64unicode""#, "Text").unwrap();
+        assert!(linked.behind_link && !linked.save_text);
+        assert_eq!(linked.encoding, TextEncoding::Base64Unicode);
+        let told = config(r#"valueType="url" saveTextResult="yes""#, "Text").unwrap();
+        assert!(told.behind_link && told.save_text);
+        let inline = config(r#"saveTextResult="no""#, "Text").unwrap();
+        assert!(!inline.behind_link && !inline.save_text);
+        assert!(config("", "Text").unwrap().save_text);
     }
 }

@@ -5,9 +5,11 @@
 //! - [`engine`]: the model on its own thread behind a bounded queue; waiting requests are batched;
 //! - [`routes`]: the endpoints, limits and JSON errors (`openapi.json` documents them);
 //! - [`labelstudio`]: what a Label Studio labelling configuration says (labels, text key);
+//! - [`task_links`]: notes behind links (`<Text valueType="url">`) fetched from Label Studio;
 //! - [`inception`]: INCEpTION's external recommender protocol (predictions written into the CAS XMI).
 
 pub mod engine;
 pub mod inception;
 pub mod labelstudio;
 pub mod routes;
+pub mod task_links;

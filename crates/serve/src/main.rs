@@ -102,6 +102,7 @@ fn main() -> Result<()> {
             max_items: cli.max_items,
         },
         lang_key: cli.lang_key.clone(),
+        task_links: serve::task_links::TaskLinks::from_env(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

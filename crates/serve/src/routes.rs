@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 
 use crate::engine::{Engine, EngineError, ModelInfo};
 use crate::labelstudio::LabelConfig;
+use crate::task_links::TaskLinks;
 
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -37,6 +38,8 @@ pub struct AppState {
     pub limits: Limits,
     /// The Label Studio task data key holding a note's language (`--lang-key`).
     pub lang_key: String,
+    /// How notes behind links (`<Text valueType="url">`) are fetched from Label Studio.
+    pub task_links: TaskLinks,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -287,6 +290,7 @@ async fn setup(
     if let Some(schema) = req.get("schema").and_then(Value::as_str) {
         LabelConfig::parse(schema).map_err(|e| bad(format!("{e:#}")))?;
     }
+    s.task_links.remember_setup(&req);
     Ok(Json(json!({ "model_version": model_version(&s) })))
 }
 
@@ -378,13 +382,20 @@ async fn label_studio(s: &AppState, req: &Value) -> Result<Json<Value>, ApiError
             ),
         ));
     }
-    let mut docs = Vec::with_capacity(tasks.len());
+    let mut values = Vec::with_capacity(tasks.len());
     for (i, task) in tasks.iter().enumerate() {
         let value = task
             .get("data")
             .and_then(|d| d.get(&config.data_key))
             .and_then(Value::as_str)
             .ok_or_else(|| bad(format!("task {i} has no text at data.{}", config.data_key)))?;
+        values.push(value.to_owned());
+    }
+    if config.behind_link {
+        values = fetch_notes(s, req, tasks, values).await?;
+    }
+    let mut docs = Vec::with_capacity(tasks.len());
+    for (i, (task, value)) in tasks.iter().zip(&values).enumerate() {
         let text = config
             .text_of(value)
             .map_err(|e| bad(format!("task {i}: {e:#}")))?;
@@ -421,8 +432,12 @@ async fn label_studio(s: &AppState, req: &Value) -> Result<Json<Value>, ApiError
                 .filter_map(|r| {
                     Some(json!({
                         "from_name": config.from_name, "to_name": config.to_name, "type": "labels",
-                        "value": { "start": r.start?, "end": r.end?, "text": r.answer,
-                                   "labels": [r.concept] },
+                        "value": if config.save_text {
+                            json!({ "start": r.start?, "end": r.end?, "text": r.answer,
+                                    "labels": [r.concept] })
+                        } else {
+                            json!({ "start": r.start?, "end": r.end?, "labels": [r.concept] })
+                        },
                         "score": r.probability,
                     }))
                 })
@@ -442,4 +457,50 @@ async fn label_studio(s: &AppState, req: &Value) -> Result<Json<Value>, ApiError
     Ok(Json(
         json!({ "results": results, "model_version": version }),
     ))
+}
+
+/// The notes behind the tasks' links, fetched as Label Studio's editor fetches them. A link that is not
+/// one, or that needs Label Studio's address where none is set, is a 400; a fetch that fails a 502.
+async fn fetch_notes(
+    s: &AppState,
+    req: &Value,
+    tasks: &[Value],
+    links: Vec<String>,
+) -> Result<Vec<String>, ApiError> {
+    let access = s.task_links.access_for(req);
+    let mut located = Vec::with_capacity(links.len());
+    for (i, (task, link)) in tasks.iter().zip(&links).enumerate() {
+        let id = match task.get("id") {
+            Some(Value::String(id)) => Some(id.clone()),
+            Some(Value::Number(id)) => Some(id.to_string()),
+            _ => None,
+        };
+        let urls = crate::task_links::locate(link, id.as_deref(), &access)
+            .map_err(|e| bad(format!("task {i}: its note's link {link:?}: {e:#}")))?;
+        located.push(urls);
+    }
+    // A character is at most 4 bytes of UTF-8, and a byte order mark 3 more.
+    let max_bytes = s.limits.max_text_chars as u64 * 4 + 3;
+    let agent = s.task_links.agent().clone();
+    let fetched = tokio::task::spawn_blocking(move || {
+        located
+            .iter()
+            .map(|urls| crate::task_links::fetch(&agent, urls, &access, max_bytes))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    fetched
+        .into_iter()
+        .zip(&links)
+        .enumerate()
+        .map(|(i, (note, link))| {
+            note.map_err(|e| {
+                ApiError(
+                    StatusCode::BAD_GATEWAY,
+                    format!("task {i}: its note at {link:?}: {e:#}"),
+                )
+            })
+        })
+        .collect()
 }

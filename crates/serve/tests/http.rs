@@ -32,7 +32,16 @@ impl Server {
     }
 
     fn start_with(model: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(model, extra, &[])
+    }
+
+    fn start_with_env(model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BIN)
+            .env_remove("LABEL_STUDIO_URL")
+            .env_remove("LABEL_STUDIO_HOST")
+            .env_remove("LABEL_STUDIO_API_KEY")
+            .env_remove("LABEL_STUDIO_ACCESS_TOKEN")
+            .envs(env.iter().copied())
             .arg("--model")
             .arg(model)
             .args([
@@ -106,6 +115,14 @@ impl Server {
             assert!(started.elapsed() < Duration::from_secs(30), "did not stop");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// A test that fails leaves no server behind (it would hold the test's output open).
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -354,11 +371,10 @@ fn label_studio_gets_span_pre_annotations_and_links_come_with_extractions() {
             .contains("data.lang (serve --lang-key"),
         "{refused}"
     );
-    // A configuration whose text is behind a link is refused at set-up, not answered with spans of the
-    // link's characters.
+    // A configuration Label Studio would not take is refused at set-up.
     let (status, refused) = server.post(
         "/setup",
-        &json!({"schema": config.replace(r#"value="$report"/>"#, r#"value="$report" valueType="url"/>"#)})
+        &json!({"schema": config.replace(r#"value="$report"/>"#, r#"value="$report" valueType="html"/>"#)})
             .to_string(),
     );
     assert_eq!(status, 400, "{refused}");
@@ -371,6 +387,206 @@ fn label_studio_gets_span_pre_annotations_and_links_come_with_extractions() {
     assert!(rows
         .iter()
         .all(|r| r["links"].is_array() || r["answer"].is_null()));
+    assert!(server.stop().success());
+}
+
+/// A stand-in for Label Studio's file endpoints, as its SDK reaches them: an upload served at
+/// `/data/upload` (the storage proxy answering 404, as where uploads stay on the disk), and a cloud
+/// storage object behind the task's presign endpoint, which redirects to the bucket. Label Studio's
+/// endpoints want the token; the bucket, like S3 with a presigned URL, refuses a request that brings one.
+/// Every request's path and `Authorization` header are kept.
+struct FakeLabelStudio {
+    base: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+}
+
+/// A request's path and query, and its `Authorization` header.
+type Seen = (String, Option<String>);
+
+impl FakeLabelStudio {
+    fn start(upload: &str, bucket_object: &str) -> Self {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (log, upload, object) = (
+            seen.clone(),
+            // A byte order mark, which the editor's fetch().text() drops.
+            [b"\xEF\xBB\xBF".as_slice(), upload.as_bytes()].concat(),
+            bucket_object.as_bytes().to_vec(),
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8(head).unwrap();
+                let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+                let auth = head
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("authorization: ")
+                            .or(l.strip_prefix("Authorization: "))
+                    })
+                    .map(str::to_owned);
+                log.lock().unwrap().push((path.clone(), auth.clone()));
+                let signed_in = auth.as_deref() == Some("Token secret");
+                let (status, extra, body): (&str, String, Vec<u8>) = match path.as_str() {
+                    "/data/upload/1/note.txt" if signed_in => {
+                        ("200 OK", String::new(), upload.clone())
+                    }
+                    "/tasks/2/presign/?fileuri=s3%3A%2F%2Fnotes%2Fother.txt" if signed_in => (
+                        "303 See Other",
+                        "Location: /bucket/other.txt\r\n".into(),
+                        Vec::new(),
+                    ),
+                    "/bucket/other.txt" if auth.is_none() => {
+                        ("200 OK", String::new(), object.clone())
+                    }
+                    "/bucket/other.txt" => ("400 Bad Request", String::new(), Vec::new()),
+                    "/data/upload/1/note.txt"
+                    | "/tasks/2/presign/?fileuri=s3%3A%2F%2Fnotes%2Fother.txt" => {
+                        ("401 Unauthorized", String::new(), Vec::new())
+                    }
+                    _ => ("404 Not Found", String::new(), Vec::new()),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            }
+        });
+        Self { base, seen }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        std::mem::take(&mut self.seen.lock().unwrap())
+    }
+}
+
+#[test]
+fn label_studio_notes_behind_links_are_fetched_as_the_editor_fetches_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = qa_model(tmp.path());
+    let other = "NIHSS score on admission was 7. Discharged on dabigatran 150 mg twice daily.";
+    let ls = FakeLabelStudio::start(NOTE, other);
+    let inline = r#"<View><Labels name="concept" toName="note"><Label value="anticoagulant"/><Label value="age"/><Label value="nihss_admission"/></Labels><Text name="note" value="$report"/></View>"#;
+    let linked = inline.replace(
+        r#"value="$report"/>"#,
+        r#"value="$report" valueType="url"/>"#,
+    );
+    let tasks = |first: &str, second: &str| {
+        json!([{"id": 1, "data": {"report": first, "lang": "ro"}},
+               {"id": 2, "data": {"report": second, "lang": "en"}}])
+    };
+    let predict = |server: &Server, config: &str, tasks: Value, project: &str| {
+        server.post(
+            "/predict",
+            &json!({"tasks": tasks, "label_config": config, "project": project}).to_string(),
+        )
+    };
+    // Label Studio's address and token where serve runs, as the SDK reads them.
+    let server = Server::start_with_env(
+        &model,
+        &["--min-probability", "0"],
+        &[
+            ("LABEL_STUDIO_URL", &ls.base),
+            ("LABEL_STUDIO_API_KEY", "secret"),
+        ],
+    );
+    let (status, want) = predict(&server, inline, tasks(NOTE, other), "1.1");
+    assert_eq!(status, 200, "{want}");
+    let (status, got) = predict(
+        &server,
+        &linked,
+        tasks("/data/upload/1/note.txt", "s3://notes/other.txt"),
+        "1.1",
+    );
+    assert_eq!(status, 200, "{got}");
+    // The same spans as for the notes sent inline, without their text (the editor's saveTextResult
+    // default for linked texts keeps notes out of Label Studio's database).
+    let mut spans = 0;
+    for (want, got) in want["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(got["results"].as_array().unwrap())
+    {
+        let (want, got) = (
+            want["result"].as_array().unwrap(),
+            got["result"].as_array().unwrap(),
+        );
+        assert_eq!(want.len(), got.len());
+        for (w, g) in want.iter().zip(got) {
+            let mut w = w.clone();
+            w["value"].as_object_mut().unwrap().remove("text");
+            assert_eq!(&w, g);
+            spans += 1;
+        }
+    }
+    assert!(spans >= 2, "{got}");
+    let token = Some("Token secret".to_owned());
+    assert_eq!(
+        ls.seen(),
+        [
+            (
+                "/storage-data/uploaded/?filepath=upload%2F1%2Fnote.txt".to_owned(),
+                token.clone()
+            ),
+            ("/data/upload/1/note.txt".to_owned(), token.clone()),
+            (
+                "/tasks/2/presign/?fileuri=s3%3A%2F%2Fnotes%2Fother.txt".to_owned(),
+                token
+            ),
+            ("/bucket/other.txt".to_owned(), None),
+        ]
+    );
+    // A value that is not a link is a 400 that names the likely cause.
+    let (status, refused) = predict(&server, &linked, tasks(NOTE, other), "1.1");
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("task 0: its note's link"),
+        "{refused}"
+    );
+    assert!(server.stop().success());
+
+    // Without the environment: what Label Studio sent to /setup, per project.
+    let server = Server::start_with(&model, &["--min-probability", "0"]);
+    for (project, token) in [("1.1", "secret"), ("2.1", "expired")] {
+        let (status, setup) = server.post(
+            "/setup",
+            &json!({"project": project, "schema": linked, "hostname": ls.base, "access_token": token})
+                .to_string(),
+        );
+        assert_eq!(status, 200, "{setup}");
+    }
+    let links = || tasks("/data/upload/1/note.txt", "s3://notes/other.txt");
+    let (status, again) = predict(&server, &linked, links(), "1.1");
+    assert_eq!((status, &again["results"]), (200, &got["results"]));
+    let (status, refused) = predict(&server, &linked, links(), "2.1");
+    assert_eq!(status, 502, "{refused}");
+    let why = refused["error"].as_str().unwrap();
+    assert!(
+        why.contains("answered 401") && why.contains("LABEL_STUDIO_API_KEY"),
+        "{why}"
+    );
+    let (status, refused) = predict(&server, &linked, links(), "3.1");
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("LABEL_STUDIO_URL"),
+        "{refused}"
+    );
     assert!(server.stop().success());
 }
 
