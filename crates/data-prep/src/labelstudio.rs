@@ -14,8 +14,10 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use text::concepts::{Catalogue, QuestionLanguage};
 use text::label_studio::{looks_base64, TextEncoding};
+use text::label_studio_links::looks_like_link;
 use text::language::{detect, primary_language};
 
 /// How tasks are read.
@@ -30,7 +32,12 @@ pub struct Options {
     pub question_lang: QuestionLanguage,
     /// Leave out the concepts an annotator marked nowhere in a note (no v2.0 negatives).
     pub answered_only: bool,
+    /// The tasks hold links to their notes (`<Text valueType="url">`), which are fetched.
+    pub fetch_notes: bool,
 }
+
+/// Gets a note from its link and task id (`text::label_studio_links`, or a stand-in in tests).
+pub type FetchNote<'a> = dyn FnMut(&str, &str) -> Result<String> + 'a;
 
 /// Something of the export that is not in the set, with where and why.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -51,14 +58,32 @@ pub struct Converted {
     pub answered: usize,
     /// Results that are not spans (choices, relations, …), by type: not answers, so only counted.
     pub other_results: BTreeMap<String, usize>,
+    /// Notes fetched from their links, and the SHA-256 of them all (each task's id and note), which
+    /// the export's own hash does not cover.
+    pub notes_fetched: usize,
+    pub notes_sha256: Option<String>,
 }
 
-/// Converts `export` (read from `file`) with the concepts of `catalogue`.
+/// Converts `export` (read from `file`) with the concepts of `catalogue`; notes behind links are not
+/// fetched (with `opts.fetch_notes`, [`convert_with`] takes the fetcher).
 pub fn convert(
     export: &Value,
     file: &Path,
     catalogue: &Catalogue,
     opts: &Options,
+) -> Result<Converted> {
+    convert_with(export, file, catalogue, opts, &mut |_, _| {
+        bail!("notes behind links are not fetched here")
+    })
+}
+
+/// [`convert`], with `fetch` getting the notes of tasks that hold links (`opts.fetch_notes`).
+pub fn convert_with(
+    export: &Value,
+    file: &Path,
+    catalogue: &Catalogue,
+    opts: &Options,
+    fetch: &mut FetchNote,
 ) -> Result<Converted> {
     let Some(tasks) = export.as_array() else {
         bail!(
@@ -81,7 +106,10 @@ pub fn convert(
         questions: 0,
         answered: 0,
         other_results: BTreeMap::new(),
+        notes_fetched: 0,
+        notes_sha256: None,
     };
+    let mut notes_hash = Sha256::new();
     let mut articles = Vec::new();
     let mut any_unanswered = false;
     for (n, task) in tasks.iter().enumerate() {
@@ -103,6 +131,32 @@ pub fn convert(
                 reject(reason);
                 continue;
             }
+        };
+        let fetched;
+        let text = if opts.fetch_notes {
+            match fetch(text, &id) {
+                Ok(note) => {
+                    for part in [id.as_bytes(), b"\0", note.as_bytes(), b"\0"] {
+                        notes_hash.update(part);
+                    }
+                    out.notes_fetched += 1;
+                    fetched = note;
+                    fetched.as_str()
+                }
+                Err(e) => {
+                    reject(format!("its note at {text:?}: {e:#}"));
+                    continue;
+                }
+            }
+        } else if looks_like_link(text) {
+            reject(format!(
+                "the task's text is a link ({:?}), as a project whose <Text> has valueType=\"url\" \
+                 holds its notes: give --fetch-notes (with LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY set)",
+                text.trim()
+            ));
+            continue;
+        } else {
+            text
         };
         let text = match opts.text_encoding.decode(text) {
             Ok(text) => text,
@@ -182,6 +236,9 @@ pub fn convert(
             "lang": lang,
             "paragraphs": [{"context": text, "qas": qas}],
         }));
+    }
+    if out.notes_fetched > 0 {
+        out.notes_sha256 = Some(format!("{:x}", notes_hash.finalize()));
     }
     out.squad = json!({
         "version": if any_unanswered { "v2.0" } else { "1.1" },
@@ -376,6 +433,7 @@ questions = { en = "Does the patient smoke?" }
             text_encoding: TextEncoding::Plain,
             question_lang: QuestionLanguage::Document,
             answered_only: false,
+            fetch_notes: false,
         }
     }
 
@@ -563,6 +621,68 @@ questions = { en = "Does the patient smoke?" }
         assert!(
             c.rejects[0].reason.contains("looks base64-encoded")
                 && c.rejects[0].reason.contains("--text-encoding"),
+            "{:?}",
+            c.rejects
+        );
+    }
+
+    #[test]
+    fn notes_behind_links_are_fetched_or_named() {
+        // A project whose <Text> has valueType="url": the task holds the link, the spans (without their
+        // text: saveTextResult's default there) count the fetched note's characters.
+        let export = json!([
+            {"id": 1, "data": {"text": "/data/upload/1/a.txt", "lang": "ro"},
+             "annotations": [{"result": [{"type": "labels", "from_name": "label", "to_name": "text",
+                 "value": {"start": 9, "end": 19, "labels": ["glucose"]}}]}]},
+            {"id": 2, "data": {"text": "s3://notes/gone.txt", "lang": "ro"},
+             "annotations": [{"result": []}]},
+        ]);
+        let fetching = Options {
+            fetch_notes: true,
+            ..opts()
+        };
+        let mut asked = Vec::new();
+        let mut fetch = |link: &str, task: &str| {
+            asked.push(format!("{task} {link}"));
+            match link {
+                "/data/upload/1/a.txt" => Ok("Glicemia 7,1 mmol/l.".to_owned()),
+                _ => bail!("http://ls/tasks/2/presign/ answered 404 Not Found"),
+            }
+        };
+        let c = convert_with(
+            &export,
+            Path::new("e.json"),
+            &catalogue(),
+            &fetching,
+            &mut fetch,
+        )
+        .unwrap();
+        assert_eq!(asked, ["1 /data/upload/1/a.txt", "2 s3://notes/gone.txt"]);
+        let p = &c.squad["data"][0]["paragraphs"][0];
+        assert_eq!(p["context"], "Glicemia 7,1 mmol/l.");
+        assert_eq!(
+            p["qas"][0]["answers"],
+            json!([{"text": "7,1 mmol/l", "answer_start": 9}])
+        );
+        assert_eq!(c.notes_fetched, 1);
+        let mut h = Sha256::new();
+        h.update(b"1\0Glicemia 7,1 mmol/l.\0");
+        assert_eq!(c.notes_sha256, Some(format!("{:x}", h.finalize())));
+        assert_eq!(c.rejects.len(), 1);
+        assert!(
+            c.rejects[0].task == "2" && c.rejects[0].reason.contains("answered 404"),
+            "{:?}",
+            c.rejects
+        );
+        // Without --fetch-notes, a link is not taken for the note: before, its characters were the
+        // context and the span 9..19 of "/data/upload/1/a.txt" an answer.
+        let c = convert(&export, Path::new("e.json"), &catalogue(), &opts()).unwrap();
+        assert_eq!((c.tasks, c.rejects.len(), c.notes_fetched), (0, 2, 0));
+        assert!(
+            c.rejects
+                .iter()
+                .all(|r| r.reason.contains("valueType=\"url\"")
+                    && r.reason.contains("--fetch-notes")),
             "{:?}",
             c.rejects
         );

@@ -93,6 +93,11 @@ enum Command {
         /// questions without an answer.
         #[arg(long)]
         answered_only: bool,
+        /// The tasks hold links to their notes (the project's `<Text valueType="url">`): fetch each
+        /// note as the editor does, from Label Studio at LABEL_STUDIO_URL with the access token
+        /// LABEL_STUDIO_API_KEY (uploads, local files, cloud storage, http(s) links).
+        #[arg(long)]
+        fetch_notes: bool,
     },
     /// Import a real pretrained multilingual encoder (multilingual-e5-small, on XLM-R's own
     /// vocabulary) as a Hugging Face XLM-R directory: config.json, model.safetensors (fp32),
@@ -198,6 +203,7 @@ fn main() -> Result<()> {
             lang_key,
             text_encoding,
             answered_only,
+            fetch_notes,
         } => labelstudio(
             &export,
             &concepts,
@@ -208,10 +214,14 @@ fn main() -> Result<()> {
                 text_encoding,
                 question_lang,
                 answered_only,
+                fetch_notes,
             },
         ),
     }
 }
+
+/// A fetched note's size at most: a clinical note is kilobytes; this bounds a link to something else.
+const MAX_NOTE_BYTES: u64 = 64 << 20;
 
 /// `data-prep labelstudio`: outputs checked and locked, the export converted, set, rejects and record
 /// written.
@@ -232,7 +242,29 @@ fn labelstudio(
         .with_context(|| format!("cannot read {}", export.display()))?;
     let value: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", export.display()))?;
-    let converted = data_prep::labelstudio::convert(&value, export, &catalogue, opts)?;
+    let access = text::label_studio_links::LabelStudioAccess::from_env();
+    let agent = text::label_studio_links::agent();
+    let bar = opts.fetch_notes.then(|| {
+        let tasks = value.as_array().map_or(0, Vec::len) as u64;
+        text::progress::progress_bar(tasks, 0, "notes")
+    });
+    let converted = data_prep::labelstudio::convert_with(
+        &value,
+        export,
+        &catalogue,
+        opts,
+        &mut |link, task| {
+            let urls = text::label_studio_links::locate(link, Some(task), &access)?;
+            let note = text::label_studio_links::fetch(&agent, &urls, &access, MAX_NOTE_BYTES);
+            if let Some(bar) = &bar {
+                bar.inc(1);
+            }
+            note
+        },
+    )?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     for r in &converted.rejects {
         eprintln!("rejected {} task {}: {}", r.file, r.task, r.reason);
     }
@@ -261,6 +293,9 @@ fn labelstudio(
                 text::concepts::QuestionLanguage::Fixed(code) => code.clone(),
             },
             "answered_only": opts.answered_only,
+            "notes_fetched": converted.notes_fetched,
+            "notes_sha256": converted.notes_sha256,
+            "label_studio_url": opts.fetch_notes.then_some(access.hostname.as_deref()).flatten(),
             "provenance": provenance,
         }),
     )?;

@@ -727,3 +727,82 @@ fn a_label_studio_export_becomes_a_qa_set_that_data_prep_qa_takes() {
     assert!(merge_rejects.trim().is_empty(), "{merge_rejects}");
     assert_eq!(questions(&read(&merged)).len(), n_concepts);
 }
+
+#[test]
+fn a_label_studio_export_of_notes_behind_links_is_read_with_its_fetched_notes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let note = "Pacient de 67 ani, internat pentru AVC ischemic. Glicemia 7,1 mmol/l.";
+    let ls = test_support::FakeLabelStudio::start(note, "");
+    // <Text valueType="url">: the task holds the upload's link, the span (without its text, as the
+    // editor saves it there) counts the note's characters.
+    let export = serde_json::json!([
+        {"id": 1, "data": {"text": "/data/upload/1/note.txt", "lang": "ro"},
+         "annotations": [{"result": [{"type": "labels", "from_name": "label", "to_name": "text",
+             "value": {"start": 11, "end": 17, "labels": ["age"]}}]}]},
+    ]);
+    let export_file = d.join("export.json");
+    std::fs::write(&export_file, export.to_string()).unwrap();
+    let concepts = root().join("configs/concepts-stroke.toml");
+    let convert = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "labelstudio",
+            "--export",
+            export_file.to_str().unwrap(),
+            "--concepts",
+            concepts.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        Command::new(BIN)
+            .args(&args)
+            .env("LABEL_STUDIO_URL", &ls.base)
+            .env("LABEL_STUDIO_API_KEY", "secret")
+            .output()
+            .unwrap()
+    };
+    let out = d.join("ls.json");
+    let o = convert(&out, &["--fetch-notes"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let set = read(&out);
+    assert_eq!(set["data"][0]["paragraphs"][0]["context"], note);
+    let age = questions(&set)
+        .into_iter()
+        .find(|q| q["id"] == "1-age")
+        .unwrap();
+    assert_eq!(
+        age["answers"],
+        serde_json::json!([{"text": "67 ani", "answer_start": 11}])
+    );
+    assert_eq!(
+        ls.seen().last().unwrap(),
+        &(
+            "/data/upload/1/note.txt".to_owned(),
+            Some("Token secret".to_owned())
+        )
+    );
+    // The record holds what the export's hash does not: the notes fetched, hashed as Python hashes them.
+    let record = read(&d.join("ls.run.json"));
+    assert_eq!(record["notes_fetched"], 1);
+    assert_eq!(record["label_studio_url"], ls.base.as_str());
+    let script = format!(
+        "import hashlib; print(hashlib.sha256(b'1\\0' + {note:?}.encode() + b'\\0').hexdigest())"
+    );
+    let sha = test_support::ok(
+        Command::new(test_support::python())
+            .args(["-c", &script])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(record["notes_sha256"], sha.trim());
+    // Without --fetch-notes the link is not taken for the note (its characters were the context
+    // before): nothing can be made, and the reason says what to give.
+    let o = convert(&d.join("plain.json"), &[]);
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("valueType=\"url\"") && stderr.contains("--fetch-notes"),
+        "{stderr}"
+    );
+}

@@ -475,7 +475,7 @@ async fn fetch_notes(
             Some(Value::Number(id)) => Some(id.to_string()),
             _ => None,
         };
-        let urls = crate::task_links::locate(link, id.as_deref(), &access)
+        let urls = text::label_studio_links::locate(link, id.as_deref(), &access)
             .map_err(|e| bad(format!("task {i}: its note's link {link:?}: {e:#}")))?;
         located.push(urls);
     }
@@ -485,7 +485,7 @@ async fn fetch_notes(
     let fetched = tokio::task::spawn_blocking(move || {
         located
             .iter()
-            .map(|urls| crate::task_links::fetch(&agent, urls, &access, max_bytes))
+            .map(|urls| text::label_studio_links::fetch(&agent, urls, &access, max_bytes))
             .collect::<Vec<_>>()
     })
     .await

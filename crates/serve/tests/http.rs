@@ -390,91 +390,12 @@ fn label_studio_gets_span_pre_annotations_and_links_come_with_extractions() {
     assert!(server.stop().success());
 }
 
-/// A stand-in for Label Studio's file endpoints, as its SDK reaches them: an upload served at
-/// `/data/upload` (the storage proxy answering 404, as where uploads stay on the disk), and a cloud
-/// storage object behind the task's presign endpoint, which redirects to the bucket. Label Studio's
-/// endpoints want the token; the bucket, like S3 with a presigned URL, refuses a request that brings one.
-/// Every request's path and `Authorization` header are kept.
-struct FakeLabelStudio {
-    base: String,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
-}
-
-/// A request's path and query, and its `Authorization` header.
-type Seen = (String, Option<String>);
-
-impl FakeLabelStudio {
-    fn start(upload: &str, bucket_object: &str) -> Self {
-        use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (log, upload, object) = (
-            seen.clone(),
-            // A byte order mark, which the editor's fetch().text() drops.
-            [b"\xEF\xBB\xBF".as_slice(), upload.as_bytes()].concat(),
-            bucket_object.as_bytes().to_vec(),
-        );
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let mut stream = stream.unwrap();
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
-                    head.push(byte[0]);
-                }
-                let head = String::from_utf8(head).unwrap();
-                let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
-                let auth = head
-                    .lines()
-                    .find_map(|l| {
-                        l.strip_prefix("authorization: ")
-                            .or(l.strip_prefix("Authorization: "))
-                    })
-                    .map(str::to_owned);
-                log.lock().unwrap().push((path.clone(), auth.clone()));
-                let signed_in = auth.as_deref() == Some("Token secret");
-                let (status, extra, body): (&str, String, Vec<u8>) = match path.as_str() {
-                    "/data/upload/1/note.txt" if signed_in => {
-                        ("200 OK", String::new(), upload.clone())
-                    }
-                    "/tasks/2/presign/?fileuri=s3%3A%2F%2Fnotes%2Fother.txt" if signed_in => (
-                        "303 See Other",
-                        "Location: /bucket/other.txt\r\n".into(),
-                        Vec::new(),
-                    ),
-                    "/bucket/other.txt" if auth.is_none() => {
-                        ("200 OK", String::new(), object.clone())
-                    }
-                    "/bucket/other.txt" => ("400 Bad Request", String::new(), Vec::new()),
-                    "/data/upload/1/note.txt"
-                    | "/tasks/2/presign/?fileuri=s3%3A%2F%2Fnotes%2Fother.txt" => {
-                        ("401 Unauthorized", String::new(), Vec::new())
-                    }
-                    _ => ("404 Not Found", String::new(), Vec::new()),
-                };
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(&body);
-            }
-        });
-        Self { base, seen }
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        std::mem::take(&mut self.seen.lock().unwrap())
-    }
-}
-
 #[test]
 fn label_studio_notes_behind_links_are_fetched_as_the_editor_fetches_them() {
     let tmp = tempfile::tempdir().unwrap();
     let model = qa_model(tmp.path());
     let other = "NIHSS score on admission was 7. Discharged on dabigatran 150 mg twice daily.";
-    let ls = FakeLabelStudio::start(NOTE, other);
+    let ls = test_support::FakeLabelStudio::start(NOTE, other);
     let inline = r#"<View><Labels name="concept" toName="note"><Label value="anticoagulant"/><Label value="age"/><Label value="nihss_admission"/></Labels><Text name="note" value="$report"/></View>"#;
     let linked = inline.replace(
         r#"value="$report"/>"#,

@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod fake_label_studio;
+pub use fake_label_studio::{FakeLabelStudio, Seen};
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");

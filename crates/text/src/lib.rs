@@ -6,7 +6,8 @@
 //! - [`qa`]: the SQuAD format ([`qa::data`] for question ids and answers, [`qa::squad`] for examples),
 //!   `run_qa.py`'s features and `utils_qa.py`'s post-processing;
 //! - [`concepts`]: the concept catalogue (what extract asks, and data-prep's Label Studio import);
-//!   [`label_studio`]: how a Label Studio task holds its note (serve's backend, data-prep's import);
+//!   [`label_studio`]: how a Label Studio task holds its note (serve's backend, data-prep's import), and
+//!   [`label_studio_links`]: a note behind a link (`<Text valueType="url">`), fetched from Label Studio;
 //! - [`json_records`]: a JSON file of records (an array, or an object's `data` array), as `datasets` reads one;
 //! - [`config`]: `config.json`; [`runconfig`]: TOML run configs with `--set` overrides;
 //! - [`progress`]: progress bars; [`flags`]: the benchmark examples' `--key value` arguments;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod flags;
 pub mod json_records;
 pub mod label_studio;
+pub mod label_studio_links;
 pub mod language;
 pub mod progress;
 pub mod qa;
