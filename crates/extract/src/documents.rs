@@ -122,6 +122,19 @@ impl Collected<'_> {
             self.skip(file, line, "empty document".into());
             return;
         }
+        // Tasks of a Label Studio project whose <Text valueType="url"> holds links: answers found in a
+        // link's characters would mean nothing.
+        if text::label_studio_links::looks_like_link(&text) {
+            self.skip(
+                file,
+                line,
+                "the text is a link, not a note (as the tasks of a Label Studio project with <Text \
+                 valueType=\"url\"> hold theirs); extract from the notes, or pre-annotate the project \
+                 with serve, which fetches them"
+                    .into(),
+            );
+            return;
+        }
         match language(lang, &text, self.opts) {
             Some((lang, lang_source)) => {
                 self.docs.push(Document {
@@ -549,7 +562,8 @@ mod tests {
             serde_json::json!([
                 {"id": 41, "data": {"text": "Pacientul are febră.", "lang": "ro"}},
                 {"data": {"text": "Patient has fever.", "lang": "en", "id": "n2"}},
-                {"id": 43, "data": {"note": "x"}}
+                {"id": 43, "data": {"note": "x"}},
+                {"id": 44, "data": {"text": "/data/upload/3/note.txt"}}
             ])
             .to_string(),
         )
@@ -562,6 +576,8 @@ mod tests {
             .collect();
         assert_eq!(got, [("41", "ro"), ("n2", "en")]);
         assert_eq!(read_back.skipped[0].line, 3);
+        assert_eq!(read_back.skipped[1].line, 4);
+        assert!(read_back.skipped[1].reason.contains("valueType=\"url\""));
         let two = refused(r#"{"train": [], "test": []}"#);
         assert!(
             two.contains(r#"which of the arrays "train", "test""#),
