@@ -302,6 +302,16 @@ const JSON_MIN_FIELDS: [&str; 7] = [
     "agreement",
 ];
 
+/// How many tasks an export holds (a JSON-MIN export's records grouped by task): the length of a
+/// progress bar over them.
+pub fn task_count(export: &Value) -> usize {
+    match export.as_array() {
+        Some(records) if is_json_min(records) => tasks_of_json_min(records).len(),
+        Some(tasks) => tasks.len(),
+        None => 0,
+    }
+}
+
 /// Whether the export is JSON-MIN (Export → JSON-MIN): a record per annotation, the task's data at the
 /// top level beside each control's results under its name, without `data` and `annotations`.
 fn is_json_min(tasks: &[Value]) -> bool {
@@ -573,6 +583,8 @@ questions = { en = "Does the patient smoke?" }
         let (a, b) = (convert_(&full), convert_(&min));
         assert_eq!(a.squad, b.squad);
         assert_eq!((b.tasks, b.questions, b.answered), (2, 4, 1));
+        // The progress bar counts tasks, not JSON-MIN's records.
+        assert_eq!((task_count(&full), task_count(&min)), (2, 2));
         assert!(b.rejects.is_empty(), "{:?}", b.rejects);
         assert_eq!(
             b.squad["data"][0]["paragraphs"][0]["qas"][0]["answers"],

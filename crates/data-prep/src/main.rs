@@ -95,7 +95,9 @@ enum Command {
         answered_only: bool,
         /// The tasks hold links to their notes (the project's `<Text valueType="url">`): fetch each
         /// note as the editor does, from Label Studio at LABEL_STUDIO_URL with the access token
-        /// LABEL_STUDIO_API_KEY (uploads, local files, cloud storage, http(s) links).
+        /// LABEL_STUDIO_API_KEY (uploads, local files, cloud storage, http(s) links). A Label Studio
+        /// whose certificate a hospital's own authority signed: REQUESTS_CA_BUNDLE (or SSL_CERT_FILE)
+        /// names a PEM file or directory of the certificates to trust instead of Mozilla's roots.
         #[arg(long)]
         fetch_notes: bool,
     },
@@ -243,9 +245,13 @@ fn labelstudio(
     let value: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", export.display()))?;
     let access = text::label_studio_links::LabelStudioAccess::from_env();
-    let agent = text::label_studio_links::agent();
+    // Only a run that fetches reads the certificate settings: a broken one fails it before the work.
+    let agent = opts
+        .fetch_notes
+        .then(text::label_studio_links::agent)
+        .transpose()?;
     let bar = opts.fetch_notes.then(|| {
-        let tasks = value.as_array().map_or(0, Vec::len) as u64;
+        let tasks = data_prep::labelstudio::task_count(&value) as u64;
         text::progress::progress_bar(tasks, 0, "notes")
     });
     let converted = data_prep::labelstudio::convert_with(
@@ -254,8 +260,11 @@ fn labelstudio(
         &catalogue,
         opts,
         &mut |link, task| {
+            let agent = agent
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("notes are fetched with --fetch-notes only"))?;
             let urls = text::label_studio_links::locate(link, Some(task), &access)?;
-            let note = text::label_studio_links::fetch(&agent, &urls, &access, MAX_NOTE_BYTES);
+            let note = text::label_studio_links::fetch(agent, &urls, &access, MAX_NOTE_BYTES);
             if let Some(bar) = &bar {
                 bar.inc(1);
             }
@@ -296,6 +305,13 @@ fn labelstudio(
             "notes_fetched": converted.notes_fetched,
             "notes_sha256": converted.notes_sha256,
             "label_studio_url": opts.fetch_notes.then_some(access.hostname.as_deref()).flatten(),
+            // Whose certificates the fetches trusted: Mozilla's roots, or a hospital's bundle.
+            "trusted_certificates": opts.fetch_notes.then(|| {
+                text::label_studio_links::ca_bundle_from_env().map_or_else(
+                    || "Mozilla's roots (webpki-roots)".to_owned(),
+                    |(var, path)| format!("{var}={}", path.display()),
+                )
+            }),
             "provenance": provenance,
         }),
     )?;

@@ -806,3 +806,73 @@ fn a_label_studio_export_of_notes_behind_links_is_read_with_its_fetched_notes() 
         "{stderr}"
     );
 }
+
+#[test]
+fn notes_behind_a_label_studio_with_its_own_certificate_authority_are_fetched_when_it_is_trusted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let note = "Pacient de 67 ani, internat pentru AVC ischemic.";
+    let ls = test_support::FakeLabelStudio::start_tls(note, "");
+    let export = serde_json::json!([
+        {"id": 1, "data": {"text": "/data/upload/1/note.txt", "lang": "ro"},
+         "annotations": [{"result": [{"type": "labels", "from_name": "label", "to_name": "text",
+             "value": {"start": 11, "end": 17, "labels": ["age"]}}]}]},
+    ]);
+    let export_file = d.join("export.json");
+    std::fs::write(&export_file, export.to_string()).unwrap();
+    let concepts = root().join("configs/concepts-stroke.toml");
+    let convert = |out: &str, trust: Option<(&str, &Path)>| {
+        let mut command = Command::new(BIN);
+        command
+            .args(["labelstudio", "--fetch-notes", "--export"])
+            .arg(&export_file)
+            .arg("--concepts")
+            .arg(&concepts)
+            .arg("--out")
+            .arg(d.join(out))
+            .env("LABEL_STUDIO_URL", &ls.base)
+            .env("LABEL_STUDIO_API_KEY", "secret");
+        for var in ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"] {
+            command.env_remove(var);
+        }
+        if let Some((var, file)) = trust {
+            command.env(var, file);
+        }
+        command.output().unwrap()
+    };
+    // Untrusted: the task is a reject whose reason says how to trust the authority.
+    let o = convert("untrusted.json", None);
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("certificate") && stderr.contains("REQUESTS_CA_BUNDLE"),
+        "{stderr}"
+    );
+    let ca = d.join("hospital-ca.pem");
+    std::fs::write(&ca, ls.ca_pem.as_ref().unwrap()).unwrap();
+    for var in ["REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"] {
+        let out = format!("trusted-{var}.json");
+        let o = convert(&out, Some((var, &ca)));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            read(&d.join(&out))["data"][0]["paragraphs"][0]["context"],
+            note
+        );
+        let record = read(&d.join(out.replace(".json", ".run.json")));
+        assert_eq!(
+            record["trusted_certificates"],
+            format!("{var}={}", ca.display()).as_str()
+        );
+    }
+    // A file that holds no certificate stops the run before any work, naming the variable and file.
+    let empty = d.join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let o = convert("empty.json", Some(("REQUESTS_CA_BUNDLE", &empty)));
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("REQUESTS_CA_BUNDLE=") && stderr.contains("no certificate"),
+        "{stderr}"
+    );
+    assert!(!d.join("empty.json").exists());
+}

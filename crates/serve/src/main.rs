@@ -79,6 +79,7 @@ fn main() -> Result<()> {
         c.override_min_probability(p)?;
     }
     let linker = cli.link.load()?;
+    let task_links = serve::task_links::TaskLinks::from_env()?;
     let device = cli.device.resolve()?;
     let (engine, info, model_thread) = Engine::start(EngineConfig {
         model: cli.model.clone(),
@@ -102,7 +103,7 @@ fn main() -> Result<()> {
             max_items: cli.max_items,
         },
         lang_key: cli.lang_key.clone(),
-        task_links: serve::task_links::TaskLinks::from_env(),
+        task_links,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

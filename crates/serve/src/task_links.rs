@@ -16,12 +16,14 @@ pub struct TaskLinks {
 }
 
 impl TaskLinks {
-    pub fn from_env() -> Self {
-        Self {
+    /// The environment's settings, and a client that trusts the certificates it names
+    /// (`REQUESTS_CA_BUNDLE`, …): a bad one stops serve at its start, not at the first note.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
             env: LabelStudioAccess::from_env(),
             by_project: Mutex::default(),
-            agent: agent(),
-        }
+            agent: agent()?,
+        })
     }
 
     /// Keeps what a `/setup` request sent for its project (Label Studio's `project` field).
@@ -68,7 +70,7 @@ mod tests {
                 access_token: None,
             },
             by_project: Mutex::default(),
-            agent: agent(),
+            agent: text::label_studio_links::agent_trusting(None),
         };
         links.remember_setup(
             &json!({"project": "4.1700", "hostname": "http://ls:8080", "access_token": "t"}),

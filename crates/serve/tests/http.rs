@@ -41,6 +41,9 @@ impl Server {
             .env_remove("LABEL_STUDIO_HOST")
             .env_remove("LABEL_STUDIO_API_KEY")
             .env_remove("LABEL_STUDIO_ACCESS_TOKEN")
+            .env_remove("REQUESTS_CA_BUNDLE")
+            .env_remove("CURL_CA_BUNDLE")
+            .env_remove("SSL_CERT_FILE")
             .envs(env.iter().copied())
             .arg("--model")
             .arg(model)
@@ -509,6 +512,70 @@ fn label_studio_notes_behind_links_are_fetched_as_the_editor_fetches_them() {
         "{refused}"
     );
     assert!(server.stop().success());
+}
+
+#[test]
+fn notes_behind_a_label_studio_with_its_own_authority_are_fetched_once_its_certificate_is_trusted()
+{
+    let tmp = tempfile::tempdir().unwrap();
+    let model = qa_model(tmp.path());
+    let other = "NIHSS score on admission was 7. Discharged on dabigatran 150 mg twice daily.";
+    let ls = test_support::FakeLabelStudio::start_tls(NOTE, other);
+    let ca = tmp.path().join("hospital-ca.pem");
+    std::fs::write(&ca, ls.ca_pem.as_ref().unwrap()).unwrap();
+    let config = r#"<View><Labels name="concept" toName="note"><Label value="anticoagulant"/><Label value="age"/></Labels><Text name="note" value="$report" valueType="url"/></View>"#;
+    let request = json!({"label_config": config, "project": "1.1", "tasks": [
+        {"id": 1, "data": {"report": "/data/upload/1/note.txt", "lang": "ro"}},
+        {"id": 2, "data": {"report": "s3://notes/other.txt", "lang": "en"}}]})
+    .to_string();
+    let ls_env = [
+        ("LABEL_STUDIO_URL", ls.base.as_str()),
+        ("LABEL_STUDIO_API_KEY", "secret"),
+    ];
+    // Mozilla's roots alone: a 502 that says how to trust the hospital's authority.
+    let server = Server::start_with_env(&model, &["--min-probability", "0"], &ls_env);
+    let (status, refused) = server.post("/predict", &request);
+    assert_eq!(status, 502, "{refused}");
+    let why = refused["error"].as_str().unwrap();
+    assert!(why.contains("REQUESTS_CA_BUNDLE"), "{why}");
+    assert!(server.stop().success());
+    // With its certificate trusted, as OpenSSL's variable names it: both notes, over HTTPS.
+    let trusted = [
+        ls_env.as_slice(),
+        &[("SSL_CERT_FILE", ca.to_str().unwrap())],
+    ]
+    .concat();
+    let server = Server::start_with_env(&model, &["--min-probability", "0"], &trusted);
+    let (status, got) = server.post("/predict", &request);
+    assert_eq!(status, 200, "{got}");
+    let results = got["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    let spans: usize = results
+        .iter()
+        .map(|r| r["result"].as_array().unwrap().len())
+        .sum();
+    assert!(spans >= 2, "{got}");
+    assert_eq!(
+        ls.seen().last().unwrap(),
+        &("/bucket/other.txt".to_owned(), None)
+    );
+    assert!(server.stop().success());
+    // A certificate file that holds none stops serve at its start, naming the variable and the file.
+    let empty = tmp.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let o = Command::new(BIN)
+        .env("REQUESTS_CA_BUNDLE", &empty)
+        .arg("--model")
+        .arg(&model)
+        .args(["--listen", "127.0.0.1:0", "--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("REQUESTS_CA_BUNDLE=") && stderr.contains("empty.pem"),
+        "{stderr}"
+    );
 }
 
 #[test]

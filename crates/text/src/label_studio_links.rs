@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
 
 /// Where Label Studio is and how to sign in to it.
@@ -191,7 +191,19 @@ pub fn fetch(
         let mut response = match request.call() {
             Ok(r) => r,
             Err(e) => {
-                failures.push(format!("{}: {e}", shown(url)));
+                // An authority no public root trusts, as hospitals' own: say how to trust it.
+                let hint = if matches!(e, ureq::Error::Tls(_) | ureq::Error::Rustls(_))
+                    || e.to_string().contains("certificate")
+                {
+                    format!(
+                        " (a certificate signed by your own authority: set {} to a PEM file that \
+                         holds it)",
+                        CA_BUNDLE_VARS[0]
+                    )
+                } else {
+                    String::new()
+                };
+                failures.push(format!("{}: {e}{hint}", shown(url)));
                 continue;
             }
         };
@@ -247,15 +259,88 @@ fn shown(url: &url::Url) -> String {
     u.to_string()
 }
 
-/// The client that fetches notes: Label Studio's own time limit for a prediction is 100 s, and the
-/// token is not sent on when a presign endpoint redirects to the bucket.
-pub fn agent() -> ureq::Agent {
+/// The variables that name the certificates to trust instead of Mozilla's roots, first set first:
+/// Python's requests (and so the Label Studio SDK and ML backends) reads `REQUESTS_CA_BUNDLE` and
+/// `CURL_CA_BUNDLE`, OpenSSL (curl, wget) `SSL_CERT_FILE`.
+pub const CA_BUNDLE_VARS: [&str; 3] = ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"];
+
+/// The client that fetches notes, trusting the certificates [`CA_BUNDLE_VARS`] name (a Label Studio
+/// behind a hospital's own authority), else Mozilla's roots.
+pub fn agent() -> Result<ureq::Agent> {
+    match ca_bundle_from_env() {
+        None => Ok(agent_trusting(None)),
+        Some((var, path)) => {
+            let certificates = read_ca_bundle(&path)
+                .with_context(|| format!("{var}={}: cannot trust it", path.display()))?;
+            Ok(agent_trusting(Some(certificates)))
+        }
+    }
+}
+
+/// The first of [`CA_BUNDLE_VARS`] set, and the file or directory it names.
+pub fn ca_bundle_from_env() -> Option<(&'static str, std::path::PathBuf)> {
+    CA_BUNDLE_VARS.iter().find_map(|var| {
+        std::env::var_os(var)
+            .filter(|v| !v.is_empty())
+            .map(|v| (*var, std::path::PathBuf::from(v)))
+    })
+}
+
+/// The client, trusting `roots` alone where given (as requests trusts `REQUESTS_CA_BUNDLE` alone),
+/// else Mozilla's roots. Label Studio's own time limit for a prediction is 100 s, and the token is not
+/// sent on when a presign endpoint redirects to the bucket.
+pub fn agent_trusting(roots: Option<Vec<ureq::tls::Certificate<'static>>>) -> ureq::Agent {
+    let roots = match roots {
+        Some(certificates) => ureq::tls::RootCerts::new_with_certs(&certificates),
+        None => ureq::tls::RootCerts::WebPki,
+    };
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))
         .user_agent(concat!("medqa/", env!("CARGO_PKG_VERSION")))
+        .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
         .build()
         .into()
+}
+
+/// The certificates of a PEM file, or of every file of a directory that holds some (as OpenSSL reads
+/// a certificate directory, such as `/etc/ssl/certs`).
+pub fn read_ca_bundle(path: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>> {
+    let read_file = |file: &std::path::Path| -> Result<Vec<ureq::tls::Certificate<'static>>> {
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        ureq::tls::parse_pem(&bytes)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                Ok(_) => None,
+                Err(e) => Some(Err(anyhow!("{} is not valid PEM: {e}", file.display()))),
+            })
+            .collect()
+    };
+    let certificates = if path.is_dir() {
+        let mut files: Vec<_> = std::fs::read_dir(path)
+            .with_context(|| format!("cannot read the directory {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        // A directory's other files (a README, keys, revocation lists) are not certificates; OpenSSL
+        // passes over them too.
+        files
+            .iter()
+            .filter_map(|f| read_file(f).ok())
+            .flatten()
+            .collect()
+    } else {
+        read_file(path)?
+    };
+    if certificates.is_empty() {
+        bail!(
+            "no certificate (-----BEGIN CERTIFICATE-----) in {}",
+            path.display()
+        );
+    }
+    Ok(certificates)
 }
 
 #[cfg(test)]
@@ -375,5 +460,66 @@ mod tests {
             LabelStudioAccess::from_setup(&serde_json::json!({"hostname": ""})),
             LabelStudioAccess::default()
         );
+    }
+
+    #[test]
+    fn a_label_studio_behind_its_own_authority_is_reached_with_its_certificate_trusted() {
+        let ls = test_support::FakeLabelStudio::start_tls("Glicemia 7,1 mmol/l.", "");
+        let a = LabelStudioAccess {
+            hostname: Some(ls.base.clone()),
+            access_token: Some("secret".into()),
+        };
+        let urls = locate("/data/upload/1/note.txt", None, &a).unwrap();
+        // Mozilla's roots do not hold the authority: the message says how to trust it.
+        let refused = fetch(&agent_trusting(None), &urls, &a, 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("certificate") && refused.contains("REQUESTS_CA_BUNDLE"),
+            "{refused}"
+        );
+        assert!(
+            ls.seen().is_empty(),
+            "no request crosses an untrusted connection"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("hospital-ca.pem");
+        std::fs::write(&bundle, ls.ca_pem.as_ref().unwrap()).unwrap();
+        let trusted = agent_trusting(Some(read_ca_bundle(&bundle).unwrap()));
+        assert_eq!(
+            fetch(&trusted, &urls, &a, 1 << 20).unwrap(),
+            "Glicemia 7,1 mmol/l."
+        );
+        assert_eq!(
+            ls.seen().last().unwrap(),
+            &(
+                "/data/upload/1/note.txt".to_owned(),
+                Some("Token secret".to_owned())
+            )
+        );
+        // A directory of certificates, with other files in it, as /etc/ssl/certs.
+        std::fs::write(dir.path().join("README"), "certificates of the hospital").unwrap();
+        assert_eq!(read_ca_bundle(dir.path()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_certificate_file_without_certificates_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let e = read_ca_bundle(&empty).unwrap_err().to_string();
+        assert!(
+            e.contains("no certificate") && e.contains("empty.pem"),
+            "{e}"
+        );
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(&broken, "-----BEGIN CERTIFICATE-----\nMIIB\n").unwrap();
+        let e = format!("{:#}", read_ca_bundle(&broken).unwrap_err());
+        assert!(e.contains("broken.pem"), "{e}");
+        let e = format!(
+            "{:#}",
+            read_ca_bundle(&dir.path().join("absent.pem")).unwrap_err()
+        );
+        assert!(e.contains("cannot read") && e.contains("absent.pem"), "{e}");
     }
 }
