@@ -728,14 +728,10 @@ fn a_label_studio_export_becomes_a_qa_set_that_data_prep_qa_takes() {
     assert_eq!(questions(&read(&merged)).len(), n_concepts);
 }
 
-#[test]
-fn a_label_studio_export_of_notes_behind_links_is_read_with_its_fetched_notes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    let note = "Pacient de 67 ani, internat pentru AVC ischemic. Glicemia 7,1 mmol/l.";
-    let ls = test_support::FakeLabelStudio::start(note, "");
-    // <Text valueType="url">: the task holds the upload's link, the span (without its text, as the
-    // editor saves it there) counts the note's characters.
+/// An export of a project whose `<Text valueType="url">` tasks hold links: one task, the upload
+/// `/data/upload/1/note.txt`, whose span (without its text, as the editor saves it there) marks the
+/// age at characters 11..17 of the note.
+fn write_linked_export(d: &Path) -> std::path::PathBuf {
     let export = serde_json::json!([
         {"id": 1, "data": {"text": "/data/upload/1/note.txt", "lang": "ro"},
          "annotations": [{"result": [{"type": "labels", "from_name": "label", "to_name": "text",
@@ -743,6 +739,16 @@ fn a_label_studio_export_of_notes_behind_links_is_read_with_its_fetched_notes() 
     ]);
     let export_file = d.join("export.json");
     std::fs::write(&export_file, export.to_string()).unwrap();
+    export_file
+}
+
+#[test]
+fn a_label_studio_export_of_notes_behind_links_is_read_with_its_fetched_notes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let note = "Pacient de 67 ani, internat pentru AVC ischemic. Glicemia 7,1 mmol/l.";
+    let ls = test_support::FakeLabelStudio::start(note, "");
+    let export_file = write_linked_export(d);
     let concepts = root().join("configs/concepts-stroke.toml");
     let convert = |out: &Path, extra: &[&str]| {
         let mut args = vec![
@@ -813,13 +819,7 @@ fn notes_behind_a_label_studio_with_its_own_certificate_authority_are_fetched_wh
     let d = tmp.path();
     let note = "Pacient de 67 ani, internat pentru AVC ischemic.";
     let ls = test_support::FakeLabelStudio::start_tls(note, "");
-    let export = serde_json::json!([
-        {"id": 1, "data": {"text": "/data/upload/1/note.txt", "lang": "ro"},
-         "annotations": [{"result": [{"type": "labels", "from_name": "label", "to_name": "text",
-             "value": {"start": 11, "end": 17, "labels": ["age"]}}]}]},
-    ]);
-    let export_file = d.join("export.json");
-    std::fs::write(&export_file, export.to_string()).unwrap();
+    let export_file = write_linked_export(d);
     let concepts = root().join("configs/concepts-stroke.toml");
     let convert = |out: &str, trust: Option<(&str, &Path)>| {
         let mut command = Command::new(BIN);
