@@ -32,45 +32,43 @@ impl FakeLabelStudio {
     /// Serves `upload` as `/data/upload/1/note.txt` and `bucket_object` as `s3://notes/other.txt` of
     /// task 2, to the token `secret`.
     pub fn start(upload: &str, bucket_object: &str) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (log, files) = (seen.clone(), Files::new(upload, bucket_object));
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                answer(stream, &files, &log);
-            }
-        });
-        Self {
-            base,
-            ca_pem: None,
-            seen,
-        }
+        Self::serve(upload, bucket_object, None)
     }
 
     /// As [`start`](Self::start), over HTTPS: the server's certificate (for 127.0.0.1) is signed by an
     /// authority made here, whose certificate is `ca_pem`.
     pub fn start_tls(upload: &str, bucket_object: &str) -> Self {
-        let (ca_pem, config) = tls_server_config();
+        Self::serve(upload, bucket_object, Some(tls_server_config()))
+    }
+
+    /// Over HTTP, or over HTTPS with `tls`'s authority (PEM) and server configuration.
+    fn serve(
+        upload: &str,
+        bucket_object: &str,
+        tls: Option<(String, Arc<rustls::ServerConfig>)>,
+    ) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("https://{}", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (log, files) = (seen.clone(), Files::new(upload, bucket_object));
+        let (ca_pem, config) = tls.unzip();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let Ok(connection) = rustls::ServerConnection::new(config.clone()) else {
-                    continue;
-                };
-                // A client that does not trust the certificate hangs up in the handshake: the
-                // request is never read, and the next connection is served.
-                answer(rustls::StreamOwned::new(connection, stream), &files, &log);
+                match &config {
+                    None => answer(stream, &files, &log),
+                    Some(config) => {
+                        let Ok(connection) = rustls::ServerConnection::new(config.clone()) else {
+                            continue;
+                        };
+                        // A client that does not trust the certificate hangs up in the handshake:
+                        // the request is never read, and the next connection is served.
+                        answer(rustls::StreamOwned::new(connection, stream), &files, &log);
+                    }
+                }
             }
         });
-        Self {
-            base,
-            ca_pem: Some(ca_pem),
-            seen,
-        }
+        Self { base, ca_pem, seen }
     }
 
     /// The requests since the last call.
